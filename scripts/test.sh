@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need when
+# it is missing, then runs the checks and the tests. The README's test command
+# and .ci/run both call exactly this script.
+#
+#   scripts/test.sh            everything (format, vet, staticcheck, tidy, race tests)
+#   SHOAL_SKIP_LINT=1 ...      tests only (for a quick local loop)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null || echo /root/go)/bin"
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2
+
+step() { printf '\n=== %s\n' "$*"; }
+
+need_root() {
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "scripts/test.sh: installing $* needs root (or install it yourself)" >&2
+		exit 1
+	fi
+}
+
+# apt_install installs Debian packages whose command is missing.
+apt_updated=
+apt_install() {
+	need_root "$*"
+	if [ -z "$apt_updated" ]; then
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+step "tools"
+command -v go >/dev/null || { echo "Go 1.26 is required (https://go.dev/doc/install)" >&2; exit 1; }
+go version
+command -v git >/dev/null || apt_install git
+
+if [ -z "${SHOAL_SKIP_LINT:-}" ]; then
+	step "gofmt"
+	unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+	if [ -n "$unformatted" ]; then
+		echo "gofmt would change:"; echo "$unformatted"; exit 1
+	fi
+
+	step "go mod tidy -diff"
+	go mod tidy -diff
+
+	step "go vet"
+	go vet ./...
+
+	step "staticcheck $STATICCHECK_VERSION"
+	go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./...
+fi
+
+step "go test -race"
+# -p 2: this suite runs real clusters and peer connections; more packages at
+# once on a 2-core machine only slows each one down.
+go test -race -count=1 -p 2 -timeout 12m "$@" ./...
