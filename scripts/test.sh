@@ -35,6 +35,8 @@ step "tools"
 command -v go >/dev/null || { echo "Go 1.26 is required (https://go.dev/doc/install)" >&2; exit 1; }
 go version
 command -v git >/dev/null || apt_install git
+# End-to-end tests drive a real browser with a fake camera.
+command -v chromium >/dev/null || apt_install chromium
 
 if [ -z "${SHOAL_SKIP_LINT:-}" ]; then
 	step "gofmt"
