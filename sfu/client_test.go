@@ -1,0 +1,379 @@
+package sfu_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/sfu"
+)
+
+// testClient is a pion peer that behaves like the seed SDK: it answers the
+// server's offers, attaches its tracks with AddTrack after SRD (so they land
+// on the first free m-lines of their kind) and trickles its candidates.
+type testClient struct {
+	t    testing.TB
+	pc   *webrtc.PeerConnection
+	conn *sfu.Connection
+
+	audio, video *webrtc.TrackLocalStaticRTP
+	videoSender  *webrtc.RTPSender
+	plis         atomic.Int64
+
+	mu       sync.Mutex
+	reoffers []string
+	received map[string][][]byte // stream id/track id -> payloads
+	streams  map[string]string   // track id -> stream id
+	ssrcs    map[string]uint32   // stream id/track id -> SSRC
+	msgs     map[string][][]byte // label -> messages
+	dcs      map[string]*webrtc.DataChannel
+	open     map[string]bool
+	events   []sfu.ConnectionEvent
+	answerFn func(offer string) (string, error) // overrides the answer
+}
+
+type clientOpts struct {
+	channel string
+	id      string
+	role    sfu.Role
+	audio   bool
+	video   bool
+	labels  []string
+	discard bool        // read received RTP without keeping it (benchmarks)
+	api     *webrtc.API // nil: sharedClientAPI
+}
+
+func clientAPI(tweaks ...func(*webrtc.SettingEngine)) *webrtc.API {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		panic(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		panic(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(0)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	for _, f := range tweaks {
+		f(&se)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+var sharedClientAPI = clientAPI()
+
+// join connects a client and waits until its peer connection is up.
+func join(t testing.TB, s *sfu.SFU, o clientOpts) *testClient {
+	t.Helper()
+	c, err := tryJoin(t, s, o)
+	if err != nil {
+		t.Fatalf("join %s: %v", o.id, err)
+	}
+	testutil.Eventually(t, func() bool { return c.pc.ConnectionState() == webrtc.PeerConnectionStateConnected }, 10*time.Second, "client %s connected", o.id)
+	return c
+}
+
+func tryJoin(t testing.TB, s *sfu.SFU, o clientOpts) (*testClient, error) {
+	t.Helper()
+	api := o.api
+	if api == nil {
+		api = sharedClientAPI
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testClient{t: t, pc: pc, received: map[string][][]byte{}, streams: map[string]string{}, ssrcs: map[string]uint32{}, msgs: map[string][][]byte{}, dcs: map[string]*webrtc.DataChannel{}, open: map[string]bool{}}
+	t.Cleanup(func() { _ = pc.Close() })
+	if o.audio {
+		c.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", "local")
+	}
+	if o.video {
+		c.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "local")
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		key := tr.StreamID() + "/" + tr.ID()
+		if o.discard {
+			c.mu.Lock()
+			c.received[key] = [][]byte{nil}
+			c.mu.Unlock()
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := tr.Read(buf); err != nil {
+					return
+				}
+			}
+		}
+		c.mu.Lock()
+		c.streams[tr.ID()] = tr.StreamID()
+		c.ssrcs[key] = uint32(tr.SSRC())
+		c.mu.Unlock()
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.received[key] = append(c.received[key], append([]byte(nil), p.Payload...))
+			c.mu.Unlock()
+		}
+	})
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		label := dc.Label()
+		c.mu.Lock()
+		c.dcs[label] = dc
+		c.mu.Unlock()
+		dc.OnOpen(func() {
+			c.mu.Lock()
+			c.open[label] = true
+			c.mu.Unlock()
+		})
+		dc.OnMessage(func(m webrtc.DataChannelMessage) {
+			c.mu.Lock()
+			c.msgs[label] = append(c.msgs[label], m.Data)
+			c.mu.Unlock()
+		})
+	})
+	var specs []sfu.DataChannelSpec
+	for _, l := range o.labels {
+		spec := sfu.DataChannelSpec{Label: l}
+		switch {
+		case strings.HasSuffix(l, "+hdr"):
+			spec.SenderIDHeader = true
+		case strings.HasSuffix(l, "+recvonly"):
+			spec.Direction = "recvonly"
+		}
+		specs = append(specs, spec)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := s.Join(ctx, sfu.JoinRequest{
+		ChannelID: o.channel, ConnectionID: o.id, Role: o.role, Audio: o.audio, Video: o.video, DataChannels: specs,
+		Hooks: sfu.ConnectionHooks{
+			ReOffer: func(offer string) {
+				c.mu.Lock()
+				c.reoffers = append(c.reoffers, offer)
+				c.mu.Unlock()
+				answer, err := c.answer(offer)
+				if err == nil {
+					err = c.conn.SetAnswer(answer)
+				}
+				// Errors during teardown (either side closing) are expected.
+				if err != nil && !errors.Is(err, net.ErrClosed) && c.pc.ConnectionState() != webrtc.PeerConnectionStateClosed && c.conn.Err() == nil {
+					t.Errorf("client %s: re-answer: %v", o.id, err)
+				}
+			},
+			Event: func(ev sfu.ConnectionEvent) {
+				c.mu.Lock()
+				c.events = append(c.events, ev)
+				c.mu.Unlock()
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.conn = conn
+	t.Cleanup(func() { _ = conn.Close() })
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand != nil {
+			_ = conn.AddICECandidate(cand.ToJSON())
+		}
+	})
+	answer, err := c.answer(conn.Offer().SDP)
+	if err != nil {
+		t.Fatalf("answer: %v", err)
+	}
+	if err := conn.SetAnswer(answer); err != nil {
+		t.Fatalf("set answer: %v", err)
+	}
+	return c, nil
+}
+
+// answer does what the SDK does: SRD, addTrack, createAnswer, SLD.
+func (c *testClient) answer(offer string) (string, error) {
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", err
+	}
+	if c.audio != nil && c.senderOf(c.audio) == nil {
+		if _, err := c.pc.AddTrack(c.audio); err != nil {
+			return "", err
+		}
+	}
+	if c.video != nil && c.senderOf(c.video) == nil {
+		s, err := c.pc.AddTrack(c.video)
+		if err != nil {
+			return "", err
+		}
+		c.videoSender = s
+		go func() {
+			for {
+				pkts, _, err := s.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					switch p.(type) {
+					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+						c.plis.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	answer, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", err
+	}
+	if err := c.pc.SetLocalDescription(answer); err != nil {
+		return "", err
+	}
+	return answer.SDP, nil
+}
+
+func (c *testClient) senderOf(t webrtc.TrackLocal) *webrtc.RTPSender {
+	for _, s := range c.pc.GetSenders() {
+		if s.Track() == t {
+			return s
+		}
+	}
+	return nil
+}
+
+// writeVideo sends n VP8-typed packets whose payloads are tag, seq.
+func (c *testClient) writeVideo(t testing.TB, tag byte, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: 1}, Payload: []byte{tag, byte(i >> 8), byte(i)}}
+		if err := c.video.WriteRTP(p); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+}
+
+// pump writes video packets every 5 ms until the test ends.
+func (c *testClient) pump(t testing.TB, tag byte) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: 1}, Payload: []byte{tag, byte(i >> 8), byte(i)}}
+			_ = c.video.WriteRTP(p)
+		}
+	}()
+	t.Cleanup(func() { close(done); wg.Wait() })
+}
+
+func (c *testClient) payloads(key string) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.received[key]...)
+}
+
+func (c *testClient) messages(label string) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.msgs[label]...)
+}
+
+func (c *testClient) lastReoffer() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.reoffers) == 0 {
+		return ""
+	}
+	return c.reoffers[len(c.reoffers)-1]
+}
+
+func (c *testClient) isOpen(label string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.open[label]
+}
+
+func (c *testClient) dc(label string) *webrtc.DataChannel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dcs[label]
+}
+
+// midOf returns the mid of the m-line whose a=msid names stream, or "".
+func midOf(sdpText, stream string) string {
+	for _, sec := range strings.Split(sdpText, "\r\nm=")[1:] {
+		if strings.Contains(sec, "a=msid:"+stream+" ") {
+			return attr(sec, "mid")
+		}
+	}
+	return ""
+}
+
+// directionOf returns the direction of the m-line with this mid.
+func directionOf(sdpText, mid string) string {
+	for _, sec := range strings.Split(sdpText, "\r\nm=")[1:] {
+		if attr(sec, "mid") != mid {
+			continue
+		}
+		for _, d := range []string{"sendrecv", "sendonly", "recvonly", "inactive"} {
+			if strings.Contains(sec, "\r\na="+d+"\r\n") {
+				return d
+			}
+		}
+	}
+	return ""
+}
+
+func attr(sec, name string) string {
+	for _, l := range strings.Split(sec, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "a="+name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func countMlines(sdpText string) int { return strings.Count(sdpText, "\r\nm=") }
+
+func newSFU(t testing.TB, mutate func(*sfu.Config)) *sfu.SFU {
+	t.Helper()
+	cfg := sfu.LocalConfig(testutil.LoggerLevel(t, testLogLevel))
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := sfu.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// testLogLevel is slog.LevelError unless SFU_TEST_DEBUG is set.
+var testLogLevel = func() slog.Level {
+	if os.Getenv("SFU_TEST_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
+}()

@@ -1,0 +1,729 @@
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Why a connection ended on the client's side.
+var (
+	// ErrConnectionFailed is the Err of a connection whose ICE or DTLS failed.
+	ErrConnectionFailed = errors.New("sfu: peer connection failed")
+	// ErrPeerClosed is the Err of a connection the client closed (DTLS
+	// close_notify).
+	ErrPeerClosed = errors.New("sfu: the client closed the peer connection")
+)
+
+// Role is what a connection does with media, as in connect.role.
+type Role string
+
+// The roles of the signaling protocol.
+const (
+	RoleSendrecv Role = "sendrecv" // publishes and receives
+	RoleSendonly Role = "sendonly" // publishes only
+	RoleRecvonly Role = "recvonly" // receives only
+)
+
+// ParseRole parses "sendrecv", "sendonly" or "recvonly".
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleSendrecv, RoleSendonly, RoleRecvonly:
+		return r, nil
+	}
+	return "", fmt.Errorf("%w: role %q is not sendrecv, sendonly or recvonly", ErrInvalidRequest, s)
+}
+
+func (r Role) sends() bool    { return r == RoleSendrecv || r == RoleSendonly }
+func (r Role) receives() bool { return r == RoleSendrecv || r == RoleRecvonly }
+
+// The data channels the server opens on every connection, besides the
+// messaging ones requested.
+const (
+	LabelSignaling = "signaling" // re-offer/close out; re-answer, candidate, disconnect in
+	LabelNotify    = "notify"    // notify messages out
+	LabelPush      = "push"      // push messages out
+)
+
+// DataChannelSpec describes one data channel, as requested in
+// connect.data_channels and echoed in offer.data_channels.
+type DataChannelSpec struct {
+	// Label names the channel; requested messaging channels start with "#".
+	Label string
+	// Direction is the client's: "sendrecv" (or empty), "sendonly" (the
+	// client only sends: it gets no messages) or "recvonly" (the client only
+	// receives: what it sends is dropped).
+	Direction string
+	// Ordered delivers messages in order; nil means true.
+	Ordered *bool
+	// MaxRetransmits and MaxPacketLifeTime (ms) make the channel partially
+	// reliable; set at most one.
+	MaxRetransmits    *uint16
+	MaxPacketLifeTime *uint16
+	// Protocol is the channel's subprotocol.
+	Protocol string
+	// Compress is carried to offer.data_channels for the signaling layer,
+	// which does the zlib; the SFU forwards messages as they are.
+	Compress bool
+	// SenderIDHeader prefixes every message forwarded to this client with
+	// the sender's connection id (connect.data_channels header
+	// [{type:"sender_connection_id"}]); the header's length is the id's.
+	SenderIDHeader bool
+}
+
+func (d DataChannelSpec) clientSends() bool    { return d.Direction != "recvonly" }
+func (d DataChannelSpec) clientReceives() bool { return d.Direction != "sendonly" }
+
+// ConnectionHooks are the connection's callbacks to the signaling layer. Nil
+// hooks are skipped.
+//
+// ReOffer and Event are called from the connection's own event goroutine, in
+// order, never concurrently with each other. DataChannelMessage is called
+// from pion's reader goroutine of that data channel, in order per label. A
+// hook may call the connection's methods (Close included), but a hook that
+// blocks delays the connection's later hooks.
+type ConnectionHooks struct {
+	// ReOffer delivers a re-offer SDP (candidates inside) to send to the
+	// client. The next one comes only after SetAnswer took the re-answer.
+	ReOffer func(sdp string)
+	// Event reports connections joining and leaving the channel (this one
+	// included when it joins, possibly before Join returns; not when it
+	// leaves: watch Done), for notify messages.
+	Event func(ev ConnectionEvent)
+	// DataChannelMessage delivers what the client sends on a non-messaging
+	// data channel (signaling: re-answer, candidate, disconnect).
+	DataChannelMessage func(label string, data []byte, isText bool)
+}
+
+// JoinRequest is what the signaling layer read from connect.
+type JoinRequest struct {
+	// ChannelID is the channel_id, 1 to 255 bytes.
+	ChannelID string
+	// ConnectionID is unique on the node; empty means NewConnectionID().
+	ConnectionID string
+	// ClientID is the client_id, reported in events.
+	ClientID string
+	// Role is the connection's role.
+	Role Role
+	// Audio and Video ask for an upstream m-line of that kind (send roles
+	// only): audio first, then video, before every forwarded track.
+	Audio, Video bool
+	// DataChannels are the messaging channels requested; labels start with
+	// "#". The signaling, notify and push channels are always opened.
+	DataChannels []DataChannelSpec
+	// Hooks are the connection's callbacks.
+	Hooks ConnectionHooks
+}
+
+// Mids names the mids of the upstream m-lines, as in offer.mid; empty when
+// there is none.
+type Mids struct {
+	Audio string
+	Video string
+}
+
+// Offer is the initial offer of a connection.
+type Offer struct {
+	// SDP holds every server candidate.
+	SDP string
+	// Mids are the upstream m-lines' mids.
+	Mids Mids
+	// DataChannels lists every data channel the server opens, for
+	// offer.data_channels.
+	DataChannels []DataChannelSpec
+}
+
+// Connection is one client's peer connection in a channel. The server is
+// the offerer: Join returns the offer; give the answer to SetAnswer and the
+// client's candidates to AddICECandidate; re-offers come through
+// ConnectionHooks.ReOffer and their answers go to SetAnswer too.
+type Connection struct {
+	sfu       *SFU
+	ch        *Channel
+	api       *webrtc.API
+	id        string
+	clientID  string
+	channelID string
+	role      Role
+	logger    *slog.Logger
+	hooks     ConnectionHooks
+	q         *eventQueue
+	pc        *webrtc.PeerConnection
+	dcs       map[string]*dcEntry // written before the connection is shared
+	offer     Offer
+	done      chan struct{}
+
+	mu           sync.Mutex
+	closed       bool
+	err          error
+	answered     bool // the first answer was applied
+	awaiting     bool // an offer waits for its answer
+	dirty        bool // tracks changed since the last offer
+	queued       bool // a re-offer attempt is queued
+	offerMids    []string
+	midTr        [2]*webrtc.RTPTransceiver // upstream audio, video
+	downs        map[*source]*downTrack
+	removed      []*webrtc.RTPTransceiver // go inactive in the next offer
+	inFlight     []*webrtc.RTPTransceiver // inactive in the outstanding offer
+	free         []*webrtc.RTPTransceiver // inactive and answered: reusable
+	pendingCands []webrtc.ICECandidateInit
+	wg           sync.WaitGroup // media goroutines
+}
+
+type dcEntry struct {
+	dc   *webrtc.DataChannel
+	spec DataChannelSpec
+}
+
+func validateJoin(req *JoinRequest) error {
+	if req.ChannelID == "" || len(req.ChannelID) > MaxChannelIDLen {
+		return fmt.Errorf("%w: channel id must be 1 to %d bytes, got %d", ErrInvalidRequest, MaxChannelIDLen, len(req.ChannelID))
+	}
+	if _, err := ParseRole(string(req.Role)); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, d := range req.DataChannels {
+		switch {
+		case !strings.HasPrefix(d.Label, "#") || len(d.Label) < 2:
+			return fmt.Errorf("%w: data channel label %q must start with # and name something", ErrInvalidRequest, d.Label)
+		case len(d.Label) > 65535:
+			return fmt.Errorf("%w: data channel label longer than 65535 bytes", ErrInvalidRequest)
+		case seen[d.Label]:
+			return fmt.Errorf("%w: data channel %q requested twice", ErrInvalidRequest, d.Label)
+		case d.MaxRetransmits != nil && d.MaxPacketLifeTime != nil:
+			return fmt.Errorf("%w: data channel %q sets both max_retransmits and max_packet_life_time", ErrInvalidRequest, d.Label)
+		case d.Direction != "" && d.Direction != "sendrecv" && d.Direction != "sendonly" && d.Direction != "recvonly":
+			return fmt.Errorf("%w: data channel %q direction %q is not sendrecv, sendonly or recvonly", ErrInvalidRequest, d.Label, d.Direction)
+		}
+		seen[d.Label] = true
+	}
+	return nil
+}
+
+// Join creates a connection in the channel and returns it with its offer,
+// which holds all the server's candidates (Join waits for gathering, bounded
+// by ctx). It refuses with a *CapacityError beyond Config.MaxConnections.
+func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
+	if err := validateJoin(&req); err != nil {
+		return nil, err
+	}
+	if req.ConnectionID == "" {
+		req.ConnectionID = NewConnectionID()
+	}
+	c := &Connection{
+		sfu:       s,
+		id:        req.ConnectionID,
+		clientID:  req.ClientID,
+		channelID: req.ChannelID,
+		role:      req.Role,
+		hooks:     req.Hooks,
+		logger:    s.logger.With("channel", req.ChannelID, "connection", req.ConnectionID),
+		dcs:       map[string]*dcEntry{},
+		downs:     map[*source]*downTrack{},
+		done:      make(chan struct{}),
+	}
+	if err := s.reserve(c); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	c.api = s.api
+	s.mu.Unlock()
+	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		s.release(c)
+		return nil, fmt.Errorf("sfu: join: new peer connection: %w", err)
+	}
+	c.pc = pc
+	c.q = newEventQueue()
+	if err := c.setup(req); err != nil {
+		c.closeWith(err)
+		return nil, err
+	}
+	for {
+		ch, err := s.Channel(req.ChannelID)
+		if err != nil {
+			c.closeWith(err)
+			return nil, err
+		}
+		c.ch = ch
+		if err := ch.addConnection(c); err == nil {
+			break
+		} else if !errors.Is(err, errChannelDead) {
+			c.closeWith(err)
+			return nil, err
+		}
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	c.mu.Lock()
+	err = c.offerLocked()
+	// Mids are assigned by the first offer and never change.
+	if tr := c.midTr[0]; tr != nil {
+		c.offer.Mids.Audio = tr.Mid()
+	}
+	if tr := c.midTr[1]; tr != nil {
+		c.offer.Mids.Video = tr.Mid()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.closeWith(err)
+		return nil, err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		c.closeWith(ctx.Err())
+		return nil, fmt.Errorf("sfu: join: gathering candidates: %w", ctx.Err())
+	case <-c.done:
+		return nil, fmt.Errorf("sfu: join: %w", c.Err())
+	}
+	c.offer.SDP = pc.LocalDescription().SDP
+	return c, nil
+}
+
+// setup creates the upstream transceivers and the data channels.
+func (c *Connection) setup(req JoinRequest) error {
+	var audioTr, videoTr *webrtc.RTPTransceiver
+	if c.role.sends() {
+		var err error
+		recv := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
+		if req.Audio {
+			if audioTr, err = c.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv); err != nil {
+				return fmt.Errorf("sfu: join: audio transceiver: %w", err)
+			}
+		}
+		if req.Video {
+			if videoTr, err = c.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, recv); err != nil {
+				return fmt.Errorf("sfu: join: video transceiver: %w", err)
+			}
+		}
+		c.pc.OnTrack(c.onTrack)
+	}
+	specs := []DataChannelSpec{{Label: LabelSignaling}, {Label: LabelNotify}, {Label: LabelPush}}
+	specs = append(specs, req.DataChannels...)
+	for _, spec := range specs {
+		init := &webrtc.DataChannelInit{Ordered: spec.Ordered, MaxRetransmits: spec.MaxRetransmits, MaxPacketLifeTime: spec.MaxPacketLifeTime}
+		if spec.Protocol != "" {
+			init.Protocol = &spec.Protocol
+		}
+		dc, err := c.pc.CreateDataChannel(spec.Label, init)
+		if err != nil {
+			return fmt.Errorf("sfu: join: data channel %q: %w", spec.Label, err)
+		}
+		if spec.Direction == "" {
+			spec.Direction = "sendrecv"
+		}
+		e := &dcEntry{dc: dc, spec: spec}
+		c.dcs[spec.Label] = e
+		label := spec.Label
+		if strings.HasPrefix(label, "#") {
+			if spec.clientSends() {
+				dc.OnMessage(func(m webrtc.DataChannelMessage) { c.ch.deliver(c, label, m.Data) })
+			}
+		} else {
+			dc.OnMessage(func(m webrtc.DataChannelMessage) {
+				if fn := c.hooks.DataChannelMessage; fn != nil {
+					fn(label, m.Data, m.IsString)
+				}
+			})
+		}
+		c.offer.DataChannels = append(c.offer.DataChannels, spec)
+	}
+	c.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateFailed:
+			c.closeWith(ErrConnectionFailed)
+		case webrtc.PeerConnectionStateClosed:
+			c.closeWith(ErrPeerClosed) // no-op when Close caused it
+		}
+	})
+	c.midTr = [2]*webrtc.RTPTransceiver{audioTr, videoTr}
+	return nil
+}
+
+// offerLocked creates and applies a new local offer.
+func (c *Connection) offerLocked() error {
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("sfu: create offer: %w", err)
+	}
+	if err := c.pc.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("sfu: set local offer: %w", err)
+	}
+	c.offerMids = sdpMids(offer.SDP)
+	c.awaiting = true
+	c.dirty = false
+	c.inFlight = append(c.inFlight, c.removed...)
+	c.removed = nil
+	return nil
+}
+
+// sdpMids lists the mids of an SDP's media sections in order; nil if it
+// does not parse.
+func sdpMids(s string) []string {
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(s); err != nil {
+		return nil
+	}
+	mids := make([]string, 0, len(d.MediaDescriptions))
+	for _, m := range d.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		mids = append(mids, mid)
+	}
+	return mids
+}
+
+// ID returns the connection id.
+func (c *Connection) ID() string { return c.id }
+
+// ChannelID returns the connection's channel id.
+func (c *Connection) ChannelID() string { return c.channelID }
+
+// Role returns the connection's role.
+func (c *Connection) Role() Role { return c.role }
+
+// Offer returns the initial offer.
+func (c *Connection) Offer() Offer {
+	o := c.offer
+	o.DataChannels = slices.Clone(o.DataChannels)
+	return o
+}
+
+// Done is closed when the connection is closed, for any reason.
+func (c *Connection) Done() <-chan struct{} { return c.done }
+
+// Err returns nil while the connection is open, then why it closed:
+// net.ErrClosed (Close), ErrDisconnected, ErrChannelClosed,
+// ErrConnectionFailed, ErrPeerClosed, or the error that failed Join.
+func (c *Connection) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// SetAnswer applies the client's answer to the outstanding offer or
+// re-offer. An answer that does not parse, or whose m-lines do not match the
+// offer's, is refused with a clear error and the offer stays outstanding; the
+// channel's other connections are not affected.
+func (c *Connection) SetAnswer(answer string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("sfu: set answer: %w", net.ErrClosed)
+	}
+	if !c.awaiting {
+		return ErrNoPendingOffer
+	}
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(answer); err != nil {
+		return fmt.Errorf("sfu: set answer: bad SDP: %w", err)
+	}
+	got := make([]string, 0, len(d.MediaDescriptions))
+	for _, m := range d.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		got = append(got, mid)
+	}
+	if !slices.Equal(got, c.offerMids) {
+		return fmt.Errorf("%w: answer mids %v, offer mids %v", ErrAnswerMismatch, got, c.offerMids)
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("sfu: set answer: %w", err)
+	}
+	c.awaiting = false
+	c.free = append(c.free, c.inFlight...)
+	c.inFlight = nil
+	if !c.answered {
+		c.answered = true
+		for _, cand := range c.pendingCands {
+			if err := c.pc.AddICECandidate(cand); err != nil {
+				c.logger.Debug("bad ICE candidate", "err", err)
+			}
+		}
+		c.pendingCands = nil
+	}
+	if c.dirty {
+		c.kickLocked()
+	}
+	return nil
+}
+
+// AddICECandidate adds a candidate trickled by the client. An empty
+// candidate (end of candidates) is ignored; candidates that arrive before
+// the first answer are kept until it is applied.
+func (c *Connection) AddICECandidate(cand webrtc.ICECandidateInit) error {
+	if cand.Candidate == "" {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("sfu: add ICE candidate: %w", net.ErrClosed)
+	}
+	if !c.answered {
+		c.pendingCands = append(c.pendingCands, cand)
+		return nil
+	}
+	if err := c.pc.AddICECandidate(cand); err != nil {
+		return fmt.Errorf("sfu: add ICE candidate: %w", err)
+	}
+	return nil
+}
+
+// Send sends a binary message to the client on the data channel label.
+func (c *Connection) Send(label string, data []byte) error {
+	e, err := c.dc(label)
+	if err != nil {
+		return err
+	}
+	if err := e.dc.Send(data); err != nil {
+		return fmt.Errorf("sfu: send on %q: %w", label, err)
+	}
+	return nil
+}
+
+// SendText sends a text message (JSON) to the client on the data channel
+// label.
+func (c *Connection) SendText(label, text string) error {
+	e, err := c.dc(label)
+	if err != nil {
+		return err
+	}
+	if err := e.dc.SendText(text); err != nil {
+		return fmt.Errorf("sfu: send on %q: %w", label, err)
+	}
+	return nil
+}
+
+func (c *Connection) dc(label string) (*dcEntry, error) {
+	select {
+	case <-c.done:
+		return nil, fmt.Errorf("sfu: send: %w", net.ErrClosed)
+	default:
+	}
+	e := c.dcs[label]
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownDataChannel, label)
+	}
+	return e, nil
+}
+
+// sendMessage forwards a channel message if this connection has the label
+// and may receive on it. Messages before the channel opened are dropped.
+func (c *Connection) sendMessage(label, senderID string, data []byte) {
+	e := c.dcs[label]
+	if e == nil || !e.spec.clientReceives() {
+		return
+	}
+	if e.spec.SenderIDHeader {
+		data = append([]byte(senderID), data...)
+	}
+	if err := e.dc.Send(data); err != nil {
+		c.logger.Debug("message not delivered", "label", label, "err", err)
+	}
+}
+
+// event queues a connection event for the Event hook.
+func (c *Connection) event(ev ConnectionEvent) {
+	if fn := c.hooks.Event; fn != nil {
+		c.q.push(func() { fn(ev) })
+	}
+}
+
+// kickLocked queues one re-offer attempt.
+func (c *Connection) kickLocked() {
+	if c.queued || c.closed {
+		return
+	}
+	c.queued = true
+	c.q.push(c.reoffer)
+}
+
+// reoffer sends a re-offer if tracks changed and no offer is outstanding.
+func (c *Connection) reoffer() {
+	c.mu.Lock()
+	c.queued = false
+	if c.closed || !c.answered || c.awaiting || !c.dirty {
+		c.mu.Unlock()
+		return
+	}
+	err := c.offerLocked()
+	var sdpText string
+	if err == nil {
+		sdpText = c.pc.LocalDescription().SDP
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.logger.Warn("re-offer failed", "err", err)
+		return
+	}
+	if fn := c.hooks.ReOffer; fn != nil {
+		fn(sdpText)
+	}
+}
+
+// addDown subscribes the connection to src. Called with ch.mu held.
+func (c *Connection) addDown(src *source) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.downs[src] != nil {
+		return nil
+	}
+	d := &downTrack{src: src}
+	var (
+		tr     *webrtc.RTPTransceiver
+		sender *webrtc.RTPSender
+		err    error
+	)
+	if i := slices.IndexFunc(c.free, func(t *webrtc.RTPTransceiver) bool { return t.Kind() == src.info.Kind }); i >= 0 {
+		// Reuse an inactive m-line so the SDP does not grow forever.
+		tr = c.free[i]
+		c.free = slices.Delete(c.free, i, i+1)
+		if sender, err = c.api.NewRTPSender(d, c.pc.SCTP().Transport()); err != nil {
+			return fmt.Errorf("sfu: new sender: %w", err)
+		}
+		if err = tr.SetSender(sender, d); err != nil {
+			_ = sender.Stop()
+			return fmt.Errorf("sfu: reuse transceiver: %w", err)
+		}
+	} else {
+		tr, err = c.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return fmt.Errorf("sfu: add transceiver: %w", err)
+		}
+		sender = tr.Sender()
+	}
+	d.tr, d.sender = tr, sender
+	c.downs[src] = d
+	src.addSub(d)
+	c.wg.Add(1)
+	go c.readRTCP(d)
+	c.dirty = true
+	c.kickLocked()
+	return nil
+}
+
+// removeDown unsubscribes the connection from src: its m-line goes inactive
+// in the next offer. Called with ch.mu held.
+func (c *Connection) removeDown(src *source) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.downs[src]
+	if d == nil {
+		return
+	}
+	delete(c.downs, src)
+	src.removeSub(d)
+	if c.closed {
+		return
+	}
+	if err := c.pc.RemoveTrack(d.sender); err != nil {
+		c.logger.Debug("remove track", "err", err)
+	}
+	if d.tr.Mid() == "" {
+		c.free = append(c.free, d.tr) // never offered: reuse at once
+	} else {
+		c.removed = append(c.removed, d.tr)
+	}
+	c.dirty = true
+	c.kickLocked()
+}
+
+// readRTCP reads a sender's RTCP (which runs the NACK responder) and passes
+// keyframe requests to the source.
+func (c *Connection) readRTCP(d *downTrack) {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := d.sender.Read(buf)
+		if err != nil {
+			return
+		}
+		if hasKeyframeRequest(buf[:n]) {
+			d.src.requestKeyframe()
+		}
+	}
+}
+
+// onTrack publishes an upstream track into the channel and pumps its RTP.
+func (c *Connection) onTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+	kind := track.Kind()
+	info := TrackInfo{ID: c.id + "-" + kind.String(), StreamID: c.id, Kind: kind, Codec: track.Codec().RTPCodecCapability}
+	ssrc := uint32(track.SSRC())
+	kr := KeyframeRequesterFunc(func() {
+		if err := c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+			c.logger.Debug("keyframe request", "err", err)
+		}
+	})
+	src, err := c.ch.addLocalSource(c, info, kr)
+	if err != nil {
+		c.logger.Warn("upstream track refused", "track", info.ID, "err", err)
+		return
+	}
+	defer c.ch.removeSource(src)
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		if err := src.write(buf[:n]); errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+// Close closes the connection: its tracks leave the channel (the others get
+// a re-offer) and the peer connection closes. It returns once the
+// connection's media goroutines have ended. Safe to call more than once.
+func (c *Connection) Close() error {
+	c.closeWith(net.ErrClosed)
+	return nil
+}
+
+func (c *Connection) closeWith(reason error) {
+	c.mu.Lock()
+	first := !c.closed
+	var downs map[*source]*downTrack
+	if first {
+		c.closed = true
+		c.err = reason
+		downs = c.downs
+		c.downs = map[*source]*downTrack{}
+	}
+	c.mu.Unlock()
+	if first {
+		for src, d := range downs {
+			src.removeSub(d)
+		}
+		if c.ch != nil {
+			c.ch.removeConnection(c)
+		}
+		c.sfu.release(c)
+		if err := c.pc.Close(); err != nil {
+			c.logger.Debug("close peer connection", "err", err)
+		}
+		if c.q != nil {
+			c.q.stop(false)
+		}
+		close(c.done)
+		c.logger.Debug("connection closed", "reason", reason)
+	}
+	c.wg.Wait()
+}

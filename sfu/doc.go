@@ -1,0 +1,63 @@
+// Package sfu is the media core of a Shoal node: a minimal selective
+// forwarding unit on pion/webrtc v4.
+//
+// Clients join channels (rooms named by channel_id) as sendrecv, sendonly or
+// recvonly connections. Every connection receives the audio and video of
+// every other connection of its channel, and the messages they send on
+// messaging data channels (labels starting with "#"). The server is the
+// offerer, as the seed SFU's signaling protocol requires: Join returns an
+// offer with all the server's candidates inside; the client's upstream audio
+// and video are the first audio and first video m-lines; each forwarded
+// track is a sendonly m-line whose a=msid stream id is the publishing
+// connection's id; when tracks come or go the connection gets a re-offer
+// (one outstanding at a time), and a leaving publisher's m-lines go
+// inactive and are reused later, so the SDP does not grow.
+//
+// A track of a channel is a source: a local publisher, or a remote track
+// injected with Channel.AddRemoteTrack (the relay). Subscribers cannot tell
+// them apart. Channel.Observe hands local tracks, messages and connection
+// events to the relay; Channel.InjectMessage brings remote messages in.
+// Keyframe requests (PLI/FIR) of subscribers reach the source's publisher,
+// coalesced and rate-limited (Config.KeyframeInterval); a new subscriber
+// triggers one. NACKs are answered by pion's interceptors.
+//
+// The per-packet fan-out allocates nothing: one header parse per packet,
+// then the payload type and SSRC are rewritten for each subscriber's sender.
+// Header extensions are dropped, since their ids were negotiated with the
+// publisher, not with the subscriber.
+//
+// # Usage
+//
+//	s, err := sfu.New(sfu.Config{Logger: logger, MaxConnections: 500,
+//		Network: sfu.NetworkConfig{UDPPort: 50000, NAT1To1IPs: []string{"203.0.113.10"}}})
+//	...
+//	defer s.Close()
+//
+//	// From the signaling layer, on connect:
+//	conn, err := s.Join(ctx, sfu.JoinRequest{
+//		ChannelID: "room", ConnectionID: id, Role: sfu.RoleSendrecv,
+//		Audio: true, Video: true,
+//		DataChannels: []sfu.DataChannelSpec{{Label: "#chat"}},
+//		Hooks: sfu.ConnectionHooks{
+//			ReOffer:            func(sdp string) { /* send re-offer */ },
+//			Event:              func(ev sfu.ConnectionEvent) { /* send notify */ },
+//			DataChannelMessage: func(label string, data []byte, text bool) { /* re-answer, candidate, disconnect */ },
+//		},
+//	})
+//	offer := conn.Offer() // send offer{sdp, connection_id, mid, data_channels}
+//	err = conn.SetAnswer(answerSDP)  // answer and every re-answer
+//	err = conn.AddICECandidate(cand) // trickled candidates
+//	err = conn.SendText(sfu.LabelNotify, notifyJSON)
+//	<-conn.Done()                    // or conn.Close() on disconnect
+//
+//	// From the relay:
+//	ch, _ := s.Channel("room")
+//	w, _ := ch.AddRemoteTrack(info, requester) // w.WriteRTP(pkt) per packet; w.Close()
+//	stop, _ := ch.Observe(sfu.Observer{TrackAdded: ..., MessageReceived: ...})
+//
+//	// Node controls:
+//	s.Counts(); s.DisconnectAll(); s.CloseChannel("room")
+//
+// pion's logs go to Config.Logger with a "pion" attribute naming the scope.
+// Benchmarks and their figures are in README.md.
+package sfu

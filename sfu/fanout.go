@@ -1,0 +1,239 @@
+package sfu
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+var errTrackClosed = fmt.Errorf("sfu: track closed: %w", net.ErrClosed)
+
+// source is one track of a channel, local or remote: it fans RTP out to its
+// subscribers' down tracks and takes their keyframe requests.
+type source struct {
+	ch     *Channel
+	info   TrackInfo
+	kr     KeyframeRequester
+	local  *Connection // publisher, nil for a remote track
+	closed atomic.Bool
+
+	// write path: mu serializes writers so hdr can be reused.
+	mu   sync.Mutex
+	hdr  rtp.Header
+	subs atomic.Pointer[[]*downTrack] // copy on write under subMu
+	sink atomic.Pointer[func([]byte)]
+
+	subMu sync.Mutex
+
+	// keyframe requests: at most one per interval, the rest coalesced.
+	kfMu      sync.Mutex
+	kfLast    time.Time
+	kfTimer   *time.Timer
+	kfPending bool
+}
+
+func newSource(ch *Channel, info TrackInfo, kr KeyframeRequester, local *Connection) *source {
+	s := &source{ch: ch, info: info, kr: kr, local: local}
+	s.hdr.CSRC = make([]uint32, 0, 15)
+	s.hdr.Extensions = make([]rtp.Extension, 0, 16)
+	empty := []*downTrack{}
+	s.subs.Store(&empty)
+	return s
+}
+
+// write fans pkt out. It allocates nothing once the header scratch has grown
+// to the packet's CSRC and extension counts.
+func (s *source) write(pkt []byte) error {
+	if s.closed.Load() {
+		return errTrackClosed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.hdr.Unmarshal(pkt)
+	if err != nil {
+		return ErrInvalidRTP
+	}
+	payload := pkt[n:]
+	if s.hdr.Padding {
+		// Keep the padding in the payload and the P bit: the marshalled
+		// header is then followed by the same bytes as the original.
+		s.hdr.PaddingSize = 0
+	}
+	// Header extension ids were negotiated with the publisher, not with
+	// each subscriber: drop them rather than let a subscriber misread them.
+	s.hdr.Extension = false
+	s.hdr.Extensions = s.hdr.Extensions[:0]
+	for _, d := range *s.subs.Load() {
+		d.writeRTP(&s.hdr, payload)
+	}
+	if fn := s.sink.Load(); fn != nil {
+		(*fn)(pkt)
+	}
+	return nil
+}
+
+func (s *source) addSub(d *downTrack) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	old := *s.subs.Load()
+	next := make([]*downTrack, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, d)
+	s.subs.Store(&next)
+}
+
+func (s *source) removeSub(d *downTrack) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	old := *s.subs.Load()
+	next := make([]*downTrack, 0, len(old))
+	for _, o := range old {
+		if o != d {
+			next = append(next, o)
+		}
+	}
+	s.subs.Store(&next)
+}
+
+// requestKeyframe passes a keyframe request to the publisher, at most once
+// per interval; requests inside the interval are coalesced into one sent at
+// its end.
+func (s *source) requestKeyframe() {
+	if s.kr == nil || s.info.Kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	s.kfMu.Lock()
+	defer s.kfMu.Unlock()
+	if s.closed.Load() || s.kfPending {
+		return
+	}
+	interval := s.ch.sfu.cfg.KeyframeInterval
+	since := time.Since(s.kfLast)
+	if since >= interval {
+		s.kfLast = time.Now()
+		s.kr.RequestKeyframe()
+		return
+	}
+	s.kfPending = true
+	s.kfTimer = time.AfterFunc(interval-since, s.fireKeyframe)
+}
+
+func (s *source) fireKeyframe() {
+	s.kfMu.Lock()
+	defer s.kfMu.Unlock()
+	s.kfPending = false
+	if s.closed.Load() {
+		return
+	}
+	s.kfLast = time.Now()
+	s.kr.RequestKeyframe()
+}
+
+// close stops the source; writes fail from now on.
+func (s *source) close() {
+	s.closed.Store(true)
+	s.kfMu.Lock()
+	if s.kfTimer != nil {
+		s.kfTimer.Stop()
+	}
+	s.kfMu.Unlock()
+	s.sink.Store(nil)
+}
+
+// binding is what a down track needs to write to one subscriber's sender.
+type binding struct {
+	ssrc uint32
+	pt   uint8
+	ws   webrtc.TrackLocalWriter
+}
+
+// downTrack is a source as seen by one subscriber: a webrtc.TrackLocal bound
+// to one RTPSender.
+type downTrack struct {
+	src     *source
+	binding atomic.Pointer[binding]
+	tr      *webrtc.RTPTransceiver
+	sender  *webrtc.RTPSender
+}
+
+var _ webrtc.TrackLocal = (*downTrack)(nil)
+
+func (d *downTrack) writeRTP(h *rtp.Header, payload []byte) {
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	h.PayloadType = b.pt
+	h.SSRC = b.ssrc
+	// Errors are a subscriber's own trouble (closing, congested); they must
+	// not stop the fan-out to the others.
+	_, _ = b.ws.WriteRTP(h, payload)
+}
+
+// Bind picks the subscriber's payload type for the source's codec.
+func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	want := d.src.info.Codec
+	var found *webrtc.RTPCodecParameters
+	for _, c := range ctx.CodecParameters() {
+		if !strings.EqualFold(c.MimeType, want.MimeType) || c.ClockRate != want.ClockRate {
+			continue
+		}
+		if found == nil || (c.SDPFmtpLine == want.SDPFmtpLine && found.SDPFmtpLine != want.SDPFmtpLine) {
+			c := c
+			found = &c
+		}
+	}
+	if found == nil {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("sfu: subscriber did not accept %s: %w", want.MimeType, webrtc.ErrUnsupportedCodec)
+	}
+	d.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(found.PayloadType), ws: ctx.WriteStream()})
+	// A new subscriber needs a keyframe to start decoding.
+	d.src.requestKeyframe()
+	return *found, nil
+}
+
+// Unbind stops writing to the sender.
+func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.binding.Store(nil)
+	return nil
+}
+
+// ID is the track id of a=msid.
+func (d *downTrack) ID() string { return d.src.info.ID }
+
+// RID is empty: no simulcast.
+func (d *downTrack) RID() string { return "" }
+
+// StreamID is the publisher's connection id, the stream id of a=msid.
+func (d *downTrack) StreamID() string { return d.src.info.StreamID }
+
+// Kind is the source's kind.
+func (d *downTrack) Kind() webrtc.RTPCodecType { return d.src.info.Kind }
+
+// hasKeyframeRequest reports whether a compound RTCP packet holds a PLI or a
+// FIR. It parses only the common headers and allocates nothing.
+func hasKeyframeRequest(b []byte) bool {
+	for len(b) >= 4 {
+		if b[0]>>6 != 2 {
+			return false
+		}
+		fmtCount := b[0] & 0x1f
+		pt := b[1]
+		size := (int(b[2])<<8 | int(b[3]) + 1) * 4
+		if size > len(b) {
+			return false
+		}
+		// RFC 4585: payload-specific feedback (206), FMT 1 = PLI; RFC 5104: FMT 4 = FIR.
+		if pt == 206 && (fmtCount == 1 || fmtCount == 4) {
+			return true
+		}
+		b = b[size:]
+	}
+	return false
+}

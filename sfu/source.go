@@ -1,0 +1,182 @@
+package sfu
+
+import (
+	"github.com/pion/webrtc/v4"
+)
+
+// This file is the contract between a channel and whatever feeds it from
+// elsewhere (the relay): remote tracks and messages go in, local tracks and
+// messages come out. Subscribers cannot tell a remote track from a local one:
+// both are a source in the channel, fanned out by the same code, and both
+// take keyframe requests through a KeyframeRequester.
+
+// TrackInfo describes one track of a channel.
+type TrackInfo struct {
+	// ID is the track id, unique in the channel across all nodes; it is the
+	// track part of the subscribers' a=msid line. Local tracks use
+	// "<connection id>-audio" and "<connection id>-video".
+	ID string
+	// StreamID is the publishing connection's connection_id; it is the
+	// stream part of a=msid, which the client SDK uses to tell publishers apart.
+	StreamID string
+	// Kind is audio or video.
+	Kind webrtc.RTPCodecType
+	// Codec is the codec of the RTP the source writes. MimeType and ClockRate
+	// must be set; subscribers negotiate a payload type for it.
+	Codec webrtc.RTPCodecCapability
+}
+
+// KeyframeRequester receives the keyframe requests (PLI/FIR) of a track's
+// subscribers. The channel coalesces and rate-limits them (at most one per
+// Config.KeyframeInterval per track) before calling RequestKeyframe.
+//
+// RequestKeyframe is called from internal goroutines and timers, never
+// concurrently for one track; it must not block (queue the request).
+type KeyframeRequester interface {
+	RequestKeyframe()
+}
+
+// KeyframeRequesterFunc adapts a function to a KeyframeRequester.
+type KeyframeRequesterFunc func()
+
+// RequestKeyframe calls f.
+func (f KeyframeRequesterFunc) RequestKeyframe() { f() }
+
+var _ KeyframeRequester = KeyframeRequesterFunc(nil)
+
+// TrackWriter feeds a remote track into a channel. Get one from
+// Channel.AddRemoteTrack.
+type TrackWriter struct {
+	src *source
+}
+
+// Info returns the description the track was added with.
+func (w *TrackWriter) Info() TrackInfo { return w.src.info }
+
+// WriteRTP fans one RTP packet out to every subscriber of the track. The
+// payload type and SSRC are rewritten per subscriber and header extensions
+// are dropped; pkt is not retained and may be reused once WriteRTP returns.
+// It allocates nothing. Calls may come from any goroutine; they are
+// serialized per track. It returns an error wrapping net.ErrClosed after
+// Close, and ErrInvalidRTP for a packet that does not parse.
+func (w *TrackWriter) WriteRTP(pkt []byte) error { return w.src.write(pkt) }
+
+// Close removes the track from the channel: subscribers get a re-offer that
+// makes its m-lines inactive. Close is safe to call more than once.
+func (w *TrackWriter) Close() error {
+	w.src.ch.removeSource(w.src)
+	return nil
+}
+
+// TrackTap gives an observer (the relay) the packets of one local track and a
+// way to ask its publisher for a keyframe. It is handed out by
+// Observer.TrackAdded and stays valid until Observer.TrackRemoved for the
+// same track.
+type TrackTap struct {
+	src *source
+}
+
+// Info returns the track's description.
+func (t *TrackTap) Info() TrackInfo { return t.src.info }
+
+// SetSink installs fn to receive every RTP packet of the track, as the
+// publisher sent it (after NACK handling, before the per-subscriber rewrite).
+// fn runs on the track's reader goroutine: it must not block, must not retain
+// pkt after returning (copy what it keeps) and must not call back into the
+// channel. A nil fn removes the sink. Installing a sink allocates; calling it
+// does not.
+func (t *TrackTap) SetSink(fn func(pkt []byte)) {
+	if fn == nil {
+		t.src.sink.Store(nil)
+		return
+	}
+	t.src.sink.Store(&fn)
+}
+
+// RequestKeyframe asks the track's publisher for a keyframe, under the same
+// coalescing and rate limit as subscribers' requests. It does not block.
+func (t *TrackTap) RequestKeyframe() { t.src.requestKeyframe() }
+
+// Message is one data channel message of a channel.
+type Message struct {
+	// Label is the data channel label; messaging labels start with "#".
+	Label string
+	// SenderID is the connection_id of the sending connection.
+	SenderID string
+	// Data is the payload as sent. It is shared between observers: read it,
+	// do not modify it.
+	Data []byte
+}
+
+// EventType tells what happened to a connection of a channel.
+type EventType int
+
+// The connection events of a channel.
+const (
+	// ConnectionCreated: a connection joined the channel on this node.
+	ConnectionCreated EventType = iota + 1
+	// ConnectionDestroyed: a connection of this node left the channel.
+	ConnectionDestroyed
+)
+
+// String returns the event_type used by the signaling notify messages:
+// "connection.created" or "connection.destroyed".
+func (e EventType) String() string {
+	switch e {
+	case ConnectionCreated:
+		return "connection.created"
+	case ConnectionDestroyed:
+		return "connection.destroyed"
+	}
+	return "unknown"
+}
+
+// ChannelCounts counts the connections of one channel on this node.
+type ChannelCounts struct {
+	Connections int // all roles
+	Sendrecv    int
+	Sendonly    int
+	Recvonly    int
+}
+
+// ConnectionEvent tells that a connection of this node joined or left a
+// channel, with the channel's counts after the change.
+type ConnectionEvent struct {
+	Type         EventType
+	ChannelID    string
+	ConnectionID string
+	ClientID     string
+	Role         Role
+	Counts       ChannelCounts
+}
+
+// Observer receives what happens in one channel: its local tracks, its local
+// messages and its connection events. Nil fields are skipped. Register it
+// with Channel.Observe.
+//
+// Calls for one observer come from one goroutine, in order, never
+// concurrently; a slow observer delays only itself (its events queue up),
+// never the channel. Callbacks may call into the channel.
+//
+// Only local things are observed: tracks added with AddRemoteTrack and
+// messages given to InjectMessage are not reported, so a relay never loops.
+type Observer struct {
+	// TrackAdded reports a track published by a local connection. On
+	// Observe, every current local track is reported first.
+	TrackAdded func(info TrackInfo, tap *TrackTap)
+	// TrackRemoved reports that a local track left; its tap is dead.
+	TrackRemoved func(info TrackInfo)
+	// MessageReceived reports a message sent by a local connection on a
+	// messaging ("#...") data channel.
+	MessageReceived func(msg Message)
+	// ConnectionEvent reports local connections joining and leaving.
+	ConnectionEvent func(ev ConnectionEvent)
+}
+
+// The channel side of this contract, defined in channel.go:
+//
+//	func (s *SFU) Channel(id string) (*Channel, error)
+//	func (ch *Channel) AddRemoteTrack(info TrackInfo, kr KeyframeRequester) (*TrackWriter, error)
+//	func (ch *Channel) Observe(o Observer) (stop func(), err error)
+//	func (ch *Channel) InjectMessage(label, senderID string, data []byte) error
+//	func (ch *Channel) Counts() ChannelCounts
