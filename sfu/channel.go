@@ -15,8 +15,10 @@ import (
 // node, the tracks they publish, the remote tracks injected by the relay and
 // the observers. Get one with SFU.Channel or through Join.
 type Channel struct {
-	// Lock order: Channel.mu, then Connection.mu, then source.subMu. A
-	// connection never calls into its channel with its own lock held.
+	// Lock order: SFU.mu alone; Channel.mu, then Connection.mu, then
+	// source.subMu or source.kfMu (SetAnswer binds down tracks, which asks
+	// for a keyframe). A connection never calls into its channel with its
+	// own lock held, and closes itself with no lock held.
 
 	sfu  *SFU
 	id   string
@@ -71,6 +73,17 @@ func (ch *Channel) addConnection(c *Connection) error {
 	defer ch.mu.Unlock()
 	if ch.dead.Load() {
 		return errChannelDead
+	}
+	// A connection closed while joining (DisconnectAll, SFU.Close) must not
+	// enter the channel: nothing would ever take it out.
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.ch = ch
+	}
+	c.mu.Unlock()
+	if closed {
+		return fmt.Errorf("sfu: join: %w", net.ErrClosed)
 	}
 	ch.conns = append(ch.conns, c)
 	if c.role.receives() {

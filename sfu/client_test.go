@@ -35,6 +35,7 @@ type testClient struct {
 
 	mu       sync.Mutex
 	reoffers []string
+	answered int                 // re-offers whose answer the server took
 	received map[string][][]byte // stream id/track id -> payloads
 	streams  map[string]string   // track id -> stream id
 	ssrcs    map[string]uint32   // stream id/track id -> SSRC
@@ -42,7 +43,6 @@ type testClient struct {
 	dcs      map[string]*webrtc.DataChannel
 	open     map[string]bool
 	events   []sfu.ConnectionEvent
-	answerFn func(offer string) (string, error) // overrides the answer
 }
 
 type clientOpts struct {
@@ -54,6 +54,9 @@ type clientOpts struct {
 	labels  []string
 	discard bool        // read received RTP without keeping it (benchmarks)
 	api     *webrtc.API // nil: sharedClientAPI
+	// onReoffer, when set, is called with each re-offer (after it is
+	// recorded) instead of answering it.
+	onReoffer func(c *testClient, offer string)
 }
 
 func clientAPI(tweaks ...func(*webrtc.SettingEngine)) *webrtc.API {
@@ -170,9 +173,18 @@ func tryJoin(t testing.TB, s *sfu.SFU, o clientOpts) (*testClient, error) {
 				c.mu.Lock()
 				c.reoffers = append(c.reoffers, offer)
 				c.mu.Unlock()
+				if o.onReoffer != nil {
+					o.onReoffer(c, offer)
+					return
+				}
 				answer, err := c.answer(offer)
 				if err == nil {
 					err = c.conn.SetAnswer(answer)
+				}
+				if err == nil {
+					c.mu.Lock()
+					c.answered++
+					c.mu.Unlock()
 				}
 				// Errors during teardown (either side closing) are expected.
 				if err != nil && !errors.Is(err, net.ErrClosed) && c.pc.ConnectionState() != webrtc.PeerConnectionStateClosed && c.conn.Err() == nil {
@@ -287,6 +299,26 @@ func (c *testClient) pump(t testing.TB, tag byte) {
 	t.Cleanup(func() { close(done); wg.Wait() })
 }
 
+// pumpAudio writes Opus-typed packets every 20 ms until the test ends.
+func (c *testClient) pumpAudio(t testing.TB) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i) * 960, SSRC: 2}, Payload: []byte{0xA0, byte(i >> 8), byte(i)}}
+			_ = c.audio.WriteRTP(p)
+		}
+	}()
+	t.Cleanup(func() { close(done); wg.Wait() })
+}
+
 func (c *testClient) payloads(key string) [][]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -306,6 +338,21 @@ func (c *testClient) lastReoffer() string {
 		return ""
 	}
 	return c.reoffers[len(c.reoffers)-1]
+}
+
+// lastOffer returns the last re-offer, or the initial offer if none came.
+func (c *testClient) lastOffer() string {
+	if o := c.lastReoffer(); o != "" {
+		return o
+	}
+	return c.conn.Offer().SDP
+}
+
+// settled reports whether the server took the answer to every re-offer.
+func (c *testClient) settled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answered == len(c.reoffers)
 }
 
 func (c *testClient) isOpen(label string) bool {

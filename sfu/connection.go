@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
@@ -93,7 +94,9 @@ func (d DataChannelSpec) clientReceives() bool { return d.Direction != "sendonly
 // blocks delays the connection's later hooks.
 type ConnectionHooks struct {
 	// ReOffer delivers a re-offer SDP (candidates inside) to send to the
-	// client. The next one comes only after SetAnswer took the re-answer.
+	// client. The next one comes only after SetAnswer took the re-answer;
+	// without one within Config.AnswerTimeout the connection closes and its
+	// Err wraps ErrAnswerTimeout.
 	ReOffer func(sdp string)
 	// Event reports connections joining and leaving the channel (this one
 	// included when it joins, possibly before Join returns; not when it
@@ -148,7 +151,6 @@ type Offer struct {
 // ConnectionHooks.ReOffer and their answers go to SetAnswer too.
 type Connection struct {
 	sfu       *SFU
-	ch        *Channel
 	api       *webrtc.API
 	id        string
 	clientID  string
@@ -156,25 +158,30 @@ type Connection struct {
 	role      Role
 	logger    *slog.Logger
 	hooks     ConnectionHooks
-	q         *eventQueue
-	pc        *webrtc.PeerConnection
-	dcs       map[string]*dcEntry // written before the connection is shared
+	dcs       map[string]*dcEntry // written before the connection joins its channel
 	offer     Offer
 	done      chan struct{}
+
+	// pc, q and ch are set by Join under mu, since DisconnectAll and
+	// SFU.Close can see (and close) the connection as soon as it is counted.
+	// Code that runs after Join set them (setup, hooks, pion callbacks,
+	// media goroutines) reads them without the lock.
+	pc *webrtc.PeerConnection
+	q  *eventQueue
+	ch *Channel
 
 	mu           sync.Mutex
 	closed       bool
 	err          error
-	answered     bool // the first answer was applied
-	awaiting     bool // an offer waits for its answer
-	dirty        bool // tracks changed since the last offer
-	queued       bool // a re-offer attempt is queued
+	answerTimer  *time.Timer // runs while an offer waits for its answer
+	offerGen     uint64      // counts offers, so that a stale timer does nothing
+	answered     bool        // the first answer was applied
+	awaiting     bool        // an offer waits for its answer
+	dirty        bool        // tracks changed since the last offer
+	queued       bool        // a re-offer attempt is queued
 	offerMids    []string
 	midTr        [2]*webrtc.RTPTransceiver // upstream audio, video
 	downs        map[*source]*downTrack
-	removed      []*webrtc.RTPTransceiver // go inactive in the next offer
-	inFlight     []*webrtc.RTPTransceiver // inactive in the outstanding offer
-	free         []*webrtc.RTPTransceiver // inactive and answered: reusable
 	pendingCands []webrtc.ICECandidateInit
 	wg           sync.WaitGroup // media goroutines
 }
@@ -213,6 +220,10 @@ func validateJoin(req *JoinRequest) error {
 // Join creates a connection in the channel and returns it with its offer,
 // which holds all the server's candidates (Join waits for gathering, bounded
 // by ctx). It refuses with a *CapacityError beyond Config.MaxConnections.
+// The client must answer within Config.AnswerTimeout, or the connection
+// closes with an Err wrapping ErrAnswerTimeout. A DisconnectAll or Close
+// that comes while Join runs makes it fail or closes the connection it
+// returns.
 func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	if err := validateJoin(&req); err != nil {
 		return nil, err
@@ -235,32 +246,45 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	if err := s.reserve(c); err != nil {
 		return nil, err
 	}
+	// From here on DisconnectAll and SFU.Close see c and may close it at any
+	// moment: every step below checks for that and cleans up after itself.
 	s.mu.Lock()
-	c.api = s.api
+	api := s.api
 	s.mu.Unlock()
-	pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		s.release(c)
+		c.closeWith(err)
 		return nil, fmt.Errorf("sfu: join: new peer connection: %w", err)
 	}
-	c.pc = pc
-	c.q = newEventQueue()
-	if err := c.setup(req); err != nil {
+	c.mu.Lock()
+	if c.closed {
+		err := c.err
+		c.mu.Unlock()
+		_ = pc.Close()
+		return nil, fmt.Errorf("sfu: join: %w", err)
+	}
+	c.api, c.pc, c.q = api, pc, newEventQueue()
+	c.mu.Unlock()
+	// joinErr prefers the reason of a concurrent close to the error it caused.
+	joinErr := func(err error) error {
 		c.closeWith(err)
-		return nil, err
+		if reason := c.Err(); reason != err {
+			return fmt.Errorf("sfu: join: %w", reason)
+		}
+		return err
+	}
+	if err := c.setup(req); err != nil {
+		return nil, joinErr(err)
 	}
 	for {
 		ch, err := s.Channel(req.ChannelID)
 		if err != nil {
-			c.closeWith(err)
-			return nil, err
+			return nil, joinErr(err)
 		}
-		c.ch = ch
 		if err := ch.addConnection(c); err == nil {
 			break
 		} else if !errors.Is(err, errChannelDead) {
-			c.closeWith(err)
-			return nil, err
+			return nil, joinErr(err)
 		}
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
@@ -275,8 +299,7 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		c.closeWith(err)
-		return nil, err
+		return nil, joinErr(err)
 	}
 	select {
 	case <-gathered:
@@ -286,7 +309,23 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	case <-c.done:
 		return nil, fmt.Errorf("sfu: join: %w", c.Err())
 	}
-	c.offer.SDP = pc.LocalDescription().SDP
+	c.mu.Lock()
+	closed, reason := c.closed, c.err
+	var ld *webrtc.SessionDescription
+	if !closed {
+		// With gathering complete the description holds every candidate.
+		if ld = pc.LocalDescription(); ld != nil {
+			c.offer.SDP = ld.SDP
+			c.armAnswerTimerLocked()
+		}
+	}
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return nil, fmt.Errorf("sfu: join: %w", reason)
+	case ld == nil:
+		return nil, joinErr(errors.New("sfu: no local description after gathering"))
+	}
 	return c, nil
 }
 
@@ -352,6 +391,9 @@ func (c *Connection) setup(req JoinRequest) error {
 
 // offerLocked creates and applies a new local offer.
 func (c *Connection) offerLocked() error {
+	if c.closed {
+		return fmt.Errorf("sfu: offer: %w", net.ErrClosed)
+	}
 	offer, err := c.pc.CreateOffer(nil)
 	if err != nil {
 		return fmt.Errorf("sfu: create offer: %w", err)
@@ -362,9 +404,28 @@ func (c *Connection) offerLocked() error {
 	c.offerMids = sdpMids(offer.SDP)
 	c.awaiting = true
 	c.dirty = false
-	c.inFlight = append(c.inFlight, c.removed...)
-	c.removed = nil
+	c.offerGen++
 	return nil
+}
+
+// armAnswerTimerLocked starts the answer timeout of the offer just made.
+func (c *Connection) armAnswerTimerLocked() {
+	c.stopAnswerTimerLocked()
+	gen, d := c.offerGen, c.sfu.cfg.AnswerTimeout
+	c.answerTimer = time.AfterFunc(d, func() {
+		// Close only if this very offer is still unanswered: checked under
+		// c.mu by closeIf, so an answer that wins the race is kept.
+		c.closeIf(fmt.Errorf("%w: no answer within %v", ErrAnswerTimeout, d), func() bool {
+			return c.awaiting && c.offerGen == gen
+		})
+	})
+}
+
+func (c *Connection) stopAnswerTimerLocked() {
+	if c.answerTimer != nil {
+		c.answerTimer.Stop()
+		c.answerTimer = nil
+	}
 }
 
 // sdpMids lists the mids of an SDP's media sections in order; nil if it
@@ -403,7 +464,8 @@ func (c *Connection) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is open, then why it closed:
 // net.ErrClosed (Close), ErrDisconnected, ErrChannelClosed,
-// ErrConnectionFailed, ErrPeerClosed, or the error that failed Join.
+// ErrConnectionFailed, ErrPeerClosed, an error wrapping ErrAnswerTimeout,
+// or the error that failed Join. Test it with errors.Is.
 func (c *Connection) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -439,8 +501,7 @@ func (c *Connection) SetAnswer(answer string) error {
 		return fmt.Errorf("sfu: set answer: %w", err)
 	}
 	c.awaiting = false
-	c.free = append(c.free, c.inFlight...)
-	c.inFlight = nil
+	c.stopAnswerTimerLocked()
 	if !c.answered {
 		c.answered = true
 		for _, cand := range c.pendingCands {
@@ -456,20 +517,27 @@ func (c *Connection) SetAnswer(answer string) error {
 	return nil
 }
 
+// maxPendingCandidates bounds the candidates kept before the first answer;
+// a browser trickles a handful.
+const maxPendingCandidates = 64
+
 // AddICECandidate adds a candidate trickled by the client. An empty
 // candidate (end of candidates) is ignored; candidates that arrive before
-// the first answer are kept until it is applied.
+// the first answer are kept until it is applied (up to 64; later ones are
+// dropped).
 func (c *Connection) AddICECandidate(cand webrtc.ICECandidateInit) error {
-	if cand.Candidate == "" {
-		return nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return fmt.Errorf("sfu: add ICE candidate: %w", net.ErrClosed)
 	}
+	if cand.Candidate == "" {
+		return nil
+	}
 	if !c.answered {
-		c.pendingCands = append(c.pendingCands, cand)
+		if len(c.pendingCands) < maxPendingCandidates {
+			c.pendingCands = append(c.pendingCands, cand)
+		}
 		return nil
 	}
 	if err := c.pc.AddICECandidate(cand); err != nil {
@@ -559,6 +627,9 @@ func (c *Connection) reoffer() {
 	var sdpText string
 	if err == nil {
 		sdpText = c.pc.LocalDescription().SDP
+		if c.hooks.ReOffer != nil {
+			c.armAnswerTimerLocked()
+		}
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -583,24 +654,17 @@ func (c *Connection) addDown(src *source) error {
 		sender *webrtc.RTPSender
 		err    error
 	)
-	if i := slices.IndexFunc(c.free, func(t *webrtc.RTPTransceiver) bool { return t.Kind() == src.info.Kind }); i >= 0 {
-		// Reuse an inactive m-line so the SDP does not grow forever.
-		tr = c.free[i]
-		c.free = slices.Delete(c.free, i, i+1)
-		if sender, err = c.api.NewRTPSender(d, c.pc.SCTP().Transport()); err != nil {
-			return fmt.Errorf("sfu: new sender: %w", err)
-		}
-		if err = tr.SetSender(sender, d); err != nil {
-			_ = sender.Stop()
-			return fmt.Errorf("sfu: reuse transceiver: %w", err)
-		}
-	} else {
-		tr, err = c.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			return fmt.Errorf("sfu: add transceiver: %w", err)
-		}
-		sender = tr.Sender()
+	// Every forwarded track gets an m-line of its own; inactive ones are not
+	// reused. pion attaches its interceptors (the NACK responder, sender
+	// reports) only to senders it makes in AddTrack/AddTransceiver, and it
+	// will not reuse an m-line the remote answered inactive, so reusing one
+	// would mean a sender without retransmissions. The cost is SDP growth of
+	// one m-line per track ever forwarded to the connection.
+	tr, err = c.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return fmt.Errorf("sfu: add transceiver: %w", err)
 	}
+	sender = tr.Sender()
 	d.tr, d.sender = tr, sender
 	c.downs[src] = d
 	src.addSub(d)
@@ -628,11 +692,6 @@ func (c *Connection) removeDown(src *source) {
 	if err := c.pc.RemoveTrack(d.sender); err != nil {
 		c.logger.Debug("remove track", "err", err)
 	}
-	if d.tr.Mid() == "" {
-		c.free = append(c.free, d.tr) // never offered: reuse at once
-	} else {
-		c.removed = append(c.removed, d.tr)
-	}
 	c.dirty = true
 	c.kickLocked()
 }
@@ -654,15 +713,27 @@ func (c *Connection) readRTCP(d *downTrack) {
 }
 
 // onTrack publishes an upstream track into the channel and pumps its RTP.
-func (c *Connection) onTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+func (c *Connection) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	c.mu.Unlock()
 	defer c.wg.Done()
+	// The publisher's RTCP (sender reports) reaches the interceptors only
+	// when read; the receiver reports sent back need it for their
+	// LSR/DLSR fields, from which the client computes its RTT.
+	go func() {
+		defer c.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := recv.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
 	kind := track.Kind()
 	info := TrackInfo{ID: c.id + "-" + kind.String(), StreamID: c.id, Kind: kind, Codec: track.Codec().RTPCodecCapability}
 	ssrc := uint32(track.SSRC())
@@ -697,33 +768,54 @@ func (c *Connection) Close() error {
 	return nil
 }
 
-func (c *Connection) closeWith(reason error) {
+func (c *Connection) closeWith(reason error) { c.closeIf(reason, nil) }
+
+// closeIf closes the connection with reason if it is open and still, when
+// not nil, returns true; still runs with c.mu held. Every caller returns
+// only once the connection is closed and its media goroutines have ended.
+func (c *Connection) closeIf(reason error, still func() bool) {
 	c.mu.Lock()
+	if !c.closed && still != nil && !still() {
+		c.mu.Unlock()
+		return
+	}
 	first := !c.closed
-	var downs map[*source]*downTrack
+	var (
+		downs map[*source]*downTrack
+		pc    *webrtc.PeerConnection
+		q     *eventQueue
+		ch    *Channel
+	)
 	if first {
 		c.closed = true
 		c.err = reason
 		downs = c.downs
 		c.downs = map[*source]*downTrack{}
+		pc, q, ch = c.pc, c.q, c.ch
+		c.stopAnswerTimerLocked()
 	}
 	c.mu.Unlock()
 	if first {
 		for src, d := range downs {
 			src.removeSub(d)
 		}
-		if c.ch != nil {
-			c.ch.removeConnection(c)
+		if ch != nil {
+			ch.removeConnection(c)
 		}
 		c.sfu.release(c)
-		if err := c.pc.Close(); err != nil {
-			c.logger.Debug("close peer connection", "err", err)
+		if pc != nil {
+			if err := pc.Close(); err != nil {
+				c.logger.Debug("close peer connection", "err", err)
+			}
 		}
-		if c.q != nil {
-			c.q.stop(false)
+		if q != nil {
+			// Not waiting: this may run on the queue's goroutine (a hook
+			// calling Close).
+			q.stop(false)
 		}
 		close(c.done)
 		c.logger.Debug("connection closed", "reason", reason)
 	}
+	<-c.done
 	c.wg.Wait()
 }

@@ -10,8 +10,13 @@
 // and video are the first audio and first video m-lines; each forwarded
 // track is a sendonly m-line whose a=msid stream id is the publishing
 // connection's id; when tracks come or go the connection gets a re-offer
-// (one outstanding at a time), and a leaving publisher's m-lines go
-// inactive and are reused later, so the SDP does not grow.
+// (one outstanding at a time, closing a client that does not answer within
+// Config.AnswerTimeout), and a leaving publisher's m-lines go inactive
+// (they are not reused: each forwarded track gets a fresh m-line, so that
+// every one has pion's NACK responder; the SDP grows by one m-line per track
+// ever forwarded to a connection). The server opens every data
+// channel in-band (Offer.DataChannels lists them, for offer.data_channels)
+// and never closes one on its own: the SDK disconnects when any closes.
 //
 // A track of a channel is a source: a local publisher, or a remote track
 // injected with Channel.AddRemoteTrack (the relay). Subscribers cannot tell

@@ -38,6 +38,9 @@ var (
 	ErrDisconnected = errors.New("sfu: disconnected by the node")
 	// ErrChannelClosed is the Err of connections closed by CloseChannel.
 	ErrChannelClosed = errors.New("sfu: channel closed")
+	// ErrAnswerTimeout is wrapped by the Err of a connection whose client
+	// did not answer an offer or re-offer within Config.AnswerTimeout.
+	ErrAnswerTimeout = errors.New("sfu: the client did not answer the offer in time")
 )
 
 // CapacityError refuses a Join beyond Config.MaxConnections.
@@ -57,6 +60,11 @@ const MaxChannelIDLen = 255
 // sent to one track's publisher.
 const DefaultKeyframeInterval = 500 * time.Millisecond
 
+// DefaultAnswerTimeout is how long a client has to answer an offer or a
+// re-offer. The seed SDK answers within milliseconds; the margin is for slow
+// devices and networks.
+const DefaultAnswerTimeout = 30 * time.Second
+
 // Config configures an SFU. The zero value is usable: no connection limit,
 // ephemeral UDP ports on every interface, full ICE.
 type Config struct {
@@ -69,6 +77,16 @@ type Config struct {
 	// to one publisher; requests in between are coalesced into one sent at
 	// the end of the interval. 0 means DefaultKeyframeInterval.
 	KeyframeInterval time.Duration
+	// AnswerTimeout is how long a client has to answer the initial offer
+	// (counted from the end of Join) and every re-offer (counted from the
+	// ReOffer hook call). A connection whose answer does not come in time is
+	// closed and its Err wraps ErrAnswerTimeout; the other connections of
+	// the channel are not affected. Without it, a client that never
+	// re-answers would keep its connection alive but never get another
+	// re-offer, since only one is outstanding at a time. A re-offer is not
+	// timed when ConnectionHooks.ReOffer is nil, as nobody was sent it.
+	// 0 means DefaultAnswerTimeout.
+	AnswerTimeout time.Duration
 	// Network holds the ICE settings a deployment needs.
 	Network NetworkConfig
 }
@@ -145,6 +163,12 @@ func New(cfg Config) (*SFU, error) {
 	}
 	if cfg.KeyframeInterval == 0 {
 		cfg.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if cfg.AnswerTimeout < 0 {
+		return nil, fmt.Errorf("sfu: AnswerTimeout is %v; want 0 (default) or more", cfg.AnswerTimeout)
+	}
+	if cfg.AnswerTimeout == 0 {
+		cfg.AnswerTimeout = DefaultAnswerTimeout
 	}
 	n := cfg.Network
 	if n.UDPPort < 0 || n.UDPPort > 65535 {

@@ -74,7 +74,7 @@ func TestFanOutAndLeave(t *testing.T) {
 
 	// The publisher leaves: every subscriber gets a re-offer with its
 	// m-lines inactive, mids unchanged.
-	mid := midOf(subs[0].lastReoffer(), "PUB")
+	mid := midOf(subs[0].lastOffer(), "PUB")
 	if mid == "" {
 		t.Fatal("no m-line for PUB in the subscriber's offer")
 	}
@@ -88,15 +88,17 @@ func TestFanOutAndLeave(t *testing.T) {
 	if got := s.Counts(); got.Total != 3 {
 		t.Fatalf("counts after leave = %+v", got)
 	}
-	// A second publisher reuses the inactive m-lines: the SDP does not grow.
+	// A second publisher gets fresh m-lines (inactive ones are not reused,
+	// so that every sender has pion's NACK responder).
+	for _, c := range subs {
+		testutil.Eventually(t, c.settled, wait, "%s: re-answer taken", c.conn.ID())
+	}
 	before := countMlines(subs[0].lastReoffer())
 	pub2 := join(t, s, clientOpts{channel: "room", id: "PUB2", role: sfu.RoleSendonly, audio: true, video: true})
 	pub2.pump(t, 9)
 	testutil.Eventually(t, func() bool { return midOf(subs[0].lastReoffer(), "PUB2") != "" }, wait, "re-offer with PUB2")
-	if after := countMlines(subs[0].lastReoffer()); after != before {
-		t.Fatalf("m-lines grew from %d to %d instead of reusing inactive ones", before, after)
-	}
-	testutil.Eventually(t, func() bool { return len(subs[0].payloads("PUB2/PUB2-video")) >= 10 }, wait, "video of PUB2 on a reused m-line")
+	testutil.Eventually(t, func() bool { return countMlines(subs[0].lastReoffer()) == before+1 }, wait, "one more m-line for PUB2's video, the track it sends (had %d)", before)
+	testutil.Eventually(t, func() bool { return len(subs[0].payloads("PUB2/PUB2-video")) >= 10 }, wait, "video of PUB2")
 }
 
 func TestKeyframeOnLateSubscriber(t *testing.T) {
@@ -115,34 +117,77 @@ func TestKeyframeOnLateSubscriber(t *testing.T) {
 
 func TestKeyframeRequestsCoalesced(t *testing.T) {
 	testutil.CheckLeaks(t)
-	s := newSFU(t, func(c *sfu.Config) { c.KeyframeInterval = time.Hour })
+	const interval = time.Second
+	s := newSFU(t, func(c *sfu.Config) { c.KeyframeInterval = interval })
 	ch, err := s.Channel("coalesce")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n atomic.Int64
-	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "r-video", StreamID: "REMOTE", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, sfu.KeyframeRequesterFunc(func() { n.Add(1) }))
+	var (
+		mu    sync.Mutex
+		calls []time.Time
+	)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls)
+	}
+	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "r-video", StreamID: "REMOTE", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, sfu.KeyframeRequesterFunc(func() {
+		mu.Lock()
+		calls = append(calls, time.Now())
+		mu.Unlock()
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	var taps []*sfu.TrackTap
-	stop, err := ch.Observe(sfu.Observer{TrackAdded: func(_ sfu.TrackInfo, tap *sfu.TrackTap) { taps = append(taps, tap) }})
+	var taps atomic.Int64
+	stop, err := ch.Observe(sfu.Observer{TrackAdded: func(sfu.TrackInfo, *sfu.TrackTap) { taps.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
 	sub := join(t, s, clientOpts{channel: "coalesce", id: "SUB", role: sfu.RoleRecvonly})
-	testutil.Eventually(t, func() bool { return n.Load() >= 1 }, wait, "first request passes")
-	// Many PLIs from the subscriber within the interval: none passes.
+	// Packets until the subscriber has the track: its SSRC is what the
+	// subscriber's PLIs must name to reach the server's sender.
+	seq := uint16(0)
+	testutil.Eventually(t, func() bool {
+		for range 5 {
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 3}, Payload: []byte{1}}
+			b, _ := p.Marshal()
+			_ = w.WriteRTP(b)
+			seq++
+		}
+		return len(sub.payloads("REMOTE/r-video")) > 0
+	}, wait, "subscriber receives")
+	sub.mu.Lock()
+	ssrc := sub.ssrcs["REMOTE/r-video"]
+	sub.mu.Unlock()
+	testutil.Eventually(t, func() bool { return count() >= 1 }, wait, "the new subscriber's request passes")
+	// Let the interval after the last request run out.
+	mu.Lock()
+	last := calls[len(calls)-1]
+	mu.Unlock()
+	time.Sleep(time.Until(last.Add(interval + 100*time.Millisecond)))
+	base := count()
+	// A burst of PLIs: the first passes at once, the rest make one more
+	// request at the end of the interval, and nothing else.
 	for range 20 {
-		_ = sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: 1}})
+		if err := sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	time.Sleep(200 * time.Millisecond)
-	if got := n.Load(); got != 1 {
-		t.Fatalf("%d keyframe requests passed in one interval, want 1", got)
+	testutil.Eventually(t, func() bool { return count() >= base+2 }, wait, "the burst's requests reach the relay")
+	time.Sleep(interval + 300*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if got := len(calls) - base; got != 2 {
+		t.Fatalf("a burst of 20 PLIs gave %d keyframe requests, want 2 (one now, one coalesced)", got)
 	}
-	if len(taps) != 0 {
+	if gap := calls[base+1].Sub(calls[base]); gap < interval-50*time.Millisecond {
+		t.Fatalf("coalesced request %v after the first, want >= %v", gap, interval)
+	}
+	if taps.Load() != 0 {
 		t.Fatalf("remote track reported to observers")
 	}
 }
@@ -187,7 +232,7 @@ func TestRemoteTrack(t *testing.T) {
 		t.Fatalf("payload %x", p)
 	}
 	testutil.Eventually(t, func() bool { return kf.Load() > 0 }, wait, "subscriber's keyframe request reaches the relay")
-	mid := midOf(sub.lastReoffer(), "FAR")
+	mid := midOf(sub.lastOffer(), "FAR")
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -531,6 +576,7 @@ func TestNewValidates(t *testing.T) {
 	bad := []sfu.Config{
 		{MaxConnections: -1},
 		{KeyframeInterval: -time.Second},
+		{AnswerTimeout: -time.Second},
 		{Network: sfu.NetworkConfig{UDPPort: 70000}},
 		{Network: sfu.NetworkConfig{PortMin: 10}},
 		{Network: sfu.NetworkConfig{PortMin: 20, PortMax: 10}},
@@ -567,7 +613,12 @@ func TestClientClosesPeerConnection(t *testing.T) {
 	pub.pump(t, 1)
 	sub := join(t, s, clientOpts{channel: "bye", id: "SUB", role: sfu.RoleRecvonly})
 	testutil.Eventually(t, func() bool { return len(sub.payloads("PUB/PUB-video")) > 0 }, wait, "subscriber receives")
-	mid := midOf(sub.lastReoffer(), "PUB")
+	// PUB's m-line came in sub's initial offer or in a re-offer, depending
+	// on whether PUB's track was up when sub joined.
+	mid := midOf(sub.lastOffer(), "PUB")
+	if mid == "" {
+		t.Fatal("no m-line for PUB in the subscriber's offers")
+	}
 	_ = pub.pc.Close()
 	select {
 	case <-pub.conn.Done():
@@ -609,7 +660,13 @@ func TestMessagingHeaderAndDirection(t *testing.T) {
 	if got := string(a.messages("#y+recvonly")[0]); got != "in" {
 		t.Fatalf("recvonly channel got %q", got)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// A message b sends after "dropped" on the same association has made
+	// its way to a: "dropped" had every chance to be forwarded too.
+	if err := b.dc("#x+hdr").Send([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return len(a.messages("#x+hdr")) == 2 }, wait, "the message after the dropped one")
+	time.Sleep(50 * time.Millisecond)
 	if n := len(a.messages("#y+recvonly")); n != 1 {
 		t.Fatalf("a message sent on a recvonly channel was forwarded (%d messages)", n)
 	}

@@ -1,0 +1,462 @@
+package sfu_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/sfu"
+)
+
+// mSection is what the SDK cares about in one media section of an offer.
+type mSection struct {
+	kind, mid, dir, msid string
+	candidates           int
+	endOfCandidates      bool
+}
+
+func parseOffer(t *testing.T, s string) (secs []mSection, bundle []string) {
+	t.Helper()
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(s); err != nil {
+		t.Fatalf("offer does not parse: %v\n%s", err, s)
+	}
+	if g, ok := d.Attribute("group"); ok {
+		bundle = strings.Fields(strings.TrimPrefix(g, "BUNDLE"))
+	}
+	for _, m := range d.MediaDescriptions {
+		sec := mSection{kind: m.MediaName.Media}
+		for _, a := range m.Attributes {
+			switch a.Key {
+			case "mid":
+				sec.mid = a.Value
+			case "msid":
+				sec.msid = a.Value
+			case "candidate":
+				sec.candidates++
+			case "end-of-candidates":
+				sec.endOfCandidates = true
+			case "sendrecv", "sendonly", "recvonly", "inactive":
+				sec.dir = a.Key
+			}
+		}
+		secs = append(secs, sec)
+	}
+	return secs, bundle
+}
+
+// checkOfferLayout checks PROTOCOL.md §0.1, §0.3, §3.3: every candidate in
+// the SDP (gathering complete), the upstream m-lines first of their kind and
+// named by mids, forwarded m-lines sendonly with the publisher's id as msid
+// stream.
+func checkOfferLayout(t *testing.T, name, offer string, mids sfu.Mids, publishers map[string]int) {
+	t.Helper()
+	secs, bundle := parseOffer(t, offer)
+	if len(secs) == 0 || secs[0].candidates == 0 || !secs[0].endOfCandidates {
+		t.Fatalf("%s: the first m-section (the BUNDLE transport) lacks candidates or a=end-of-candidates:\n%s", name, offer)
+	}
+	var allMids []string
+	firstOf := map[string]mSection{}
+	forwarded := map[string]int{}
+	hasApp := false
+	for _, sec := range secs {
+		allMids = append(allMids, sec.mid)
+		if sec.kind == "application" {
+			hasApp = true
+			continue
+		}
+		if _, seen := firstOf[sec.kind]; !seen {
+			firstOf[sec.kind] = sec
+		}
+		if sec.dir == "sendonly" {
+			stream, track, _ := strings.Cut(sec.msid, " ")
+			if stream == "" || !strings.HasPrefix(track, stream+"-") {
+				t.Fatalf("%s: forwarded m-line %s has a=msid:%q; want the publisher's connection id as stream", name, sec.mid, sec.msid)
+			}
+			forwarded[stream]++
+		}
+	}
+	if !hasApp {
+		t.Fatalf("%s: no m=application", name)
+	}
+	if !slices.Equal(bundle, allMids) {
+		t.Fatalf("%s: BUNDLE %v, m-section mids %v", name, bundle, allMids)
+	}
+	for kind, mid := range map[string]string{"audio": mids.Audio, "video": mids.Video} {
+		if mid == "" {
+			continue
+		}
+		if f := firstOf[kind]; f.mid != mid || f.dir != "recvonly" {
+			t.Fatalf("%s: first %s m-section is mid %q (%s), want the upstream mid %q recvonly", name, kind, f.mid, f.dir, mid)
+		}
+	}
+	for p, n := range publishers {
+		if forwarded[p] != n {
+			t.Fatalf("%s: %d forwarded m-lines with msid stream %s, want %d (all: %v)", name, forwarded[p], p, n, forwarded)
+		}
+	}
+}
+
+func TestOfferLayout(t *testing.T) {
+	testutil.CheckLeaks(t)
+	s := newSFU(t, nil)
+	ch, err := s.Channel("layout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tracks atomic.Int64
+	stop, err := ch.Observe(sfu.Observer{TrackAdded: func(sfu.TrackInfo, *sfu.TrackTap) { tracks.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	a := join(t, s, clientOpts{channel: "layout", id: "AAAA", role: sfu.RoleSendrecv, audio: true, video: true})
+	a.pump(t, 1)
+	a.pumpAudio(t)
+	testutil.Eventually(t, func() bool { return tracks.Load() == 2 }, wait, "A's audio and video published")
+
+	// B joins a channel where A publishes: B's upstream m-lines still come
+	// first, A's follow.
+	b := join(t, s, clientOpts{channel: "layout", id: "BBBB", role: sfu.RoleSendrecv, audio: true, video: true, labels: []string{"#chat"}})
+	offer := b.conn.Offer()
+	if offer.Mids != (sfu.Mids{Audio: "0", Video: "1"}) {
+		t.Fatalf("B's mids %+v", offer.Mids)
+	}
+	checkOfferLayout(t, "B's offer", offer.SDP, offer.Mids, map[string]int{"AAAA": 2})
+	var dcs []string
+	for _, d := range offer.DataChannels {
+		dcs = append(dcs, fmt.Sprintf("%s/%s/%v", d.Label, d.Direction, d.Compress))
+	}
+	if want := "[signaling/sendrecv/false notify/sendrecv/false push/sendrecv/false #chat/sendrecv/false]"; fmt.Sprint(dcs) != want {
+		t.Fatalf("offer data channels %v, want %v", dcs, want)
+	}
+
+	// B publishes: A's re-offer adds B's m-lines after A's own, mids kept,
+	// candidates still inside.
+	b.pump(t, 2)
+	b.pumpAudio(t)
+	testutil.Eventually(t, func() bool {
+		secs, _ := parseOffer(t, a.lastReoffer())
+		n := 0
+		for _, sec := range secs {
+			if strings.HasPrefix(sec.msid, "BBBB ") {
+				n++
+			}
+		}
+		return n == 2
+	}, wait, "A's re-offer carries B's audio and video")
+	checkOfferLayout(t, "A's re-offer", a.lastReoffer(), a.conn.Offer().Mids, map[string]int{"BBBB": 2})
+	testutil.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.streams["AAAA-audio"] == "AAAA" && b.streams["AAAA-video"] == "AAAA"
+	}, wait, "B's tracks from A have A's connection id as stream id")
+}
+
+// A client that never answers a re-offer is closed after AnswerTimeout
+// with ErrAnswerTimeout; the others of its channel go on.
+func TestAnswerTimeout(t *testing.T) {
+	testutil.CheckLeaks(t)
+	// Long enough for the answering client on a loaded machine.
+	const timeout = 3 * time.Second
+	s := newSFU(t, func(c *sfu.Config) { c.AnswerTimeout = timeout })
+	var reofferedAt atomic.Int64
+	mute := join(t, s, clientOpts{channel: "slow", id: "MUTE", role: sfu.RoleRecvonly, onReoffer: func(*testClient, string) {
+		reofferedAt.CompareAndSwap(0, time.Now().UnixNano())
+	}})
+	good := join(t, s, clientOpts{channel: "slow", id: "GOOD", role: sfu.RoleRecvonly})
+	// A client that never answers its initial offer, timed meanwhile.
+	start := time.Now()
+	unanswered, err := s.Join(testutil.Context(t, wait), sfu.JoinRequest{ChannelID: "slow", Role: sfu.RoleRecvonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Channel("slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "far-video", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	select {
+	case <-mute.conn.Done():
+	case <-time.After(timeout + wait):
+		t.Fatal("a connection that never re-answers stays open")
+	}
+	closedAt := time.Now()
+	if err := mute.conn.Err(); !errors.Is(err, sfu.ErrAnswerTimeout) {
+		t.Fatalf("Err = %v, want ErrAnswerTimeout", err)
+	}
+	if at := reofferedAt.Load(); at == 0 || closedAt.Sub(time.Unix(0, at)) < timeout-100*time.Millisecond {
+		t.Fatalf("closed %v after the re-offer, want about %v", closedAt.Sub(time.Unix(0, at)), timeout)
+	}
+	if err := mute.conn.SetAnswer("v=0"); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("late answer: err = %v", err)
+	}
+	seq := uint16(0)
+	testutil.Eventually(t, func() bool {
+		for range 5 {
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 5}, Payload: []byte{0xCD}}
+			b, _ := p.Marshal()
+			_ = w.WriteRTP(b)
+			seq++
+		}
+		return len(good.payloads("FAR/far-video")) >= 5
+	}, wait, "the answering subscriber still gets the track")
+	if err := good.conn.Err(); err != nil {
+		t.Fatalf("the answering subscriber was closed: %v", err)
+	}
+	select {
+	case <-unanswered.Done():
+	case <-time.After(timeout + wait):
+		t.Fatal("a connection whose offer is never answered stays open")
+	}
+	if !errors.Is(unanswered.Err(), sfu.ErrAnswerTimeout) || time.Since(start) < timeout-100*time.Millisecond {
+		t.Fatalf("unanswered offer: Err = %v after %v", unanswered.Err(), time.Since(start))
+	}
+	if got := s.Counts(); got.Total != 1 {
+		t.Fatalf("counts %+v", got)
+	}
+}
+
+// The signaling layer closes a connection from its own hooks (a
+// "disconnect" on the signaling data channel, a re-offer it cannot send).
+func TestCloseFromHooks(t *testing.T) {
+	testutil.CheckLeaks(t)
+	s := newSFU(t, nil)
+
+	// From DataChannelMessage, on pion's data channel goroutine.
+	var conn atomic.Pointer[sfu.Connection]
+	closed := make(chan error, 1)
+	pc, err := sharedClientAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c, err := s.Join(testutil.Context(t, wait), sfu.JoinRequest{ChannelID: "hooks", ConnectionID: "A", Role: sfu.RoleRecvonly, Hooks: sfu.ConnectionHooks{
+		DataChannelMessage: func(label string, data []byte, _ bool) {
+			if label == sfu.LabelSignaling && string(data) == `{"type":"disconnect"}` {
+				closed <- conn.Load().Close()
+			}
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Store(c)
+	defer c.Close()
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		if dc.Label() == sfu.LabelSignaling {
+			dc.OnOpen(func() { _ = dc.SendText(`{"type":"disconnect"}`) })
+		}
+	})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.Offer().SDP}); err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := pc.CreateAnswer(nil)
+	_ = pc.SetLocalDescription(answer)
+	if err := c.SetAnswer(answer.SDP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Close from the DataChannelMessage hook did not return")
+	}
+	if !errors.Is(c.Err(), net.ErrClosed) {
+		t.Fatalf("Err = %v", c.Err())
+	}
+	if err := c.SendText(sfu.LabelNotify, "{}"); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+	if err := c.AddICECandidate(webrtc.ICECandidateInit{}); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("candidate after close: %v", err)
+	}
+
+	// From ReOffer, on the connection's event goroutine.
+	reoffered := make(chan error, 1)
+	sub := join(t, s, clientOpts{channel: "hooks", id: "B", role: sfu.RoleRecvonly, onReoffer: func(tc *testClient, _ string) {
+		reoffered <- tc.conn.Close()
+	}})
+	ch, err := s.Channel("hooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	select {
+	case err := <-reoffered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Close from the ReOffer hook did not return")
+	}
+	<-sub.conn.Done()
+}
+
+// DisconnectAll and Close may come while Joins are half done: no panic, no
+// connection left behind in a channel, every Join either returns an open
+// connection or an error.
+func TestJoinRacesDisconnectAndClose(t *testing.T) {
+	testutil.CheckLeaks(t)
+	s := newSFU(t, nil)
+	ctx := testutil.Context(t, 2*wait)
+	var (
+		mu      sync.Mutex
+		conns   []*sfu.Connection
+		fails   int
+		closing atomic.Bool
+	)
+	joinLoop := func(wg *sync.WaitGroup, n int) {
+		defer wg.Done()
+		for range n {
+			c, err := s.Join(ctx, sfu.JoinRequest{ChannelID: "race", Role: sfu.RoleRecvonly})
+			mu.Lock()
+			if err == nil {
+				conns = append(conns, c)
+			} else {
+				fails++
+			}
+			mu.Unlock()
+			if err != nil && closing.Load() {
+				return
+			}
+		}
+	}
+
+	// Phase 1: DisconnectAll keeps hitting the joins.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go joinLoop(&wg, 6)
+	}
+	joined := make(chan struct{})
+	go func() { wg.Wait(); close(joined) }()
+	for running := true; running; {
+		select {
+		case <-joined:
+			running = false
+		case <-time.After(time.Millisecond):
+			s.DisconnectAll()
+		}
+	}
+	s.DisconnectAll()
+	mu.Lock()
+	got := slices.Clone(conns)
+	mu.Unlock()
+	for _, c := range got {
+		select {
+		case <-c.Done():
+		case <-time.After(wait):
+			t.Fatalf("connection %s not closed by DisconnectAll", c.ID())
+		}
+	}
+	if n := s.Counts().Total; n != 0 {
+		t.Fatalf("%d connections counted after DisconnectAll", n)
+	}
+	ch, err := s.Channel("race")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ch.Counts().Connections; n != 0 {
+		t.Fatalf("%d closed connections left in the channel", n)
+	}
+
+	// Phase 2: Close comes in the middle of joins.
+	for range 3 {
+		wg.Add(1)
+		go joinLoop(&wg, 50)
+	}
+	time.Sleep(20 * time.Millisecond)
+	closing.Store(true)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range conns {
+		select {
+		case <-c.Done():
+		case <-time.After(wait):
+			t.Fatalf("connection %s not closed by Close", c.ID())
+		}
+	}
+	t.Logf("%d joins succeeded, %d failed", len(conns), fails)
+}
+
+// A NACK on the m-line of a track forwarded after another left must be
+// answered as on the first one. (Reusing the inactive m-line would lose
+// pion's per-connection NACK responder; see addDown.)
+func TestNACKOnLaterTrack(t *testing.T) {
+	testutil.CheckLeaks(t)
+	s := newSFU(t, nil)
+	api := clientAPI(func(se *webrtc.SettingEngine) { se.DisableSRTPReplayProtection(true) })
+	sub := join(t, s, clientOpts{channel: "nack", id: "SUB", role: sfu.RoleRecvonly, api: api})
+	ch, err := s.Channel("nack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vp8 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	w0, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v0", StreamID: "FAR0", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return midOf(sub.lastReoffer(), "FAR0") != "" && sub.settled() }, wait, "v0 offered")
+	_ = w0.Close()
+	testutil.Eventually(t, func() bool { return midOf(sub.lastReoffer(), "FAR0") == "" && sub.settled() }, wait, "v0 removed")
+	before := countMlines(sub.lastReoffer())
+	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	seq := uint16(0)
+	testutil.Eventually(t, func() bool {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 9}, Payload: []byte{0xEE, byte(seq >> 8), byte(seq)}}
+		b, _ := p.Marshal()
+		_ = w.WriteRTP(b)
+		seq++
+		return len(sub.payloads("FAR/v")) >= 5
+	}, wait, "subscriber receives")
+	if after := countMlines(sub.lastReoffer()); after != before+1 {
+		t.Fatalf("m-lines went from %d to %d, want one more", before, after)
+	}
+	got := sub.payloads("FAR/v")
+	last := got[len(got)-1]
+	lost := uint16(last[1])<<8 | uint16(last[2])
+	sub.mu.Lock()
+	ssrc := sub.ssrcs["FAR/v"]
+	sub.mu.Unlock()
+	testutil.Eventually(t, func() bool {
+		_ = sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: lost}}}})
+		n := 0
+		for _, p := range sub.payloads("FAR/v") {
+			if uint16(p[1])<<8|uint16(p[2]) == lost {
+				n++
+			}
+		}
+		return n >= 2
+	}, wait, "packet %d retransmitted after a NACK on the later track", lost)
+}
