@@ -27,7 +27,7 @@ var fences = []fence{
 	},
 	{
 		deps:    []string{"github.com/pion/"},
-		allowed: []string{"sfu", "relay", "internal/slogpion"},
+		allowed: []string{"sfu", "relay", "internal/slogpion", "signaling/client"},
 	},
 }
 

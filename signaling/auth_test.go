@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -16,12 +17,24 @@ func TestWebhook(t *testing.T) {
 	answer := `{"allowed":true,"cluster_affinity":false,"metadata":{"room":"a"}}`
 	status := 200
 	delay := time.Duration(0)
+	var mu sync.Mutex // the handler of a timed-out call may still run during the next case
+	set := func(a string, s int, d time.Duration) {
+		mu.Lock()
+		answer, status, delay = a, s, d
+		mu.Unlock()
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		answer, status, delay := answer, status, delay
+		mu.Unlock()
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || r.Header.Get("Authorization") != "Bearer k" {
 			t.Errorf("request %s %v", r.Method, r.Header)
 		}
 		b, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(b, &got); err != nil {
+		mu.Lock()
+		err := json.Unmarshal(b, &got)
+		mu.Unlock()
+		if err != nil {
 			t.Errorf("webhook body %s: %v", b, err)
 		}
 		select {
@@ -43,11 +56,13 @@ func TestWebhook(t *testing.T) {
 	if !res.Allowed || res.ClusterAffinity == nil || *res.ClusterAffinity || string(res.Metadata) != `{"room":"a"}` {
 		t.Errorf("result %+v", res)
 	}
+	mu.Lock()
 	if got.ChannelID != "c" || got.NodeName != "a@127.0.0.1" || string(got.Metadata) != `{"t":1}` {
 		t.Errorf("webhook got %+v", got)
 	}
 
-	answer = `{"allowed":false,"reason":"BANNED"}`
+	mu.Unlock()
+	set(`{"allowed":false,"reason":"BANNED"}`, 200, 0)
 	res, err = wh.Authenticate(context.Background(), req)
 	if err != nil || res.Allowed || res.Reason != "BANNED" {
 		t.Errorf("deny: %+v %v", res, err)
@@ -67,7 +82,7 @@ func TestWebhook(t *testing.T) {
 		{"allowed wrong type", `{"allowed":"yes"}`, 200, 0, "AUTH-WEBHOOK-BAD-RESPONSE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			answer, status, delay = tc.answer, tc.status, tc.delay
+			set(tc.answer, tc.status, tc.delay)
 			_, err := wh.Authenticate(context.Background(), req)
 			var ae *AuthError
 			if !errors.As(err, &ae) || ae.Reason != tc.reason {

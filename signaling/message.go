@@ -225,7 +225,8 @@ func DecodeClientMessage(b []byte, maxSize int) (any, error) {
 	}
 	switch *head.Type {
 	case TypeConnect:
-		var m Connect
+		// audio and video default to true when absent, as in the seed.
+		m := Connect{Audio: MediaOptions{Enabled: true}, Video: MediaOptions{Enabled: true}}
 		if err := decodeInto(b, &m); err != nil {
 			return nil, err
 		}
@@ -290,6 +291,8 @@ func (c *Connect) validate() error {
 		switch {
 		case dc.Label == "":
 			return protoErr(CloseInvalidMessage, "INVALID-DATA-CHANNELS", "data_channels[%d] has no label", i)
+		case !strings.HasPrefix(dc.Label, "#") || len(dc.Label) < 2:
+			return protoErr(CloseInvalidMessage, "INVALID-DATA-CHANNELS", "data_channels[%d] label %.40q does not start with # (messaging channels only)", i, dc.Label)
 		case len(dc.Label) > 255:
 			return protoErr(CloseInvalidMessage, "INVALID-DATA-CHANNELS", "data_channels[%d] label is over 255 bytes", i)
 		case seen[dc.Label]:

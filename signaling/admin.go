@@ -1,0 +1,395 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/shoal-sfu/shoal/affinity"
+)
+
+// Admin API targets (the x-sora-target header). The cluster ones are the
+// seed's names and dates, so that scripts written for it work; the mode
+// change and the channel listing have no seed name and carry ours.
+const (
+	TargetInitCluster            = "Sora_20221221.InitCluster"
+	TargetRegisterClusterNode    = "Sora_20211215.RegisterClusterNode"
+	TargetPurgeClusterNode       = "Sora_20220629.PurgeClusterNode"
+	TargetListClusterNodes       = "Sora_20211215.ListClusterNodes"
+	TargetListClusterChannels    = "Sora_20211215.ListClusterChannels"
+	TargetDisconnectChannel      = "Sora_20151104.DisconnectChannel"
+	TargetListChannelConnections = "Shoal_20261123.ListChannelConnections"
+	TargetSetNodeMode            = "Shoal_20261123.SetClusterNodeMode"
+)
+
+// DefaultMaxAdminBody limits an admin request body.
+const DefaultMaxAdminBody = 64 << 10
+
+// Admin is the cluster side of the admin API: the seed's cluster
+// operations plus the view (to find which node is responsible for a
+// channel). *cluster.Node satisfies Admin[cluster.NodeStatus,
+// cluster.ChannelStatus]; N and C are encoded as JSON as they are.
+type Admin[N, C any] interface {
+	InitCluster(ctx context.Context, nodeNames []string) ([]string, error)
+	RegisterClusterNode(ctx context.Context, contact string) ([]string, error)
+	PurgeClusterNode(ctx context.Context, target string) error
+	ListClusterNodes(ctx context.Context) ([]N, error)
+	ListClusterChannels(ctx context.Context) ([]C, error)
+	SetMode(ctx context.Context, mode affinity.Mode, reason string) error
+	Snapshot() affinity.View
+}
+
+// ChannelOps are the channel operations of the admin API on this node's
+// own connections. *Server implements it.
+type ChannelOps interface {
+	Connections(channelID string) []ConnectionInfo
+	DisconnectChannel(channelID, reason string) (int, error)
+}
+
+var _ ChannelOps = (*Server)(nil)
+
+// AdminConfig configures the admin handler.
+type AdminConfig struct {
+	// Logger receives the handler's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// NodeName is this node's node_name: channel operations on a channel
+	// whose session this node holds no part of, and another node does,
+	// answer 307 to that node's external_api_url. Required.
+	NodeName string
+	// Channels runs channel operations; nil answers them 400.
+	Channels ChannelOps
+	// Token, when set, must come as "Authorization: Bearer <Token>";
+	// otherwise the answer is 401.
+	Token string
+	// CORSOrigin, when set, adds the seed's CORS headers with this
+	// access-control-allow-origin ("*" for any) and answers OPTIONS
+	// preflights. Off by default: an admin API any web page can call is a
+	// risk.
+	CORSOrigin string
+	// MaxBodySize limits a request body; 0 means DefaultMaxAdminBody.
+	MaxBodySize int64
+}
+
+// AdminRequest is a decoded admin API request.
+type AdminRequest struct {
+	Target          string
+	NodeNameList    []string
+	ContactNodeName string
+	TargetNodeName  string
+	ChannelID       string
+	Mode            affinity.Mode
+	Reason          string
+}
+
+// AdminError is a request the admin API refuses; Status is the HTTP status.
+type AdminError struct {
+	Status int
+	Msg    string
+}
+
+func (e *AdminError) Error() string { return "signaling: admin: " + e.Msg }
+
+func badRequest(format string, args ...any) *AdminError {
+	return &AdminError{Status: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
+}
+
+// DecodeAdminRequest checks the target and decodes its JSON body (empty
+// means {}). Unknown fields are ignored; a missing or wrong-typed field, an
+// unknown target or a body that is not a JSON object is an *AdminError.
+func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
+	req := AdminRequest{Target: target}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
+		return req, badRequest("body is not a JSON object")
+	}
+	str := func(key string, required bool) (string, error) {
+		v, ok := raw[key]
+		if !ok || bytes.Equal(v, []byte("null")) {
+			if required {
+				return "", badRequest("missing field %q", key)
+			}
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", badRequest("field %q must be a string", key)
+		}
+		if required && s == "" {
+			return "", badRequest("field %q is empty", key)
+		}
+		return s, nil
+	}
+	var err error
+	switch target {
+	case TargetInitCluster:
+		v, ok := raw["node_name_list"]
+		if !ok {
+			return req, badRequest(`missing field "node_name_list"`)
+		}
+		if err := json.Unmarshal(v, &req.NodeNameList); err != nil {
+			return req, badRequest(`field "node_name_list" must be an array of strings`)
+		}
+		if len(req.NodeNameList) == 0 {
+			return req, badRequest(`field "node_name_list" is empty`)
+		}
+		for i, n := range req.NodeNameList {
+			if n == "" {
+				return req, badRequest(`node_name_list[%d] is empty`, i)
+			}
+		}
+	case TargetRegisterClusterNode:
+		req.ContactNodeName, err = str("contact_node_name", true)
+	case TargetPurgeClusterNode:
+		req.TargetNodeName, err = str("target_node_name", true)
+	case TargetListClusterNodes, TargetListClusterChannels:
+	case TargetSetNodeMode:
+		var m string
+		if m, err = str("mode", true); err == nil {
+			if req.Mode, err = affinity.ParseMode(m); err != nil {
+				err = badRequest("field \"mode\": %.40q is not normal, block_new_session or block_new_connection", m)
+			}
+		}
+		if err == nil {
+			req.Reason, err = str("reason", false)
+		}
+	case TargetDisconnectChannel, TargetListChannelConnections:
+		if req.ChannelID, err = str("channel_id", true); err == nil {
+			switch {
+			case len(req.ChannelID) > MaxChannelIDLength:
+				err = badRequest("channel_id is %d bytes, over the limit of %d", len(req.ChannelID), MaxChannelIDLength)
+			case !utf8.ValidString(req.ChannelID):
+				err = badRequest("channel_id is not valid UTF-8")
+			}
+		}
+		if err == nil && target == TargetDisconnectChannel {
+			// The seed's reason is any JSON; keep a string, or the JSON text.
+			if v, ok := raw["reason"]; ok {
+				var s string
+				if json.Unmarshal(v, &s) == nil {
+					req.Reason = s
+				} else {
+					req.Reason = string(v)
+				}
+			}
+		}
+	case "":
+		return req, badRequest("missing x-sora-target header")
+	default:
+		return req, badRequest("unknown x-sora-target %.80q", target)
+	}
+	return req, err
+}
+
+type adminHandler[N, C any] struct {
+	admin  Admin[N, C]
+	cfg    AdminConfig
+	logger *slog.Logger
+}
+
+// NewAdminHandler returns the admin API: POST / with an x-sora-target
+// header and a JSON body; JSON answers; 400 {"error": "..."} for bad input;
+// 307 to the responsible node for channel operations; 500 or 503 when an
+// operation fails. It is a thin layer over admin and cfg.Channels.
+func NewAdminHandler[N, C any](admin Admin[N, C], cfg AdminConfig) (http.Handler, error) {
+	if admin == nil {
+		return nil, errors.New("signaling: admin: Admin is nil")
+	}
+	if cfg.NodeName == "" {
+		return nil, errors.New("signaling: admin: AdminConfig.NodeName is empty: it decides which channels this node answers for")
+	}
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = DefaultMaxAdminBody
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &adminHandler[N, C]{admin: admin, cfg: cfg, logger: cfg.Logger.With("component", "admin-api")}, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func (h *adminHandler[N, C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.CORSOrigin != "" {
+		hd := w.Header()
+		hd.Set("Access-Control-Allow-Origin", h.cfg.CORSOrigin)
+		hd.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		hd.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Authorization, x-sora-target")
+		hd.Set("Access-Control-Max-Age", "1000")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
+		return
+	}
+	if r.URL.Path != "/" {
+		writeError(w, http.StatusNotFound, "no such path; the admin API is POST /")
+		return
+	}
+	if h.cfg.Token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBodySize+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		return
+	}
+	if int64(len(body)) > h.cfg.MaxBodySize {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.cfg.MaxBodySize))
+		return
+	}
+	req, err := DecodeAdminRequest(r.Header.Get("x-sora-target"), body)
+	if err != nil {
+		var ae *AdminError
+		if errors.As(err, &ae) {
+			writeError(w, ae.Status, ae.Msg)
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return
+	}
+	status, v, err := h.do(r.Context(), w, req)
+	if err != nil {
+		h.logger.Info("admin operation failed", "target", req.Target, "err", err)
+		writeError(w, status, err.Error())
+		return
+	}
+	if status == http.StatusTemporaryRedirect {
+		return // written by do
+	}
+	writeJSON(w, status, v)
+}
+
+func opStatus(err error) int {
+	switch {
+	case errors.Is(err, net.ErrClosed):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+func (h *adminHandler[N, C]) do(ctx context.Context, w http.ResponseWriter, req AdminRequest) (int, any, error) {
+	switch req.Target {
+	case TargetInitCluster:
+		list, err := h.admin.InitCluster(ctx, req.NodeNameList)
+		if err != nil {
+			return opStatus(err), nil, err
+		}
+		return http.StatusOK, map[string][]string{"node_name_list": list}, nil
+	case TargetRegisterClusterNode:
+		list, err := h.admin.RegisterClusterNode(ctx, req.ContactNodeName)
+		if err != nil {
+			return opStatus(err), nil, err
+		}
+		return http.StatusOK, map[string][]string{"node_name_list": list}, nil
+	case TargetPurgeClusterNode:
+		if err := h.admin.PurgeClusterNode(ctx, req.TargetNodeName); err != nil {
+			return opStatus(err), nil, err
+		}
+		return http.StatusOK, map[string]string{"target_node_name": req.TargetNodeName}, nil
+	case TargetListClusterNodes:
+		list, err := h.admin.ListClusterNodes(ctx)
+		if err != nil {
+			return opStatus(err), nil, err
+		}
+		if list == nil {
+			list = []N{}
+		}
+		return http.StatusOK, list, nil
+	case TargetListClusterChannels:
+		list, err := h.admin.ListClusterChannels(ctx)
+		if err != nil {
+			return opStatus(err), nil, err
+		}
+		if list == nil {
+			list = []C{}
+		}
+		return http.StatusOK, list, nil
+	case TargetSetNodeMode:
+		if err := h.admin.SetMode(ctx, req.Mode, req.Reason); err != nil {
+			return opStatus(err), nil, err
+		}
+		return http.StatusOK, map[string]string{"node_name": h.cfg.NodeName, "mode": req.Mode.String()}, nil
+	}
+	// Channel operations.
+	if h.cfg.Channels == nil {
+		return http.StatusBadRequest, nil, errors.New("channel operations are not available on this node")
+	}
+	if loc, ok := h.elsewhere(req.ChannelID); ok {
+		if loc == "" {
+			return http.StatusServiceUnavailable, nil, fmt.Errorf("channel %q is held by another node that has no external_api_url", req.ChannelID)
+		}
+		w.Header().Set("Location", loc)
+		writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"location": loc})
+		return http.StatusTemporaryRedirect, nil, nil
+	}
+	switch req.Target {
+	case TargetDisconnectChannel:
+		if _, err := h.cfg.Channels.DisconnectChannel(req.ChannelID, req.Reason); err != nil {
+			return opStatus(err), nil, err
+		}
+		return http.StatusOK, map[string]string{"channel_id": req.ChannelID}, nil
+	default: // TargetListChannelConnections
+		list := h.cfg.Channels.Connections(req.ChannelID)
+		if list == nil {
+			list = []ConnectionInfo{}
+		}
+		return http.StatusOK, list, nil
+	}
+}
+
+// elsewhere reports whether another node is responsible for channelID:
+// the channel has a session and this node holds no part of it. The
+// location is the gathering node's external_api_url.
+func (h *adminHandler[N, C]) elsewhere(channelID string) (string, bool) {
+	v := h.admin.Snapshot()
+	s, ok := v.Sessions[channelID]
+	if !ok || len(s.Owners) == 0 {
+		return "", false
+	}
+	for _, o := range s.Owners {
+		if o.Node >= 0 && o.Node < len(v.Nodes) && v.Nodes[o.Node].Name == h.cfg.NodeName {
+			return "", false
+		}
+	}
+	i := s.Owners[0].Node
+	if i < 0 || i >= len(v.Nodes) {
+		return "", true
+	}
+	return v.Nodes[i].APIURL, true
+}

@@ -1,0 +1,262 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/testutil"
+)
+
+type fakeNodeStatus struct {
+	Name      string `json:"node_name"`
+	Connected bool   `json:"connected"`
+}
+
+type fakeChannelStatus struct {
+	ChannelID string `json:"channel_id"`
+}
+
+// fakeAdmin records calls and reads its view from a MemCluster node.
+type fakeAdmin struct {
+	Cluster
+	mu    sync.Mutex
+	calls []string
+	err   error
+}
+
+var _ Admin[fakeNodeStatus, fakeChannelStatus] = (*fakeAdmin)(nil)
+
+func (a *fakeAdmin) record(s string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, s)
+	return a.err
+}
+
+func (a *fakeAdmin) InitCluster(ctx context.Context, names []string) ([]string, error) {
+	return names, a.record("init " + strings.Join(names, ","))
+}
+
+func (a *fakeAdmin) RegisterClusterNode(ctx context.Context, contact string) ([]string, error) {
+	return []string{contact, "me@127.0.0.1"}, a.record("register " + contact)
+}
+
+func (a *fakeAdmin) PurgeClusterNode(ctx context.Context, target string) error {
+	return a.record("purge " + target)
+}
+
+func (a *fakeAdmin) ListClusterNodes(ctx context.Context) ([]fakeNodeStatus, error) {
+	return []fakeNodeStatus{{"a@127.0.0.1", true}}, a.record("nodes")
+}
+
+func (a *fakeAdmin) ListClusterChannels(ctx context.Context) ([]fakeChannelStatus, error) {
+	return nil, a.record("channels")
+}
+
+func (a *fakeAdmin) SetMode(ctx context.Context, m affinity.Mode, reason string) error {
+	return a.record("mode " + m.String() + " " + reason)
+}
+
+type fakeChannels struct {
+	mu           sync.Mutex
+	disconnected []string
+}
+
+func (f *fakeChannels) Connections(ch string) []ConnectionInfo {
+	return []ConnectionInfo{{ChannelID: ch, ConnectionID: "C1", Role: RoleSendOnly}}
+}
+
+func (f *fakeChannels) DisconnectChannel(ch, reason string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.disconnected = append(f.disconnected, ch+"/"+reason)
+	return 1, nil
+}
+
+func post(t *testing.T, h http.Handler, target, body string, hdr ...string) (int, string, http.Header) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	if target != "" {
+		r.Header.Set("x-sora-target", target)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	b, _ := io.ReadAll(w.Result().Body)
+	return w.Code, strings.TrimSpace(string(b)), w.Result().Header
+}
+
+func TestAdminAPI(t *testing.T) {
+	mem := NewMemCluster(affinity.DefaultSettings(),
+		affinity.Node{Name: "a@127.0.0.1", Connected: true, Capacity: 10, APIURL: "http://a.example:3000/"},
+		affinity.Node{Name: "b@127.0.0.1", Connected: true, Capacity: 10, APIURL: "http://b.example:3000/"})
+	if _, err := mem.Node("b@127.0.0.1").ClaimChannel(context.Background(), "held-by-b"); err != nil {
+		t.Fatal(err)
+	}
+	admin := &fakeAdmin{Cluster: mem.Node("a@127.0.0.1")}
+	chans := &fakeChannels{}
+	h, err := NewAdminHandler(admin, AdminConfig{NodeName: "a@127.0.0.1", Channels: chans, Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target, body string
+		code         int
+		want         string
+	}{
+		{TargetInitCluster, `{"node_name_list":["a@127.0.0.1","b@127.0.0.1"]}`, 200, `{"node_name_list":["a@127.0.0.1","b@127.0.0.1"]}`},
+		{TargetRegisterClusterNode, `{"contact_node_name":"b@127.0.0.1"}`, 200, `{"node_name_list":["b@127.0.0.1","me@127.0.0.1"]}`},
+		{TargetPurgeClusterNode, `{"target_node_name":"c@127.0.0.1"}`, 200, `{"target_node_name":"c@127.0.0.1"}`},
+		{TargetListClusterNodes, ``, 200, `[{"node_name":"a@127.0.0.1","connected":true}]`},
+		{TargetListClusterChannels, `{}`, 200, `[]`},
+		{TargetSetNodeMode, `{"mode":"block_new_session","reason":"drain"}`, 200, `{"mode":"block_new_session","node_name":"a@127.0.0.1"}`},
+		{TargetListChannelConnections, `{"channel_id":"mine"}`, 200, `[{"channel_id":"mine","connection_id":"C1","role":"sendonly","created_time":"0001-01-01T00:00:00Z"}]`},
+		{TargetDisconnectChannel, `{"channel_id":"mine","reason":{"why":"x"}}`, 200, `{"channel_id":"mine"}`},
+		// Bad input.
+		{"", `{}`, 400, `{"error":"missing x-sora-target header"}`},
+		{"Sora_20990101.Nope", `{}`, 400, `{"error":"unknown x-sora-target \"Sora_20990101.Nope\""}`},
+		{TargetInitCluster, `{"node_name_list":"a"}`, 400, `{"error":"field \"node_name_list\" must be an array of strings"}`},
+		{TargetInitCluster, `{}`, 400, `{"error":"missing field \"node_name_list\""}`},
+		{TargetInitCluster, `{"node_name_list":[]}`, 400, `{"error":"field \"node_name_list\" is empty"}`},
+		{TargetRegisterClusterNode, `{"contact_node_name":5}`, 400, `{"error":"field \"contact_node_name\" must be a string"}`},
+		{TargetPurgeClusterNode, `not json`, 400, `{"error":"body is not a JSON object"}`},
+		{TargetSetNodeMode, `{"mode":"off"}`, 400, `{"error":"field \"mode\": \"off\" is not normal, block_new_session or block_new_connection"}`},
+		{TargetDisconnectChannel, `{}`, 400, `{"error":"missing field \"channel_id\""}`},
+		{TargetDisconnectChannel, `{"channel_id":"` + strings.Repeat("x", 256) + `"}`, 400, `{"error":"channel_id is 256 bytes, over the limit of 255"}`},
+	} {
+		code, body, _ := post(t, h, tc.target, tc.body)
+		if code != tc.code || body != tc.want {
+			t.Errorf("%s %s: %d %s, want %d %s", tc.target, tc.body, code, body, tc.code, tc.want)
+		}
+	}
+	if len(chans.disconnected) != 1 || chans.disconnected[0] != `mine/{"why":"x"}` {
+		t.Errorf("disconnected %v", chans.disconnected)
+	}
+
+	// A channel held by another node only: 307 to its API.
+	code, _, hdr := post(t, h, TargetDisconnectChannel, `{"channel_id":"held-by-b"}`)
+	if code != http.StatusTemporaryRedirect || hdr.Get("Location") != "http://b.example:3000/" {
+		t.Errorf("307: got %d Location %q", code, hdr.Get("Location"))
+	}
+	if len(chans.disconnected) != 1 {
+		t.Error("a channel held elsewhere was disconnected here")
+	}
+
+	// Operation errors.
+	admin.err = fmt.Errorf("cluster: gone: %w", net.ErrClosed)
+	if code, _, _ := post(t, h, TargetPurgeClusterNode, `{"target_node_name":"c@127.0.0.1"}`); code != 503 {
+		t.Errorf("closed node: %d, want 503", code)
+	}
+	admin.err = errors.New("cluster: node is alive")
+	if code, body, _ := post(t, h, TargetPurgeClusterNode, `{"target_node_name":"c@127.0.0.1"}`); code != 500 || !strings.Contains(body, "node is alive") {
+		t.Errorf("failed op: %d %s", code, body)
+	}
+
+	// Method, path, body size.
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 405 {
+		t.Errorf("GET: %d", w.Code)
+	}
+	if code, _, _ := post(t, h, TargetListClusterNodes, strings.Repeat(" ", DefaultMaxAdminBody+1)); code != 413 {
+		t.Errorf("big body: %d", code)
+	}
+}
+
+func TestAdminTokenAndCORS(t *testing.T) {
+	mem := NewMemCluster(affinity.DefaultSettings(), affinity.Node{Name: "a@127.0.0.1", Connected: true, Capacity: 10})
+	admin := &fakeAdmin{Cluster: mem.Node("a@127.0.0.1")}
+	h, err := NewAdminHandler(admin, AdminConfig{NodeName: "a@127.0.0.1", Token: "s3cret", Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, hdr := post(t, h, TargetListClusterNodes, ``); code != 401 || hdr.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("no token: %d, CORS %q", code, hdr.Get("Access-Control-Allow-Origin"))
+	}
+	if code, _, _ := post(t, h, TargetListClusterNodes, ``, "Authorization", "Bearer wrong"); code != 401 {
+		t.Errorf("wrong token: %d", code)
+	}
+	if code, _, _ := post(t, h, TargetListClusterNodes, ``, "Authorization", "Bearer s3cret"); code != 200 {
+		t.Errorf("token: %d", code)
+	}
+	h, _ = NewAdminHandler(admin, AdminConfig{NodeName: "a@127.0.0.1", CORSOrigin: "*"})
+	r := httptest.NewRequest(http.MethodOptions, "/", nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 204 || w.Header().Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(w.Header().Get("Access-Control-Allow-Headers"), "x-sora-target") {
+		t.Errorf("preflight: %d %v", w.Code, w.Header())
+	}
+	if _, err := NewAdminHandler[fakeNodeStatus, fakeChannelStatus](admin, AdminConfig{}); err == nil {
+		t.Error("NewAdminHandler without NodeName")
+	}
+}
+
+// FuzzDecodeAdminRequest: any target and body give a request or an
+// *AdminError with a 4xx status; nothing panics, and an accepted request
+// has the fields its target needs.
+func FuzzDecodeAdminRequest(f *testing.F) {
+	for _, s := range [][2]string{
+		{TargetInitCluster, `{"node_name_list":["a@10.0.0.1","b@10.0.0.2"]}`},
+		{TargetRegisterClusterNode, `{"contact_node_name":"a@10.0.0.1"}`},
+		{TargetPurgeClusterNode, `{"target_node_name":"c@10.0.0.3"}`},
+		{TargetListClusterNodes, ``},
+		{TargetListClusterChannels, `{}`},
+		{TargetSetNodeMode, `{"mode":"normal","reason":"x"}`},
+		{TargetDisconnectChannel, `{"channel_id":"sora","reason":{"a":1}}`},
+		{TargetListChannelConnections, `{"channel_id":"sora"}`},
+		{"x", `[`},
+	} {
+		f.Add(s[0], []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, target string, body []byte) {
+		req, err := DecodeAdminRequest(target, body)
+		if err != nil {
+			var ae *AdminError
+			if !errors.As(err, &ae) || ae.Status < 400 || ae.Status > 499 || ae.Msg == "" {
+				t.Fatalf("error %v is not a 4xx *AdminError", err)
+			}
+			if _, jerr := json.Marshal(map[string]string{"error": ae.Msg}); jerr != nil {
+				t.Fatal(jerr)
+			}
+			return
+		}
+		switch target {
+		case TargetInitCluster:
+			if len(req.NodeNameList) == 0 {
+				t.Fatal("accepted InitCluster without nodes")
+			}
+		case TargetRegisterClusterNode:
+			if req.ContactNodeName == "" {
+				t.Fatal("accepted Register without contact")
+			}
+		case TargetPurgeClusterNode:
+			if req.TargetNodeName == "" {
+				t.Fatal("accepted Purge without target")
+			}
+		case TargetDisconnectChannel, TargetListChannelConnections:
+			if req.ChannelID == "" || len(req.ChannelID) > MaxChannelIDLength {
+				t.Fatalf("accepted channel_id %q", req.ChannelID)
+			}
+		case TargetSetNodeMode:
+			if req.Mode > affinity.ModeBlockNewConnection {
+				t.Fatal("accepted a bad mode")
+			}
+		case TargetListClusterNodes, TargetListClusterChannels:
+		default:
+			t.Fatalf("accepted unknown target %q", target)
+		}
+	})
+}

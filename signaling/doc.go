@@ -1,0 +1,119 @@
+// Package signaling is everything a client and an operator talk to: the
+// WebSocket signaling server, wire-compatible with the seed SFU's published
+// SDKs (PROTOCOL.md); the auth hook (a Go function or an HTTP webhook);
+// placement's decisions carried out as redirects; and the admin HTTP API
+// with its 307s. The Go client is in the subpackage client.
+//
+// The package imports no WebRTC stack. The server reaches the media side
+// through Media and MediaConn (plain types), which the root package
+// implements over *sfu.SFU (shoal.NewMedia), and the cluster through Cluster,
+// which *cluster.Node satisfies. MemCluster is an in-memory Cluster for
+// tests, benchmarks and single-process demos.
+//
+// # One session
+//
+// Each WebSocket is one session, owned by the ServeHTTP goroutine, which
+// does every write; a reader goroutine it starts and ends feeds it the
+// client's messages, and media events are queued for it without blocking
+// the SFU. No subprotocol; text frames of JSON only.
+//
+//  1. The first message must be connect (within ConnectTimeout, 10 s).
+//     A socket that opens and closes without a message is dropped quietly.
+//  2. Placement before authentication: a refusal (not in the majority, no
+//     capacity, ...) closes at once, without asking the hook; without relay
+//     a redirect is sent at once too, since the hook's cluster_affinity
+//     cannot change it. With relay the contacted node always authenticates
+//     first (the seed's rule), so authentication may run twice.
+//  3. Authentication: the Authenticator gets an AuthRequest (with the new
+//     connection_id and the channel's cluster-wide connection count). A
+//     denial, an error, a webhook timeout, non-2xx or malformed answer
+//     closes with 4401 and the reason.
+//  4. Placement after authentication, with the hook's cluster_affinity:
+//     redirect ({"type":"redirect","location":...}, then the server waits up
+//     to RedirectLinger for the client to close), refuse, or serve. A
+//     connect with "redirect": true is passed to placement, which serves it
+//     where it landed whenever it can (no redirect ping-pong). A redirect is
+//     never sent after the offer.
+//  5. Serve: the channel is claimed in the cluster (for its first local
+//     connection), Media.Join creates the peer connection, and the offer
+//     goes out with connection_id, client_id, bundle_id, mid, data_channels
+//     and the hook's metadata. notify connection.created (this connection's
+//     own included) and connection.destroyed follow, with channel counts.
+//  6. Then: answer (once), re-offer / re-answer (one outstanding; the
+//     re-answer may come on the WebSocket or the "signaling" data channel),
+//     trickled candidates (bounded by MaxCandidates), ping every
+//     PingInterval (5 s) answered by pong within PongTimeout (15 s),
+//     disconnect. The load and the channel's release are published to the
+//     cluster as connections come and go.
+//
+// The server does not send "switched" (the WebSocket stays the signaling
+// path for the whole session), "push", or "update", and does not compress
+// data channel messages; clients that request data_channel_signaling or
+// ignore_disconnect_websocket keep working over the WebSocket.
+//
+// # Close codes
+//
+// The SDK has no error message: a refusal or a malformed message closes the
+// socket with a code and a reason (at most 123 bytes) that connect()
+// rejects with.
+//
+//	1000 TYPE-DISCONNECT, MEDIA-CLOSED, REDIRECTED, or the API's reason
+//	1001 SERVER-SHUTDOWN                 Server.Close
+//	4400 INVALID-MESSAGE, MISSING-TYPE, UNKNOWN-TYPE, INVALID-FIELD,
+//	     BINARY-MESSAGE, MISSING-SDP, INVALID-ANSWER, INVALID-DATA-CHANNELS
+//	4401 the hook's reason, AUTH-DENIED, AUTH-ERROR, AUTH-TIMEOUT,
+//	     AUTH-WEBHOOK-TIMEOUT, AUTH-WEBHOOK-STATUS, AUTH-WEBHOOK-BAD-RESPONSE
+//	4408 ANSWER-TIMEOUT                  no answer or re-answer in AnswerTimeout (30 s)
+//	4409 CONNECT-TIMEOUT                 no connect in ConnectTimeout (10 s)
+//	4413 MESSAGE-TOO-LARGE               over MaxMessageSize (1 MiB)
+//	4429 TOO-MANY-CANDIDATES             over MaxCandidates (200)
+//	4490 INVALID-CHANNEL-ID              missing, empty, over 255 bytes, not UTF-8
+//	4491 INVALID-ROLE
+//	4492 CONNECT-EXPECTED, UNEXPECTED-CONNECT, UNEXPECTED-ANSWER, UNEXPECTED-RE-ANSWER
+//	4500 MEDIA-ERROR, TOO-SLOW, NO-SIGNALING-URL, INTERNAL-ERROR
+//	4503 NOT-IN-MAJORITY, NO-CAPACITY, NO-USABLE-NODE, NODE-FULL, NODE-BLOCKED,
+//	     SESSION-NODE-FULL, SESSION-NODE-UNAVAILABLE, UNKNOWN-NODE, CHANNEL-CLAIM-FAILED
+//	4504 PING-TIMEOUT                    no pong in PongTimeout
+//
+// A failing client never affects the others: each session ends alone,
+// and its media connection is closed before the close handshake, so a dead
+// client's resources are freed at once.
+//
+// # Admin API
+//
+// NewAdminHandler serves POST / with an x-sora-target header and a JSON
+// body, a thin layer over Admin (which *cluster.Node satisfies) and
+// ChannelOps (which *Server implements): the seed's InitCluster,
+// RegisterClusterNode, PurgeClusterNode, ListClusterNodes,
+// ListClusterChannels and DisconnectChannel, plus
+// Shoal_20261123.SetClusterNodeMode and Shoal_20261123.ListChannelConnections
+// (no seed name). Bad input answers 400 {"error": "..."}; a channel
+// operation on a channel whose session this node holds no part of, while
+// another node does, answers 307 with Location = the gathering node's
+// external_api_url. A bearer token and the seed's CORS headers are options
+// (CORS off by default).
+//
+// # Usage
+//
+//	media := shoal.NewMedia(sfuNode)              // *sfu.SFU → signaling.Media
+//	srv, err := signaling.New(signaling.Config{
+//		Logger:        logger,
+//		NodeName:      "node1@10.0.0.1",
+//		Authenticator: &signaling.Webhook{URL: "https://auth.example.com/hook", Timeout: 3 * time.Second},
+//		Media:         media,
+//		Cluster:       clusterNode,              // *cluster.Node; nil for a single SFU
+//	})
+//	if err != nil { ... }
+//	defer srv.Close()
+//	admin, err := signaling.NewAdminHandler(clusterNode, signaling.AdminConfig{
+//		NodeName: "node1@10.0.0.1", Channels: srv, Token: os.Getenv("ADMIN_TOKEN")})
+//	mux := http.NewServeMux()
+//	mux.Handle("/signaling", srv)
+//	go http.ListenAndServe(":5000", mux)
+//	go http.ListenAndServe("127.0.0.1:3000", admin)
+//
+//	// When the node leaves the majority (cluster.EventMajority):
+//	srv.DisconnectAll(signaling.CloseRefused, "NOT-IN-MAJORITY")
+//
+// Benchmarks and their figures are in README.md.
+package signaling

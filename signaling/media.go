@@ -1,0 +1,109 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+)
+
+// Media is the media side of a node as the signaling server sees it: it
+// creates one peer connection per served client. The server never imports a
+// WebRTC stack; the root package adapts *sfu.SFU to this interface.
+type Media interface {
+	// Join creates the client's connection in its channel and returns it
+	// with its initial offer, every server candidate inside. An error
+	// wrapping ErrMediaFull refuses the client as "node full"; any other
+	// error refuses it as an internal error.
+	Join(ctx context.Context, req MediaRequest) (MediaConn, error)
+}
+
+// ErrMediaFull is wrapped by a Media.Join error when the node has no room.
+var ErrMediaFull = errors.New("signaling: media: node is full")
+
+// MediaRequest is what the server read from connect, for Media.Join.
+type MediaRequest struct {
+	ChannelID    string
+	ConnectionID string
+	ClientID     string
+	Role         Role
+	// Audio and Video ask for upstream m-lines (send roles only).
+	Audio, Video bool
+	// DataChannels are the messaging channels requested (labels "#...").
+	DataChannels []DataChannelSpec
+	// Events receives the connection's events.
+	Events MediaEvents
+}
+
+// MediaEvents are a connection's callbacks to the signaling server. Nil
+// fields are skipped. The server's implementations never block: they queue
+// the event for the session's own goroutine.
+type MediaEvents struct {
+	// ReOffer delivers a re-offer SDP; the next comes only after the
+	// re-answer was given to SetAnswer.
+	ReOffer func(sdp string)
+	// Event reports a connection joining or leaving the channel on this
+	// node, the client's own connection included.
+	Event func(ev ConnectionEvent)
+	// Message delivers what the client sent on a non-messaging data channel
+	// (the "signaling" channel: re-answer, candidate, disconnect).
+	Message func(label string, data []byte, isText bool)
+}
+
+// EventType names a ConnectionEvent as notify's event_type does.
+type EventType string
+
+// The notify events the server sends.
+const (
+	EventConnectionCreated   EventType = "connection.created"
+	EventConnectionDestroyed EventType = "connection.destroyed"
+)
+
+// ConnectionEvent is a connection joining or leaving a channel, with the
+// channel's counts after the change.
+type ConnectionEvent struct {
+	Type         EventType
+	ConnectionID string
+	ClientID     string
+	Role         Role
+	Counts       ChannelCounts
+}
+
+// ChannelCounts are a channel's connections on this node, by role.
+type ChannelCounts struct {
+	Connections int
+	SendRecv    int
+	SendOnly    int
+	RecvOnly    int
+}
+
+// MediaOffer is a connection's initial offer.
+type MediaOffer struct {
+	SDP string
+	// AudioMid and VideoMid are the upstream m-lines' mids (offer.mid), or
+	// "" when there is none.
+	AudioMid, VideoMid string
+	// DataChannels lists every channel the server opens (offer.data_channels).
+	DataChannels []OfferDataChannel
+}
+
+// OfferDataChannel is one entry of offer.data_channels.
+type OfferDataChannel struct {
+	Label     string `json:"label"`
+	Direction string `json:"direction"`
+	Compress  bool   `json:"compress"`
+}
+
+// MediaConn is one client's media connection.
+type MediaConn interface {
+	// Offer returns the initial offer.
+	Offer() MediaOffer
+	// SetAnswer applies the answer to the outstanding offer or re-offer.
+	SetAnswer(sdp string) error
+	// AddCandidate adds a candidate trickled by the client.
+	AddCandidate(c Candidate) error
+	// SendText sends a text message on the data channel label.
+	SendText(label, text string) error
+	// Done is closed when the connection has ended, for any reason.
+	Done() <-chan struct{}
+	// Close ends the connection; safe to call more than once.
+	Close() error
+}

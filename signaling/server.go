@@ -1,0 +1,970 @@
+package signaling
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/shoal-sfu/shoal/affinity"
+)
+
+// Defaults of Config's timers and limits.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultAuthTimeout    = 10 * time.Second
+	DefaultJoinTimeout    = 10 * time.Second
+	DefaultAnswerTimeout  = 30 * time.Second
+	DefaultPingInterval   = 5 * time.Second
+	DefaultPongTimeout    = 15 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultRedirectLinger = 3 * time.Second
+	DefaultMaxCandidates  = 200
+	// maxQueued bounds the events waiting for one session's goroutine; a
+	// client that cannot keep up with its channel is dropped.
+	maxQueued = 4096
+)
+
+// More close codes, besides those in message.go.
+const (
+	CloseAnswerTimeout     = 4408 // no answer (or re-answer) within Config.AnswerTimeout
+	CloseConnectTimeout    = 4409 // no connect within Config.ConnectTimeout
+	CloseTooManyCandidates = 4429 // more than Config.MaxCandidates candidates
+	CloseServerShutdown    = 1001 // the server is closing (going away)
+)
+
+// MaxCloseReason is the longest close reason sent, in bytes (a close frame
+// holds 125 bytes after the code; the seed SDKs show the reason as is).
+const MaxCloseReason = 123
+
+// ErrClosed is returned by calls on a closed Server; it wraps net.ErrClosed.
+var ErrClosed = fmt.Errorf("signaling: server closed: %w", net.ErrClosed)
+
+// Config configures a Server. Media and Authenticator are required; the
+// rest have useful zero values.
+type Config struct {
+	// Logger receives the server's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// NodeName is this node's node_name, the Contacted of placement and the
+	// node_name of the auth request. Required when Cluster is set.
+	NodeName string
+	// Authenticator decides every connect. Use AllowAll in development.
+	Authenticator Authenticator
+	// Media creates the peer connections of served clients.
+	Media Media
+	// Cluster, when set, makes the server place every connect and redirect
+	// or refuse as placement decides. Nil means a plain single node, whose
+	// only limit is Media's capacity.
+	Cluster Cluster
+	// Placer decides placement; nil means affinity.Default{}.
+	Placer affinity.Placer
+	// MaxMessageSize limits one client message; 0 means DefaultMaxMessageSize.
+	MaxMessageSize int
+	// MaxCandidates limits the candidates one client may trickle; 0 means
+	// DefaultMaxCandidates.
+	MaxCandidates int
+	// ConnectTimeout is how long a new socket may stay silent before its
+	// connect; 0 means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// AuthTimeout bounds one call of the Authenticator; 0 means
+	// DefaultAuthTimeout. A Webhook's own Timeout applies too.
+	AuthTimeout time.Duration
+	// JoinTimeout bounds Media.Join (it gathers candidates); 0 means
+	// DefaultJoinTimeout.
+	JoinTimeout time.Duration
+	// AnswerTimeout is how long the server waits for an answer to an offer
+	// or re-offer; 0 means DefaultAnswerTimeout.
+	AnswerTimeout time.Duration
+	// PingInterval is the period of the server's ping; 0 means
+	// DefaultPingInterval, a negative value turns pings off.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping may stay unanswered before the
+	// connection is dropped; 0 means DefaultPongTimeout.
+	PongTimeout time.Duration
+	// WriteTimeout bounds one write to a client; 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// RedirectLinger is how long the server waits, after a redirect, for
+	// the client to close the socket before it closes it itself; 0 means
+	// DefaultRedirectLinger.
+	RedirectLinger time.Duration
+	// OriginPatterns lists the web origins (host patterns, as
+	// websocket.AcceptOptions) allowed to open signaling from a browser; the
+	// request's own host is always allowed. AnyOrigin allows every origin.
+	OriginPatterns []string
+	AnyOrigin      bool
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.ConnectTimeout, DefaultConnectTimeout)
+	def(&c.AuthTimeout, DefaultAuthTimeout)
+	def(&c.JoinTimeout, DefaultJoinTimeout)
+	def(&c.AnswerTimeout, DefaultAnswerTimeout)
+	def(&c.PingInterval, DefaultPingInterval)
+	def(&c.PongTimeout, DefaultPongTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.RedirectLinger, DefaultRedirectLinger)
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.MaxCandidates == 0 {
+		c.MaxCandidates = DefaultMaxCandidates
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Placer == nil {
+		c.Placer = affinity.Default{}
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Media == nil:
+		return errors.New("signaling: Config.Media is nil: the server needs a media side to serve clients")
+	case c.Authenticator == nil:
+		return errors.New("signaling: Config.Authenticator is nil: every connect is authenticated (use signaling.AllowAll in development)")
+	case c.Cluster != nil && c.NodeName == "":
+		return errors.New("signaling: Config.NodeName is empty: placement needs this node's node_name when Cluster is set")
+	case c.MaxMessageSize < 0:
+		return fmt.Errorf("signaling: Config.MaxMessageSize %d is negative", c.MaxMessageSize)
+	case c.MaxCandidates < 0:
+		return fmt.Errorf("signaling: Config.MaxCandidates %d is negative", c.MaxCandidates)
+	}
+	for name, d := range map[string]time.Duration{"ConnectTimeout": c.ConnectTimeout, "AuthTimeout": c.AuthTimeout,
+		"JoinTimeout": c.JoinTimeout, "AnswerTimeout": c.AnswerTimeout, "PongTimeout": c.PongTimeout,
+		"WriteTimeout": c.WriteTimeout, "RedirectLinger": c.RedirectLinger} {
+		if d < 0 {
+			return fmt.Errorf("signaling: Config.%s %v is negative", name, d)
+		}
+	}
+	return nil
+}
+
+// Server is the signaling server, an http.Handler to mount on the path the
+// clients' signaling URLs name. Create it with New; Close it to end every
+// session.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+	ctx    context.Context // cancelled by Close; parent of every session
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu         sync.Mutex
+	closed     bool
+	sessions   map[*session]struct{} // every open socket
+	channels   map[string]*channelState
+	total      int            // served connections
+	perChannel map[string]int // served connections per channel
+}
+
+// channelState serialises the claim and release of one channel and counts
+// its served connections.
+type channelState struct {
+	mu     sync.Mutex // held across ClaimChannel/ReleaseChannel
+	refs   int        // sessions using this entry (guarded by Server.mu)
+	served int        // served connections (guarded by mu)
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New validates cfg and returns a Server. It starts nothing.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:        cfg,
+		logger:     cfg.Logger.With("component", "signaling"),
+		ctx:        ctx,
+		cancel:     cancel,
+		sessions:   map[*session]struct{}{},
+		channels:   map[string]*channelState{},
+		perChannel: map[string]int{},
+	}, nil
+}
+
+// Close closes every session (close code 1001) and waits for their
+// goroutines. Later connections are answered 503. Safe to call twice.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// ConnectionInfo describes one connection served by this node.
+type ConnectionInfo struct {
+	ChannelID    string `json:"channel_id"`
+	ConnectionID string `json:"connection_id"`
+	ClientID     string `json:"client_id,omitempty"`
+	Role         Role   `json:"role"`
+	NodeName     string `json:"node_name,omitempty"`
+	// CreatedTime is when the offer was sent (RFC 3339).
+	CreatedTime time.Time `json:"created_time"`
+}
+
+// Connections lists the connections this node serves in channelID, or in
+// every channel if channelID is "".
+func (s *Server) Connections(channelID string) []ConnectionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ConnectionInfo
+	for se := range s.sessions {
+		if info, ok := se.info(); ok && (channelID == "" || info.ChannelID == channelID) {
+			out = append(out, info)
+		}
+	}
+	return out
+}
+
+// DisconnectChannel closes every connection this node serves in channelID
+// (close code 1000, the given reason) and returns how many it closed.
+func (s *Server) DisconnectChannel(channelID, reason string) (int, error) {
+	return s.disconnect(func(info ConnectionInfo) bool { return info.ChannelID == channelID }, 1000, reason)
+}
+
+// DisconnectAll closes every connection this node serves with the code and
+// reason given, e.g. when the node leaves the cluster's majority (SPEC
+// §3.7: CloseRefused, "NOT-IN-MAJORITY"). It returns how many it closed.
+func (s *Server) DisconnectAll(code int, reason string) (int, error) {
+	return s.disconnect(func(ConnectionInfo) bool { return true }, code, reason)
+}
+
+func (s *Server) disconnect(match func(ConnectionInfo) bool, code int, reason string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	n := 0
+	for se := range s.sessions {
+		if info, ok := se.info(); ok && match(info) {
+			se.kill(code, reason)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ServeHTTP upgrades the request to a WebSocket and runs the session until
+// it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "signaling server closed", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns:     s.cfg.OriginPatterns,
+		InsecureSkipVerify: s.cfg.AnyOrigin,
+	})
+	if err != nil {
+		s.logger.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	se := &session{
+		srv:    s,
+		ws:     ws,
+		logger: s.logger.With("remote", r.RemoteAddr),
+		in:     make(chan inMsg, 16),
+		wake:   make(chan struct{}, 1),
+		killed: make(chan struct{}),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ws.Close(CloseServerShutdown, "SERVER-SHUTDOWN")
+		return
+	}
+	s.sessions[se] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, se)
+		s.mu.Unlock()
+	}()
+	se.run(s.ctx)
+}
+
+// acquire counts a connection of channelID about to be served, claiming
+// the channel in the cluster for its first one.
+func (s *Server) acquire(ctx context.Context, channelID string) error {
+	s.mu.Lock()
+	st := s.channels[channelID]
+	if st == nil {
+		st = &channelState{}
+		s.channels[channelID] = st
+	}
+	st.refs++
+	s.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.served == 0 && s.cfg.Cluster != nil {
+		if _, err := s.cfg.Cluster.ClaimChannel(ctx, channelID); err != nil {
+			s.unref(channelID, st)
+			return err
+		}
+	}
+	st.served++
+	return nil
+}
+
+// release undoes acquire; the last connection releases the channel.
+func (s *Server) release(channelID string) {
+	s.mu.Lock()
+	st := s.channels[channelID]
+	s.mu.Unlock()
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	st.served--
+	if st.served == 0 && s.cfg.Cluster != nil {
+		// Not the session's context: the release must happen even when the
+		// server is closing.
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.JoinTimeout)
+		if err := s.cfg.Cluster.ReleaseChannel(ctx, channelID); err != nil {
+			s.logger.Warn("release channel", "channel", channelID, "err", err)
+		}
+		cancel()
+	}
+	st.mu.Unlock()
+	s.unref(channelID, st)
+}
+
+func (s *Server) unref(channelID string, st *channelState) {
+	s.mu.Lock()
+	st.refs--
+	if st.refs == 0 {
+		delete(s.channels, channelID)
+	}
+	s.mu.Unlock()
+}
+
+// served adds delta to the served counts and publishes the load. The
+// publication happens under s.mu so that concurrent changes reach the
+// cluster in order.
+func (s *Server) served(channelID string, delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total += delta
+	if s.perChannel[channelID] += delta; s.perChannel[channelID] <= 0 {
+		delete(s.perChannel, channelID)
+	}
+	if s.cfg.Cluster != nil {
+		s.cfg.Cluster.PublishLoad(s.total, s.perChannel)
+	}
+}
+
+// channelConnections is the channel's connection count, for the auth hook.
+func (s *Server) channelConnections(view *affinity.View, channelID string) int {
+	if view != nil {
+		n := 0
+		for _, o := range view.Sessions[channelID].Owners {
+			n += o.Connections
+		}
+		return n
+	}
+	return len(s.Connections(channelID))
+}
+
+// newConnectionID returns a random 26-character id in the seed's style.
+func newConnectionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:26]
+}
+
+// truncateReason cuts a close reason to MaxCloseReason bytes on a rune
+// boundary.
+func truncateReason(s string) string {
+	if len(s) <= MaxCloseReason {
+		return s
+	}
+	s = s[:MaxCloseReason]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// refusalReason maps placement's refusals to close reasons.
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, affinity.ErrNotInMajority):
+		return "NOT-IN-MAJORITY"
+	case errors.Is(err, affinity.ErrNoCapacity):
+		return "NO-CAPACITY"
+	case errors.Is(err, affinity.ErrSessionNodeFull):
+		return "SESSION-NODE-FULL"
+	case errors.Is(err, affinity.ErrSessionNodeUnavailable):
+		return "SESSION-NODE-UNAVAILABLE"
+	case errors.Is(err, affinity.ErrNodeBlocked):
+		return "NODE-BLOCKED"
+	case errors.Is(err, affinity.ErrUnknownNode):
+		return "UNKNOWN-NODE"
+	case errors.Is(err, affinity.ErrNoUsableNode):
+		return "NO-USABLE-NODE"
+	}
+	return "REFUSED"
+}
+
+// inMsg is one message from the reader goroutine: data, or the error that
+// ended reading.
+type inMsg struct {
+	data []byte
+	err  error
+}
+
+// queued is one event from the media side, for the session goroutine.
+type queued struct {
+	reOffer string
+	event   *ConnectionEvent
+	label   string
+	data    []byte
+}
+
+// session is one WebSocket. Its goroutine (the ServeHTTP one) owns it and
+// does every write; a reader goroutine it starts feeds `in`.
+type session struct {
+	srv    *Server
+	ws     *websocket.Conn
+	logger *slog.Logger
+	in     chan inMsg
+
+	mu       sync.Mutex
+	served   bool
+	infoV    ConnectionInfo
+	queue    []queued
+	overflow bool
+	killCode int
+	killWhy  string
+	killed   chan struct{}
+	killOnce sync.Once
+	wake     chan struct{}
+	media    MediaConn
+}
+
+func (se *session) info() (ConnectionInfo, bool) {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return se.infoV, se.served
+}
+
+func (se *session) kill(code int, reason string) {
+	se.killOnce.Do(func() {
+		se.mu.Lock()
+		se.killCode, se.killWhy = code, reason
+		se.mu.Unlock()
+		close(se.killed)
+	})
+}
+
+// push queues a media event without blocking the media side.
+func (se *session) push(q queued) {
+	se.mu.Lock()
+	if len(se.queue) >= maxQueued {
+		se.overflow = true
+	} else {
+		se.queue = append(se.queue, q)
+	}
+	se.mu.Unlock()
+	select {
+	case se.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ending is how a session ends: code 0 means the peer is gone, so the
+// socket is dropped without a handshake.
+type ending struct {
+	code   int
+	reason string
+	err    error // for the log
+	now    bool  // skip the close handshake (peer presumed dead)
+}
+
+func endProto(err error) ending {
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		return ending{code: pe.Code, reason: pe.Reason, err: err}
+	}
+	return ending{code: CloseInternalError, reason: "INTERNAL-ERROR", err: err}
+}
+
+func (se *session) run(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	// The reader has its own context: cancelling a read makes coder/websocket
+	// drop the connection, which must wait for the close handshake below.
+	rctx, rcancel := context.WithCancel(context.Background())
+	readDone := make(chan struct{})
+	se.ws.SetReadLimit(-1) // the reader enforces MaxMessageSize itself, with its own close code
+	go se.read(rctx, readDone)
+
+	end := se.handle(ctx)
+
+	// Free the media side first: the close handshake below may wait for a
+	// dead client.
+	se.mu.Lock()
+	m, served, info := se.media, se.served, se.infoV
+	se.served = false
+	se.mu.Unlock()
+	if m != nil {
+		_ = m.Close()
+	}
+	if served {
+		se.srv.served(info.ChannelID, -1)
+		se.srv.release(info.ChannelID)
+	}
+	switch {
+	case end.code == 0 || end.now:
+		_ = se.ws.CloseNow()
+	default:
+		_ = se.ws.Close(websocket.StatusCode(end.code), truncateReason(end.reason))
+	}
+	rcancel()
+	<-readDone
+	lvl := slog.LevelDebug
+	if end.code >= 4400 && end.code != CloseRefused {
+		lvl = slog.LevelInfo
+	}
+	se.logger.Log(context.Background(), lvl, "signaling session ended", "code", end.code, "reason", end.reason, "err", end.err)
+}
+
+// read feeds se.in until the socket fails or ctx ends.
+func (se *session) read(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	max := se.srv.cfg.MaxMessageSize
+	for {
+		typ, r, err := se.ws.Reader(ctx)
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(r, int64(max)+1))
+			switch {
+			case err != nil:
+			case len(b) > max:
+				err = protoErr(CloseMessageTooLarge, "MESSAGE-TOO-LARGE", "message over the limit of %d bytes", max)
+			case typ != websocket.MessageText:
+				err = protoErr(CloseInvalidMessage, "BINARY-MESSAGE", "binary frame; signaling messages are JSON text")
+			}
+		}
+		select {
+		case se.in <- inMsg{data: b, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readErrEnding turns a reader error into the session's end.
+func readErrEnding(err error) ending {
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		return ending{code: pe.Code, reason: pe.Reason, err: err}
+	}
+	return ending{err: err} // peer closed or the socket broke
+}
+
+func (se *session) write(ctx context.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	// Not cancelled with the session: coder/websocket drops the connection
+	// when a write's context ends, and a shutting-down session still
+	// closes with a handshake.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), se.srv.cfg.WriteTimeout)
+	defer cancel()
+	return se.ws.Write(ctx, websocket.MessageText, b)
+}
+
+// handle runs the session's phases and returns how it ends.
+func (se *session) handle(ctx context.Context) ending {
+	cfg := &se.srv.cfg
+	// 1. connect.
+	timer := time.NewTimer(cfg.ConnectTimeout)
+	var m inMsg
+	select {
+	case m = <-se.in:
+		timer.Stop()
+	case <-timer.C:
+		return ending{code: CloseConnectTimeout, reason: "CONNECT-TIMEOUT"}
+	case <-ctx.Done():
+		timer.Stop()
+		return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+	case <-se.killed:
+		timer.Stop()
+		return se.killEnding()
+	}
+	if m.err != nil {
+		return readErrEnding(m.err)
+	}
+	msg, err := DecodeClientMessage(m.data, cfg.MaxMessageSize)
+	if err != nil {
+		return endProto(err)
+	}
+	c, ok := msg.(*Connect)
+	if !ok {
+		return ending{code: CloseUnexpected, reason: "CONNECT-EXPECTED", err: fmt.Errorf("first message is %T, not connect", msg)}
+	}
+	connID := newConnectionID()
+	se.logger = se.logger.With("channel", c.ChannelID, "connection", connID)
+
+	// 2. placement before authentication, when it can decide without the
+	// hook: refusals always; redirects when relay is off (affinity cannot
+	// be overridden without relay).
+	var view *affinity.View
+	req := affinity.Request{ChannelID: c.ChannelID, Contacted: cfg.NodeName, Redirected: c.Redirect}
+	if cfg.Cluster != nil {
+		v := cfg.Cluster.Snapshot()
+		view = &v
+		d := cfg.Placer.Place(view, req)
+		switch {
+		case d.Action == affinity.ActionRefuse:
+			return ending{code: CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
+		case d.Action == affinity.ActionRedirect && !(view.Settings.Cluster && view.Settings.Relay):
+			return se.redirect(ctx, d)
+		}
+	}
+
+	// 3. authentication.
+	actx, acancel := context.WithTimeout(ctx, cfg.AuthTimeout)
+	res, err := cfg.Authenticator.Authenticate(actx, &AuthRequest{
+		ChannelID: c.ChannelID, ClientID: c.ClientID, BundleID: c.BundleID, ConnectionID: connID,
+		Role: c.Role, Metadata: c.Metadata, NodeName: cfg.NodeName,
+		ChannelConnections: se.srv.channelConnections(view, c.ChannelID),
+		Redirect:           c.Redirect, SoraClient: c.SoraClient, Environment: c.Environment,
+	})
+	timedOut := actx.Err() != nil
+	acancel()
+	if err != nil {
+		var ae *AuthError
+		switch {
+		case errors.As(err, &ae):
+			return ending{code: CloseAuthDenied, reason: ae.Reason, err: err}
+		case ctx.Err() != nil:
+			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+		case timedOut:
+			return ending{code: CloseAuthDenied, reason: "AUTH-TIMEOUT", err: err}
+		}
+		return ending{code: CloseAuthDenied, reason: "AUTH-ERROR", err: err}
+	}
+	if !res.Allowed {
+		reason := res.Reason
+		if reason == "" {
+			reason = "AUTH-DENIED"
+		}
+		return ending{code: CloseAuthDenied, reason: reason}
+	}
+
+	// 4. placement after authentication, with the hook's affinity.
+	if res.ClusterAffinity != nil {
+		req.Affinity = affinity.AffinityOff
+		if *res.ClusterAffinity {
+			req.Affinity = affinity.AffinityOn
+		}
+	}
+	if cfg.Cluster != nil {
+		v := cfg.Cluster.Snapshot()
+		view = &v
+		d := cfg.Placer.Place(view, req)
+		switch d.Action {
+		case affinity.ActionRefuse:
+			return ending{code: CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
+		case affinity.ActionRedirect:
+			return se.redirect(ctx, d)
+		}
+	}
+
+	// 5. serve.
+	jctx, jcancel := context.WithTimeout(ctx, cfg.JoinTimeout)
+	defer jcancel()
+	if err := se.srv.acquire(jctx, c.ChannelID); err != nil {
+		// The view may have been stale (another node created the session
+		// meanwhile): place again on a fresh one.
+		if cfg.Cluster != nil {
+			v := cfg.Cluster.Snapshot()
+			if d := cfg.Placer.Place(&v, req); d.Action == affinity.ActionRedirect {
+				return se.redirect(ctx, d)
+			}
+		}
+		return ending{code: CloseRefused, reason: "CHANNEL-CLAIM-FAILED", err: err}
+	}
+	media, err := cfg.Media.Join(jctx, MediaRequest{
+		ChannelID: c.ChannelID, ConnectionID: connID, ClientID: c.ClientID, Role: c.Role,
+		Audio: c.Audio.Enabled, Video: c.Video.Enabled, DataChannels: c.DataChannels,
+		Events: MediaEvents{
+			ReOffer: func(sdp string) { se.push(queued{reOffer: sdp}) },
+			Event:   func(ev ConnectionEvent) { se.push(queued{event: &ev}) },
+			Message: func(label string, data []byte, isText bool) {
+				se.push(queued{label: label, data: append([]byte(nil), data...)})
+			},
+		},
+	})
+	if err != nil {
+		se.srv.release(c.ChannelID)
+		if errors.Is(err, ErrMediaFull) {
+			return ending{code: CloseRefused, reason: "NODE-FULL", err: err}
+		}
+		if ctx.Err() != nil {
+			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+		}
+		return ending{code: CloseInternalError, reason: "MEDIA-ERROR", err: err}
+	}
+	info := ConnectionInfo{ChannelID: c.ChannelID, ConnectionID: connID, ClientID: c.ClientID, Role: c.Role,
+		NodeName: cfg.NodeName, CreatedTime: time.Now().UTC()}
+	se.mu.Lock()
+	se.media, se.served, se.infoV = media, true, info
+	se.mu.Unlock()
+	se.srv.served(c.ChannelID, +1)
+
+	offer := media.Offer()
+	clientID := c.ClientID
+	if clientID == "" {
+		clientID = connID
+	}
+	bundleID := c.BundleID
+	if bundleID == "" {
+		bundleID = connID
+	}
+	om := offerMessage{Type: TypeOffer, SDP: offer.SDP, ConnectionID: connID, ClientID: clientID, BundleID: bundleID,
+		ChannelID: c.ChannelID, Metadata: res.Metadata, DataChannels: offer.DataChannels}
+	if offer.AudioMid != "" || offer.VideoMid != "" {
+		om.Mid = &offerMid{Audio: offer.AudioMid, Video: offer.VideoMid}
+	}
+	if err := se.write(ctx, om); err != nil {
+		return ending{err: fmt.Errorf("write offer: %w", err), now: true}
+	}
+	return se.loop(ctx, media)
+}
+
+func (se *session) killEnding() ending {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return ending{code: se.killCode, reason: se.killWhy}
+}
+
+// redirect sends the client elsewhere and waits for it to close.
+func (se *session) redirect(ctx context.Context, d affinity.Decision) ending {
+	if d.SignalingURL == "" {
+		return ending{code: CloseInternalError, reason: "NO-SIGNALING-URL", err: fmt.Errorf("node %s has no external_signaling_url", d.Node)}
+	}
+	if err := se.write(ctx, redirectMessage{Type: TypeRedirect, Location: d.SignalingURL}); err != nil {
+		return ending{err: fmt.Errorf("write redirect: %w", err), now: true}
+	}
+	se.logger.Debug("redirected", "to", d.Node, "location", d.SignalingURL)
+	t := time.NewTimer(se.srv.cfg.RedirectLinger)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-se.in:
+			if m.err != nil {
+				return ending{} // the client closed, as the SDK does
+			}
+		case <-t.C:
+			return ending{code: 1000, reason: "REDIRECTED"}
+		case <-ctx.Done():
+			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+		}
+	}
+}
+
+// loop serves an offered connection until it ends.
+func (se *session) loop(ctx context.Context, media MediaConn) ending {
+	cfg := &se.srv.cfg
+	answerTimer := time.NewTimer(cfg.AnswerTimeout)
+	defer answerTimer.Stop()
+	awaiting := TypeAnswer // the answer type expected, or ""
+	var pingC <-chan time.Time
+	if cfg.PingInterval > 0 {
+		tk := time.NewTicker(cfg.PingInterval)
+		defer tk.Stop()
+		pingC = tk.C
+	}
+	pongTimer := time.NewTimer(time.Hour)
+	pongTimer.Stop()
+	defer pongTimer.Stop()
+	awaitingPong := false
+	candidates := 0
+
+	handle := func(data []byte) *ending {
+		msg, err := DecodeClientMessage(data, cfg.MaxMessageSize)
+		if err != nil {
+			e := endProto(err)
+			return &e
+		}
+		switch m := msg.(type) {
+		case *Connect:
+			return &ending{code: CloseUnexpected, reason: "UNEXPECTED-CONNECT"}
+		case *Answer:
+			if m.Type != awaiting {
+				return &ending{code: CloseUnexpected, reason: "UNEXPECTED-" + upper(m.Type), err: fmt.Errorf("%s while expecting %q", m.Type, awaiting)}
+			}
+			if err := media.SetAnswer(m.SDP); err != nil {
+				return &ending{code: CloseInvalidMessage, reason: "INVALID-ANSWER", err: err}
+			}
+			awaiting = ""
+			answerTimer.Stop()
+		case *Candidate:
+			if candidates++; candidates > cfg.MaxCandidates {
+				return &ending{code: CloseTooManyCandidates, reason: "TOO-MANY-CANDIDATES"}
+			}
+			if err := media.AddCandidate(*m); err != nil {
+				se.logger.Debug("candidate refused", "err", err)
+			}
+		case *Pong:
+			awaitingPong = false
+			pongTimer.Stop()
+		case *Disconnect:
+			se.logger.Debug("client disconnected", "reason", m.Reason)
+			return &ending{code: 1000, reason: "TYPE-DISCONNECT"}
+		}
+		return nil
+	}
+
+	for {
+		select {
+		case m := <-se.in:
+			if m.err != nil {
+				return readErrEnding(m.err)
+			}
+			if e := handle(m.data); e != nil {
+				return *e
+			}
+		case <-se.wake:
+			se.mu.Lock()
+			q, overflow := se.queue, se.overflow
+			se.queue = nil
+			se.mu.Unlock()
+			if overflow {
+				return ending{code: CloseInternalError, reason: "TOO-SLOW", err: errors.New("event queue overflow")}
+			}
+			for _, it := range q {
+				switch {
+				case it.reOffer != "":
+					if err := se.write(ctx, reOfferMessage{Type: TypeReOffer, SDP: it.reOffer}); err != nil {
+						return ending{err: err, now: true}
+					}
+					awaiting = TypeReAnswer
+					answerTimer.Reset(cfg.AnswerTimeout)
+				case it.event != nil:
+					if err := se.write(ctx, notifyFor(it.event)); err != nil {
+						return ending{err: err, now: true}
+					}
+				case it.label == "signaling":
+					if e := handle(it.data); e != nil {
+						return *e
+					}
+				}
+			}
+		case <-answerTimer.C:
+			return ending{code: CloseAnswerTimeout, reason: "ANSWER-TIMEOUT", err: fmt.Errorf("no %s within %v", awaiting, cfg.AnswerTimeout)}
+		case <-pingC:
+			if err := se.write(ctx, pingMessage{Type: TypePing}); err != nil {
+				return ending{err: err, now: true}
+			}
+			if !awaitingPong {
+				awaitingPong = true
+				pongTimer.Reset(cfg.PongTimeout)
+			}
+		case <-pongTimer.C:
+			return ending{code: ClosePingTimeout, reason: "PING-TIMEOUT"}
+		case <-media.Done():
+			return ending{code: 1000, reason: "MEDIA-CLOSED"}
+		case <-se.killed:
+			return se.killEnding()
+		case <-ctx.Done():
+			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+		}
+	}
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// Server messages.
+type offerMid struct {
+	Audio string `json:"audio,omitempty"`
+	Video string `json:"video,omitempty"`
+}
+
+type offerMessage struct {
+	Type         string             `json:"type"`
+	SDP          string             `json:"sdp"`
+	ConnectionID string             `json:"connection_id"`
+	ClientID     string             `json:"client_id"`
+	BundleID     string             `json:"bundle_id"`
+	ChannelID    string             `json:"channel_id"`
+	Mid          *offerMid          `json:"mid,omitempty"`
+	Metadata     json.RawMessage    `json:"metadata,omitempty"`
+	DataChannels []OfferDataChannel `json:"data_channels,omitempty"`
+}
+
+type redirectMessage struct {
+	Type     string `json:"type"`
+	Location string `json:"location"`
+}
+
+type reOfferMessage struct {
+	Type string `json:"type"`
+	SDP  string `json:"sdp"`
+}
+
+type pingMessage struct {
+	Type string `json:"type"`
+}
+
+type notifyMessage struct {
+	Type                       string    `json:"type"`
+	EventType                  EventType `json:"event_type"`
+	ConnectionID               string    `json:"connection_id"`
+	ClientID                   string    `json:"client_id,omitempty"`
+	Role                       Role      `json:"role"`
+	ChannelConnections         int       `json:"channel_connections"`
+	ChannelSendrecvConnections int       `json:"channel_sendrecv_connections"`
+	ChannelSendonlyConnections int       `json:"channel_sendonly_connections"`
+	ChannelRecvonlyConnections int       `json:"channel_recvonly_connections"`
+}
+
+func notifyFor(ev *ConnectionEvent) notifyMessage {
+	return notifyMessage{Type: TypeNotify, EventType: ev.Type, ConnectionID: ev.ConnectionID, ClientID: ev.ClientID,
+		Role: ev.Role, ChannelConnections: ev.Counts.Connections, ChannelSendrecvConnections: ev.Counts.SendRecv,
+		ChannelSendonlyConnections: ev.Counts.SendOnly, ChannelRecvonlyConnections: ev.Counts.RecvOnly}
+}

@@ -1,0 +1,350 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/testutil"
+)
+
+func TestNewValidates(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Authenticator: AllowAll}, "Media is nil"},
+		{Config{Media: &fakeMedia{}}, "Authenticator is nil"},
+		{Config{Media: &fakeMedia{}, Authenticator: AllowAll, Cluster: NewMemCluster(affinity.DefaultSettings()).Node("a")}, "NodeName is empty"},
+		{Config{Media: &fakeMedia{}, Authenticator: AllowAll, AnswerTimeout: -1}, "AnswerTimeout"},
+	} {
+		_, err := New(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New: got %v, want an error with %q", err, tc.want)
+		}
+	}
+}
+
+func TestSessionOfferAnswer(t *testing.T) {
+	testutil.CheckLeaks(t)
+	var authReq atomic.Pointer[AuthRequest]
+	ts := newTestServer(t, Config{Authenticator: AuthFunc(func(ctx context.Context, r *AuthRequest) (AuthResult, error) {
+		authReq.Store(r)
+		return AuthResult{Allowed: true, Metadata: []byte(`{"user":"alice"}`)}, nil
+	})})
+	c := dial(t, ts.url)
+	c.send(connectMsg("room", `,"client_id":"alice","data_channels":[{"label":"#chat","direction":"sendrecv"}]`))
+	offer := c.expect(TypeOffer)
+	id, _ := offer["connection_id"].(string)
+	if len(id) != 26 || offer["client_id"] != "alice" || offer["sdp"] != "v=0\r\nfake-offer\r\n" {
+		t.Fatalf("offer %v", offer)
+	}
+	if mid, _ := offer["mid"].(map[string]any); mid["audio"] != "0" || mid["video"] != "1" {
+		t.Errorf("offer mid %v", offer["mid"])
+	}
+	if md, _ := offer["metadata"].(map[string]any); md["user"] != "alice" {
+		t.Errorf("offer metadata %v (from the auth hook)", offer["metadata"])
+	}
+	if dcs, _ := offer["data_channels"].([]any); len(dcs) != 2 {
+		t.Errorf("offer data_channels %v", offer["data_channels"])
+	}
+	if r := authReq.Load(); r == nil || r.ConnectionID != id || r.ChannelID != "room" || r.Role != RoleSendRecv || r.ClientID != "alice" {
+		t.Errorf("auth request %+v", r)
+	}
+	n := c.expect(TypeNotify)
+	if n["event_type"] != "connection.created" || n["connection_id"] != id || n["channel_connections"] != 1.0 {
+		t.Errorf("notify %v", n)
+	}
+	fc := ts.media.conn(0)
+	if fc.req.ChannelID != "room" || fc.req.ConnectionID != id || !fc.req.Audio || len(fc.req.DataChannels) != 1 {
+		t.Errorf("media request %+v", fc.req)
+	}
+	c.send(`{"type":"answer","sdp":"v=0\r\nanswer\r\n"}`)
+	c.send(`{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0,"type":"candidate"}`)
+	testutil.Eventually(t, func() bool { a, cs := fc.counts(); return a == 1 && cs == 1 }, 5*time.Second, "answer and candidate applied")
+	if got := ts.Connections("room"); len(got) != 1 || got[0].ConnectionID != id {
+		t.Errorf("Connections: %+v", got)
+	}
+
+	// A re-offer; the re-answer comes on the signaling data channel.
+	fc.req.Events.ReOffer("v=0\r\nre-offer\r\n")
+	if m := c.expect(TypeReOffer); m["sdp"] != "v=0\r\nre-offer\r\n" {
+		t.Errorf("re-offer %v", m)
+	}
+	fc.req.Events.Message("signaling", []byte(`{"type":"re-answer","sdp":"v=0\r\nre-answer\r\n"}`), true)
+	testutil.Eventually(t, func() bool { a, _ := fc.counts(); return a == 2 }, 5*time.Second, "re-answer applied")
+
+	// Another connection leaves: notify with counts.
+	fc.req.Events.Event(ConnectionEvent{Type: EventConnectionDestroyed, ConnectionID: "OTHER", Role: RoleRecvOnly, Counts: ChannelCounts{Connections: 1, SendRecv: 1}})
+	if m := c.expect(TypeNotify); m["event_type"] != "connection.destroyed" || m["connection_id"] != "OTHER" || m["channel_sendrecv_connections"] != 1.0 {
+		t.Errorf("notify %v", m)
+	}
+
+	c.send(`{"type":"disconnect","reason":"NO-ERROR"}`)
+	if code, _ := c.closed(); code != 1000 {
+		t.Errorf("close code %d after disconnect, want 1000", code)
+	}
+	testutil.Eventually(t, fc.isClosed, 5*time.Second, "media closed")
+	testutil.Eventually(t, func() bool { return len(ts.Connections("")) == 0 }, 5*time.Second, "connection forgotten")
+}
+
+func TestBadInput(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts := newTestServer(t, Config{MaxMessageSize: 4096})
+	// A good client, connected throughout: bad clients do not disturb it.
+	good := dial(t, ts.url)
+	good.send(connectMsg("room", ""))
+	good.expect(TypeOffer)
+	good.send(`{"type":"answer","sdp":"v=0\r\n"}`)
+
+	long := strings.Repeat("x", 256)
+	for _, tc := range []struct {
+		name string
+		msgs []string
+		code int
+	}{
+		{"not JSON", []string{`hello`}, CloseInvalidMessage},
+		{"not an object", []string{`[1,2]`}, CloseInvalidMessage},
+		{"no type", []string{`{"channel_id":"x"}`}, CloseInvalidMessage},
+		{"unknown type", []string{`{"type":"hello"}`}, CloseInvalidMessage},
+		{"missing channel_id", []string{`{"type":"connect","role":"sendrecv"}`}, CloseInvalidChannelID},
+		{"channel_id too long", []string{connectMsg(long, "")}, CloseInvalidChannelID},
+		{"channel_id wrong type", []string{`{"type":"connect","role":"sendrecv","channel_id":5}`}, CloseInvalidMessage},
+		{"unknown role", []string{`{"type":"connect","role":"admin","channel_id":"x"}`}, CloseInvalidRole},
+		{"too large", []string{`{"type":"connect","sdp":"` + strings.Repeat("a", 5000) + `"}`}, CloseMessageTooLarge},
+		{"answer before offer", []string{`{"type":"answer","sdp":"v=0"}`}, CloseUnexpected},
+		{"second connect", []string{connectMsg("r2", ""), connectMsg("r2", "")}, CloseUnexpected},
+		{"re-answer without re-offer", []string{connectMsg("r3", ""), `{"type":"answer","sdp":"v=0"}`, `{"type":"re-answer","sdp":"v=0"}`}, CloseUnexpected},
+		{"answer twice", []string{connectMsg("r4", ""), `{"type":"answer","sdp":"v=0"}`, `{"type":"answer","sdp":"v=0"}`}, CloseUnexpected},
+		{"answer without sdp", []string{connectMsg("r5", ""), `{"type":"answer"}`}, CloseInvalidMessage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, ts.url)
+			for _, m := range tc.msgs {
+				c.send(m)
+			}
+			if code, reason := c.closed(); code != tc.code {
+				t.Errorf("close %d %q, want %d", code, reason, tc.code)
+			}
+		})
+	}
+	t.Run("binary frame", func(t *testing.T) {
+		c := dial(t, ts.url)
+		ctx := testutil.Context(t, 5*time.Second)
+		if err := c.ws.Write(ctx, 2, []byte(`{"type":"connect"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := c.closed(); code != CloseInvalidMessage {
+			t.Errorf("close %d, want %d", code, CloseInvalidMessage)
+		}
+	})
+	t.Run("open and close without a message", func(t *testing.T) {
+		for range 5 {
+			c := dial(t, ts.url)
+			c.ws.CloseNow()
+		}
+	})
+	// The good client still works.
+	ts.media.conn(0).req.Events.ReOffer("v=0\r\nstill here\r\n")
+	good.expect(TypeReOffer)
+	good.send(`{"type":"re-answer","sdp":"v=0\r\n"}`)
+	testutil.Eventually(t, func() bool { a, _ := ts.media.conn(0).counts(); return a == 2 }, 5*time.Second, "good client's re-answer")
+}
+
+func TestCandidateFlood(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts := newTestServer(t, Config{MaxCandidates: 10})
+	c := dial(t, ts.url)
+	c.send(connectMsg("room", ""))
+	c.expect(TypeOffer)
+	for range 11 {
+		c.send(`{"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host"}`)
+	}
+	if code, _ := c.closed(); code != CloseTooManyCandidates {
+		t.Errorf("close %d, want %d", code, CloseTooManyCandidates)
+	}
+	testutil.Eventually(t, ts.media.conn(0).isClosed, 5*time.Second, "media closed")
+}
+
+func TestTimeouts(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts := newTestServer(t, Config{AnswerTimeout: 200 * time.Millisecond, ConnectTimeout: 200 * time.Millisecond,
+		PingInterval: 50 * time.Millisecond, PongTimeout: 200 * time.Millisecond})
+	t.Run("no connect", func(t *testing.T) {
+		c := dial(t, ts.url)
+		if code, _ := c.closed(); code != CloseConnectTimeout {
+			t.Errorf("close %d, want %d", code, CloseConnectTimeout)
+		}
+	})
+	t.Run("no answer", func(t *testing.T) {
+		c := dial(t, ts.url)
+		c.send(connectMsg("a", ""))
+		if code, _ := c.closed(); code != CloseAnswerTimeout {
+			t.Errorf("close %d, want %d", code, CloseAnswerTimeout)
+		}
+	})
+	t.Run("no re-answer", func(t *testing.T) {
+		c := dial(t, ts.url)
+		c.send(connectMsg("b", ""))
+		c.expect(TypeOffer)
+		c.send(`{"type":"answer","sdp":"v=0"}`)
+		n := ts.media.count()
+		testutil.Eventually(t, func() bool { a, _ := ts.media.conn(n - 1).counts(); return a == 1 }, 5*time.Second, "answered")
+		ts.media.conn(n - 1).req.Events.ReOffer("v=0\r\n")
+		// Pongs keep the connection, but the re-answer never comes.
+		for {
+			m, err := c.next()
+			if err != nil {
+				var ce websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != CloseAnswerTimeout {
+					t.Errorf("got %v, want close %d", err, CloseAnswerTimeout)
+				}
+				break
+			}
+			if m["type"] == TypePing {
+				c.send(`{"type":"pong"}`)
+			}
+		}
+	})
+	t.Run("no pong", func(t *testing.T) {
+		c := dial(t, ts.url)
+		c.send(connectMsg("c", ""))
+		c.expect(TypeOffer)
+		c.send(`{"type":"answer","sdp":"v=0"}`)
+		n := ts.media.count()
+		if code, _ := c.closed(); code != ClosePingTimeout {
+			t.Errorf("close %d, want %d", code, ClosePingTimeout)
+		}
+		testutil.Eventually(t, ts.media.conn(n-1).isClosed, 5*time.Second, "media of the dead client freed")
+	})
+	t.Run("pongs keep it", func(t *testing.T) {
+		c := dial(t, ts.url)
+		c.send(connectMsg("d", ""))
+		c.expect(TypeOffer)
+		c.send(`{"type":"answer","sdp":"v=0"}`)
+		pings := 0
+		for pings < 10 {
+			c.expect(TypePing)
+			pings++
+			c.send(`{"type":"pong"}`)
+		}
+	})
+}
+
+func TestAuth(t *testing.T) {
+	testutil.CheckLeaks(t)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/deny":
+			w.Write([]byte(`{"allowed":false,"reason":"NO-TICKET"}`))
+		case "/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		case "/500":
+			w.WriteHeader(500)
+		case "/bad":
+			w.Write([]byte(`{"allowed":"yes"}`))
+		default:
+			w.Write([]byte(`{"allowed":true}`))
+		}
+	}))
+	defer hook.Close()
+	for _, tc := range []struct {
+		path, reason string
+	}{
+		{"/deny", "NO-TICKET"},
+		{"/slow", "AUTH-WEBHOOK-TIMEOUT"},
+		{"/500", "AUTH-WEBHOOK-STATUS"},
+		{"/bad", "AUTH-WEBHOOK-BAD-RESPONSE"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			ts := newTestServer(t, Config{Authenticator: &Webhook{URL: hook.URL + tc.path, Timeout: 200 * time.Millisecond}})
+			c := dial(t, ts.url)
+			c.send(connectMsg("room", ""))
+			if code, reason := c.closed(); code != CloseAuthDenied || reason != tc.reason {
+				t.Errorf("close %d %q, want %d %q", code, reason, CloseAuthDenied, tc.reason)
+			}
+			if ts.media.count() != 0 {
+				t.Error("a denied client got a media connection")
+			}
+		})
+	}
+	t.Run("func error", func(t *testing.T) {
+		ts := newTestServer(t, Config{Authenticator: AuthFunc(func(context.Context, *AuthRequest) (AuthResult, error) {
+			return AuthResult{}, errors.New("database down")
+		})})
+		c := dial(t, ts.url)
+		c.send(connectMsg("room", ""))
+		if code, reason := c.closed(); code != CloseAuthDenied || reason != "AUTH-ERROR" {
+			t.Errorf("close %d %q", code, reason)
+		}
+	})
+}
+
+func TestMediaRefusals(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts := newTestServer(t, Config{})
+	ts.media.full = true
+	c := dial(t, ts.url)
+	c.send(connectMsg("room", ""))
+	if code, reason := c.closed(); code != CloseRefused || reason != "NODE-FULL" {
+		t.Errorf("full: close %d %q", code, reason)
+	}
+	ts.media.full, ts.media.err = false, errors.New("boom")
+	c = dial(t, ts.url)
+	c.send(connectMsg("room", ""))
+	if code, reason := c.closed(); code != CloseInternalError || reason != "MEDIA-ERROR" {
+		t.Errorf("error: close %d %q", code, reason)
+	}
+}
+
+func TestServerCloseAndDisconnect(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts := newTestServer(t, Config{})
+	a, b := dial(t, ts.url), dial(t, ts.url)
+	a.send(connectMsg("one", ""))
+	b.send(connectMsg("two", ""))
+	a.expect(TypeOffer)
+	b.expect(TypeOffer)
+	if n, err := ts.DisconnectChannel("one", "API"); n != 1 || err != nil {
+		t.Errorf("DisconnectChannel: %d, %v", n, err)
+	}
+	if code, reason := a.closed(); code != 1000 || reason != "API" {
+		t.Errorf("disconnected: close %d %q", code, reason)
+	}
+	closed := make(chan struct{})
+	go func() { ts.Close(); close(closed) }()
+	if code, _ := b.closed(); code != CloseServerShutdown {
+		t.Errorf("server close: %d, want %d", code, CloseServerShutdown)
+	}
+	<-closed
+	if err := ts.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := ts.DisconnectAll(1000, ""); !errors.Is(err, ErrClosed) {
+		t.Errorf("DisconnectAll after Close: %v", err)
+	}
+	rec := httptest.NewRecorder()
+	ts.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("ServeHTTP after Close: %d", rec.Code)
+	}
+}
+
+func TestTruncateReason(t *testing.T) {
+	long := strings.Repeat("é", 100) // 200 bytes
+	got := truncateReason(long)
+	if len(got) > MaxCloseReason || !strings.HasPrefix(long, got) || len(got) < MaxCloseReason-1 {
+		t.Errorf("truncateReason: %d bytes", len(got))
+	}
+}
