@@ -29,6 +29,27 @@
 // the cluster, the SFU serves, and the relay joins channels across nodes.
 // Placement never does I/O; time enters it as a value in the snapshot.
 //
+// # Ready wiring
+//
+// Node joins every part from one Config (the seed's settings as Go
+// fields) and gives the signaling and admin handlers to mount:
+//
+//	cfg := shoal.DefaultConfig()
+//	cfg.NodeName = "node1@10.0.0.1"
+//	cfg.Cluster = true
+//	cfg.ClusterKey = key // 32 bytes, the same on every node
+//	cfg.ExternalSignalingURL = "wss://node1.example.com/signaling"
+//	cfg.ExternalAPIURL = "https://node1.example.com/api"
+//	cfg.Authenticator = &signaling.Webhook{URL: "https://auth.example.com/"}
+//	n, err := shoal.New(cfg)
+//	...
+//	err = n.Start(ctx)
+//	http.Handle("/signaling", n.SignalingHandler())
+//	http.Handle("/api/", http.StripPrefix("/api", n.AdminHandler()))
+//
+// Everything Node does can be wired by hand from the packages (see
+// Example_byHand); examples/minimal-cluster runs three nodes on one machine.
+//
 // # Behaviour
 //
 // The cluster's behaviour (regular and temporary nodes, InitCluster,

@@ -210,3 +210,55 @@ func ExampleMemCluster() {
 	fmt.Println(d.Action, d.SignalingURL)
 	// Output: redirect wss://b.example.com/signaling
 }
+
+// Two nodes creating one session at once: the one whose claim came second
+// sends its client to the creator when affinity gathers, and only then.
+func TestGatherOnCreator(t *testing.T) {
+	view := affinity.View{
+		Settings: affinity.DefaultSettings(),
+		Nodes: []affinity.Node{
+			{Name: "a@127.0.0.1", Connected: true, Capacity: 10, SignalingURL: "ws://a/signaling"},
+			{Name: "b@127.0.0.2", Connected: true, Capacity: 10, SignalingURL: "ws://b/signaling"},
+			{Name: "c@127.0.0.3", Connected: false, Capacity: 10, SignalingURL: "ws://c/signaling"},
+		},
+		InMajority: true,
+	}
+	req := affinity.Request{ChannelID: "x", Contacted: "b@127.0.0.2"}
+	noRelay := view
+	noRelay.Settings.Relay = false
+	noAffinity := view
+	noAffinity.Settings.DefaultAffinity = false
+	sessionSeen := view
+	sessionSeen.Sessions = map[string]affinity.Session{"x": {Owners: []affinity.Owner{{Node: 0, Connections: 21}}}}
+	for _, tc := range []struct {
+		name     string
+		view     affinity.View
+		affinity affinity.Affinity
+		owners   []string
+		want     string // "" = serve here
+	}{
+		{"creator elsewhere", view, affinity.AffinityUnset, []string{"a@127.0.0.1", "b@127.0.0.2"}, "ws://a/signaling"},
+		{"this node created it", view, affinity.AffinityUnset, []string{"b@127.0.0.2"}, ""},
+		{"this node first of two", view, affinity.AffinityUnset, []string{"b@127.0.0.2", "a@127.0.0.1"}, ""},
+		{"no claim made", view, affinity.AffinityUnset, nil, ""},
+		{"hook turned affinity off", view, affinity.AffinityOff, []string{"a@127.0.0.1", "b@127.0.0.2"}, ""},
+		{"affinity off by default", noAffinity, affinity.AffinityUnset, []string{"a@127.0.0.1", "b@127.0.0.2"}, ""},
+		{"hook turned affinity on", noAffinity, affinity.AffinityOn, []string{"a@127.0.0.1", "b@127.0.0.2"}, "ws://a/signaling"},
+		{"relay off", noRelay, affinity.AffinityUnset, []string{"a@127.0.0.1", "b@127.0.0.2"}, ""},
+		{"placement saw the session (threshold)", sessionSeen, affinity.AffinityUnset, []string{"a@127.0.0.1", "b@127.0.0.2"}, ""},
+		{"creator disconnected", view, affinity.AffinityUnset, []string{"c@127.0.0.3", "b@127.0.0.2"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := req
+			r.Affinity = tc.affinity
+			d, ok := gatherOnCreator(&tc.view, r, tc.owners)
+			got := ""
+			if ok {
+				got = d.SignalingURL
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -313,8 +313,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // acquire counts a connection of channelID about to be served, claiming
-// the channel in the cluster for its first one.
-func (s *Server) acquire(ctx context.Context, channelID string) error {
+// the channel in the cluster for its first one. It returns the session's
+// owners (the creator first) when it made the claim, nil otherwise.
+func (s *Server) acquire(ctx context.Context, channelID string) ([]string, error) {
 	s.mu.Lock()
 	st := s.channels[channelID]
 	if st == nil {
@@ -325,14 +326,16 @@ func (s *Server) acquire(ctx context.Context, channelID string) error {
 	s.mu.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	var owners []string
 	if st.served == 0 && s.cfg.Cluster != nil {
-		if _, err := s.cfg.Cluster.ClaimChannel(ctx, channelID); err != nil {
+		var err error
+		if owners, err = s.cfg.Cluster.ClaimChannel(ctx, channelID); err != nil {
 			s.unref(channelID, st)
-			return err
+			return nil, err
 		}
 	}
 	st.served++
-	return nil
+	return owners, nil
 }
 
 // release undoes acquire; the last connection releases the channel.
@@ -709,7 +712,8 @@ func (se *session) handle(ctx context.Context) ending {
 	// 5. serve.
 	jctx, jcancel := context.WithTimeout(ctx, cfg.JoinTimeout)
 	defer jcancel()
-	if err := se.srv.acquire(jctx, c.ChannelID); err != nil {
+	owners, err := se.srv.acquire(jctx, c.ChannelID)
+	if err != nil {
 		// The view may have been stale (another node created the session
 		// meanwhile): place again on a fresh one.
 		if cfg.Cluster != nil {
@@ -719,6 +723,14 @@ func (se *session) handle(ctx context.Context) ending {
 			}
 		}
 		return ending{code: CloseRefused, reason: "CHANNEL-CLAIM-FAILED", err: err}
+	}
+	// Two nodes can create one session at the same instant, each placing its
+	// first client on itself from a view that showed no session. Raft orders
+	// the claims: when affinity gathers this connection and another node's
+	// claim came first, the client goes to that node instead.
+	if d, ok := gatherOnCreator(view, req, owners); ok {
+		se.srv.release(c.ChannelID)
+		return se.redirect(ctx, d)
 	}
 	media, err := cfg.Media.Join(jctx, MediaRequest{
 		ChannelID: c.ChannelID, ConnectionID: connID, ClientID: c.ClientID, Role: c.Role,
@@ -766,6 +778,36 @@ func (se *session) handle(ctx context.Context) ending {
 		return ending{err: fmt.Errorf("write offer: %w", err), now: true}
 	}
 	return se.loop(ctx, media)
+}
+
+// gatherOnCreator reports whether a connection whose claim made this node a
+// second owner of a session should rather go to the session's creator, and
+// the redirect to it: only when the view placement used showed no session
+// (so placement meant to create it here), with relay on and affinity in
+// effect, and only to a node the view shows connected.
+func gatherOnCreator(view *affinity.View, req affinity.Request, owners []string) (affinity.Decision, bool) {
+	if view == nil || len(owners) < 2 || owners[0] == req.Contacted || !view.Settings.Cluster || !view.Settings.Relay {
+		return affinity.Decision{}, false
+	}
+	if len(view.Sessions[req.ChannelID].Owners) > 0 {
+		// Placement saw the session and chose this node anyway (its node
+		// was over the affinity threshold, or full): not a race.
+		return affinity.Decision{}, false
+	}
+	switch req.Affinity {
+	case affinity.AffinityOff:
+		return affinity.Decision{}, false
+	case affinity.AffinityUnset:
+		if !view.Settings.DefaultAffinity {
+			return affinity.Decision{}, false
+		}
+	}
+	i := view.NodeIndex(owners[0])
+	if i < 0 || !view.Nodes[i].Connected || view.Nodes[i].SignalingURL == "" {
+		return affinity.Decision{}, false
+	}
+	n := view.Nodes[i]
+	return affinity.Decision{Action: affinity.ActionRedirect, Index: i, Node: n.Name, SignalingURL: n.SignalingURL, APIURL: n.APIURL}, true
 }
 
 func (se *session) killEnding() ending {
