@@ -1,0 +1,76 @@
+// Package cluster is Shoal's membership layer: who is in the cluster, who
+// is alive, whether this node is in the majority, each node's load and
+// mode, and which nodes hold each channel's session (SPEC §2-§4).
+//
+// The default implementation, *Node, runs two engines:
+//
+//   - hashicorp/serf (memberlist's SWIM gossip) for liveness and small node
+//     facts (role, mode, ports), encrypted with the cluster key;
+//   - hashicorp/raft among the regular nodes (voters) for the cluster's
+//     configuration and channel ownership. Temporary nodes are non-voters:
+//     they receive the replicated state but do not count for the majority.
+//
+// The seed's operations map onto Raft: InitCluster bootstraps a
+// configuration of the named regular nodes, RegisterClusterNode adds a
+// voter (or a non-voter for a temporary node), PurgeClusterNode removes a
+// server. A claim of a channel is one Raft log entry, so two nodes racing
+// to create the same session end with one owner when relay is off.
+// Followers forward claims and membership changes to the leader over a
+// small RPC; Raft and the RPC share one TCP port, under TLS 1.3 with a
+// certificate derived from the cluster key (a process without the key can
+// neither connect nor accept). Load (connection counts, per channel) is
+// pushed to every node over the same RPC, coalesced.
+//
+// Majority: a node counts the regular nodes (Raft voters) that gossip says
+// are alive, itself included; it serves while that is more than half. On
+// losing it, subscribers get an EventMajority with InMajority false (the
+// SFU then disconnects everyone and refuses new connections) and the node
+// comes back by itself when the partition heals. Temporary nodes follow the
+// side they are on.
+//
+// Persistence: a regular node with a DataDir keeps its Raft log
+// (raft-wal), Raft snapshots and serf's snapshot there, and rejoins by
+// itself after a restart. A temporary node keeps nothing: each run has its
+// own boot id, so a restarted temporary node is not the member that was
+// registered and must register again, while one cut off by a network
+// failure is re-admitted when it comes back. A temporary node that stops
+// (leaves gossip) or restarts is erased by the leader; one that vanishes
+// without leaving is erased once gossip forgets it (Timing.ReconnectTimeout).
+//
+// # Usage
+//
+//	cfg := cluster.DefaultConfig()
+//	cfg.NodeName = "sfu1@10.0.0.1"
+//	cfg.Cluster = true
+//	cfg.ExternalSignalingURL = "wss://sfu1.example.com/signaling"
+//	cfg.ExternalAPIURL = "https://sfu1.example.com/api"
+//	cfg.MaxConnections = 500
+//	cfg.ClusterKey = key // 32 bytes, the same on every node
+//	cfg.DataDir = "/var/lib/shoal"
+//	n, err := cluster.New(cfg)
+//	if err != nil { ... }
+//	if err := n.Start(ctx); err != nil { ... }
+//	defer n.Close()
+//
+//	// Once, on one node, with every named node running:
+//	_, err = n.InitCluster(ctx, []string{"sfu1@10.0.0.1", "sfu2@10.0.0.2", "sfu3@10.0.0.3"})
+//	// Later, on a new node:
+//	_, err = n4.RegisterClusterNode(ctx, "sfu1@10.0.0.1")
+//
+//	cancel := n.Subscribe(func(e cluster.Event) {
+//		if e.Kind == cluster.EventMajority && !e.InMajority {
+//			// disconnect everyone; refuse new connections until InMajority
+//		}
+//	})
+//	defer cancel()
+//
+//	view := n.Snapshot()               // for affinity.Place; cheap, immutable
+//	owners, err := n.ClaimChannel(ctx, "room")  // on a connection's arrival
+//	var owned *cluster.OwnedElsewhereError      // relay off, held elsewhere:
+//	if errors.As(err, &owned) { /* redirect to owned.Owner */ }
+//	n.PublishLoad(total, perChannel)            // whenever counts change
+//	n.ReleaseChannel(ctx, "room")               // when its last local connection leaves
+//
+// Use FastTiming in tests; FaultNet (Config.Faults) drops traffic between
+// chosen node addresses to simulate partitions on loopback.
+package cluster

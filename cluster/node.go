@@ -1,0 +1,721 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/serf/serf"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/slogstd"
+)
+
+// serf tags: small node facts gossiped with liveness.
+const (
+	tagRole   = "role" // "regular" or "temporary"
+	tagBoot   = "boot" // one run of the process
+	tagRPC    = "rpc"  // port of Raft and the cluster RPC
+	tagMode   = "mode" // affinity.Mode as a number
+	tagReason = "why"  // why the mode was set
+	tagSig    = "sig"  // external_signaling_url
+	tagAPI    = "api"  // external_api_url
+	tagMax    = "max"  // max_connections
+	tagMaxN   = "maxn" // max_nodes
+	tagVer    = "ver"  // version
+	maxReason = 200
+)
+
+// Node is one cluster member: the default Membership, on serf and Raft.
+// Create it with New, then Start it; Close stops it.
+type Node struct {
+	cfg    Config
+	name   NodeName
+	self   string
+	boot   string
+	logger *slog.Logger
+	fsm    *fsm
+
+	mu      sync.Mutex // guards the lifecycle fields below
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	eg      *errgroup.Group
+
+	// Set by Start, read-only after.
+	serf       *serf.Serf
+	raft       *raft.Raft
+	wal        *raftwal.WAL
+	walMeta    *metadb.BoltMetaDB // raftwal.WAL.Close leaves it open
+	mux        *mux
+	rpc        *rpcClient
+	addr       string // Raft and RPC address, HOST:PORT
+	advertise  netip.Addr
+	serfPort   int
+	serfEvents chan serf.Event
+
+	done  chan struct{} // closed by Close
+	dirty chan struct{} // view rebuild wanted; capacity 1
+
+	snap      atomic.Pointer[state]
+	rebuildMu sync.Mutex // one rebuild at a time, so snapshots never go back
+
+	local struct {
+		sync.Mutex
+		mode     affinity.Mode
+		reason   string
+		claims   map[string]bool
+		total    int
+		channels map[string]int
+		seq      uint64
+	}
+	loadDirty chan struct{}
+
+	// leaderMu serialises the leader's membership changes (register,
+	// purge, housekeeping) so that they decide on fresh state.
+	leaderMu sync.Mutex
+	// registeredAt records, under leaderMu, when this leader registered a
+	// node, so that housekeeping gives gossip time to show the new run.
+	registeredAt map[string]time.Time
+
+	loadsMu sync.Mutex
+	loads   map[string]loadReport
+
+	subsMu sync.Mutex
+	subs   map[*subscriber]struct{}
+	subsWG sync.WaitGroup
+}
+
+// loadReport is one node's load, pushed to every node.
+type loadReport struct {
+	Node     string         `json:"node"`
+	Boot     string         `json:"boot"`
+	Seq      uint64         `json:"seq"`
+	Total    int            `json:"total"`
+	Channels map[string]int `json:"channels,omitempty"`
+}
+
+// state is one immutable snapshot: the placement view and the listings.
+type state struct {
+	view     affinity.View
+	nodes    []NodeStatus
+	channels []ChannelStatus
+	// initialised reports whether this node is a member of a cluster.
+	initialised bool
+	leader      string
+	voters      []string
+}
+
+var _ Membership = (*Node)(nil)
+
+// New checks cfg and returns a Node. It starts nothing.
+func New(cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	nn, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	n := &Node{
+		cfg:          cfg,
+		name:         nn,
+		self:         nn.String(),
+		boot:         hex.EncodeToString(b[:]),
+		logger:       cfg.Logger.With("node", nn.String()),
+		done:         make(chan struct{}),
+		dirty:        make(chan struct{}, 1),
+		loadDirty:    make(chan struct{}, 1),
+		loads:        map[string]loadReport{},
+		registeredAt: map[string]time.Time{},
+		subs:         map[*subscriber]struct{}{},
+	}
+	n.local.claims = map[string]bool{}
+	n.local.channels = map[string]int{}
+	n.fsm = newFSM(n.markDirty)
+	n.rebuild() // a usable snapshot before Start
+	return n, nil
+}
+
+// Name returns this node's node_name.
+func (n *Node) Name() string { return n.self }
+
+func (n *Node) markDirty() {
+	select {
+	case n.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// Start binds the node-to-node ports and starts gossip and Raft. A regular
+// node with a DataDir from an earlier run rejoins its cluster by itself.
+// With Cluster off it only marks the node started. ctx bounds the start
+// only.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("cluster: start: %w", net.ErrClosed)
+	}
+	if n.started {
+		return errors.New("cluster: start: already started")
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.eg, rctx = errgroup.WithContext(rctx)
+	if !n.cfg.Cluster {
+		n.started = true
+		n.rebuild()
+		n.eg.Go(func() error { n.viewLoop(rctx); return nil })
+		return nil
+	}
+	if err := n.startCluster(ctx, rctx); err != nil {
+		cancel()
+		n.stopCluster()
+		return err
+	}
+	n.started = true
+	return nil
+}
+
+func (n *Node) startCluster(ctx, rctx context.Context) error {
+	cfg := n.cfg
+	t := cfg.Timing
+	adv := cfg.AdvertiseAddr
+	if !adv.IsValid() {
+		adv = n.name.Addr
+	}
+	if !adv.IsValid() {
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", n.name.Host)
+		if err != nil || len(ips) == 0 {
+			return fmt.Errorf("cluster: resolve node_name host %q: %v", n.name.Host, err)
+		}
+		adv = ips[0]
+	}
+	adv = adv.Unmap()
+	n.advertise = adv
+	bind := cfg.BindAddr
+	if !bind.IsValid() {
+		bind = adv
+	}
+	tlsConf, err := keyTLS(cfg.ClusterKey)
+	if err != nil {
+		return err
+	}
+
+	// Gossip: the first port of the range free for TCP and UDP.
+	var nt *memberlist.NetTransport
+	port := cfg.ListenMinPort
+	for ; port <= cfg.ListenMaxPort-1; port++ {
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{bind.String()}, BindPort: port,
+			Logger: slogstd.New(n.logger, "memberlist"),
+		})
+		if err == nil {
+			break
+		}
+	}
+	if nt == nil {
+		return fmt.Errorf("cluster: no free gossip port in %d-%d on %v: %w", cfg.ListenMinPort, cfg.ListenMaxPort-1, bind, err)
+	}
+	n.serfPort = port
+	// Raft and RPC: the next free TCP port.
+	var ln net.Listener
+	for p := port + 1; p <= cfg.ListenMaxPort; p++ {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(bind, uint16(p)).String())
+		if err == nil {
+			break
+		}
+	}
+	if ln == nil {
+		nt.Shutdown()
+		return fmt.Errorf("cluster: no free node-to-node port in %d-%d on %v: %w", port+1, cfg.ListenMaxPort, bind, err)
+	}
+	muxPort := ln.Addr().(*net.TCPAddr).Port
+	n.addr = netip.AddrPortFrom(adv, uint16(muxPort)).String()
+	n.mux = &mux{ln: ln, tls: tlsConf, local: adv, bind: bind, faults: cfg.Faults,
+		timeout: t.RPCTimeout, serve: n.serveRPC, logger: n.logger}
+	n.mux.start()
+	n.rpc = &rpcClient{m: n.mux, idle: map[string][]*rpcConn{}}
+
+	// Raft.
+	hl := hclog.FromStandardLogger(slogstd.New(n.logger, "raft"), &hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.self)
+	rc.HeartbeatTimeout = t.HeartbeatTimeout
+	rc.ElectionTimeout = t.ElectionTimeout
+	rc.LeaderLeaseTimeout = t.LeaderLeaseTimeout
+	rc.CommitTimeout = t.CommitTimeout
+	rc.Logger = hl
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if cfg.DataDir != "" && !cfg.Temporary {
+		walDir := filepath.Join(cfg.DataDir, "raft-wal")
+		if err := os.MkdirAll(walDir, 0o700); err != nil {
+			return fmt.Errorf("cluster: data dir: %w", err)
+		}
+		meta := &metadb.BoltMetaDB{}
+		n.walMeta = meta
+		w, err := raftwal.Open(walDir, raftwal.WithMetaStore(meta))
+		if err != nil {
+			return fmt.Errorf("cluster: open raft log in %s: %w", walDir, err)
+		}
+		n.wal = w
+		logs, stable = w, w
+		fs, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
+		if err != nil {
+			return fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
+		}
+		snaps = fs
+	} else {
+		s := raft.NewInmemStore()
+		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
+	}
+	sl := &streamLayer{m: n.mux, addr: &net.TCPAddr{IP: adv.AsSlice(), Port: muxPort}, closed: make(chan struct{})}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: sl, MaxPool: 3, Timeout: t.RPCTimeout, Logger: hl,
+		// 1 turns pipelining off: raft v1.8.0's pipeline can deadlock on
+		// shutdown (pipelineSend blocked on a full in-flight channel whose
+		// decoder waits for a consumer that has stopped), seen in tests.
+		MaxRPCsInFlight: 1,
+	})
+	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		trans.Close()
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+
+	// Serf.
+	sc := serf.DefaultConfig()
+	sc.Init()
+	sc.NodeName = n.self
+	sc.Tags = n.tags()
+	n.serfEvents = make(chan serf.Event, 256)
+	sc.EventCh = n.serfEvents
+	sc.Logger = slogstd.New(n.logger, "serf")
+	sc.ReconnectInterval = t.ReconnectInterval
+	sc.ReconnectTimeout = t.ReconnectTimeout
+	sc.TombstoneTimeout = t.ReconnectTimeout
+	sc.LeavePropagateDelay = t.LeavePropagateDelay
+	sc.BroadcastTimeout = 5 * t.LeavePropagateDelay
+	sc.ReapInterval = max(t.Tick*10, time.Second)
+	if cfg.DataDir != "" && !cfg.Temporary {
+		sc.SnapshotPath = filepath.Join(cfg.DataDir, "serf.snapshot")
+		sc.RejoinAfterLeave = true
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.self
+	mc.BindAddr = bind.String()
+	mc.BindPort = port
+	mc.AdvertiseAddr = adv.String()
+	mc.AdvertisePort = port
+	mc.SecretKey = cfg.ClusterKey
+	mc.ProbeInterval = t.ProbeInterval
+	mc.ProbeTimeout = t.ProbeTimeout
+	mc.SuspicionMult = t.SuspicionMult
+	mc.AwarenessMaxMultiplier = t.AwarenessMaxMultiplier
+	mc.GossipInterval = t.GossipInterval
+	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
+	mc.PushPullInterval = t.PushPullInterval
+	mc.TCPTimeout = t.RPCTimeout
+	mc.Logger = slogstd.New(n.logger, "memberlist")
+	if cfg.Faults != nil {
+		mc.Transport = newFaultTransport(nt, cfg.Faults, adv)
+	} else {
+		mc.Transport = nt
+	}
+	sc.MemberlistConfig = mc
+	s, err := serf.Create(sc)
+	if err != nil {
+		mc.Transport.Shutdown()
+		return fmt.Errorf("cluster: start gossip: %w", err)
+	}
+	n.serf = s
+
+	n.eg.Go(func() error { n.drainSerf(rctx); return nil })
+	n.eg.Go(func() error { n.viewLoop(rctx); return nil })
+	n.eg.Go(func() error { n.housekeeping(rctx); return nil })
+	n.eg.Go(func() error { n.loadLoop(rctx); return nil })
+	n.logger.Info("cluster: node started", "gossip", netip.AddrPortFrom(adv, uint16(port)), "rpc", n.addr,
+		"temporary", cfg.Temporary)
+	return nil
+}
+
+func (n *Node) tags() map[string]string {
+	role := "regular"
+	if n.cfg.Temporary {
+		role = "temporary"
+	}
+	_, p, _ := net.SplitHostPort(n.addr)
+	n.local.Lock()
+	mode, reason := n.local.mode, n.local.reason
+	n.local.Unlock()
+	tags := map[string]string{tagRole: role, tagBoot: n.boot, tagRPC: p,
+		tagMode: strconv.Itoa(int(mode)), tagReason: reason}
+	// Facts also travel in the replicated state; here they serve until
+	// that has them. Skipped if they would not fit memberlist's 512 bytes.
+	facts := map[string]string{tagSig: n.cfg.ExternalSignalingURL, tagAPI: n.cfg.ExternalAPIURL,
+		tagMax: strconv.Itoa(n.cfg.MaxConnections), tagMaxN: strconv.Itoa(n.cfg.MaxNodes), tagVer: n.cfg.Version}
+	size := 0
+	for k, v := range tags {
+		size += len(k) + len(v) + 4
+	}
+	for k, v := range facts {
+		size += len(k) + len(v) + 4
+	}
+	if size < 400 {
+		maps.Copy(tags, facts)
+	}
+	return tags
+}
+
+// infoFromTags builds what gossip says of a member, for a node whose
+// facts are not replicated yet.
+func infoFromTags(m serf.Member) NodeInfo {
+	maxc, _ := strconv.Atoi(m.Tags[tagMax])
+	maxn, _ := strconv.Atoi(m.Tags[tagMaxN])
+	return NodeInfo{Name: m.Name, Temporary: m.Tags[tagRole] == "temporary", SignalingURL: m.Tags[tagSig],
+		APIURL: m.Tags[tagAPI], MaxConnections: maxc, MaxNodes: maxn, Version: m.Tags[tagVer],
+		Addr: memberRPCAddr(m)}
+}
+
+// Close leaves the cluster and stops the node. A temporary node is erased
+// from the cluster; a regular node stays a member and rejoins when it
+// starts again from the same DataDir. Close is safe to call twice.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	started := n.started
+	n.mu.Unlock()
+	close(n.done)
+	if started && n.cfg.Cluster {
+		if n.raft != nil && !n.cfg.Temporary && n.raft.State() == raft.Leader {
+			st := n.snap.Load()
+			if len(st.voters) > 1 {
+				n.raft.LeadershipTransfer().Error()
+			}
+		}
+		if n.serf != nil {
+			if err := n.serf.Leave(); err != nil {
+				n.logger.Debug("cluster: leave", "err", err)
+			}
+		}
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.stopCluster()
+	if n.eg != nil {
+		n.eg.Wait()
+	}
+	n.subsMu.Lock()
+	for s := range n.subs {
+		s.stop()
+	}
+	n.subsMu.Unlock()
+	n.subsWG.Wait()
+	return nil
+}
+
+// stopCluster stops what startCluster started, in reverse.
+func (n *Node) stopCluster() {
+	if n.serf != nil {
+		n.serf.Shutdown()
+	}
+	if n.raft != nil {
+		n.raft.Shutdown().Error()
+	}
+	if n.rpc != nil {
+		n.rpc.close()
+	}
+	if n.mux != nil {
+		n.mux.close()
+	}
+	if n.wal != nil {
+		n.wal.Close()
+	}
+	if n.walMeta != nil {
+		n.walMeta.Close()
+	}
+}
+
+// check returns an error wrapping net.ErrClosed after Close, ErrNotStarted
+// before Start.
+func (n *Node) check(op string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("cluster: %s: %w", op, net.ErrClosed)
+	}
+	if !n.started {
+		return fmt.Errorf("cluster: %s: %w", op, ErrNotStarted)
+	}
+	return nil
+}
+
+func (n *Node) drainSerf(ctx context.Context) {
+	for {
+		select {
+		case <-n.serfEvents:
+			n.markDirty()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// viewLoop rebuilds the snapshot when something changed, and every tick.
+// It does no network I/O so that the view stays fresh whatever the peers do.
+func (n *Node) viewLoop(ctx context.Context) {
+	tk := time.NewTicker(n.cfg.Timing.Tick)
+	defer tk.Stop()
+	for {
+		select {
+		case <-n.dirty:
+		case <-tk.C:
+		case <-ctx.Done():
+			return
+		}
+		n.rebuild()
+	}
+}
+
+// Snapshot returns the current view of the cluster. It is cheap (an atomic
+// load) and consistent; the View's slices and map are shared with other
+// callers and must not be modified.
+func (n *Node) Snapshot() affinity.View { return n.snap.Load().view }
+
+// members returns serf's members by name.
+func (n *Node) members() map[string]serf.Member {
+	if n.serf == nil {
+		return nil
+	}
+	ms := n.serf.Members()
+	out := make(map[string]serf.Member, len(ms))
+	for _, m := range ms {
+		out[m.Name] = m
+	}
+	return out
+}
+
+func memberRPCAddr(m serf.Member) string {
+	return net.JoinHostPort(m.Addr.String(), m.Tags[tagRPC])
+}
+
+func (n *Node) selfInfo() NodeInfo {
+	return NodeInfo{
+		Name: n.self, Temporary: n.cfg.Temporary, SignalingURL: n.cfg.ExternalSignalingURL,
+		APIURL: n.cfg.ExternalAPIURL, MaxConnections: n.cfg.MaxConnections, MaxNodes: n.cfg.MaxNodes,
+		Version: n.cfg.Version, Addr: n.addr, Boot: n.bootIfTemporary(),
+	}
+}
+
+func (n *Node) bootIfTemporary() string {
+	if n.cfg.Temporary {
+		return n.boot
+	}
+	return ""
+}
+
+// raftServers returns the latest Raft configuration, or nil.
+func (n *Node) raftServers() []raft.Server {
+	if n.raft == nil {
+		return nil
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	return f.Configuration().Servers
+}
+
+// rebuild computes a new snapshot from Raft, serf and the loads, stores it,
+// and tells subscribers what changed.
+func (n *Node) rebuild() {
+	n.rebuildMu.Lock()
+	defer n.rebuildMu.Unlock()
+	now := time.Now()
+	st := &state{}
+	fs := n.fsm.copyState()
+	n.local.Lock()
+	selfMode, selfReason, selfTotal := n.local.mode, n.local.reason, n.local.total
+	selfChannels := n.local.channels
+	n.local.Unlock()
+	n.loadsMu.Lock()
+	loads := maps.Clone(n.loads)
+	n.loadsMu.Unlock()
+	loads[n.self] = loadReport{Node: n.self, Total: selfTotal, Channels: selfChannels}
+
+	names := map[string]bool{n.self: true}
+	temporary := map[string]bool{n.self: n.cfg.Temporary}
+	inConfig := false
+	if !n.cfg.Cluster {
+		inConfig = true
+		st.initialised = true
+	} else {
+		for _, s := range n.raftServers() {
+			name := string(s.ID)
+			names[name] = true
+			if s.Suffrage == raft.Voter {
+				st.voters = append(st.voters, name)
+			} else {
+				temporary[name] = true
+			}
+			if name == n.self {
+				inConfig = true
+			}
+		}
+		for name, info := range fs.Infos {
+			names[name] = true
+			if info.Temporary {
+				temporary[name] = true
+			}
+		}
+		if n.raft != nil {
+			_, id := n.raft.LeaderWithID()
+			st.leader = string(id)
+		}
+		if inConfig && n.cfg.Temporary {
+			// A temporary node is a member only in the run it registered.
+			info, ok := fs.Infos[n.self]
+			inConfig = ok && info.Boot == n.boot
+		}
+		st.initialised = inConfig
+	}
+	members := n.members()
+	alive := func(name string) bool {
+		if name == n.self {
+			return true
+		}
+		m, ok := members[name]
+		return ok && m.Status == serf.StatusAlive
+	}
+	inMajority := !n.cfg.Cluster
+	if n.cfg.Cluster && st.initialised && len(st.voters) > 0 {
+		up := 0
+		for _, v := range st.voters {
+			if alive(v) {
+				up++
+			}
+		}
+		inMajority = 2*up > len(st.voters)
+	}
+	st.view = affinity.View{Settings: n.cfg.settings(), InMajority: inMajority, Now: now,
+		Sessions: make(map[string]affinity.Session, len(fs.Channels))}
+	sorted := slices.Sorted(maps.Keys(names))
+	if !st.initialised {
+		sorted = []string{n.self} // not a member: this node alone
+	}
+	for _, name := range sorted {
+		info, ok := fs.Infos[name]
+		if name == n.self {
+			info = n.selfInfo()
+		} else if m, known := members[name]; !ok && known {
+			info = infoFromTags(m)
+		}
+		node := affinity.Node{Name: name, Temporary: temporary[name], Connected: alive(name),
+			Capacity: info.MaxConnections, SignalingURL: info.SignalingURL, APIURL: info.APIURL}
+		reason := ""
+		if name == n.self {
+			node.Mode, reason = selfMode, selfReason
+		} else if m, ok := members[name]; ok {
+			if v, err := strconv.Atoi(m.Tags[tagMode]); err == nil && v >= 0 && v <= int(affinity.ModeBlockNewConnection) {
+				node.Mode = affinity.Mode(v)
+			}
+			reason = m.Tags[tagReason]
+		}
+		if node.Connected {
+			node.Connections = loads[name].Total
+		}
+		st.view.Nodes = append(st.view.Nodes, node)
+		st.nodes = append(st.nodes, NodeStatus{
+			Name: name, Connected: node.Connected, Mode: node.Mode.String(), ModeReason: reason,
+			SignalingURL: info.SignalingURL, APIURL: info.APIURL, MaxConnections: info.MaxConnections,
+			MaxNodes: info.MaxNodes, Temporary: node.Temporary, Version: info.Version, Connections: node.Connections,
+		})
+	}
+	if !n.cfg.Cluster || st.initialised {
+		for _, ch := range slices.Sorted(maps.Keys(fs.Channels)) {
+			owners := fs.Channels[ch]
+			sess := affinity.Session{Owners: make([]affinity.Owner, 0, len(owners))}
+			cs := ChannelStatus{ChannelID: ch}
+			for _, o := range owners {
+				i := st.view.NodeIndex(o)
+				if i < 0 {
+					continue
+				}
+				sess.Owners = append(sess.Owners, affinity.Owner{Node: i, Connections: loads[o].Channels[ch]})
+				cs.Owners = append(cs.Owners, ChannelOwner{NodeName: o, Connected: st.view.Nodes[i].Connected})
+			}
+			if len(sess.Owners) > 0 {
+				st.view.Sessions[ch] = sess
+				st.channels = append(st.channels, cs)
+			}
+		}
+	}
+	old := n.snap.Swap(st)
+	if old != nil {
+		n.emitChanges(old, st)
+	}
+}
+
+func (n *Node) emitChanges(old, cur *state) {
+	if old.view.InMajority != cur.view.InMajority {
+		n.emit(Event{Kind: EventMajority, InMajority: cur.view.InMajority})
+	}
+	oldNodes := map[string]NodeStatus{}
+	for _, s := range old.nodes {
+		oldNodes[s.Name] = s
+	}
+	for _, s := range cur.nodes {
+		o, ok := oldNodes[s.Name]
+		delete(oldNodes, s.Name)
+		if !ok || o.Connected != s.Connected || o.Mode != s.Mode || o.Temporary != s.Temporary {
+			n.emit(Event{Kind: EventNode, Node: s.Name, Connected: s.Connected})
+		}
+	}
+	for name := range oldNodes {
+		n.emit(Event{Kind: EventNode, Node: name, Removed: true})
+	}
+	oldCh := map[string][]ChannelOwner{}
+	for _, c := range old.channels {
+		oldCh[c.ChannelID] = c.Owners
+	}
+	for _, c := range cur.channels {
+		o, ok := oldCh[c.ChannelID]
+		delete(oldCh, c.ChannelID)
+		if !ok || !slices.Equal(o, c.Owners) {
+			n.emit(Event{Kind: EventChannel, Channel: c.ChannelID})
+		}
+	}
+	for ch := range oldCh {
+		n.emit(Event{Kind: EventChannel, Channel: ch, Removed: true})
+	}
+}

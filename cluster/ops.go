@@ -1,0 +1,657 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/serf/serf"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-sfu/shoal/affinity"
+)
+
+// errNotLeader: a request that only the Raft leader serves reached a
+// follower (the leader changed in between); the caller retries.
+var errNotLeader = errors.New("cluster: not the leader")
+
+func init() { errByCode["not_leader"] = errNotLeader }
+
+// pollEvery is how often waits re-check the snapshot.
+const pollEvery = 10 * time.Millisecond
+
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (n *Node) clusterCheck(op string) error {
+	if err := n.check(op); err != nil {
+		return err
+	}
+	if !n.cfg.Cluster {
+		return fmt.Errorf("cluster: %s: %w", op, ErrClusterDisabled)
+	}
+	return nil
+}
+
+// withTimeout bounds ctx by the RPC timeout when it has no deadline.
+func (n *Node) withTimeout(ctx context.Context, mult int) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Duration(mult)*n.cfg.Timing.RPCTimeout)
+}
+
+// joinNode makes sure the named node is an alive gossip member, joining it
+// through the ports of the range on its HOST if needed.
+func (n *Node) joinNode(ctx context.Context, nn NodeName) (serf.Member, error) {
+	name := nn.String()
+	if m, ok := n.members()[name]; ok && m.Status == serf.StatusAlive {
+		return m, nil
+	}
+	addrs := make([]string, 0, n.cfg.ListenMaxPort-n.cfg.ListenMinPort+1)
+	for p := n.cfg.ListenMinPort; p <= n.cfg.ListenMaxPort; p++ {
+		addrs = append(addrs, net.JoinHostPort(nn.Host, strconv.Itoa(p)))
+	}
+	if _, err := n.serf.Join(addrs, true); err != nil {
+		return serf.Member{}, fmt.Errorf("%w: %s: %w", ErrUnreachable, name, err)
+	}
+	var m serf.Member
+	err := waitFor(ctx, func() bool {
+		var ok bool
+		m, ok = n.members()[name]
+		return ok && m.Status == serf.StatusAlive
+	})
+	if err != nil {
+		return m, fmt.Errorf("%w: %s joined no gossip member of that name", ErrUnreachable, name)
+	}
+	return m, nil
+}
+
+// InitCluster builds a cluster of exactly the named regular nodes (SPEC
+// §3.2). It runs on one node of the list; every named node must be running.
+// It returns once this node serves, with the list as given.
+func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, error) {
+	if err := n.clusterCheck("init cluster"); err != nil {
+		return nil, err
+	}
+	if n.cfg.Temporary {
+		return nil, fmt.Errorf("cluster: init cluster on temporary node %s: %w", n.self, ErrTemporaryNode)
+	}
+	if len(nodeNames) == 0 {
+		return nil, errors.New("cluster: init cluster: node_name_list is empty")
+	}
+	seen := map[string]bool{}
+	var parsed []NodeName
+	for _, s := range nodeNames {
+		nn, err := ParseNodeName(s)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: init cluster: %w", err)
+		}
+		if seen[nn.String()] {
+			return nil, fmt.Errorf("cluster: init cluster: %s is named twice", nn)
+		}
+		seen[nn.String()] = true
+		parsed = append(parsed, nn)
+	}
+	if !seen[n.self] {
+		return nil, fmt.Errorf("cluster: init cluster: %w (%s)", ErrNotInList, n.self)
+	}
+	if n.cfg.MaxNodes > 0 && len(parsed) > n.cfg.MaxNodes {
+		return nil, fmt.Errorf("cluster: init cluster: %d nodes, max_nodes is %d: %w", len(parsed), n.cfg.MaxNodes, ErrTooManyNodes)
+	}
+	if n.snap.Load().initialised {
+		return nil, fmt.Errorf("cluster: init cluster: %w", ErrAlreadyInitialized)
+	}
+	ctx, cancel := n.withTimeout(ctx, 3)
+	defer cancel()
+	conf := raft.Configuration{}
+	for _, nn := range parsed {
+		addr := n.addr
+		if nn.String() != n.self {
+			m, err := n.joinNode(ctx, nn)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: init cluster: %w", err)
+			}
+			if m.Tags[tagRole] == "temporary" {
+				return nil, fmt.Errorf("cluster: init cluster: %s: %w", nn, ErrTemporaryNode)
+			}
+			addr = memberRPCAddr(m)
+		}
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(nn.String()), Address: raft.ServerAddress(addr)})
+	}
+	if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
+		if errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("cluster: init cluster: %w", ErrAlreadyInitialized)
+		}
+		return nil, fmt.Errorf("cluster: init cluster: %w", err)
+	}
+	n.markDirty()
+	if err := waitFor(ctx, func() bool { st := n.snap.Load(); return st.initialised && st.view.InMajority }); err != nil {
+		return nil, fmt.Errorf("cluster: init cluster: bootstrapped, but the majority did not come up: %w", ErrNoMajority)
+	}
+	out := make([]string, len(parsed))
+	for i, nn := range parsed {
+		out[i] = nn.String()
+	}
+	return out, nil
+}
+
+// RegisterClusterNode adds this node, regular or temporary, to the cluster
+// of the contact node (SPEC §3.3) and returns the cluster's regular nodes.
+// It needs an initialised cluster whose majority runs.
+func (n *Node) RegisterClusterNode(ctx context.Context, contact string) ([]string, error) {
+	if err := n.clusterCheck("register cluster node"); err != nil {
+		return nil, err
+	}
+	nn, err := ParseNodeName(contact)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: register cluster node: %w", err)
+	}
+	if nn.String() == n.self {
+		return nil, fmt.Errorf("cluster: register cluster node: contact %s is this node", contact)
+	}
+	if n.snap.Load().initialised {
+		return nil, fmt.Errorf("cluster: register cluster node: %w", ErrAlreadyInitialized)
+	}
+	ctx, cancel := n.withTimeout(ctx, 3)
+	defer cancel()
+	m, err := n.joinNode(ctx, nn)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: register cluster node: %w", err)
+	}
+	info := n.selfInfo()
+	resp, err := n.rpc.call(ctx, memberRPCAddr(m), rpcRequest{Op: rpcRegister, Info: &info})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: register cluster node via %s: %w", nn, err)
+	}
+	n.markDirty()
+	if err := waitFor(ctx, func() bool { st := n.snap.Load(); return st.initialised && st.view.InMajority }); err != nil {
+		return nil, fmt.Errorf("cluster: register cluster node: accepted, but this node did not join the majority: %w", ErrNoMajority)
+	}
+	return resp.Nodes, nil
+}
+
+// PurgeClusterNode removes a stopped regular node for good (SPEC §3.5); it
+// runs on any other node of the majority and is seen cluster-wide.
+func (n *Node) PurgeClusterNode(ctx context.Context, target string) error {
+	if err := n.clusterCheck("purge cluster node"); err != nil {
+		return err
+	}
+	nn, err := ParseNodeName(target)
+	if err != nil {
+		return fmt.Errorf("cluster: purge cluster node: %w", err)
+	}
+	if nn.String() == n.self {
+		return fmt.Errorf("cluster: purge cluster node %s: %w", target, ErrNodeAlive)
+	}
+	st := n.snap.Load()
+	if !st.initialised {
+		return fmt.Errorf("cluster: purge cluster node: %w", ErrNotInitialized)
+	}
+	if !st.view.InMajority {
+		return fmt.Errorf("cluster: purge cluster node: %w", ErrNoMajority)
+	}
+	ctx, cancel := n.withTimeout(ctx, 2)
+	defer cancel()
+	if _, err := n.leaderDo(ctx, rpcRequest{Op: rpcPurge, Target: nn.String()}); err != nil {
+		return fmt.Errorf("cluster: purge cluster node %s: %w", target, err)
+	}
+	n.markDirty()
+	return nil
+}
+
+// ListClusterNodes lists every member of the cluster, reachable or not,
+// sorted by name (SPEC §3.8). A node not in a cluster lists itself.
+func (n *Node) ListClusterNodes(ctx context.Context) ([]NodeStatus, error) {
+	if err := n.check("list cluster nodes"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(n.snap.Load().nodes), nil
+}
+
+// ListClusterChannels lists the channels that have a session, sorted by
+// channel_id, with their owners, the creator first (SPEC §3.9).
+func (n *Node) ListClusterChannels(ctx context.Context) ([]ChannelStatus, error) {
+	if err := n.check("list cluster channels"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(n.snap.Load().channels), nil
+}
+
+// SetMode sets this node's mode (SPEC §3.10). reason, shown in
+// ListClusterNodes, says why (empty for an operator's choice); it is cut
+// to 200 bytes.
+func (n *Node) SetMode(ctx context.Context, mode affinity.Mode, reason string) error {
+	if err := n.check("set mode"); err != nil {
+		return err
+	}
+	if mode > affinity.ModeBlockNewConnection {
+		return fmt.Errorf("cluster: set mode: unknown mode %v", mode)
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	n.local.Lock()
+	n.local.mode, n.local.reason = mode, reason
+	n.local.Unlock()
+	if n.serf != nil {
+		if err := n.serf.SetTags(n.tags()); err != nil {
+			return fmt.Errorf("cluster: set mode: %w", err)
+		}
+	}
+	n.rebuild()
+	return nil
+}
+
+// ClaimChannel makes this node an owner of channelID's session, creating
+// the session when there is none, and returns the owners, the creator
+// first. With relay off, a session held by another node makes it fail with
+// an *OwnedElsewhereError; with relay on, this node is added as an owner.
+// A claim this node already holds answers at once, without a round trip.
+func (n *Node) ClaimChannel(ctx context.Context, channelID string) ([]string, error) {
+	if err := n.check("claim channel"); err != nil {
+		return nil, err
+	}
+	if channelID == "" {
+		return nil, errors.New("cluster: claim channel: channel_id is empty")
+	}
+	n.local.Lock()
+	had := n.local.claims[channelID]
+	n.local.claims[channelID] = true
+	n.local.Unlock()
+	owners, err := n.claim(ctx, channelID)
+	if err != nil && !had {
+		n.local.Lock()
+		delete(n.local.claims, channelID)
+		n.local.Unlock()
+	}
+	return owners, err
+}
+
+func (n *Node) claim(ctx context.Context, channelID string) ([]string, error) {
+	cmd := command{Op: opClaim, Channel: channelID, Node: n.self, Relay: n.cfg.Relay}
+	if !n.cfg.Cluster {
+		res := n.fsm.apply(cmd).(claimResult)
+		n.rebuild()
+		return res.Owners, nil
+	}
+	if owners := n.fsm.owners(channelID); slices.Contains(owners, n.self) {
+		return slices.Clone(owners), nil
+	}
+	st := n.snap.Load()
+	if !st.initialised {
+		return nil, fmt.Errorf("cluster: claim channel: %w", ErrNotInitialized)
+	}
+	if !st.view.InMajority {
+		return nil, fmt.Errorf("cluster: claim channel: %w", ErrNoMajority)
+	}
+	ctx, cancel := n.withTimeout(ctx, 1)
+	defer cancel()
+	res, err := n.applyCmd(ctx, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: claim channel %q: %w", channelID, err)
+	}
+	if res.Refused {
+		owner, ok := n.fsm.info(res.Owners[0])
+		if !ok {
+			owner = NodeInfo{Name: res.Owners[0]}
+			if m, known := n.members()[owner.Name]; known {
+				owner = infoFromTags(m)
+			}
+		}
+		return nil, &OwnedElsewhereError{ChannelID: channelID, Owner: owner}
+	}
+	return res.Owners, nil
+}
+
+// ReleaseChannel records that this node holds no more connection of
+// channelID; the session ends when its last owner releases it. If the
+// cluster cannot be reached the error says so, and the release is retried
+// in the background until it is done.
+func (n *Node) ReleaseChannel(ctx context.Context, channelID string) error {
+	if err := n.check("release channel"); err != nil {
+		return err
+	}
+	n.local.Lock()
+	delete(n.local.claims, channelID)
+	n.local.Unlock()
+	cmd := command{Op: opRelease, Channel: channelID, Node: n.self}
+	if !n.cfg.Cluster {
+		n.fsm.apply(cmd)
+		n.rebuild()
+		return nil
+	}
+	if !slices.Contains(n.fsm.owners(channelID), n.self) {
+		return nil
+	}
+	ctx, cancel := n.withTimeout(ctx, 1)
+	defer cancel()
+	if _, err := n.applyCmd(ctx, cmd); err != nil {
+		return fmt.Errorf("cluster: release channel %q: %w", channelID, err)
+	}
+	return nil
+}
+
+// PublishLoad sets this node's connection counts: total, and per channel
+// (copied). Other nodes see them within Timing.LoadInterval plus a round
+// trip. It never blocks on the network.
+func (n *Node) PublishLoad(total int, perChannel map[string]int) {
+	n.local.Lock()
+	n.local.total = total
+	n.local.channels = maps.Clone(perChannel)
+	n.local.seq++
+	n.local.Unlock()
+	select {
+	case n.loadDirty <- struct{}{}:
+	default:
+	}
+	n.markDirty()
+}
+
+// applyCmd commits cmd through the Raft leader, forwarding it when this
+// node is a follower.
+func (n *Node) applyCmd(ctx context.Context, cmd command) (claimResult, error) {
+	resp, err := n.leaderDo(ctx, rpcRequest{Op: rpcApply, Cmd: &cmd})
+	if err != nil {
+		return claimResult{}, err
+	}
+	if resp.Claim != nil {
+		return *resp.Claim, nil
+	}
+	return claimResult{}, nil
+}
+
+// leaderDo runs req on the Raft leader: here if this node leads, else over
+// the RPC. It retries while the leadership moves.
+func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (rpcResponse, error) {
+	for {
+		var (
+			resp rpcResponse
+			err  error
+		)
+		if n.raft.State() == raft.Leader {
+			resp, err = n.leaderHandle(ctx, req)
+		} else {
+			addr, id := n.raft.LeaderWithID()
+			if addr == "" || string(id) == n.self {
+				err = errNotLeader
+			} else {
+				resp, err = n.rpc.call(ctx, string(addr), req)
+			}
+		}
+		if !errors.Is(err, errNotLeader) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, fmt.Errorf("no Raft leader reachable: %w", ErrNoMajority)
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// leaderHandle serves, on the leader, the requests that change the cluster.
+func (n *Node) leaderHandle(ctx context.Context, req rpcRequest) (rpcResponse, error) {
+	timeout := n.cfg.Timing.RPCTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	switch req.Op {
+	case rpcApply:
+		res, err := n.raftApply(*req.Cmd, timeout)
+		if err != nil {
+			return rpcResponse{}, err
+		}
+		if req.Cmd.Op == opClaim {
+			return rpcResponse{Claim: &res}, nil
+		}
+		return rpcResponse{}, nil
+	case rpcRegister:
+		n.leaderMu.Lock()
+		defer n.leaderMu.Unlock()
+		return n.leaderRegister(*req.Info, timeout)
+	case rpcPurge:
+		n.leaderMu.Lock()
+		defer n.leaderMu.Unlock()
+		return rpcResponse{}, n.leaderPurge(req.Target, timeout)
+	}
+	return rpcResponse{}, fmt.Errorf("cluster: op %q is not for the leader", req.Op)
+}
+
+func (n *Node) raftApply(cmd command, timeout time.Duration) (claimResult, error) {
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return claimResult{}, err
+	}
+	f := n.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return claimResult{}, errNotLeader
+		}
+		return claimResult{}, fmt.Errorf("%w: commit: %w", ErrNoMajority, err)
+	}
+	switch r := f.Response().(type) {
+	case claimResult:
+		return r, nil
+	case error:
+		return claimResult{}, r
+	}
+	return claimResult{}, nil
+}
+
+func (n *Node) configChange(f raft.IndexFuture) error {
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return errNotLeader
+		}
+		return fmt.Errorf("%w: configuration change: %w", ErrNoMajority, err)
+	}
+	return nil
+}
+
+func (n *Node) leaderRegister(info NodeInfo, timeout time.Duration) (rpcResponse, error) {
+	servers := n.raftServers()
+	var existing *raft.Server
+	voters := []string{}
+	for i, s := range servers {
+		if string(s.ID) == info.Name {
+			existing = &servers[i]
+		}
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, string(s.ID))
+		}
+	}
+	if existing != nil && (existing.Suffrage == raft.Voter) == info.Temporary {
+		return rpcResponse{}, fmt.Errorf("cluster: register %s: a node of that name is in the cluster as another kind", info.Name)
+	}
+	if existing == nil && n.cfg.MaxNodes > 0 && len(servers)+1 > n.cfg.MaxNodes {
+		return rpcResponse{}, fmt.Errorf("cluster: register %s: the cluster has %d nodes, max_nodes is %d: %w", info.Name, len(servers), n.cfg.MaxNodes, ErrTooManyNodes)
+	}
+	if _, err := n.raftApply(command{Op: opSetInfo, Info: &info}, timeout); err != nil {
+		return rpcResponse{}, err
+	}
+	n.registeredAt[info.Name] = time.Now()
+	var f raft.IndexFuture
+	if info.Temporary {
+		f = n.raft.AddNonvoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
+	} else {
+		f = n.raft.AddVoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
+		if existing == nil {
+			voters = append(voters, info.Name)
+		}
+	}
+	if err := n.configChange(f); err != nil {
+		return rpcResponse{}, err
+	}
+	n.logger.Info("cluster: node registered", "registered", info.Name, "temporary", info.Temporary)
+	slices.Sort(voters)
+	return rpcResponse{Nodes: voters}, nil
+}
+
+func (n *Node) leaderPurge(target string, timeout time.Duration) error {
+	var srv *raft.Server
+	servers := n.raftServers()
+	for i, s := range servers {
+		if string(s.ID) == target {
+			srv = &servers[i]
+		}
+	}
+	info, known := n.fsm.info(target)
+	if srv == nil && !known {
+		return fmt.Errorf("%s: %w", target, ErrUnknownNode)
+	}
+	if (known && info.Temporary) || (srv != nil && srv.Suffrage != raft.Voter) {
+		return fmt.Errorf("%s: %w", target, ErrTemporaryNode)
+	}
+	if m, ok := n.members()[target]; ok && m.Status == serf.StatusAlive {
+		return fmt.Errorf("%s: %w", target, ErrNodeAlive)
+	}
+	if srv != nil {
+		if err := n.configChange(n.raft.RemoveServer(srv.ID, 0, timeout)); err != nil {
+			return err
+		}
+	}
+	if _, err := n.raftApply(command{Op: opReleaseNode, Node: target}, timeout); err != nil {
+		return err
+	}
+	if _, err := n.raftApply(command{Op: opDeleteInfo, Node: target}, timeout); err != nil {
+		return err
+	}
+	if err := n.serf.RemoveFailedNodePrune(target); err != nil {
+		n.logger.Debug("cluster: prune purged node from gossip", "target", target, "err", err)
+	}
+	n.logger.Info("cluster: node purged", "purged", target)
+	return nil
+}
+
+// serveRPC serves one node-to-node connection until it closes.
+func (n *Node) serveRPC(c net.Conn) {
+	r := bufio.NewReader(c)
+	for {
+		b, err := readFrame(r)
+		if err != nil {
+			return
+		}
+		var resp rpcResponse
+		req, err := decodeRequest(b)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timing.RPCTimeout)
+			resp, err = n.handleRPC(ctx, req)
+			cancel()
+		}
+		if err != nil {
+			resp = rpcResponse{Code: codeOf(err), Error: err.Error()}
+			var owned *OwnedElsewhereError
+			if errors.As(err, &owned) {
+				resp.Owner = &owned.Owner
+			}
+		}
+		if err := writeFrame(c, resp); err != nil {
+			return
+		}
+	}
+}
+
+func (n *Node) handleRPC(ctx context.Context, req rpcRequest) (rpcResponse, error) {
+	switch req.Op {
+	case rpcLoad:
+		n.storeLoad(*req.Load)
+		return rpcResponse{}, nil
+	case rpcApply:
+		if n.raft.State() != raft.Leader {
+			return rpcResponse{}, errNotLeader
+		}
+		return n.leaderHandle(ctx, req)
+	case rpcRegister:
+		st := n.snap.Load()
+		if !st.initialised {
+			return rpcResponse{}, fmt.Errorf("contact %s: %w", n.self, ErrNotInitialized)
+		}
+		if !st.view.InMajority {
+			return rpcResponse{}, fmt.Errorf("contact %s: %w", n.self, ErrNoMajority)
+		}
+		return n.leaderDo(ctx, req)
+	case rpcPurge:
+		if n.raft.State() != raft.Leader {
+			return rpcResponse{}, errNotLeader
+		}
+		return n.leaderHandle(ctx, req)
+	}
+	return rpcResponse{}, fmt.Errorf("cluster: unknown op %q", req.Op)
+}
+
+func (n *Node) storeLoad(rep loadReport) {
+	if rep.Node == n.self {
+		return
+	}
+	n.loadsMu.Lock()
+	cur, ok := n.loads[rep.Node]
+	fresh := !ok || cur.Boot != rep.Boot || rep.Seq > cur.Seq
+	if fresh {
+		n.loads[rep.Node] = rep
+	}
+	n.loadsMu.Unlock()
+	if fresh {
+		n.markDirty()
+	}
+}
+
+// loadLoop pushes this node's load to every alive node when it changes
+// (at most once per LoadInterval) and every LoadRefresh.
+func (n *Node) loadLoop(ctx context.Context) {
+	t := n.cfg.Timing
+	refresh := time.NewTicker(t.LoadRefresh)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-n.loadDirty:
+		case <-refresh.C:
+		case <-ctx.Done():
+			return
+		}
+		n.local.Lock()
+		rep := loadReport{Node: n.self, Boot: n.boot, Seq: n.local.seq, Total: n.local.total, Channels: n.local.channels}
+		n.local.Unlock()
+		var g errgroup.Group
+		g.SetLimit(16)
+		for name, m := range n.members() {
+			if name == n.self || m.Status != serf.StatusAlive || m.Tags[tagRPC] == "" {
+				continue
+			}
+			addr := memberRPCAddr(m)
+			g.Go(func() error {
+				cctx, cancel := context.WithTimeout(ctx, t.RPCTimeout)
+				defer cancel()
+				if _, err := n.rpc.call(cctx, addr, rpcRequest{Op: rpcLoad, Load: &rep}); err != nil {
+					n.logger.Debug("cluster: push load", "to", name, "err", err)
+				}
+				return nil
+			})
+		}
+		g.Wait()
+		select {
+		case <-time.After(t.LoadInterval):
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-sfu/shoal/internal/testutil"
+)
+
+// TestRunThree runs the one-command cluster, checks that every node serves
+// its page and that the admin API lists three connected nodes, then cancels
+// it as Ctrl-C does: it must return nil and leave no goroutine behind.
+func TestRunThree(t *testing.T) {
+	testutil.CheckLeaks(t)
+	lo := netip.MustParseAddr("127.0.0.1")
+	o := options{httpPort: testutil.FreePort(t, lo), maxConns: 10, relay: true, affinity: true,
+		minPort: testutil.FreePort(t, lo)}
+	o.maxPort = o.minPort + 3
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runThree(ctx, o, testutil.LoggerLevel(t, slog.LevelWarn)) }()
+
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for i := 1; i <= 3; i++ {
+		base := fmt.Sprintf("http://127.0.0.%d:%d", i, o.httpPort)
+		testutil.Eventually(t, func() bool {
+			code, body := get(base + "/")
+			return code == 200 && strings.Contains(body, "shoal.js")
+		}, 30*time.Second, "page of node %d", i)
+		if code, body := get(base + "/shoal.js"); code != 200 || !strings.Contains(body, "export async function connect") {
+			t.Fatalf("node %d /shoal.js: %d", i, code)
+		}
+	}
+	testutil.Eventually(t, func() bool {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/api", o.httpPort), strings.NewReader("{}"))
+		req.Header.Set("x-sora-target", "Sora_20211215.ListClusterNodes")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var nodes []struct {
+			Connected bool `json:"connected"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&nodes) != nil || len(nodes) != 3 {
+			return false
+		}
+		for _, n := range nodes {
+			if !n.Connected {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, "three connected nodes listed")
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("runThree: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("runThree did not stop within 30 s of Ctrl-C")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}

@@ -1,0 +1,31 @@
+// Package web is the example's web page: a small client that publishes the
+// camera and microphone, shows every other participant of a channel, and
+// sends and shows messages. It is plain HTML and JavaScript speaking Shoal's
+// signaling (the seed SFU's wire, PROTOCOL.md), embedded in the binary: no
+// build step, no CDN.
+//
+// Usage:
+//
+//	mux.Handle("/", web.Handler())          // index.html and shoal.js
+//	mux.Handle("/signaling", node.SignalingHandler())
+//
+// The page connects to ws(s)://<its host>/signaling unless its query names
+// other URLs: ?signaling=ws://a/signaling,ws://b/signaling&channel=room&auto=1.
+package web
+
+import (
+	"embed"
+	"net/http"
+)
+
+//go:embed index.html shoal.js
+var files embed.FS
+
+// Handler serves the page (/) and its script (/shoal.js).
+func Handler() http.Handler {
+	fs := http.FileServerFS(files)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		fs.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,120 @@
+package shoal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/shoal-sfu/shoal/sfu"
+	"github.com/shoal-sfu/shoal/signaling"
+)
+
+// NewMedia adapts an SFU to the media side the signaling server needs.
+func NewMedia(s *sfu.SFU) signaling.Media { return sfuMedia{s} }
+
+type sfuMedia struct{ s *sfu.SFU }
+
+var _ signaling.Media = sfuMedia{}
+
+// Join creates the connection in the SFU; a full SFU is reported as
+// signaling.ErrMediaFull.
+func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signaling.MediaConn, error) {
+	dcs := make([]sfu.DataChannelSpec, 0, len(req.DataChannels))
+	for _, d := range req.DataChannels {
+		spec := sfu.DataChannelSpec{Label: d.Label, Direction: d.Direction, Ordered: d.Ordered, Protocol: d.Protocol,
+			Compress: d.Compress != nil && *d.Compress}
+		var err error
+		if spec.MaxRetransmits, err = u16(d.MaxRetransmits); err != nil {
+			return nil, fmt.Errorf("shoal: data channel %q: max_retransmits: %w", d.Label, err)
+		}
+		if spec.MaxPacketLifeTime, err = u16(d.MaxPacketLifeTime); err != nil {
+			return nil, fmt.Errorf("shoal: data channel %q: max_packet_life_time: %w", d.Label, err)
+		}
+		dcs = append(dcs, spec)
+	}
+	ev := req.Events
+	conn, err := m.s.Join(ctx, sfu.JoinRequest{
+		ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
+		Role: sfu.Role(req.Role), Audio: req.Audio, Video: req.Video, DataChannels: dcs,
+		Hooks: sfu.ConnectionHooks{
+			ReOffer: ev.ReOffer,
+			Event: func(e sfu.ConnectionEvent) {
+				if ev.Event == nil {
+					return
+				}
+				t := signaling.EventConnectionCreated
+				if e.Type == sfu.ConnectionDestroyed {
+					t = signaling.EventConnectionDestroyed
+				}
+				ev.Event(signaling.ConnectionEvent{Type: t, ConnectionID: e.ConnectionID, ClientID: e.ClientID,
+					Role: signaling.Role(e.Role), Counts: signaling.ChannelCounts{Connections: e.Counts.Connections,
+						SendRecv: e.Counts.Sendrecv, SendOnly: e.Counts.Sendonly, RecvOnly: e.Counts.Recvonly}})
+			},
+			DataChannelMessage: ev.Message,
+		},
+	})
+	if err != nil {
+		var ce *sfu.CapacityError
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("%w: %w", signaling.ErrMediaFull, err)
+		}
+		return nil, err
+	}
+	return sfuConn{conn}, nil
+}
+
+func u16(p *int) (*uint16, error) {
+	if p == nil {
+		return nil, nil
+	}
+	if *p < 0 || *p > math.MaxUint16 {
+		return nil, fmt.Errorf("%d out of range 0..65535", *p)
+	}
+	v := uint16(*p)
+	return &v, nil
+}
+
+type sfuConn struct{ c *sfu.Connection }
+
+var _ signaling.MediaConn = sfuConn{}
+
+func (c sfuConn) Offer() signaling.MediaOffer {
+	o := c.c.Offer()
+	mo := signaling.MediaOffer{SDP: o.SDP, AudioMid: o.Mids.Audio, VideoMid: o.Mids.Video}
+	for _, d := range o.DataChannels {
+		dir := d.Direction
+		if dir == "" {
+			dir = "sendrecv"
+		}
+		mo.DataChannels = append(mo.DataChannels, signaling.OfferDataChannel{Label: d.Label, Direction: dir, Compress: d.Compress})
+	}
+	return mo
+}
+
+func (c sfuConn) SetAnswer(sdp string) error { return c.c.SetAnswer(sdp) }
+
+// AddCandidate passes the candidate to the SFU. The root package may not
+// import pion (a fence keeps it in sfu/ and relay/), so the candidate is
+// converted through its JSON form, which is the RTCIceCandidateInit the
+// client sent.
+func (c sfuConn) AddCandidate(cand signaling.Candidate) error {
+	return addCandidate(c.c.AddICECandidate, cand)
+}
+
+func addCandidate[T any](add func(T) error, cand signaling.Candidate) error {
+	b, err := json.Marshal(cand)
+	if err != nil {
+		return err
+	}
+	var init T
+	if err := json.Unmarshal(b, &init); err != nil {
+		return err
+	}
+	return add(init)
+}
+
+func (c sfuConn) SendText(label, text string) error { return c.c.SendText(label, text) }
+func (c sfuConn) Done() <-chan struct{}             { return c.c.Done() }
+func (c sfuConn) Close() error                      { return c.c.Close() }

@@ -1,0 +1,245 @@
+package shoal_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	shoal "github.com/shoal-sfu/shoal"
+	"github.com/shoal-sfu/shoal/cluster"
+	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/relay"
+	"github.com/shoal-sfu/shoal/sfu"
+	"github.com/shoal-sfu/shoal/signaling"
+	"github.com/shoal-sfu/shoal/signaling/client"
+)
+
+func TestNodeConfigErrors(t *testing.T) {
+	ok := shoal.DefaultConfig()
+	ok.NodeName = "a@127.0.0.1"
+	ok.Authenticator = signaling.AllowAll
+	for _, tc := range []struct {
+		name string
+		edit func(*shoal.Config)
+		want string
+	}{
+		{"no authenticator", func(c *shoal.Config) { c.Authenticator = nil }, "Authenticator is required"},
+		{"host without a dot", func(c *shoal.Config) { c.NodeName = "a@localhost" }, "localhost"},
+		{"cluster without key", func(c *shoal.Config) {
+			c.Cluster = true
+			c.ExternalSignalingURL, c.ExternalAPIURL = "ws://127.0.0.1/signaling", "http://127.0.0.1/api"
+		}, "key"},
+		{"relay port", func(c *shoal.Config) { c.RelayPort = 70000 }, "RelayPort"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ok
+			tc.edit(&cfg)
+			_, err := shoal.New(cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v; want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+	n, err := shoal.New(ok)
+	if err != nil {
+		t.Fatalf("New with a valid config: %v", err)
+	}
+	n.Close()
+}
+
+// ntNode is a node of these tests, with its signaling on an HTTP server.
+type ntNode struct {
+	*shoal.Node
+	url string
+}
+
+func ntStart(t *testing.T, cfg shoal.Config) *ntNode {
+	t.Helper()
+	ip := testutil.LoopbackIP(t)
+	if cfg.NodeName == "" {
+		cfg.NodeName = "solo@" + ip.String()
+	}
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "ws://" + ln.Addr().String() + "/signaling"
+	if cfg.Cluster {
+		cfg.ExternalSignalingURL, cfg.ExternalAPIURL = url, "http://"+ln.Addr().String()+"/api"
+	}
+	n, err := shoal.New(cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: n.SignalingHandler()}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() {
+		n.Close()
+		srv.Close()
+		<-done
+	})
+	if err := n.Start(testutil.Context(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return &ntNode{Node: n, url: url}
+}
+
+func ntClient(t *testing.T, url, channel string) (*client.Conn, error) {
+	t.Helper()
+	api, err := client.LocalAPI(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Connect(testutil.Context(t, 20*time.Second), client.Config{
+		URLs: []string{url}, ChannelID: channel, Role: signaling.RoleRecvOnly, API: api,
+		Logger: testutil.LoggerLevel(t, slog.LevelWarn)})
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+// TestNodeSingle: with cluster off a Node is a plain SFU that serves at once.
+func TestNodeSingle(t *testing.T) {
+	testutil.CheckLeaks(t)
+	cfg := shoal.DefaultConfig()
+	cfg.Authenticator = signaling.AllowAll
+	cfg.SFU = sfu.LocalConfig(nil)
+	cfg.Logger = testutil.LoggerLevel(t, slog.LevelWarn)
+	n := ntStart(t, cfg)
+	if !n.Ready() {
+		t.Fatal("a node with cluster off is not ready")
+	}
+	if n.Relay() != nil {
+		t.Fatal("a node with cluster off has a relay")
+	}
+	c, err := ntClient(t, n.url, "solo-room")
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	if got := n.SFU().Counts().Channels["solo-room"]; got != 1 {
+		t.Fatalf("SFU serves %d connections of solo-room, want 1", got)
+	}
+	c.Close()
+	testutil.Eventually(t, func() bool { return n.SFU().Counts().Total == 0 }, 5*time.Second, "connection gone")
+	if err := n.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := n.Start(testutil.Context(t, time.Second)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Start after Close: %v, want an error wrapping net.ErrClosed", err)
+	}
+}
+
+// TestNodeClusterWiring checks the glue of three in-process nodes: a channel
+// with clients on two nodes is relayed between exactly those two, the relay
+// ends with the session, and a node cut off from the majority drops its
+// clients and refuses new ones until the partition heals.
+func TestNodeClusterWiring(t *testing.T) {
+	testutil.CheckLeaks(t)
+	log := testutil.LoggerLevel(t, slog.LevelError)
+	faults := cluster.NewFaultNet()
+	var ips []netip.Addr
+	for range 3 {
+		ips = append(ips, testutil.LoopbackIP(t))
+	}
+	port := testutil.FreePort(t, ips[0])
+	var nodes []*ntNode
+	var names []string
+	for i, ip := range ips {
+		cfg := shoal.DefaultConfig()
+		cfg.NodeName = fmt.Sprintf("w%d@%v", i+1, ip)
+		cfg.Cluster = true
+		cfg.DefaultAffinity = false
+		cfg.MaxConnections = 10
+		cfg.ClusterKey = e2eKey
+		cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
+		cfg.Timing = cluster.FastTiming()
+		cfg.Faults = faults
+		cfg.RelayLink = relay.FastConfig(relay.Config{})
+		cfg.Authenticator = signaling.AllowAll
+		cfg.SFU = sfu.LocalConfig(nil)
+		cfg.Logger = log.With("node", cfg.NodeName)
+		nodes = append(nodes, ntStart(t, cfg))
+		names = append(names, cfg.NodeName)
+	}
+	if nodes[0].Ready() {
+		t.Fatal("a clustered node is ready before InitCluster")
+	}
+	if _, err := ntClient(t, nodes[0].url, "early"); err == nil {
+		t.Fatal("a node served a client before InitCluster")
+	}
+	if _, err := nodes[0].InitCluster(testutil.Context(t, 20*time.Second), names); err != nil {
+		t.Fatalf("InitCluster: %v", err)
+	}
+	for _, n := range nodes {
+		testutil.Eventually(t, n.Ready, 15*time.Second, "%s ready", n.Name())
+	}
+
+	c1, err := ntClient(t, nodes[0].url, "wired")
+	if err != nil {
+		t.Fatalf("client on %s: %v", names[0], err)
+	}
+	c2, err := ntClient(t, nodes[1].url, "wired")
+	if err != nil {
+		t.Fatalf("client on %s: %v", names[1], err)
+	}
+	relayedWith := func(n *ntNode) []string {
+		for _, c := range n.Relay().Stats().Channels {
+			if c.Channel == "wired" {
+				return c.Peers
+			}
+		}
+		return nil
+	}
+	testutil.Eventually(t, func() bool {
+		return slices.Equal(relayedWith(nodes[0]), names[1:2]) && slices.Equal(relayedWith(nodes[1]), names[0:1])
+	}, 10*time.Second, "wired relayed between %s and %s: %v / %v / %v", names[0], names[1],
+		relayedWith(nodes[0]), relayedWith(nodes[1]), relayedWith(nodes[2]))
+	if p := relayedWith(nodes[2]); p != nil {
+		t.Errorf("%s relays wired with %v; it has no client of it", names[2], p)
+	}
+	c1.Close()
+	c2.Close()
+	testutil.Eventually(t, func() bool { return relayedWith(nodes[0]) == nil && relayedWith(nodes[1]) == nil },
+		15*time.Second, "relay of wired ended with its session")
+
+	// Majority: node 3 is cut off from the other two.
+	c3, err := ntClient(t, nodes[2].url, "island")
+	if err != nil {
+		t.Fatalf("client on %s: %v", names[2], err)
+	}
+	faults.Partition(ips[:2], ips[2:])
+	select {
+	case <-c3.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("the client of a node outside the majority was not disconnected")
+	}
+	var ce *client.CloseError
+	if err := c3.Err(); !errors.As(err, &ce) || ce.Code != signaling.CloseRefused {
+		t.Errorf("client of the minority node ended with %v; want close %d", err, signaling.CloseRefused)
+	}
+	if _, err := ntClient(t, nodes[2].url, "island"); !errors.As(err, &ce) || ce.Code != signaling.CloseRefused {
+		t.Errorf("connect to the minority node: %v; want refused with %d", err, signaling.CloseRefused)
+	}
+	if _, err := ntClient(t, nodes[0].url, "island"); err != nil {
+		t.Errorf("the majority does not serve: %v", err)
+	}
+	faults.Heal()
+	testutil.Eventually(t, nodes[2].Ready, 15*time.Second, "%s back in the majority", names[2])
+	if _, err := ntClient(t, nodes[2].url, "back"); err != nil {
+		t.Errorf("connect after the partition healed: %v", err)
+	}
+}
