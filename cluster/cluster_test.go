@@ -113,7 +113,7 @@ func TestThreeNodes(t *testing.T) {
 
 	t.Run("leader killed", func(t *testing.T) {
 		var id raft.ServerID
-		testutil.Eventually(t, func() bool { _, id = ns[0].raft.LeaderWithID(); return id != "" }, 10*time.Second, "a leader")
+		testutil.Eventually(t, func() bool { _, id = ns[0].rft().LeaderWithID(); return id != "" }, 10*time.Second, "a leader")
 		var leader *tnode
 		var rest []*tnode
 		for _, n := range ns {

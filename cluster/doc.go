@@ -11,7 +11,8 @@
 //     they receive the replicated state but do not count for the majority.
 //
 // The seed's operations map onto Raft: InitCluster bootstraps a
-// configuration of the named regular nodes, RegisterClusterNode adds a
+// configuration of the named regular nodes (or, after a breakdown,
+// recovers one; see below), RegisterClusterNode adds a
 // voter (or a non-voter for a temporary node), PurgeClusterNode removes a
 // server. A claim of a channel is one Raft log entry, so two nodes racing
 // to create the same session end with one owner when relay is off.
@@ -27,6 +28,25 @@
 // SFU then disconnects everyone and refuses new connections) and the node
 // comes back by itself when the partition heals. Temporary nodes follow the
 // side they are on.
+//
+// InitCluster after a breakdown (SPEC §3.2): on a node that is already a
+// member, InitCluster rebuilds the cluster from exactly the listed regular
+// nodes, but only when no majority runs. It is refused with
+// ErrAlreadyInitialized when this node, or any listed or other live
+// regular node it can reach, is in a majority. It first checks that every
+// listed node answers over gossip and the RPC, and fails with
+// ErrUnreachable naming those that do not, having changed nothing. Then
+// each listed node, the initiator last, stops Raft, rewrites its
+// configuration to the list with raft.RecoverCluster (keeping the state its
+// own log and snapshots hold, including entries that were never
+// committed) and starts Raft again; a listed node with no Raft state
+// starts from the new configuration and receives the state from the new
+// leader. The initiator then erases the dropped nodes: their facts and
+// their channel sessions are removed, while the sessions of the listed
+// nodes stay. The operator must be sure the dropped nodes are gone for
+// good: one on the far side of a partition cannot be asked whether it is
+// in a majority. A dropped node must not be restarted from its old
+// DataDir; wipe it and register it again.
 //
 // Persistence: a regular node with a DataDir keeps its Raft log
 // (raft-wal), Raft snapshots and serf's snapshot there, and rejoins by
@@ -54,6 +74,9 @@
 //
 //	// Once, on one node, with every named node running:
 //	_, err = n.InitCluster(ctx, []string{"sfu1@10.0.0.1", "sfu2@10.0.0.2", "sfu3@10.0.0.3"})
+//	// After sfu2 and sfu3 are lost for good, on sfu1 (refused while a
+//	// majority runs):
+//	_, err = n.InitCluster(ctx, []string{"sfu1@10.0.0.1"})
 //	// Later, on a new node:
 //	_, err = n4.RegisterClusterNode(ctx, "sfu1@10.0.0.1")
 //

@@ -107,7 +107,7 @@ func TestFigures(t *testing.T) {
 			ctx := ctxT(t)
 			for _, n := range ns {
 				role := "follower"
-				if n.raft.State() == raft.Leader {
+				if n.rft().State() == raft.Leader {
 					role = "leader"
 				}
 				var lat []time.Duration
@@ -181,7 +181,7 @@ func BenchmarkClaimLeader(b *testing.B) { benchClaim(b, true) }
 func benchClaim(b *testing.B, onLeader bool) {
 	c := &tcluster{net: NewFaultNet()}
 	ns := benchCluster(b, c)
-	_, id := ns[0].raft.LeaderWithID()
+	_, id := ns[0].rft().LeaderWithID()
 	var n *tnode
 	for _, x := range ns {
 		if (x.self == string(id)) == onLeader {

@@ -30,7 +30,7 @@ func (n *Node) housekeeping(ctx context.Context) {
 			continue
 		}
 		n.reconcileSelf(ctx, st, hk)
-		if n.raft.State() == raft.Leader {
+		if n.rft().State() == raft.Leader {
 			n.reconcileLeader(ctx, hk)
 		}
 	}
@@ -129,7 +129,7 @@ func (n *Node) reconcileLeader(ctx context.Context, hk *hkState) {
 		if !info.Temporary {
 			if in && info.Addr != "" && string(srv.Address) != info.Addr {
 				n.logger.Info("cluster: node address changed", "node", name, "addr", info.Addr)
-				n.configChange(n.raft.AddVoter(srv.ID, raft.ServerAddress(info.Addr), 0, timeout))
+				n.configChange(n.rft().AddVoter(srv.ID, raft.ServerAddress(info.Addr), 0, timeout))
 			}
 			continue
 		}
@@ -143,7 +143,7 @@ func (n *Node) reconcileLeader(ctx context.Context, hk *hkState) {
 		if restarted || gone(name) {
 			n.logger.Info("cluster: erasing temporary node", "temporary", name, "restarted", restarted)
 			if in {
-				if err := n.configChange(n.raft.RemoveServer(srv.ID, 0, timeout)); err != nil {
+				if err := n.configChange(n.rft().RemoveServer(srv.ID, 0, timeout)); err != nil {
 					continue
 				}
 			}
@@ -153,7 +153,7 @@ func (n *Node) reconcileLeader(ctx context.Context, hk *hkState) {
 		}
 		if !in && known && m.Status == serf.StatusAlive {
 			n.logger.Info("cluster: temporary node back", "temporary", name)
-			n.configChange(n.raft.AddNonvoter(raft.ServerID(name), raft.ServerAddress(info.Addr), 0, timeout))
+			n.configChange(n.rft().AddNonvoter(raft.ServerID(name), raft.ServerAddress(info.Addr), 0, timeout))
 		}
 	}
 	for name, at := range n.registeredAt {
@@ -163,7 +163,7 @@ func (n *Node) reconcileLeader(ctx context.Context, hk *hkState) {
 	}
 	for name, s := range inConfig {
 		if _, ok := fs.Infos[name]; !ok && s.Suffrage != raft.Voter {
-			n.configChange(n.raft.RemoveServer(s.ID, 0, timeout))
+			n.configChange(n.rft().RemoveServer(s.ID, 0, timeout))
 		}
 	}
 	// The sessions of a node that failed or left are over: a node out of

@@ -93,6 +93,9 @@ func TestFiveNodesPartitionRegisterPurgeRestart(t *testing.T) {
 	})
 
 	t.Run("register", func(t *testing.T) {
+		// The restart above may have moved the leadership: registering is
+		// the step under test, so start it once the contact knows a leader.
+		testutil.Eventually(t, func() bool { addr, _ := ns[2].rft().LeaderWithID(); return addr != "" }, 15*time.Second, "%s knows a Raft leader", ns[2].self)
 		late := c.add("n6", false)
 		nodes, err := late.RegisterClusterNode(ctx, ns[2].self)
 		if err != nil {

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/clusterkey"
 	"github.com/shoal-sfu/shoal/internal/slogstd"
 )
 
@@ -63,7 +64,12 @@ type Node struct {
 
 	// Set by Start, read-only after.
 	serf       *serf.Serf
-	raft       *raft.Raft
+	raftp      atomic.Pointer[raft.Raft] // replaced only by recoverRaft; use rft
+	raftConf   raft.Config               // template for each Raft instance
+	raftLogs   raft.LogStore
+	raftStable raft.StableStore
+	raftSnaps  raft.SnapshotStore
+	muxPort    int
 	wal        *raftwal.WAL
 	walMeta    *metadb.BoltMetaDB // raftwal.WAL.Close leaves it open
 	mux        *mux
@@ -217,7 +223,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	if !bind.IsValid() {
 		bind = adv
 	}
-	tlsConf, err := keyTLS(cfg.ClusterKey)
+	id, err := clusterkey.Derive(cfg.ClusterKey, "cluster")
 	if err != nil {
 		return err
 	}
@@ -252,7 +258,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	}
 	muxPort := ln.Addr().(*net.TCPAddr).Port
 	n.addr = netip.AddrPortFrom(adv, uint16(muxPort)).String()
-	n.mux = &mux{ln: ln, tls: tlsConf, local: adv, bind: bind, faults: cfg.Faults,
+	n.mux = &mux{ln: ln, tls: id.TLSConfig(), local: adv, bind: bind, faults: cfg.Faults,
 		timeout: t.RPCTimeout, serve: n.serveRPC, logger: n.logger}
 	n.mux.start()
 	n.rpc = &rpcClient{m: n.mux, idle: map[string][]*rpcConn{}}
@@ -266,6 +272,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	rc.LeaderLeaseTimeout = t.LeaderLeaseTimeout
 	rc.CommitTimeout = t.CommitTimeout
 	rc.Logger = hl
+	n.raftConf = *rc
 	var (
 		logs   raft.LogStore
 		stable raft.StableStore
@@ -293,20 +300,14 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 		s := raft.NewInmemStore()
 		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
 	}
-	sl := &streamLayer{m: n.mux, addr: &net.TCPAddr{IP: adv.AsSlice(), Port: muxPort}, closed: make(chan struct{})}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: sl, MaxPool: 3, Timeout: t.RPCTimeout, Logger: hl,
-		// 1 turns pipelining off: raft v1.8.0's pipeline can deadlock on
-		// shutdown (pipelineSend blocked on a full in-flight channel whose
-		// decoder waits for a consumer that has stopped), seen in tests.
-		MaxRPCsInFlight: 1,
-	})
+	n.raftLogs, n.raftStable, n.raftSnaps, n.muxPort = logs, stable, snaps, muxPort
+	trans := n.newRaftTransport()
 	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, trans)
 	if err != nil {
 		trans.Close()
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
-	n.raft = r
+	n.raftp.Store(r)
 
 	// Serf.
 	sc := serf.DefaultConfig()
@@ -364,6 +365,23 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	return nil
 }
 
+// newRaftTransport returns a Raft transport on the mux. Each Raft instance
+// needs its own: Raft closes its transport when it shuts down.
+func (n *Node) newRaftTransport() *raft.NetworkTransport {
+	sl := &streamLayer{m: n.mux, addr: &net.TCPAddr{IP: n.advertise.AsSlice(), Port: n.muxPort}, closed: make(chan struct{})}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: sl, MaxPool: 3, Timeout: n.cfg.Timing.RPCTimeout, Logger: n.raftConf.Logger,
+		// 1 turns pipelining off: raft v1.8.0's pipeline can deadlock on
+		// shutdown (pipelineSend blocked on a full in-flight channel whose
+		// decoder waits for a consumer that has stopped), seen in tests.
+		MaxRPCsInFlight: 1,
+	})
+}
+
+// rft returns the running Raft instance, or nil before Start. InitCluster
+// after a breakdown replaces it (recoverRaft), so it is read each time.
+func (n *Node) rft() *raft.Raft { return n.raftp.Load() }
+
 func (n *Node) tags() map[string]string {
 	role := "regular"
 	if n.cfg.Temporary {
@@ -416,10 +434,10 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	close(n.done)
 	if started && n.cfg.Cluster {
-		if n.raft != nil && !n.cfg.Temporary && n.raft.State() == raft.Leader {
+		if r := n.rft(); r != nil && !n.cfg.Temporary && r.State() == raft.Leader {
 			st := n.snap.Load()
 			if len(st.voters) > 1 {
-				n.raft.LeadershipTransfer().Error()
+				n.rft().LeadershipTransfer().Error()
 			}
 		}
 		if n.serf != nil {
@@ -449,8 +467,8 @@ func (n *Node) stopCluster() {
 	if n.serf != nil {
 		n.serf.Shutdown()
 	}
-	if n.raft != nil {
-		n.raft.Shutdown().Error()
+	if r := n.rft(); r != nil {
+		r.Shutdown().Error()
 	}
 	if n.rpc != nil {
 		n.rpc.close()
@@ -546,10 +564,11 @@ func (n *Node) bootIfTemporary() string {
 
 // raftServers returns the latest Raft configuration, or nil.
 func (n *Node) raftServers() []raft.Server {
-	if n.raft == nil {
+	r := n.rft()
+	if r == nil {
 		return nil
 	}
-	f := n.raft.GetConfiguration()
+	f := r.GetConfiguration()
 	if f.Error() != nil {
 		return nil
 	}
@@ -598,8 +617,8 @@ func (n *Node) rebuild() {
 				temporary[name] = true
 			}
 		}
-		if n.raft != nil {
-			_, id := n.raft.LeaderWithID()
+		if r := n.rft(); r != nil {
+			_, id := r.LeaderWithID()
 			st.leader = string(id)
 		}
 		if inConfig && n.cfg.Temporary {

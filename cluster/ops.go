@@ -118,11 +118,12 @@ func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, e
 	if n.cfg.MaxNodes > 0 && len(parsed) > n.cfg.MaxNodes {
 		return nil, fmt.Errorf("cluster: init cluster: %d nodes, max_nodes is %d: %w", len(parsed), n.cfg.MaxNodes, ErrTooManyNodes)
 	}
-	if n.snap.Load().initialised {
-		return nil, fmt.Errorf("cluster: init cluster: %w", ErrAlreadyInitialized)
-	}
 	ctx, cancel := n.withTimeout(ctx, 3)
 	defer cancel()
+	if n.snap.Load().initialised {
+		// Already a member: only a cluster that broke down is rebuilt.
+		return n.reinitCluster(ctx, parsed)
+	}
 	conf := raft.Configuration{}
 	for _, nn := range parsed {
 		addr := n.addr
@@ -138,7 +139,7 @@ func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, e
 		}
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(nn.String()), Address: raft.ServerAddress(addr)})
 	}
-	if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
+	if err := n.rft().BootstrapCluster(conf).Error(); err != nil {
 		if errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("cluster: init cluster: %w", ErrAlreadyInitialized)
 		}
@@ -388,10 +389,10 @@ func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (rpcResponse, error
 			resp rpcResponse
 			err  error
 		)
-		if n.raft.State() == raft.Leader {
+		if n.rft().State() == raft.Leader {
 			resp, err = n.leaderHandle(ctx, req)
 		} else {
-			addr, id := n.raft.LeaderWithID()
+			addr, id := n.rft().LeaderWithID()
 			if addr == "" || string(id) == n.self {
 				err = errNotLeader
 			} else {
@@ -442,7 +443,7 @@ func (n *Node) raftApply(cmd command, timeout time.Duration) (claimResult, error
 	if err != nil {
 		return claimResult{}, err
 	}
-	f := n.raft.Apply(b, timeout)
+	f := n.rft().Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return claimResult{}, errNotLeader
@@ -492,9 +493,9 @@ func (n *Node) leaderRegister(info NodeInfo, timeout time.Duration) (rpcResponse
 	n.registeredAt[info.Name] = time.Now()
 	var f raft.IndexFuture
 	if info.Temporary {
-		f = n.raft.AddNonvoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
+		f = n.rft().AddNonvoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
 	} else {
-		f = n.raft.AddVoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
+		f = n.rft().AddVoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
 		if existing == nil {
 			voters = append(voters, info.Name)
 		}
@@ -526,7 +527,7 @@ func (n *Node) leaderPurge(target string, timeout time.Duration) error {
 		return fmt.Errorf("%s: %w", target, ErrNodeAlive)
 	}
 	if srv != nil {
-		if err := n.configChange(n.raft.RemoveServer(srv.ID, 0, timeout)); err != nil {
+		if err := n.configChange(n.rft().RemoveServer(srv.ID, 0, timeout)); err != nil {
 			return err
 		}
 	}
@@ -577,7 +578,7 @@ func (n *Node) handleRPC(ctx context.Context, req rpcRequest) (rpcResponse, erro
 		n.storeLoad(*req.Load)
 		return rpcResponse{}, nil
 	case rpcApply:
-		if n.raft.State() != raft.Leader {
+		if n.rft().State() != raft.Leader {
 			return rpcResponse{}, errNotLeader
 		}
 		return n.leaderHandle(ctx, req)
@@ -591,10 +592,15 @@ func (n *Node) handleRPC(ctx context.Context, req rpcRequest) (rpcResponse, erro
 		}
 		return n.leaderDo(ctx, req)
 	case rpcPurge:
-		if n.raft.State() != raft.Leader {
+		if n.rft().State() != raft.Leader {
 			return rpcResponse{}, errNotLeader
 		}
 		return n.leaderHandle(ctx, req)
+	case rpcRecoverCheck:
+		st := n.recoverStatus()
+		return rpcResponse{Status: &st}, nil
+	case rpcRecover:
+		return rpcResponse{}, n.recoverHere(req.Servers)
 	}
 	return rpcResponse{}, fmt.Errorf("cluster: unknown op %q", req.Op)
 }

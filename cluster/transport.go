@@ -2,22 +2,14 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"sync"
@@ -34,53 +26,6 @@ const (
 	protoRaft byte = 'R'
 	protoRPC  byte = 'C'
 )
-
-// keyTLS derives the TLS configuration shared by every node of a cluster
-// from its key: an ed25519 key pair from HKDF-SHA256, a self-signed
-// certificate, and a check that the peer presents the same public key.
-func keyTLS(key []byte) (*tls.Config, error) {
-	seed, err := hkdf.Key(sha256.New, key, nil, "shoal cluster node-to-node ed25519 v1", ed25519.SeedSize)
-	if err != nil {
-		return nil, err
-	}
-	priv := ed25519.NewKeyFromSeed(seed)
-	pub := priv.Public().(ed25519.PublicKey)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "shoal-cluster"},
-		NotBefore:             time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		DNSNames:              []string{"shoal-cluster"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: derive certificate: %w", err)
-	}
-	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("cluster: peer sent no certificate")
-		}
-		c, err := x509.ParseCertificate(raw[0])
-		if err != nil {
-			return fmt.Errorf("cluster: peer certificate: %w", err)
-		}
-		if k, ok := c.PublicKey.(ed25519.PublicKey); !ok || !bytes.Equal(k, pub) {
-			return errors.New("cluster: peer does not hold the cluster key")
-		}
-		return nil
-	}
-	return &tls.Config{
-		Certificates:          []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}},
-		MinVersion:            tls.VersionTLS13,
-		ClientAuth:            tls.RequireAnyClientCert,
-		InsecureSkipVerify:    true, // replaced by the pinned-key check below
-		VerifyPeerCertificate: verify,
-		ServerName:            "shoal-cluster",
-	}, nil
-}
 
 // mux listens on the node-to-node TCP port and hands each authenticated
 // connection to Raft or to the RPC server.
@@ -322,6 +267,8 @@ type rpcRequest struct {
 	Info   *NodeInfo   `json:"info,omitempty"`
 	Target string      `json:"target,omitempty"`
 	Load   *loadReport `json:"load,omitempty"`
+	// Servers is the new Raft configuration of a recover request.
+	Servers []recoverServer `json:"servers,omitempty"`
 }
 
 const (
@@ -329,6 +276,9 @@ const (
 	rpcRegister = "register" // RegisterClusterNode, to the contact then the leader
 	rpcPurge    = "purge"    // PurgeClusterNode, to the leader
 	rpcLoad     = "load"     // a node's load, to every node
+	// InitCluster after a breakdown, from the initiating node to each node:
+	rpcRecoverCheck = "recover_check" // may this node be recovered?
+	rpcRecover      = "recover"       // adopt this Raft configuration
 )
 
 // rpcResponse answers an rpcRequest.
@@ -338,6 +288,8 @@ type rpcResponse struct {
 	Claim *claimResult `json:"claim,omitempty"`
 	Nodes []string     `json:"nodes,omitempty"`
 	Owner *NodeInfo    `json:"owner,omitempty"`
+	// Status answers a recover check.
+	Status *recoverStatus `json:"status,omitempty"`
 }
 
 // decodeRequest parses and checks one request frame.
@@ -375,6 +327,11 @@ func decodeRequest(b []byte) (rpcRequest, error) {
 		}
 		if r.Load.Total < 0 {
 			return r, errors.New("cluster: bad request: negative load")
+		}
+	case rpcRecoverCheck:
+	case rpcRecover:
+		if err := checkRecoverServers(r.Servers); err != nil {
+			return r, err
 		}
 	default:
 		return r, fmt.Errorf("cluster: bad request: unknown op %q", r.Op)

@@ -188,7 +188,7 @@ func (l *link) dial(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: dial %s at %v: %w", l.peer, addr, err)
 	}
-	c := tls.Client(raw, l.r.id.tlsConfig(alpn))
+	c := tls.Client(raw, l.r.id.TLSConfig(alpn))
 	s, _, err := l.r.handshake(ctx, c, l, addr)
 	if err != nil {
 		raw.Close()
@@ -210,7 +210,7 @@ func (r *Relay) accept(ctx context.Context, ln net.Listener) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			c := tls.Server(raw, r.id.tlsConfig(alpn))
+			c := tls.Server(raw, r.id.TLSConfig(alpn))
 			s, lctx, err := r.handshake(ctx, c, nil, netip.AddrPort{})
 			if err != nil {
 				raw.Close()

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shoal-sfu/shoal/internal/clusterkey"
 )
 
 // DefaultPort is the relay's TCP and UDP port when Config.ListenAddr has
@@ -214,7 +216,7 @@ func (c *Config) validate() error {
 type Relay struct {
 	cfg   Config
 	log   *slog.Logger
-	id    *identity
+	id    *clusterkey.Identity
 	epoch time.Time // timestamps on the wire are nanoseconds since epoch
 
 	mu       sync.Mutex
@@ -241,7 +243,7 @@ func New(cfg Config) (*Relay, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	id, err := deriveIdentity(cfg.ClusterKey)
+	id, err := clusterkey.Derive(cfg.ClusterKey, "relay")
 	if err != nil {
 		return nil, err
 	}

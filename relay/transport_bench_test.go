@@ -12,6 +12,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/quic-go/quic-go"
 
+	"github.com/shoal-sfu/shoal/internal/clusterkey"
 	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
@@ -104,12 +105,12 @@ func BenchmarkTransportSRTP(b *testing.B) {
 // 1.3, the same derived identity), the alternative not taken.
 func BenchmarkTransportQUIC(b *testing.B) {
 	ip := testutil.LoopbackIP(b)
-	id, err := deriveIdentity(benchKey)
+	id, err := clusterkey.Derive(benchKey, "relay")
 	if err != nil {
 		b.Fatal(err)
 	}
 	qc := &quic.Config{EnableDatagrams: true, InitialPacketSize: 1400, MaxIdleTimeout: 10 * time.Second}
-	ln, err := quic.ListenAddr(netip.AddrPortFrom(ip, 0).String(), id.tlsConfig("shoal-bench"), qc)
+	ln, err := quic.ListenAddr(netip.AddrPortFrom(ip, 0).String(), id.TLSConfig("shoal-bench"), qc)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func BenchmarkTransportQUIC(b *testing.B) {
 		c, err := ln.Accept(ctx)
 		acc <- accepted{c, err}
 	}()
-	cli, err := quic.DialAddr(ctx, ln.Addr().String(), id.tlsConfig("shoal-bench"), qc)
+	cli, err := quic.DialAddr(ctx, ln.Addr().String(), id.TLSConfig("shoal-bench"), qc)
 	if err != nil {
 		b.Fatal(err)
 	}
