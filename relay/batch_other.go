@@ -15,6 +15,10 @@ type batchIO struct {
 
 func newBatchIO(c *net.UDPConn, _ int) (*batchIO, error) { return &batchIO{c: c}, nil }
 
+func (b *batchIO) enableGRO() {}
+
+func (b *batchIO) segSize(int) int { return 0 }
+
 func (b *batchIO) setDest(ap netip.AddrPort) { b.dst = ap }
 
 func (b *batchIO) writeBatch(bufs [][]byte) (int, error) {

@@ -781,6 +781,7 @@ func (r *Relay) readDatagrams(c *net.UDPConn) {
 		r.log.Error("relay: udp socket", "err", err)
 		return
 	}
+	bio.enableGRO()
 	bufs := newSlots(batchLen, 64<<10)
 	for i := range bufs {
 		bufs[i] = bufs[i][:cap(bufs[i])]
@@ -796,7 +797,15 @@ func (r *Relay) readDatagrams(c *net.UDPConn) {
 			continue
 		}
 		for i := range n {
-			r.handleDatagram(bufs[i][:sizes[i]], from[i])
+			p := bufs[i][:sizes[i]]
+			seg := bio.segSize(i)
+			if seg <= 0 || seg >= len(p) {
+				r.handleDatagram(p, from[i])
+				continue
+			}
+			for ; len(p) > 0; p = p[min(seg, len(p)):] {
+				r.handleDatagram(p[:min(seg, len(p))], from[i])
+			}
 		}
 	}
 }
