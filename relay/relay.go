@@ -67,6 +67,9 @@ type ChannelSink interface {
 	// AddRemoteTrack adds a peer's track to the local channel. Requests of
 	// local subscribers for a keyframe go to keyframe, which coalesces them
 	// and sends at most one per Config.KeyframeInterval across the hop.
+	// Packets are written to the returned TrackWriter once it returns;
+	// any that arrived before are dropped, and a keyframe is requested
+	// right after, so a video track starts decodable.
 	AddRemoteTrack(from string, info TrackInfo, keyframe KeyframeRequester) (TrackWriter, error)
 	// DeliverMessage hands over a message a peer relayed; m.Data is owned
 	// by the callee.
