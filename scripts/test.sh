@@ -69,4 +69,19 @@ step "go test -race"
 bins=$(mktemp -d)
 go test -race -c -o "$bins/" ./...
 rm -rf "$bins"
-go test -race -count=1 -p 1 -timeout 12m "$@" ./...
+# The output is kept: CI shows only the end of a long log, so a failure ends
+# with a digest of what failed, and for a hang, the tests that were running
+# and where their goroutines were stuck.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if go test -race -count=1 -p 1 -timeout 6m "$@" ./... 2>&1 | tee "$log"; then
+	exit 0
+fi
+step "digest of the failures"
+awk '
+	/^(--- FAIL|FAIL|panic:|ok |    --- FAIL)/ { print; if (/test timed out/) running = 12; next }
+	running > 0 { if ($0 == "") running = 0; else { print; running-- } next }
+	/^goroutine [0-9]+ / { head = $0; shown = 0; next }
+	/_test\.go:[0-9]+/ { if (!shown) { print head; shown = 1 } print "   " $0 }
+' "$log" | head -150
+exit 1
