@@ -259,7 +259,8 @@ func TestCluster3(t *testing.T) {
 		t.Errorf("API on a for channel w: %d Location %q, want 307 %s", status, loc, c.apiURL)
 	}
 	status, _, body := apiPost(t, http.DefaultClient, a.apiURL, signaling.TargetDisconnectChannel, `{"channel_id":"w"}`)
-	if status != 200 || body != `{"channel_id":"w"}` {
+	var dc signaling.DisconnectChannelResult
+	if err := json.Unmarshal([]byte(body), &dc); status != 200 || err != nil || dc.ChannelID != "w" || dc.Disconnected < 1 {
 		t.Errorf("followed 307: %d %s", status, body)
 	}
 	select {

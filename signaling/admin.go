@@ -61,9 +61,10 @@ var _ ChannelOps = (*Server)(nil)
 type AdminConfig struct {
 	// Logger receives the handler's logs; nil means slog.Default().
 	Logger *slog.Logger
-	// NodeName is this node's node_name: channel operations on a channel
-	// whose session this node holds no part of, and another node does,
-	// answer 307 to that node's external_api_url. Required.
+	// NodeName is this node's node_name, as the view names it: channel
+	// operations on a channel whose session this node holds no part of, and
+	// another node does, answer 307 to that node's external_api_url; when
+	// it holds a part, the other holders are asked for theirs. Required.
 	NodeName string
 	// Channels runs channel operations; nil answers them 400.
 	Channels ChannelOps
@@ -77,6 +78,12 @@ type AdminConfig struct {
 	CORSOrigin string
 	// MaxBodySize limits a request body; 0 means DefaultMaxAdminBody.
 	MaxBodySize int64
+	// HTTPClient makes the calls to the other nodes holding part of a
+	// channel (see ScopeHeader); nil means a client with a timeout of
+	// DefaultPeerTimeout per call. Redirects are never followed, whatever
+	// the client's CheckRedirect says: a node asked for its own part
+	// answers itself.
+	HTTPClient *http.Client
 }
 
 // AdminRequest is a decoded admin API request.
@@ -196,13 +203,16 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 type adminHandler[N, C any] struct {
 	admin  Admin[N, C]
 	cfg    AdminConfig
+	client *http.Client // cfg.HTTPClient or the default, never following redirects
 	logger *slog.Logger
 }
 
 // NewAdminHandler returns the admin API: POST / with an x-sora-target
 // header and a JSON body; JSON answers; 400 {"error": "..."} for bad input;
 // 307 to the responsible node for channel operations; 500 or 503 when an
-// operation fails. It is a thin layer over admin and cfg.Channels.
+// operation fails. It is a thin layer over admin and cfg.Channels, except
+// that channel operations reach every node holding part of the channel
+// (see ScopeHeader), and answer 502 when some of them failed.
 func NewAdminHandler[N, C any](admin Admin[N, C], cfg AdminConfig) (http.Handler, error) {
 	if admin == nil {
 		return nil, errors.New("signaling: admin: Admin is nil")
@@ -216,7 +226,14 @@ func NewAdminHandler[N, C any](admin Admin[N, C], cfg AdminConfig) (http.Handler
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &adminHandler[N, C]{admin: admin, cfg: cfg, logger: cfg.Logger.With("component", "admin-api")}, nil
+	var hc http.Client
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
+	} else {
+		hc.Timeout = DefaultPeerTimeout
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &adminHandler[N, C]{admin: admin, cfg: cfg, client: &hc, logger: cfg.Logger.With("component", "admin-api")}, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -238,7 +255,7 @@ func (h *adminHandler[N, C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
 		hd.Set("Access-Control-Allow-Origin", h.cfg.CORSOrigin)
 		hd.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		hd.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Authorization, x-sora-target")
+		hd.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Authorization, x-sora-target, "+ScopeHeader)
 		hd.Set("Access-Control-Max-Age", "1000")
 		if r.Method == http.MethodOptions {
 			w.WriteHeader(http.StatusNoContent)
@@ -262,6 +279,11 @@ func (h *adminHandler[N, C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	nodeScope, err := parseScope(r.Header)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBodySize+1))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
@@ -281,7 +303,7 @@ func (h *adminHandler[N, C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	status, v, err := h.do(r.Context(), w, req)
+	status, v, err := h.do(r.Context(), w, req, body, nodeScope)
 	if err != nil {
 		h.logger.Info("admin operation failed", "target", req.Target, "err", err)
 		writeError(w, status, err.Error())
@@ -303,7 +325,9 @@ func opStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-func (h *adminHandler[N, C]) do(ctx context.Context, w http.ResponseWriter, req AdminRequest) (int, any, error) {
+// do runs req. body is the request's body as it came, which channel
+// operations forward to the other nodes; nodeScope is ScopeNode.
+func (h *adminHandler[N, C]) do(ctx context.Context, w http.ResponseWriter, req AdminRequest, body []byte, nodeScope bool) (int, any, error) {
 	switch req.Target {
 	case TargetInitCluster:
 		list, err := h.admin.InitCluster(ctx, req.NodeNameList)
@@ -350,46 +374,5 @@ func (h *adminHandler[N, C]) do(ctx context.Context, w http.ResponseWriter, req 
 	if h.cfg.Channels == nil {
 		return http.StatusBadRequest, nil, errors.New("channel operations are not available on this node")
 	}
-	if loc, ok := h.elsewhere(req.ChannelID); ok {
-		if loc == "" {
-			return http.StatusServiceUnavailable, nil, fmt.Errorf("channel %q is held by another node that has no external_api_url", req.ChannelID)
-		}
-		w.Header().Set("Location", loc)
-		writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"location": loc})
-		return http.StatusTemporaryRedirect, nil, nil
-	}
-	switch req.Target {
-	case TargetDisconnectChannel:
-		if _, err := h.cfg.Channels.DisconnectChannel(req.ChannelID, req.Reason); err != nil {
-			return opStatus(err), nil, err
-		}
-		return http.StatusOK, map[string]string{"channel_id": req.ChannelID}, nil
-	default: // TargetListChannelConnections
-		list := h.cfg.Channels.Connections(req.ChannelID)
-		if list == nil {
-			list = []ConnectionInfo{}
-		}
-		return http.StatusOK, list, nil
-	}
-}
-
-// elsewhere reports whether another node is responsible for channelID:
-// the channel has a session and this node holds no part of it. The
-// location is the gathering node's external_api_url.
-func (h *adminHandler[N, C]) elsewhere(channelID string) (string, bool) {
-	v := h.admin.Snapshot()
-	s, ok := v.Sessions[channelID]
-	if !ok || len(s.Owners) == 0 {
-		return "", false
-	}
-	for _, o := range s.Owners {
-		if o.Node >= 0 && o.Node < len(v.Nodes) && v.Nodes[o.Node].Name == h.cfg.NodeName {
-			return "", false
-		}
-	}
-	i := s.Owners[0].Node
-	if i < 0 || i >= len(v.Nodes) {
-		return "", true
-	}
-	return v.Nodes[i].APIURL, true
+	return h.channelOp(ctx, w, req, body, nodeScope)
 }

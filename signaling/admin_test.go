@@ -122,8 +122,8 @@ func TestAdminAPI(t *testing.T) {
 		{TargetListClusterNodes, ``, 200, `[{"node_name":"a@127.0.0.1","connected":true}]`},
 		{TargetListClusterChannels, `{}`, 200, `[]`},
 		{TargetSetNodeMode, `{"mode":"block_new_session","reason":"drain"}`, 200, `{"mode":"block_new_session","node_name":"a@127.0.0.1"}`},
-		{TargetListChannelConnections, `{"channel_id":"mine"}`, 200, `[{"channel_id":"mine","connection_id":"C1","role":"sendonly","created_time":"0001-01-01T00:00:00Z"}]`},
-		{TargetDisconnectChannel, `{"channel_id":"mine","reason":{"why":"x"}}`, 200, `{"channel_id":"mine"}`},
+		{TargetListChannelConnections, `{"channel_id":"mine"}`, 200, `[{"channel_id":"mine","connection_id":"C1","role":"sendonly","node_name":"a@127.0.0.1","created_time":"0001-01-01T00:00:00Z"}]`},
+		{TargetDisconnectChannel, `{"channel_id":"mine","reason":{"why":"x"}}`, 200, `{"channel_id":"mine","disconnected":1,"nodes":[{"node_name":"a@127.0.0.1","disconnected":1}]}`},
 		// Bad input.
 		{"", `{}`, 400, `{"error":"missing x-sora-target header"}`},
 		{"Sora_20990101.Nope", `{}`, 400, `{"error":"unknown x-sora-target \"Sora_20990101.Nope\""}`},

@@ -87,11 +87,34 @@
 // RegisterClusterNode, PurgeClusterNode, ListClusterNodes,
 // ListClusterChannels and DisconnectChannel, plus
 // Shoal_20261123.SetClusterNodeMode and Shoal_20261123.ListChannelConnections
-// (no seed name). Bad input answers 400 {"error": "..."}; a channel
-// operation on a channel whose session this node holds no part of, while
-// another node does, answers 307 with Location = the gathering node's
-// external_api_url. A bearer token and the seed's CORS headers are options
-// (CORS off by default).
+// (no seed name). Bad input answers 400 {"error": "..."}. A bearer token
+// and the seed's CORS headers are options (CORS off by default).
+//
+// Channel operations act on the whole cluster. With relay on, one
+// channel's session spans several nodes:
+//
+//   - A node holding no part of the channel's session, while another node
+//     does, answers 307 with Location = the gathering node's
+//     external_api_url (the first connected holder's, if the gathering
+//     node is disconnected).
+//   - A node holding part of it does its own part and, in parallel, sends
+//     the same target and body to every other holder's external_api_url
+//     with the header x-shoal-scope: node (ScopeHeader) and its own bearer
+//     token (the nodes share it), through AdminConfig.HTTPClient (default:
+//     DefaultPeerTimeout, 5 s, per call) and the request's context;
+//     redirects are not followed. ListChannelConnections answers every
+//     node's connections (each with its node_name, sorted by node, then
+//     age); DisconnectChannel answers {"channel_id"} (as before) plus
+//     "disconnected" (in all) and "nodes": [{"node_name", "disconnected"}].
+//   - A request with x-shoal-scope: node is answered for this node's own
+//     connections only: never passed on, never 307 (no loops). "cluster"
+//     (the default) is the other value; any other is a 400.
+//   - A holder that fails (not connected in the view, no external_api_url,
+//     unreachable, timed out, non-2xx, malformed answer) makes the answer
+//     502 with "error" and "failed_nodes": [{"node_name", "status",
+//     "error"}], next to what succeeded: DisconnectChannel's fields, or
+//     "connections" for ListChannelConnections. If only this node's own
+//     part failed, the status is its error's (503 for a closed server).
 //
 // # Usage
 //

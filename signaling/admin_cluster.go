@@ -1,0 +1,365 @@
+package signaling
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/shoal-sfu/shoal/affinity"
+)
+
+// With relay on, one channel's session spans several nodes. A channel
+// operation (DisconnectChannel, ListChannelConnections) sent to a node
+// holding part of the session runs there and, in parallel, on every other
+// node holding a part, over their admin APIs; the answer merges them. Those
+// calls carry ScopeHeader: ScopeNode, so that the node asked answers for its
+// own connections only, and never asks further or answers 307 (no loops).
+
+// ScopeHeader chooses how far a channel operation reaches. Absent, or
+// ScopeCluster, means the whole cluster; ScopeNode means the connections of
+// the node that answers only. Any other value is a 400.
+const ScopeHeader = "x-shoal-scope"
+
+// Values of ScopeHeader.
+const (
+	ScopeCluster = "cluster"
+	ScopeNode    = "node"
+)
+
+// DefaultPeerTimeout bounds each call to another node's admin API when
+// AdminConfig.HTTPClient is nil.
+const DefaultPeerTimeout = 5 * time.Second
+
+// maxPeerAnswer bounds the body read from another node's answer: a
+// connection list of a large channel fits many times over.
+const maxPeerAnswer = 32 << 20
+
+// DisconnectChannelResult is the answer of DisconnectChannel: the
+// {"channel_id"} it always answered, plus the connections closed, in all
+// and per node. When a node failed the answer is 502 and Error and
+// FailedNodes say which and why; Nodes then lists the nodes that
+// succeeded.
+type DisconnectChannelResult struct {
+	ChannelID    string             `json:"channel_id"`
+	Disconnected int                `json:"disconnected"`
+	Nodes        []NodeDisconnected `json:"nodes"`
+	Error        string             `json:"error,omitempty"`
+	FailedNodes  []NodeFailure      `json:"failed_nodes,omitempty"`
+}
+
+// NodeDisconnected is one node's part of a DisconnectChannel.
+type NodeDisconnected struct {
+	NodeName     string `json:"node_name"`
+	Disconnected int    `json:"disconnected"`
+}
+
+// ChannelConnectionsFailure is the 502 answer of ListChannelConnections
+// when a node failed: the nodes that failed and why, and the connections
+// of the nodes that answered. (Success is a plain array of ConnectionInfo.)
+type ChannelConnectionsFailure struct {
+	Error       string           `json:"error"`
+	FailedNodes []NodeFailure    `json:"failed_nodes"`
+	Connections []ConnectionInfo `json:"connections"`
+}
+
+// NodeFailure is a node whose part of a channel operation failed. Status
+// is the HTTP status it answered with, 0 if it gave none (not connected,
+// unreachable, timed out).
+type NodeFailure struct {
+	NodeName string `json:"node_name"`
+	Status   int    `json:"status,omitempty"`
+	Error    string `json:"error"`
+}
+
+// parseScope reads ScopeHeader and reports whether it is ScopeNode.
+func parseScope(h http.Header) (bool, error) {
+	vs := h.Values(ScopeHeader)
+	switch {
+	case len(vs) == 0:
+		return false, nil
+	case len(vs) > 1:
+		return false, fmt.Errorf("header %s given %d times", ScopeHeader, len(vs))
+	}
+	switch strings.TrimSpace(vs[0]) {
+	case ScopeNode:
+		return true, nil
+	case ScopeCluster:
+		return false, nil
+	}
+	return false, fmt.Errorf("header %s: %.40q is not %q or %q", ScopeHeader, vs[0], ScopeNode, ScopeCluster)
+}
+
+// route decides where a channel operation runs, from the view. When the
+// channel has a session and this node holds no part of it, redirect is
+// true and loc is the API URL of a node that does (the gathering node, or
+// the first connected one if it is not). Otherwise the operation runs here
+// and on peers, the other nodes holding part of the session.
+func (h *adminHandler[N, C]) route(v affinity.View, channelID string) (loc string, redirect bool, peers []affinity.Node) {
+	s, ok := v.Sessions[channelID]
+	if !ok || len(s.Owners) == 0 {
+		return "", false, nil
+	}
+	var owners []affinity.Node
+	mine := false
+	for _, o := range s.Owners {
+		if o.Node < 0 || o.Node >= len(v.Nodes) {
+			continue
+		}
+		n := v.Nodes[o.Node]
+		if n.Name == h.cfg.NodeName {
+			mine = true
+			continue
+		}
+		if !slices.ContainsFunc(owners, func(x affinity.Node) bool { return x.Name == n.Name }) {
+			owners = append(owners, n)
+		}
+	}
+	if mine {
+		return "", false, owners
+	}
+	if len(owners) == 0 {
+		return "", true, nil // owners unknown to the view
+	}
+	for _, n := range owners {
+		if n.Connected && n.APIURL != "" {
+			return n.APIURL, true, nil
+		}
+	}
+	return owners[0].APIURL, true, nil
+}
+
+// channelOp runs a channel operation: by 307, here only, or here and on
+// every peer.
+func (h *adminHandler[N, C]) channelOp(ctx context.Context, w http.ResponseWriter, req AdminRequest, body []byte, nodeScope bool) (int, any, error) {
+	var peers []affinity.Node
+	if !nodeScope {
+		loc, redirect, p := h.route(h.admin.Snapshot(), req.ChannelID)
+		if redirect {
+			if loc == "" {
+				return http.StatusServiceUnavailable, nil, fmt.Errorf("channel %q is held by another node that has no external_api_url", req.ChannelID)
+			}
+			w.Header().Set("Location", loc)
+			writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"location": loc})
+			return http.StatusTemporaryRedirect, nil, nil
+		}
+		peers = p
+	}
+	var answers []peerAnswer
+	if len(peers) > 0 {
+		h.logger.Debug("channel operation on other nodes too", "target", req.Target, "channel_id", req.ChannelID, "nodes", len(peers))
+		// Ask the peers while this node does its part.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			answers = h.askPeers(ctx, req.Target, body, peers)
+		}()
+		local := h.localPart(req)
+		<-done
+		return h.merge(req, local, answers)
+	}
+	local := h.localPart(req)
+	if local.err != nil {
+		return opStatus(local.err), nil, local.err
+	}
+	if req.Target == TargetDisconnectChannel {
+		return http.StatusOK, DisconnectChannelResult{ChannelID: req.ChannelID, Disconnected: local.n,
+			Nodes: []NodeDisconnected{{NodeName: h.cfg.NodeName, Disconnected: local.n}}}, nil
+	}
+	list := local.conns
+	if list == nil {
+		list = []ConnectionInfo{}
+	}
+	sortConnections(list)
+	return http.StatusOK, list, nil
+}
+
+// part is one node's result of a channel operation.
+type part struct {
+	conns []ConnectionInfo // ListChannelConnections
+	n     int              // DisconnectChannel: connections closed
+	err   error
+}
+
+func (h *adminHandler[N, C]) localPart(req AdminRequest) part {
+	if req.Target == TargetDisconnectChannel {
+		n, err := h.cfg.Channels.DisconnectChannel(req.ChannelID, req.Reason)
+		return part{n: n, err: err}
+	}
+	list := h.cfg.Channels.Connections(req.ChannelID)
+	for i := range list {
+		if list[i].NodeName == "" {
+			list[i].NodeName = h.cfg.NodeName
+		}
+	}
+	return part{conns: list}
+}
+
+// peerAnswer is a peer's answer to a channel operation, decoded.
+type peerAnswer struct {
+	node   string
+	status int // the HTTP status, 0 if none
+	part
+}
+
+// askPeers sends the operation to every peer at once, with ScopeNode, and
+// returns their answers in the order of peers. A peer that the view shows
+// disconnected, or that has no external_api_url, is not asked and fails.
+func (h *adminHandler[N, C]) askPeers(ctx context.Context, target string, body []byte, peers []affinity.Node) []peerAnswer {
+	out := make([]peerAnswer, len(peers))
+	var wg sync.WaitGroup
+	for i, n := range peers {
+		out[i].node = n.Name
+		switch {
+		case !n.Connected:
+			out[i].err = errors.New("node is not connected")
+			continue
+		case n.APIURL == "":
+			out[i].err = errors.New("node has no external_api_url")
+			continue
+		}
+		wg.Go(func() {
+			out[i].status, out[i].part = h.askPeer(ctx, n, target, body)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (h *adminHandler[N, C]) askPeer(ctx context.Context, n affinity.Node, target string, body []byte) (int, part) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, n.APIURL, bytes.NewReader(body))
+	if err != nil {
+		return 0, part{err: fmt.Errorf("external_api_url %q: %w", n.APIURL, err)}
+	}
+	r.Header.Set("x-sora-target", target)
+	r.Header.Set(ScopeHeader, ScopeNode)
+	r.Header.Set("Content-Type", "application/json")
+	if h.cfg.Token != "" {
+		r.Header.Set("Authorization", "Bearer "+h.cfg.Token)
+	}
+	resp, err := h.client.Do(r)
+	if err != nil {
+		return 0, part{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPeerAnswer+1))
+	switch {
+	case err != nil:
+		return resp.StatusCode, part{err: fmt.Errorf("reading the answer: %w", err)}
+	case len(b) > maxPeerAnswer:
+		return resp.StatusCode, part{err: fmt.Errorf("answer over %d bytes", maxPeerAnswer)}
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		msg := resp.Status
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			msg += ": " + clip(e.Error, 200)
+		}
+		if loc := resp.Header.Get("Location"); loc != "" {
+			msg += " (to " + clip(loc, 200) + ", not followed)"
+		}
+		return resp.StatusCode, part{err: errors.New(msg)}
+	}
+	if target == TargetDisconnectChannel {
+		var res struct {
+			Disconnected *int `json:"disconnected"`
+		}
+		if err := json.Unmarshal(b, &res); err != nil || res.Disconnected == nil || *res.Disconnected < 0 {
+			return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want {\"disconnected\": n, ...}", b)}
+		}
+		return resp.StatusCode, part{n: *res.Disconnected}
+	}
+	var list []ConnectionInfo
+	if err := json.Unmarshal(b, &list); err != nil || list == nil {
+		return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want a JSON array of connections", b)}
+	}
+	for i := range list {
+		if list[i].NodeName == "" {
+			list[i].NodeName = n.Name
+		}
+	}
+	return resp.StatusCode, part{conns: list}
+}
+
+// merge builds the answer from this node's part and the peers'. Any
+// failure lists every failed node; the status is 502 if a peer failed, or
+// this node's own error status if only it did.
+func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerAnswer) (int, any, error) {
+	all := append([]peerAnswer{{node: h.cfg.NodeName, part: local}}, answers...)
+	slices.SortFunc(all, func(a, b peerAnswer) int { return cmp.Compare(a.node, b.node) })
+	var failed []NodeFailure
+	status := http.StatusOK
+	for _, a := range all {
+		if a.err == nil {
+			continue
+		}
+		failed = append(failed, NodeFailure{NodeName: a.node, Status: a.status, Error: a.err.Error()})
+		switch {
+		case a.node != h.cfg.NodeName:
+			status = http.StatusBadGateway
+		case status == http.StatusOK:
+			status = opStatus(a.err)
+		}
+	}
+	if len(failed) > 0 {
+		h.logger.Info("channel operation failed on some nodes", "target", req.Target, "channel_id", req.ChannelID, "failed", failed)
+	}
+	var msg string
+	if len(failed) > 0 {
+		names := make([]string, len(failed))
+		for i, f := range failed {
+			names[i] = f.NodeName
+		}
+		msg = fmt.Sprintf("%d of %d nodes holding channel %q failed: %s", len(failed), len(all), clip(req.ChannelID, 80), strings.Join(names, ", "))
+	}
+	if req.Target == TargetDisconnectChannel {
+		res := DisconnectChannelResult{ChannelID: req.ChannelID, Nodes: []NodeDisconnected{}, Error: msg, FailedNodes: failed}
+		for _, a := range all {
+			if a.err == nil {
+				res.Nodes = append(res.Nodes, NodeDisconnected{NodeName: a.node, Disconnected: a.n})
+				res.Disconnected += a.n
+			}
+		}
+		return status, res, nil
+	}
+	list := []ConnectionInfo{}
+	for _, a := range all {
+		if a.err == nil {
+			list = append(list, a.conns...)
+		}
+	}
+	sortConnections(list)
+	if len(failed) > 0 {
+		return status, ChannelConnectionsFailure{Error: msg, FailedNodes: failed, Connections: list}, nil
+	}
+	return status, list, nil
+}
+
+// sortConnections orders a channel's connections by node, then age.
+func sortConnections(list []ConnectionInfo) {
+	slices.SortFunc(list, func(a, b ConnectionInfo) int {
+		return cmp.Or(cmp.Compare(a.NodeName, b.NodeName), a.CreatedTime.Compare(b.CreatedTime),
+			cmp.Compare(a.ConnectionID, b.ConnectionID))
+	})
+}
+
+// clip shortens s to at most n bytes, on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
