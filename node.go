@@ -52,8 +52,10 @@ type Config struct {
 	// Signaling tunes the signaling server (timeouts, origins); NodeName,
 	// Authenticator, Media, Cluster and Logger are filled by the Node.
 	Signaling signaling.Config
-	// Admin tunes the admin API (bearer token, CORS); NodeName, Channels
-	// and Logger are filled by the Node.
+	// Admin tunes the admin API (bearer token, CORS, the HTTP client that
+	// asks the other nodes holding a channel); NodeName, Channels and
+	// Logger are filled by the Node. Every node needs the same Token: the
+	// nodes call each other's admin APIs with it.
 	Admin signaling.AdminConfig
 }
 
