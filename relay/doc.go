@@ -35,6 +35,15 @@
 // subscribers see only the gap) and a keyframe is requested for each; tracks
 // that ended meanwhile are removed.
 //
+// Both kinds of break are tested. TestLinkBreaksAndRecovers closes the
+// connection under a stream. TestLinkGoesSilentAndRecovers opens a black
+// hole on the link instead (a test seam, as a cable pulled without FIN or
+// RST: control bytes and datagrams vanish both ways, dials go unanswered):
+// both ends find the link down after LinkTimeout, keep their remote tracks,
+// the dialler redials with backoff while the silence lasts, and when it
+// ends the link comes back by itself and the stream resumes on the same
+// track with a keyframe request.
+//
 // # Loss and keyframes across the hop
 //
 // The sending side keeps the last NACKBuffer packets of each outgoing track.

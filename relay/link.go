@@ -53,6 +53,7 @@ type link struct {
 	kick chan struct{} // wakes the dial loop early (new address)
 
 	sess atomic.Pointer[session]
+	hole atomic.Pointer[blackHole] // a test seam: nil unless a test pulled the cable
 
 	inMu sync.RWMutex
 	in   map[string]map[string]*inTrack // channel → track id → track
@@ -180,18 +181,23 @@ func (l *link) dial(ctx context.Context) (*session, error) {
 	l.r.mu.Lock()
 	addr := l.addr
 	l.r.mu.Unlock()
+	l.stats.dials.Add(1)
 	d := net.Dialer{Timeout: l.r.cfg.LinkTimeout}
 	if ip := l.r.cfg.ListenAddr.Addr(); !ip.IsUnspecified() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))
+	}
+	if err := l.holeDial(ctx, d.Timeout); err != nil {
+		return nil, fmt.Errorf("relay: dial %s at %v: %w", l.peer, addr, err)
 	}
 	raw, err := d.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("relay: dial %s at %v: %w", l.peer, addr, err)
 	}
-	c := tls.Client(raw, l.r.id.TLSConfig(alpn))
+	hc := newHoleConn(raw, l)
+	c := tls.Client(hc, l.r.id.TLSConfig(alpn))
 	s, _, err := l.r.handshake(ctx, c, l, addr)
 	if err != nil {
-		raw.Close()
+		hc.Close()
 		return nil, err
 	}
 	return s, nil
@@ -210,7 +216,7 @@ func (r *Relay) accept(ctx context.Context, ln net.Listener) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			c := tls.Server(raw, r.id.TLSConfig(alpn))
+			c := tls.Server(newHoleConn(raw, nil), r.id.TLSConfig(alpn))
 			s, lctx, err := r.handshake(ctx, c, nil, netip.AddrPort{})
 			if err != nil {
 				raw.Close()
@@ -269,6 +275,9 @@ func (r *Relay) handshake(ctx context.Context, c *tls.Conn, l *link, peerAddr ne
 		}
 		if l, lctx, err = r.acceptedLink(peer.Node); err != nil {
 			return nil, nil, err
+		}
+		if hc, ok := c.NetConn().(*holeConn); ok {
+			hc.link.Store(l) // from now on in the link's black hole, if a test opens one
 		}
 		rip, err := netip.ParseAddrPort(c.RemoteAddr().String())
 		if err != nil {
@@ -749,7 +758,13 @@ func (s *session) sendLoop(ctx context.Context) error {
 			if len(bufs) == 0 {
 				break
 			}
-			sent, err := bio.writeBatch(bufs)
+			var sent int
+			var err error
+			if s.l.hole.Load() != nil {
+				sent = len(bufs) // into the black hole (a test seam): gone without a trace
+			} else {
+				sent, err = bio.writeBatch(bufs)
+			}
 			s.sendMu.Lock()
 			s.tail += uint64(len(bufs))
 			s.sendMu.Unlock()
@@ -819,6 +834,9 @@ func (r *Relay) handleDatagram(pkt []byte, from netip.AddrPort) {
 		r.unknownSource.Add(1)
 		return
 	}
+	if l.hole.Load() != nil {
+		return // lost in the black hole (a test seam): never arrived
+	}
 	s := l.sess.Load()
 	if s == nil {
 		l.stats.drops.Add(1)
@@ -886,17 +904,54 @@ func (r *Relay) answerNACK(l *link, f Frame) {
 	}
 }
 
-// inTrack is a track a peer relays to this node.
+// inTrack is a track a peer relays to this node. It is in its link's
+// table (l.in) before the sink's AddRemoteTrack is called, and its writer is
+// set when that returns: the receive path drops (and counts) the packets
+// that arrive in between, and delivers every one after.
 type inTrack struct {
 	l      *link
 	ch     *channel
 	info   TrackInfo
-	w      TrackWriter
+	w      atomic.Pointer[writerRef] // nil until AddRemoteTrack returns; read per packet
 	lastKF atomic.Int64
+
+	mu     sync.Mutex // orders setWriter against close
+	closed bool
 
 	// Only the receive goroutine touches these.
 	started bool
 	highest uint16
+}
+
+// writerRef holds a TrackWriter behind an atomic pointer.
+type writerRef struct{ TrackWriter }
+
+// setWriter makes w the track's writer and reports whether it did: false
+// if the track was closed meanwhile (the caller closes w then).
+func (t *inTrack) setWriter(w TrackWriter) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.w.Store(&writerRef{w})
+	return true
+}
+
+// close closes the track's writer, if it has one yet; the track is out of
+// its link's table already. Safe to call twice.
+func (t *inTrack) close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	w := t.w.Load()
+	t.mu.Unlock()
+	if w != nil {
+		_ = w.Close()
+	}
 }
 
 var _ KeyframeRequester = (*inTrack)(nil)
@@ -909,35 +964,59 @@ func (l *link) addInbound(channel string, info TrackInfo) error {
 	if ch == nil {
 		return fmt.Errorf("%w: %s", ErrNotRelayed, channel)
 	}
-	l.inMu.RLock()
+	// The track goes into the table before AddRemoteTrack is called, so that
+	// no packet arriving once it has returned is taken for an unknown track.
+	l.inMu.Lock()
 	t := l.in[channel][info.ID]
-	l.inMu.RUnlock()
-	if t != nil { // resumed: the track carries on
+	resumed := t != nil
+	if !resumed {
+		t = &inTrack{l: l, ch: ch, info: info}
+		m := l.in[channel]
+		if m == nil {
+			m = map[string]*inTrack{}
+			l.in[channel] = m
+		}
+		m[info.ID] = t
+	}
+	l.inMu.Unlock()
+	if resumed { // the track carries on
 		t.requestKeyframe(true)
 		return nil
 	}
+	// Filed first, then checked: a channel that ends from now on drops the
+	// track (dropChannel marks it closed before it drops the inbound ones).
 	ch.mu.Lock()
-	sink := ch.sink
+	sink, closed := ch.sink, ch.closed
 	ch.mu.Unlock()
-	if sink == nil {
+	if sink == nil || closed {
+		l.unfile(channel, t)
 		return fmt.Errorf("%w: %s", ErrNotRelayed, channel)
 	}
-	t = &inTrack{l: l, ch: ch, info: info}
 	w, err := sink.AddRemoteTrack(l.peer, info, t)
 	if err != nil {
+		l.unfile(channel, t)
 		return fmt.Errorf("relay: add remote track %s of %s: %w", info.ID, channel, err)
 	}
-	t.w = w
-	l.inMu.Lock()
-	m := l.in[channel]
-	if m == nil {
-		m = map[string]*inTrack{}
-		l.in[channel] = m
+	if !t.setWriter(w) { // removed while AddRemoteTrack ran
+		_ = w.Close()
+		return nil
 	}
-	m[info.ID] = t
-	l.inMu.Unlock()
 	t.requestKeyframe(true)
 	return nil
+}
+
+// unfile takes t out of the link's table, if it is still there, and closes
+// it.
+func (l *link) unfile(channel string, t *inTrack) {
+	l.inMu.Lock()
+	if l.in[channel][t.info.ID] == t {
+		delete(l.in[channel], t.info.ID)
+		if len(l.in[channel]) == 0 {
+			delete(l.in, channel)
+		}
+	}
+	l.inMu.Unlock()
+	t.close()
 }
 
 func (l *link) removeInbound(channel, id string) {
@@ -951,7 +1030,7 @@ func (l *link) removeInbound(channel, id string) {
 	}
 	l.inMu.Unlock()
 	if t != nil {
-		_ = t.w.Close()
+		t.close()
 	}
 }
 
@@ -970,7 +1049,7 @@ func (l *link) dropInbound(channel string, keep map[string]bool) {
 	}
 	l.inMu.Unlock()
 	for _, t := range gone {
-		_ = t.w.Close()
+		t.close()
 	}
 }
 
@@ -990,6 +1069,12 @@ func (l *link) inboundTracks() []*inTrack {
 // sending side for packets a gap says were lost.
 func (t *inTrack) receive(s *session, pkt []byte, flags uint8) {
 	l, ch := t.l, t.ch
+	w := t.w.Load()
+	if w == nil { // AddRemoteTrack has not returned yet
+		l.stats.drops.Add(1)
+		ch.stats.drops.Add(1)
+		return
+	}
 	if len(pkt) >= 4 {
 		seq := binary.BigEndian.Uint16(pkt[2:4])
 		switch d := int16(seq - t.highest); {
@@ -1007,7 +1092,7 @@ func (t *inTrack) receive(s *session, pkt []byte, flags uint8) {
 	}
 	ch.stats.packetsIn.Add(1)
 	ch.stats.bytesIn.Add(uint64(len(pkt)))
-	if err := t.w.WriteRTP(pkt); err != nil {
+	if err := w.WriteRTP(pkt); err != nil {
 		l.stats.drops.Add(1)
 		ch.stats.drops.Add(1)
 	}

@@ -67,9 +67,13 @@ type ChannelSink interface {
 	// AddRemoteTrack adds a peer's track to the local channel. Requests of
 	// local subscribers for a keyframe go to keyframe, which coalesces them
 	// and sends at most one per Config.KeyframeInterval across the hop.
-	// Packets are written to the returned TrackWriter once it returns;
-	// any that arrived before are dropped, and a keyframe is requested
-	// right after, so a video track starts decodable.
+	// The relay knows the track before it calls AddRemoteTrack: packets
+	// that arrive while AddRemoteTrack runs are dropped and counted
+	// (LinkStats.Drops and ChannelStats.Drops), and every packet that
+	// arrives once it has returned goes to the returned TrackWriter. A
+	// keyframe is requested right after it returns, so a video track starts
+	// decodable. A sender that must not lose the first packets resends
+	// until one arrives, or waits for that keyframe request.
 	AddRemoteTrack(from string, info TrackInfo, keyframe KeyframeRequester) (TrackWriter, error)
 	// DeliverMessage hands over a message a peer relayed; m.Data is owned
 	// by the callee.

@@ -16,7 +16,8 @@ type LinkStats struct {
 	PacketsOut, PacketsIn uint64
 	BytesOut, BytesIn     uint64
 	// Drops counts what was lost on purpose: packets for a down link, for
-	// an unknown track, full control queues, undecodable frames.
+	// an unknown track or one whose AddRemoteTrack has not returned yet,
+	// full control queues, undecodable frames.
 	Drops uint64
 	// AuthFailures counts datagrams from the peer's address that failed
 	// SRTP authentication (forged, replayed or stale).
@@ -63,6 +64,7 @@ type linkCounters struct {
 	nacksOut, nacksIn                             atomic.Uint64
 	keyframesOut, keyframesIn, keyframesCoalesced atomic.Uint64
 	sessions, reconnects                          atomic.Uint64
+	dials                                         atomic.Uint64 // dial attempts (the dialling side); tests read it
 	rtt                                           atomic.Int64
 }
 
