@@ -17,9 +17,9 @@ import (
 	"github.com/shoal-sfu/shoal/affinity"
 )
 
-// Admin API targets (the x-sora-target header). The cluster ones are the
-// seed's names and dates, so that scripts written for it work; the mode
-// change and the channel listing have no seed name and carry ours.
+// Admin API targets (the x-sora-target header). The cluster and channel
+// ones are the seed's names and dates, so that scripts written for it work;
+// the mode change has no seed name and carries ours.
 const (
 	TargetInitCluster            = "Sora_20221221.InitCluster"
 	TargetRegisterClusterNode    = "Sora_20211215.RegisterClusterNode"
@@ -27,8 +27,20 @@ const (
 	TargetListClusterNodes       = "Sora_20211215.ListClusterNodes"
 	TargetListClusterChannels    = "Sora_20211215.ListClusterChannels"
 	TargetDisconnectChannel      = "Sora_20151104.DisconnectChannel"
-	TargetListChannelConnections = "Shoal_20261123.ListChannelConnections"
+	TargetDisconnectConnection   = "Sora_20151104.DisconnectConnection"
+	TargetDisconnectClient       = "Sora_20151104.DisconnectClient"
+	TargetPushChannel            = "Sora_20160711.PushChannel"
+	TargetPushConnection         = "Sora_20160711.PushConnection"
+	TargetPushClient             = "Sora_20160711.PushClient"
+	TargetListChannelConnections = "Sora_20201013.ListChannelConnections"
 	TargetSetNodeMode            = "Shoal_20261123.SetClusterNodeMode"
+
+	// TargetListChannelConnectionsShoal is the name ListChannelConnections
+	// had before the seed's was known. It is still accepted, as an alias
+	// that DecodeAdminRequest turns into TargetListChannelConnections.
+	//
+	// Deprecated: use TargetListChannelConnections.
+	TargetListChannelConnectionsShoal = "Shoal_20261123.ListChannelConnections"
 )
 
 // DefaultMaxAdminBody limits an admin request body.
@@ -49,10 +61,16 @@ type Admin[N, C any] interface {
 }
 
 // ChannelOps are the channel operations of the admin API on this node's
-// own connections. *Server implements it.
+// own connections. *Server implements it. Each returns how many
+// connections it acted on; the push methods get data as a JSON object.
 type ChannelOps interface {
 	Connections(channelID string) []ConnectionInfo
 	DisconnectChannel(channelID, reason string) (int, error)
+	DisconnectConnection(channelID, connectionID, reason string) (int, error)
+	DisconnectClient(channelID, clientID, reason string) (int, error)
+	PushChannel(channelID string, data json.RawMessage) (int, error)
+	PushConnection(channelID, connectionID string, data json.RawMessage) (int, error)
+	PushClient(channelID, clientID string, data json.RawMessage) (int, error)
 }
 
 var _ ChannelOps = (*Server)(nil)
@@ -86,13 +104,17 @@ type AdminConfig struct {
 	HTTPClient *http.Client
 }
 
-// AdminRequest is a decoded admin API request.
+// AdminRequest is a decoded admin API request. Target is the canonical
+// name (an alias is replaced).
 type AdminRequest struct {
 	Target          string
 	NodeNameList    []string
 	ContactNodeName string
 	TargetNodeName  string
 	ChannelID       string
+	ConnectionID    string          // DisconnectConnection, PushConnection
+	ClientID        string          // DisconnectClient, PushClient
+	Data            json.RawMessage // the push targets: a JSON object
 	Mode            affinity.Mode
 	Reason          string
 }
@@ -172,16 +194,37 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 		if err == nil {
 			req.Reason, err = str("reason", false)
 		}
-	case TargetDisconnectChannel, TargetListChannelConnections:
-		if req.ChannelID, err = str("channel_id", true); err == nil {
+	case TargetListChannelConnectionsShoal, TargetListChannelConnections, TargetDisconnectChannel,
+		TargetDisconnectConnection, TargetDisconnectClient, TargetPushChannel, TargetPushConnection, TargetPushClient:
+		if target == TargetListChannelConnectionsShoal {
+			req.Target = TargetListChannelConnections
+		}
+		// An id: required, at most MaxChannelIDLength bytes, UTF-8.
+		id := func(key string) (string, error) {
+			s, err := str(key, true)
 			switch {
-			case len(req.ChannelID) > MaxChannelIDLength:
-				err = badRequest("channel_id is %d bytes, over the limit of %d", len(req.ChannelID), MaxChannelIDLength)
-			case !utf8.ValidString(req.ChannelID):
-				err = badRequest("channel_id is not valid UTF-8")
+			case err != nil:
+			case len(s) > MaxChannelIDLength:
+				err = badRequest("%s is %d bytes, over the limit of %d", key, len(s), MaxChannelIDLength)
+			case !utf8.ValidString(s):
+				err = badRequest("%s is not valid UTF-8", key)
+			}
+			return s, err
+		}
+		req.ChannelID, err = id("channel_id")
+		if err == nil {
+			switch target {
+			case TargetDisconnectConnection, TargetPushConnection:
+				req.ConnectionID, err = id("connection_id")
+			case TargetDisconnectClient, TargetPushClient:
+				req.ClientID, err = id("client_id")
 			}
 		}
-		if err == nil && target == TargetDisconnectChannel {
+		if err != nil {
+			break
+		}
+		switch target {
+		case TargetDisconnectChannel, TargetDisconnectConnection, TargetDisconnectClient:
 			// The seed's reason is any JSON; keep a string, or the JSON text.
 			if v, ok := raw["reason"]; ok {
 				var s string
@@ -190,6 +233,16 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 				} else {
 					req.Reason = string(v)
 				}
+			}
+		case TargetPushChannel, TargetPushConnection, TargetPushClient:
+			v, ok := raw["data"]
+			switch {
+			case !ok || bytes.Equal(v, []byte("null")):
+				err = badRequest(`missing field "data"`)
+			case !isJSONObject(v):
+				err = badRequest(`field "data" must be a JSON object`)
+			default:
+				req.Data = v
 			}
 		}
 	case "":
@@ -321,6 +374,8 @@ func opStatus(err error) int {
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, ErrPushData):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }

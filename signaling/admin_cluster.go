@@ -19,7 +19,10 @@ import (
 )
 
 // With relay on, one channel's session spans several nodes. A channel
-// operation (DisconnectChannel, ListChannelConnections) sent to a node
+// operation (ListChannelConnections, DisconnectChannel, PushChannel, and
+// the per-connection DisconnectConnection, DisconnectClient,
+// PushConnection, PushClient, since the connection may be on any node
+// holding the channel) sent to a node
 // holding part of the session runs there and, in parallel, on every other
 // node holding a part, over their admin APIs; the answer merges them. Those
 // calls carry ScopeHeader: ScopeNode, so that the node asked answers for its
@@ -44,23 +47,70 @@ const DefaultPeerTimeout = 5 * time.Second
 // connection list of a large channel fits many times over.
 const maxPeerAnswer = 32 << 20
 
-// DisconnectChannelResult is the answer of DisconnectChannel: the
-// {"channel_id"} it always answered, plus the connections closed, in all
-// and per node. When a node failed the answer is 502 and Error and
-// FailedNodes say which and why; Nodes then lists the nodes that
-// succeeded.
+// DisconnectChannelResult is the answer of DisconnectChannel,
+// DisconnectConnection and DisconnectClient: the {"channel_id"} (plus the
+// connection_id or client_id) the request named, and the connections
+// closed, in all and per node. When a node failed the answer is 502 and
+// Error and FailedNodes say which and why; Nodes then lists the nodes that
+// succeeded. DisconnectConnection and DisconnectClient answer 404, with
+// Error, when no node had the connection (or client).
 type DisconnectChannelResult struct {
 	ChannelID    string             `json:"channel_id"`
+	ConnectionID string             `json:"connection_id,omitempty"`
+	ClientID     string             `json:"client_id,omitempty"`
 	Disconnected int                `json:"disconnected"`
 	Nodes        []NodeDisconnected `json:"nodes"`
 	Error        string             `json:"error,omitempty"`
 	FailedNodes  []NodeFailure      `json:"failed_nodes,omitempty"`
 }
 
-// NodeDisconnected is one node's part of a DisconnectChannel.
+// NodeDisconnected is one node's part of a disconnection.
 type NodeDisconnected struct {
 	NodeName     string `json:"node_name"`
 	Disconnected int    `json:"disconnected"`
+}
+
+// PushResult is the answer of PushChannel, PushConnection and PushClient,
+// shaped like DisconnectChannelResult: the ids the request named, and the
+// connections the push was queued for ("pushed"), in all and per node;
+// 502 with Error and FailedNodes when a node failed; 404 with Error when
+// PushConnection or PushClient found no such connection on any node.
+type PushResult struct {
+	ChannelID    string        `json:"channel_id"`
+	ConnectionID string        `json:"connection_id,omitempty"`
+	ClientID     string        `json:"client_id,omitempty"`
+	Pushed       int           `json:"pushed"`
+	Nodes        []NodePushed  `json:"nodes"`
+	Error        string        `json:"error,omitempty"`
+	FailedNodes  []NodeFailure `json:"failed_nodes,omitempty"`
+}
+
+// NodePushed is one node's part of a push.
+type NodePushed struct {
+	NodeName string `json:"node_name"`
+	Pushed   int    `json:"pushed"`
+}
+
+// countField is the field of a channel operation's answer that counts the
+// connections it acted on, "" for ListChannelConnections.
+func countField(target string) string {
+	switch target {
+	case TargetDisconnectChannel, TargetDisconnectConnection, TargetDisconnectClient:
+		return "disconnected"
+	case TargetPushChannel, TargetPushConnection, TargetPushClient:
+		return "pushed"
+	}
+	return ""
+}
+
+// namesOne reports whether a channel operation names one connection or
+// client, so that finding none anywhere is a 404.
+func namesOne(target string) bool {
+	switch target {
+	case TargetDisconnectConnection, TargetDisconnectClient, TargetPushConnection, TargetPushClient:
+		return true
+	}
+	return false
 }
 
 // ChannelConnectionsFailure is the 502 answer of ListChannelConnections
@@ -165,43 +215,49 @@ func (h *adminHandler[N, C]) channelOp(ctx context.Context, w http.ResponseWrite
 		}()
 		local := h.localPart(req)
 		<-done
-		return h.merge(req, local, answers)
+		return h.merge(req, local, answers, nodeScope)
 	}
 	local := h.localPart(req)
 	if local.err != nil {
 		return opStatus(local.err), nil, local.err
 	}
-	if req.Target == TargetDisconnectChannel {
-		return http.StatusOK, DisconnectChannelResult{ChannelID: req.ChannelID, Disconnected: local.n,
-			Nodes: []NodeDisconnected{{NodeName: h.cfg.NodeName, Disconnected: local.n}}}, nil
-	}
-	list := local.conns
-	if list == nil {
-		list = []ConnectionInfo{}
-	}
-	sortConnections(list)
-	return http.StatusOK, list, nil
+	return h.merge(req, local, nil, nodeScope)
 }
 
 // part is one node's result of a channel operation.
 type part struct {
 	conns []ConnectionInfo // ListChannelConnections
-	n     int              // DisconnectChannel: connections closed
+	n     int              // the others: connections acted on
 	err   error
 }
 
 func (h *adminHandler[N, C]) localPart(req AdminRequest) part {
-	if req.Target == TargetDisconnectChannel {
-		n, err := h.cfg.Channels.DisconnectChannel(req.ChannelID, req.Reason)
-		return part{n: n, err: err}
-	}
-	list := h.cfg.Channels.Connections(req.ChannelID)
-	for i := range list {
-		if list[i].NodeName == "" {
-			list[i].NodeName = h.cfg.NodeName
+	ch := h.cfg.Channels
+	var n int
+	var err error
+	switch req.Target {
+	case TargetDisconnectChannel:
+		n, err = ch.DisconnectChannel(req.ChannelID, req.Reason)
+	case TargetDisconnectConnection:
+		n, err = ch.DisconnectConnection(req.ChannelID, req.ConnectionID, req.Reason)
+	case TargetDisconnectClient:
+		n, err = ch.DisconnectClient(req.ChannelID, req.ClientID, req.Reason)
+	case TargetPushChannel:
+		n, err = ch.PushChannel(req.ChannelID, req.Data)
+	case TargetPushConnection:
+		n, err = ch.PushConnection(req.ChannelID, req.ConnectionID, req.Data)
+	case TargetPushClient:
+		n, err = ch.PushClient(req.ChannelID, req.ClientID, req.Data)
+	default: // TargetListChannelConnections
+		list := ch.Connections(req.ChannelID)
+		for i := range list {
+			if list[i].NodeName == "" {
+				list[i].NodeName = h.cfg.NodeName
+			}
 		}
+		return part{conns: list}
 	}
-	return part{conns: list}
+	return part{n: n, err: err}
 }
 
 // peerAnswer is a peer's answer to a channel operation, decoded.
@@ -270,14 +326,13 @@ func (h *adminHandler[N, C]) askPeer(ctx context.Context, n affinity.Node, targe
 		}
 		return resp.StatusCode, part{err: errors.New(msg)}
 	}
-	if target == TargetDisconnectChannel {
-		var res struct {
-			Disconnected *int `json:"disconnected"`
+	if field := countField(target); field != "" {
+		var res map[string]json.RawMessage
+		var n *int
+		if err := json.Unmarshal(b, &res); err != nil || json.Unmarshal(res[field], &n) != nil || n == nil || *n < 0 {
+			return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want {%q: n, ...}", b, field)}
 		}
-		if err := json.Unmarshal(b, &res); err != nil || res.Disconnected == nil || *res.Disconnected < 0 {
-			return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want {\"disconnected\": n, ...}", b)}
-		}
-		return resp.StatusCode, part{n: *res.Disconnected}
+		return resp.StatusCode, part{n: *n}
 	}
 	var list []ConnectionInfo
 	if err := json.Unmarshal(b, &list); err != nil || list == nil {
@@ -293,8 +348,10 @@ func (h *adminHandler[N, C]) askPeer(ctx context.Context, n affinity.Node, targe
 
 // merge builds the answer from this node's part and the peers'. Any
 // failure lists every failed node; the status is 502 if a peer failed, or
-// this node's own error status if only it did.
-func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerAnswer) (int, any, error) {
+// this node's own error status if only it did. An operation naming one
+// connection or client that no node had answers 404, unless asked with
+// ScopeNode (a node's own part is then 200 with 0: the node asking sums).
+func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerAnswer, nodeScope bool) (int, any, error) {
 	all := append([]peerAnswer{{node: h.cfg.NodeName, part: local}}, answers...)
 	slices.SortFunc(all, func(a, b peerAnswer) int { return cmp.Compare(a.node, b.node) })
 	var failed []NodeFailure
@@ -322,12 +379,36 @@ func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerA
 		}
 		msg = fmt.Sprintf("%d of %d nodes holding channel %q failed: %s", len(failed), len(all), clip(req.ChannelID, 80), strings.Join(names, ", "))
 	}
-	if req.Target == TargetDisconnectChannel {
-		res := DisconnectChannelResult{ChannelID: req.ChannelID, Nodes: []NodeDisconnected{}, Error: msg, FailedNodes: failed}
+	if field := countField(req.Target); field != "" {
+		total := 0
+		for _, a := range all {
+			if a.err == nil {
+				total += a.n
+			}
+		}
+		if total == 0 && status == http.StatusOK && namesOne(req.Target) && !nodeScope {
+			status = http.StatusNotFound
+			if req.ConnectionID != "" {
+				msg = fmt.Sprintf("no connection %q in channel %q on any node (%d asked)", clip(req.ConnectionID, 80), clip(req.ChannelID, 80), len(all))
+			} else {
+				msg = fmt.Sprintf("no connection with client_id %q in channel %q on any node (%d asked)", clip(req.ClientID, 80), clip(req.ChannelID, 80), len(all))
+			}
+		}
+		if field == "pushed" {
+			res := PushResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID, Pushed: total,
+				Nodes: []NodePushed{}, Error: msg, FailedNodes: failed}
+			for _, a := range all {
+				if a.err == nil {
+					res.Nodes = append(res.Nodes, NodePushed{NodeName: a.node, Pushed: a.n})
+				}
+			}
+			return status, res, nil
+		}
+		res := DisconnectChannelResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
+			Disconnected: total, Nodes: []NodeDisconnected{}, Error: msg, FailedNodes: failed}
 		for _, a := range all {
 			if a.err == nil {
 				res.Nodes = append(res.Nodes, NodeDisconnected{NodeName: a.node, Disconnected: a.n})
-				res.Disconnected += a.n
 			}
 		}
 		return status, res, nil

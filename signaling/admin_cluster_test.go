@@ -3,9 +3,11 @@ package signaling
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -245,8 +247,12 @@ func TestAdminFanOutPeerAnswers(t *testing.T) {
 	defer redirectTarget.Close()
 	peers := map[string]*peerRecorder{
 		"good@127.0.0.1": {answer: func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("x-sora-target") == TargetDisconnectChannel {
+			switch r.Header.Get("x-sora-target") {
+			case TargetDisconnectChannel:
 				w.Write([]byte(`{"channel_id":"room","disconnected":3,"nodes":[{"node_name":"good@127.0.0.1","disconnected":3}]}`))
+				return
+			case TargetPushChannel:
+				w.Write([]byte(`{"channel_id":"room","pushed":2,"nodes":[{"node_name":"good@127.0.0.1","pushed":2}]}`))
 				return
 			}
 			w.Write([]byte(`[{"channel_id":"room","connection_id":"G1","role":"sendrecv","created_time":"2026-01-01T00:00:00Z"}]`))
@@ -326,22 +332,31 @@ func TestAdminFanOutPeerAnswers(t *testing.T) {
 		t.Fatalf("disconnect: %d %s", code, resp)
 	}
 	checkFailed("disconnect", res.FailedNodes)
+	code, resp, _ = post(t, h, TargetPushChannel, `{"channel_id":"room","data":{"k":"v"}}`, "Authorization", "Bearer "+adminToken)
+	var pr PushResult
+	if code != 502 || json.Unmarshal([]byte(resp), &pr) != nil || pr.Pushed != 3 ||
+		!slices.Equal(pr.Nodes, []NodePushed{{"good@127.0.0.1", 2}, {"me@127.0.0.1", 1}}) {
+		t.Fatalf("push: %d %s", code, resp)
+	}
+	checkFailed("push", pr.FailedNodes)
 
 	// Each peer got the same target and body, scoped to itself, with the
 	// token; the redirect was not followed.
 	for name, p := range peers {
 		p.mu.Lock()
-		if len(p.got) != 2 {
-			t.Errorf("%s asked %d times, want 2", name, len(p.got))
+		if len(p.got) != 3 {
+			t.Errorf("%s asked %d times, want 3", name, len(p.got))
 		}
 		for i, hd := range p.got {
 			if hd.Get(ScopeHeader) != ScopeNode || hd.Get("Authorization") != "Bearer "+adminToken {
 				t.Errorf("%s call %d: scope %q, authorization %q", name, i, hd.Get(ScopeHeader), hd.Get("Authorization"))
 			}
 		}
-		if len(p.got) == 2 && (p.got[0].Get("x-sora-target") != TargetListChannelConnections || p.bodies[0] != `{"channel_id":"room"}` ||
-			p.got[1].Get("x-sora-target") != TargetDisconnectChannel || p.bodies[1] != body) {
-			t.Errorf("%s got %q %q, %q %q", name, p.got[0].Get("x-sora-target"), p.bodies[0], p.got[1].Get("x-sora-target"), p.bodies[1])
+		if len(p.got) == 3 && (p.got[0].Get("x-sora-target") != TargetListChannelConnections || p.bodies[0] != `{"channel_id":"room"}` ||
+			p.got[1].Get("x-sora-target") != TargetDisconnectChannel || p.bodies[1] != body ||
+			p.got[2].Get("x-sora-target") != TargetPushChannel || p.bodies[2] != `{"channel_id":"room","data":{"k":"v"}}`) {
+			t.Errorf("%s got %q %q, %q %q, %q %q", name, p.got[0].Get("x-sora-target"), p.bodies[0], p.got[1].Get("x-sora-target"), p.bodies[1],
+				p.got[2].Get("x-sora-target"), p.bodies[2])
 		}
 		p.mu.Unlock()
 	}
@@ -362,5 +377,170 @@ func TestAdminFanOutPeerAnswers(t *testing.T) {
 	res = DisconnectChannelResult{}
 	if code != 503 || json.Unmarshal([]byte(resp), &res) != nil || res.Disconnected != 3 || len(res.FailedNodes) != 1 || res.FailedNodes[0].NodeName != "me@127.0.0.1" {
 		t.Errorf("disconnect on a closed server: %d %s", code, resp)
+	}
+}
+
+// joinAs connects a client to node short in channel with connect's extra
+// fields and returns it, once it has its offer, and its connection_id.
+func (ac *adminCluster) joinAs(t *testing.T, short, channel, extra string) (*wsClient, string) {
+	t.Helper()
+	c := dial(t, ac.url(short))
+	c.send(connectMsg(channel, extra))
+	offer := c.expect(TypeOffer)
+	c.send(`{"type":"answer","sdp":"v=0"}`)
+	id, _ := offer["connection_id"].(string)
+	return c, id
+}
+
+// expectPush reads until a push and returns its data, as JSON.
+func expectPush(t *testing.T, c *wsClient) string {
+	t.Helper()
+	m := c.expect(TypePush)
+	b, _ := json.Marshal(m["data"])
+	return string(b)
+}
+
+// TestAdminPushAndPerConnectionAcrossCluster: PushChannel reaches every
+// client of a channel on three nodes; PushConnection, PushClient,
+// DisconnectConnection and DisconnectClient reach only the connection (or
+// client) named, from any node, wherever it is; a connection no node has
+// is a 404, but a 502 when a node that might have it failed.
+func TestAdminPushAndPerConnectionAcrossCluster(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ac := newAdminCluster(t)
+	const a, b, c = "a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"
+	a1, a1ID := ac.joinAs(t, "a", "room", "")
+	b1, b1ID := ac.joinAs(t, "b", "room", `,"client_id":"bob1"`)
+	b2, _ := ac.joinAs(t, "b", "room", `,"client_id":"bob"`)
+	c1, c1ID := ac.joinAs(t, "c", "room", `,"client_id":"carol"`)
+	all := []*wsClient{a1, b1, b2, c1}
+
+	// PushChannel at b: every client on every node.
+	code, _, body := ac.apiCall(t, "b", TargetPushChannel, `{"channel_id":"room","data":{"msg":"all","n":[1,2]}}`)
+	var pr PushResult
+	if code != 200 || json.Unmarshal(body, &pr) != nil || pr.ChannelID != "room" || pr.Pushed != 4 || len(pr.FailedNodes) != 0 ||
+		!slices.Equal(pr.Nodes, []NodePushed{{a, 1}, {b, 2}, {c, 1}}) {
+		t.Fatalf("push channel at b: %d %s", code, body)
+	}
+	for i, cl := range all {
+		if d := expectPush(t, cl); d != `{"msg":"all","n":[1,2]}` {
+			t.Errorf("client %d: push data %s", i, d)
+		}
+	}
+
+	// PushConnection at a, to c1 on c: only c1 gets it. A PushChannel next
+	// shows that the others got nothing in between.
+	code, _, body = ac.apiCall(t, "a", TargetPushConnection, `{"channel_id":"room","connection_id":"`+c1ID+`","data":{"to":"c1"}}`)
+	pr = PushResult{}
+	if code != 200 || json.Unmarshal(body, &pr) != nil || pr.ConnectionID != c1ID || pr.Pushed != 1 ||
+		!slices.Equal(pr.Nodes, []NodePushed{{a, 0}, {b, 0}, {c, 1}}) {
+		t.Fatalf("push connection at a: %d %s", code, body)
+	}
+	// PushClient at c, to bob on b.
+	code, _, body = ac.apiCall(t, "c", TargetPushClient, `{"channel_id":"room","client_id":"bob","data":{"to":"bob"}}`)
+	pr = PushResult{}
+	if code != 200 || json.Unmarshal(body, &pr) != nil || pr.ClientID != "bob" || pr.Pushed != 1 ||
+		!slices.Equal(pr.Nodes, []NodePushed{{a, 0}, {b, 1}, {c, 0}}) {
+		t.Fatalf("push client at c: %d %s", code, body)
+	}
+	if code, _, body := ac.apiCall(t, "a", TargetPushChannel, `{"channel_id":"room","data":{"msg":"after"}}`); code != 200 {
+		t.Fatalf("push channel: %d %s", code, body)
+	}
+	for i, want := range [][]string{{`{"msg":"after"}`}, {`{"msg":"after"}`}, {`{"to":"bob"}`, `{"msg":"after"}`}, {`{"to":"c1"}`, `{"msg":"after"}`}} {
+		for _, w := range want {
+			if d := expectPush(t, all[i]); d != w {
+				t.Errorf("client %d: push %s, want %s", i, d, w)
+			}
+		}
+	}
+
+	// No node has it: 404, for every per-connection target, from any node.
+	for _, tc := range [][3]string{
+		{"a", TargetPushConnection, `{"channel_id":"room","connection_id":"NOPE","data":{}}`},
+		{"b", TargetPushClient, `{"channel_id":"room","client_id":"nobody","data":{}}`},
+		{"c", TargetDisconnectConnection, `{"channel_id":"room","connection_id":"NOPE"}`},
+		{"a", TargetDisconnectClient, `{"channel_id":"room","client_id":"nobody"}`},
+	} {
+		code, _, body := ac.apiCall(t, tc[0], tc[1], tc[2])
+		var e map[string]any
+		if code != 404 || json.Unmarshal(body, &e) != nil || !strings.Contains(fmt.Sprint(e["error"]), "on any node (3 asked)") {
+			t.Errorf("%s at %s %s: %d %s, want 404", tc[1], tc[0], tc[2], code, body)
+		}
+	}
+	// ... but with the scope header a node answers its own part: 200, 0.
+	if code, _, body := ac.apiCall(t, "a", TargetPushConnection, `{"channel_id":"room","connection_id":"`+c1ID+`","data":{}}`, ScopeHeader, ScopeNode); code != 200 ||
+		!strings.Contains(string(body), `"pushed":0`) {
+		t.Errorf("node-scoped push at a of c's connection: %d %s", code, body)
+	}
+
+	// Bad bodies: 400 naming the field.
+	for _, tc := range [][3]string{
+		{TargetPushChannel, `{"channel_id":"room","data":"text"}`, `field \"data\" must be a JSON object`},
+		{TargetPushConnection, `{"channel_id":"room","data":{}}`, `missing field \"connection_id\"`},
+		{TargetDisconnectConnection, `{"channel_id":"` + strings.Repeat("x", 256) + `","connection_id":"X"}`, `channel_id is 256 bytes`},
+	} {
+		if code, _, body := ac.apiCall(t, "b", tc[0], tc[1]); code != 400 || !strings.Contains(string(body), tc[2]) {
+			t.Errorf("%s %.60s: %d %s, want 400 %s", tc[0], tc[1], code, body, tc[2])
+		}
+	}
+
+	// DisconnectConnection at a, of b1 on b: only b1 closes.
+	code, _, body = ac.apiCall(t, "a", TargetDisconnectConnection, `{"channel_id":"room","connection_id":"`+b1ID+`","reason":"KICKED"}`)
+	var dr DisconnectChannelResult
+	if code != 200 || json.Unmarshal(body, &dr) != nil || dr.ConnectionID != b1ID || dr.Disconnected != 1 ||
+		!slices.Equal(dr.Nodes, []NodeDisconnected{{a, 0}, {b, 1}, {c, 0}}) {
+		t.Fatalf("disconnect connection at a: %d %s", code, body)
+	}
+	if code, reason := b1.closed(); code != 1000 || reason != "KICKED" {
+		t.Errorf("b1: close %d %q, want 1000 KICKED", code, reason)
+	}
+	// DisconnectClient at c, of bob on b.
+	code, _, body = ac.apiCall(t, "c", TargetDisconnectClient, `{"channel_id":"room","client_id":"bob"}`)
+	dr = DisconnectChannelResult{}
+	if code != 200 || json.Unmarshal(body, &dr) != nil || dr.ClientID != "bob" || dr.Disconnected != 1 {
+		t.Fatalf("disconnect client at c: %d %s", code, body)
+	}
+	if code, _ := b2.closed(); code != 1000 {
+		t.Errorf("b2: close %d, want 1000", code)
+	}
+	testutil.Eventually(t, func() bool { return len(ac.servers[b].Connections("room")) == 0 }, 5*time.Second, "b's connections gone")
+
+	// The others are still there, listed in the seed's shape, under the
+	// seed's name and the old alias alike (at a: b, holding no part now,
+	// would answer 307).
+	for _, target := range []string{TargetListChannelConnections, TargetListChannelConnectionsShoal} {
+		code, _, body := ac.apiCall(t, "a", target, `{"channel_id":"room"}`)
+		var raw []map[string]any
+		if code != 200 || json.Unmarshal(body, &raw) != nil || len(raw) != 2 {
+			t.Fatalf("%s: %d %s", target, code, body)
+		}
+		for _, m := range raw {
+			ct, ok := m["created_time"].(float64)
+			if !ok || ct < float64(time.Now().Add(-time.Minute).UnixMicro()) || ct > float64(time.Now().UnixMicro()) ||
+				m["multistream"] != true || m["simulcast"] != false || m["spotlight"] != false || m["client_id"] == "" ||
+				m["role"] != "sendrecv" || m["audio"] == false || m["node_name"] == "" {
+				t.Errorf("%s: entry %v", target, m)
+			}
+		}
+		if raw[0]["connection_id"] != a1ID || raw[0]["client_id"] != a1ID || raw[1]["connection_id"] != c1ID || raw[1]["client_id"] != "carol" {
+			t.Errorf("%s: %s", target, body)
+		}
+	}
+
+	// A node that might hold the connection failed: 502, not 404, with what
+	// the others did.
+	ac.api["c"].Close()
+	code, _, body = ac.apiCall(t, "a", TargetPushConnection, `{"channel_id":"room","connection_id":"NOPE","data":{}}`)
+	pr = PushResult{}
+	if code != 502 || json.Unmarshal(body, &pr) != nil || pr.Pushed != 0 || len(pr.FailedNodes) != 1 || pr.FailedNodes[0].NodeName != c {
+		t.Errorf("push to an unknown connection with c down: %d %s", code, body)
+	}
+	code, _, body = ac.apiCall(t, "a", TargetPushConnection, `{"channel_id":"room","connection_id":"`+a1ID+`","data":{"x":1}}`)
+	pr = PushResult{}
+	if code != 502 || json.Unmarshal(body, &pr) != nil || pr.Pushed != 1 || !slices.Equal(pr.Nodes, []NodePushed{{a, 1}}) { // b holds no part any more
+		t.Errorf("push to a1 with c down: %d %s", code, body)
+	}
+	if d := expectPush(t, a1); d != `{"x":1}` {
+		t.Errorf("a1: push %s", d)
 	}
 }

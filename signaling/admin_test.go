@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -67,9 +68,11 @@ func (a *fakeAdmin) SetMode(ctx context.Context, m affinity.Mode, reason string)
 	return a.record("mode " + m.String() + " " + reason)
 }
 
+// fakeChannels serves one connection, C1 of client alice, in any channel.
 type fakeChannels struct {
 	mu           sync.Mutex
 	disconnected []string
+	pushed       []string
 }
 
 func (f *fakeChannels) Connections(ch string) []ConnectionInfo {
@@ -77,9 +80,46 @@ func (f *fakeChannels) Connections(ch string) []ConnectionInfo {
 }
 
 func (f *fakeChannels) DisconnectChannel(ch, reason string) (int, error) {
+	return f.disconnect(ch+"/"+reason, true)
+}
+
+func (f *fakeChannels) DisconnectConnection(ch, conn, reason string) (int, error) {
+	return f.disconnect(ch+"/conn:"+conn+"/"+reason, conn == "C1")
+}
+
+func (f *fakeChannels) DisconnectClient(ch, client, reason string) (int, error) {
+	return f.disconnect(ch+"/client:"+client+"/"+reason, client == "alice")
+}
+
+func (f *fakeChannels) disconnect(what string, found bool) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.disconnected = append(f.disconnected, ch+"/"+reason)
+	if !found {
+		return 0, nil
+	}
+	f.disconnected = append(f.disconnected, what)
+	return 1, nil
+}
+
+func (f *fakeChannels) PushChannel(ch string, data json.RawMessage) (int, error) {
+	return f.push(ch+"/"+string(data), true)
+}
+
+func (f *fakeChannels) PushConnection(ch, conn string, data json.RawMessage) (int, error) {
+	return f.push(ch+"/conn:"+conn+"/"+string(data), conn == "C1")
+}
+
+func (f *fakeChannels) PushClient(ch, client string, data json.RawMessage) (int, error) {
+	return f.push(ch+"/client:"+client+"/"+string(data), client == "alice")
+}
+
+func (f *fakeChannels) push(what string, found bool) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !found {
+		return 0, nil
+	}
+	f.pushed = append(f.pushed, what)
 	return 1, nil
 }
 
@@ -97,6 +137,10 @@ func post(t *testing.T, h http.Handler, target, body string, hdr ...string) (int
 	b, _ := io.ReadAll(w.Result().Body)
 	return w.Code, strings.TrimSpace(string(b)), w.Result().Header
 }
+
+// listMine is fakeChannels' connection listed in the seed's shape.
+const listMine = `[{"channel_id":"mine","connection_id":"C1","role":"sendonly","multistream":true,"simulcast":false,"spotlight":false,` +
+	`"created_time":0,"audio":false,"video":false,"node_name":"a@127.0.0.1"}]`
 
 func TestAdminAPI(t *testing.T) {
 	mem := NewMemCluster(affinity.DefaultSettings(),
@@ -122,8 +166,24 @@ func TestAdminAPI(t *testing.T) {
 		{TargetListClusterNodes, ``, 200, `[{"node_name":"a@127.0.0.1","connected":true}]`},
 		{TargetListClusterChannels, `{}`, 200, `[]`},
 		{TargetSetNodeMode, `{"mode":"block_new_session","reason":"drain"}`, 200, `{"mode":"block_new_session","node_name":"a@127.0.0.1"}`},
-		{TargetListChannelConnections, `{"channel_id":"mine"}`, 200, `[{"channel_id":"mine","connection_id":"C1","role":"sendonly","node_name":"a@127.0.0.1","created_time":"0001-01-01T00:00:00Z"}]`},
+		{TargetListChannelConnections, `{"channel_id":"mine"}`, 200, listMine},
+		{TargetListChannelConnectionsShoal, `{"channel_id":"mine"}`, 200, listMine}, // the deprecated alias
 		{TargetDisconnectChannel, `{"channel_id":"mine","reason":{"why":"x"}}`, 200, `{"channel_id":"mine","disconnected":1,"nodes":[{"node_name":"a@127.0.0.1","disconnected":1}]}`},
+		{TargetDisconnectConnection, `{"channel_id":"mine","connection_id":"C1","reason":"BYE"}`, 200,
+			`{"channel_id":"mine","connection_id":"C1","disconnected":1,"nodes":[{"node_name":"a@127.0.0.1","disconnected":1}]}`},
+		{TargetDisconnectConnection, `{"channel_id":"mine","connection_id":"C9"}`, 404,
+			`{"channel_id":"mine","connection_id":"C9","disconnected":0,"nodes":[{"node_name":"a@127.0.0.1","disconnected":0}],"error":"no connection \"C9\" in channel \"mine\" on any node (1 asked)"}`},
+		{TargetDisconnectClient, `{"channel_id":"mine","client_id":"alice"}`, 200,
+			`{"channel_id":"mine","client_id":"alice","disconnected":1,"nodes":[{"node_name":"a@127.0.0.1","disconnected":1}]}`},
+		{TargetDisconnectClient, `{"channel_id":"mine","client_id":"bob"}`, 404,
+			`{"channel_id":"mine","client_id":"bob","disconnected":0,"nodes":[{"node_name":"a@127.0.0.1","disconnected":0}],"error":"no connection with client_id \"bob\" in channel \"mine\" on any node (1 asked)"}`},
+		{TargetPushChannel, `{"channel_id":"mine","data":{"n": 1}}`, 200, `{"channel_id":"mine","pushed":1,"nodes":[{"node_name":"a@127.0.0.1","pushed":1}]}`},
+		{TargetPushConnection, `{"channel_id":"mine","connection_id":"C1","data":{}}`, 200,
+			`{"channel_id":"mine","connection_id":"C1","pushed":1,"nodes":[{"node_name":"a@127.0.0.1","pushed":1}]}`},
+		{TargetPushConnection, `{"channel_id":"mine","connection_id":"C9","data":{}}`, 404,
+			`{"channel_id":"mine","connection_id":"C9","pushed":0,"nodes":[{"node_name":"a@127.0.0.1","pushed":0}],"error":"no connection \"C9\" in channel \"mine\" on any node (1 asked)"}`},
+		{TargetPushClient, `{"channel_id":"mine","client_id":"alice","data":{"x":[1]}}`, 200,
+			`{"channel_id":"mine","client_id":"alice","pushed":1,"nodes":[{"node_name":"a@127.0.0.1","pushed":1}]}`},
 		// Bad input.
 		{"", `{}`, 400, `{"error":"missing x-sora-target header"}`},
 		{"Sora_20990101.Nope", `{}`, 400, `{"error":"unknown x-sora-target \"Sora_20990101.Nope\""}`},
@@ -135,14 +195,30 @@ func TestAdminAPI(t *testing.T) {
 		{TargetSetNodeMode, `{"mode":"off"}`, 400, `{"error":"field \"mode\": \"off\" is not normal, block_new_session or block_new_connection"}`},
 		{TargetDisconnectChannel, `{}`, 400, `{"error":"missing field \"channel_id\""}`},
 		{TargetDisconnectChannel, `{"channel_id":"` + strings.Repeat("x", 256) + `"}`, 400, `{"error":"channel_id is 256 bytes, over the limit of 255"}`},
+		{TargetPushChannel, `{"channel_id":"` + strings.Repeat("x", 256) + `","data":{}}`, 400, `{"error":"channel_id is 256 bytes, over the limit of 255"}`},
+		{TargetPushChannel, `{"channel_id":"mine"}`, 400, `{"error":"missing field \"data\""}`},
+		{TargetPushChannel, `{"channel_id":"mine","data":null}`, 400, `{"error":"missing field \"data\""}`},
+		{TargetPushChannel, `{"channel_id":"mine","data":"hello"}`, 400, `{"error":"field \"data\" must be a JSON object"}`},
+		{TargetPushChannel, `{"channel_id":"mine","data":[{}]}`, 400, `{"error":"field \"data\" must be a JSON object"}`},
+		{TargetPushChannel, `{"data":{}}`, 400, `{"error":"missing field \"channel_id\""}`},
+		{TargetPushConnection, `{"channel_id":"mine","data":{}}`, 400, `{"error":"missing field \"connection_id\""}`},
+		{TargetPushConnection, `{"channel_id":"mine","connection_id":"","data":{}}`, 400, `{"error":"field \"connection_id\" is empty"}`},
+		{TargetPushConnection, `{"channel_id":"mine","connection_id":7,"data":{}}`, 400, `{"error":"field \"connection_id\" must be a string"}`},
+		{TargetPushClient, `{"channel_id":"mine","data":{}}`, 400, `{"error":"missing field \"client_id\""}`},
+		{TargetDisconnectConnection, `{"channel_id":"mine"}`, 400, `{"error":"missing field \"connection_id\""}`},
+		{TargetDisconnectConnection, `{"channel_id":"mine","connection_id":"` + strings.Repeat("x", 256) + `"}`, 400, `{"error":"connection_id is 256 bytes, over the limit of 255"}`},
+		{TargetDisconnectClient, `{"channel_id":"mine","client_id":"` + strings.Repeat("é", 128) + `"}`, 400, `{"error":"client_id is 256 bytes, over the limit of 255"}`},
 	} {
 		code, body, _ := post(t, h, tc.target, tc.body)
 		if code != tc.code || body != tc.want {
 			t.Errorf("%s %s: %d %s, want %d %s", tc.target, tc.body, code, body, tc.code, tc.want)
 		}
 	}
-	if len(chans.disconnected) != 1 || chans.disconnected[0] != `mine/{"why":"x"}` {
-		t.Errorf("disconnected %v", chans.disconnected)
+	if want := []string{`mine/{"why":"x"}`, "mine/conn:C1/BYE", "mine/client:alice/"}; !slices.Equal(chans.disconnected, want) {
+		t.Errorf("disconnected %q, want %q", chans.disconnected, want)
+	}
+	if want := []string{`mine/{"n": 1}`, "mine/conn:C1/{}", `mine/client:alice/{"x":[1]}`}; !slices.Equal(chans.pushed, want) {
+		t.Errorf("pushed %q, want %q", chans.pushed, want)
 	}
 
 	// A channel held by another node only: 307 to its API.
@@ -150,8 +226,16 @@ func TestAdminAPI(t *testing.T) {
 	if code != http.StatusTemporaryRedirect || hdr.Get("Location") != "http://b.example:3000/" {
 		t.Errorf("307: got %d Location %q", code, hdr.Get("Location"))
 	}
-	if len(chans.disconnected) != 1 {
+	if len(chans.disconnected) != 3 {
 		t.Error("a channel held elsewhere was disconnected here")
+	}
+	// Per-connection operations too: the connection may be on any node
+	// holding the channel, and this one holds none of it.
+	for _, tg := range []string{TargetDisconnectConnection, TargetPushConnection} {
+		code, _, hdr := post(t, h, tg, `{"channel_id":"held-by-b","connection_id":"C1","data":{}}`)
+		if code != http.StatusTemporaryRedirect || hdr.Get("Location") != "http://b.example:3000/" {
+			t.Errorf("%s: got %d Location %q, want 307", tg, code, hdr.Get("Location"))
+		}
 	}
 
 	// Operation errors.
@@ -217,6 +301,13 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 		{TargetSetNodeMode, `{"mode":"normal","reason":"x"}`},
 		{TargetDisconnectChannel, `{"channel_id":"sora","reason":{"a":1}}`},
 		{TargetListChannelConnections, `{"channel_id":"sora"}`},
+		{TargetListChannelConnectionsShoal, `{"channel_id":"sora"}`},
+		{TargetDisconnectConnection, `{"channel_id":"sora","connection_id":"C1","reason":"x"}`},
+		{TargetDisconnectClient, `{"channel_id":"sora","client_id":"alice"}`},
+		{TargetPushChannel, `{"channel_id":"sora","data":{"a":[1,{"b":null}]}}`},
+		{TargetPushConnection, `{"channel_id":"sora","connection_id":"C1","data":{}}`},
+		{TargetPushClient, `{"channel_id":"sora","client_id":"alice","data":{"x":"y"}}`},
+		{TargetPushChannel, `{"channel_id":"sora","data":[1]}`},
 		{"x", `[`},
 	} {
 		f.Add(s[0], []byte(s[1]))
@@ -246,9 +337,34 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 			if req.TargetNodeName == "" {
 				t.Fatal("accepted Purge without target")
 			}
-		case TargetDisconnectChannel, TargetListChannelConnections:
+		case TargetListChannelConnectionsShoal, TargetListChannelConnections, TargetDisconnectChannel, TargetDisconnectConnection,
+			TargetDisconnectClient, TargetPushChannel, TargetPushConnection, TargetPushClient:
 			if req.ChannelID == "" || len(req.ChannelID) > MaxChannelIDLength {
 				t.Fatalf("accepted channel_id %q", req.ChannelID)
+			}
+			if target == TargetListChannelConnectionsShoal && req.Target != TargetListChannelConnections {
+				t.Fatalf("alias decoded as %q", req.Target)
+			}
+			switch target {
+			case TargetDisconnectConnection, TargetPushConnection:
+				if req.ConnectionID == "" || len(req.ConnectionID) > MaxChannelIDLength {
+					t.Fatalf("accepted connection_id %q", req.ConnectionID)
+				}
+			case TargetDisconnectClient, TargetPushClient:
+				if req.ClientID == "" || len(req.ClientID) > MaxChannelIDLength {
+					t.Fatalf("accepted client_id %q", req.ClientID)
+				}
+			}
+			switch target {
+			case TargetPushChannel, TargetPushConnection, TargetPushClient:
+				var m map[string]any
+				if json.Unmarshal(req.Data, &m) != nil || m == nil {
+					t.Fatalf("accepted data %q", req.Data)
+				}
+			default:
+				if req.Data != nil {
+					t.Fatalf("data %q kept for %s", req.Data, target)
+				}
 			}
 		case TargetSetNodeMode:
 			if req.Mode > affinity.ModeBlockNewConnection {

@@ -46,9 +46,19 @@
 //     disconnect. The load and the channel's release are published to the
 //     cluster as connections come and go.
 //
+// Push messages ({"type":"push","data":{...}}, from the admin API's
+// PushChannel, PushConnection and PushClient, or Server.PushChannel and
+// friends in Go) go on the WebSocket, never on the "push" data channel:
+// the SDK hands a push from either to its push callback (PROTOCOL.md
+// §3.6), and the WebSocket always works, since the server never sends
+// "switched" and so the socket stays open for the session. Like media events
+// they are queued on the session without blocking and written by its
+// goroutine in order; a client whose queue overflows (4096 messages) is
+// dropped with 4500 TOO-SLOW.
+//
 // The server does not send "switched" (the WebSocket stays the signaling
-// path for the whole session), "push", or "update", and does not compress
-// data channel messages; clients that request data_channel_signaling or
+// path for the whole session) or "update", and does not compress data
+// channel messages; clients that request data_channel_signaling or
 // ignore_disconnect_websocket keep working over the WebSocket.
 //
 // # Close codes
@@ -85,10 +95,28 @@
 // body, a thin layer over Admin (which *cluster.Node satisfies) and
 // ChannelOps (which *Server implements): the seed's InitCluster,
 // RegisterClusterNode, PurgeClusterNode, ListClusterNodes,
-// ListClusterChannels and DisconnectChannel, plus
-// Shoal_20261123.SetClusterNodeMode and Shoal_20261123.ListChannelConnections
-// (no seed name). Bad input answers 400 {"error": "..."}. A bearer token
-// and the seed's CORS headers are options (CORS off by default).
+// ListClusterChannels, Sora_20201013.ListChannelConnections,
+// Sora_20151104.DisconnectChannel, DisconnectConnection, DisconnectClient,
+// and Sora_20160711.PushChannel, PushConnection, PushClient, plus
+// Shoal_20261123.SetClusterNodeMode (no seed name). The name we used for
+// ListChannelConnections before the seed's was known,
+// Shoal_20261123.ListChannelConnections, is still accepted (deprecated).
+// Bad input answers 400 {"error": "..."}: a missing or empty channel_id,
+// connection_id or client_id, one over 255 bytes, a push without "data" or
+// whose "data" is not a JSON object (the whole body is bounded by
+// AdminConfig.MaxBodySize, 64 KiB by default, which bounds the push). A
+// bearer token and the seed's CORS headers are options (CORS off by
+// default).
+//
+// The seed's 200 answers to the push and per-connection targets are not
+// known to us: they answer {"channel_id"} plus the connection_id or
+// client_id the request named, plus, as DisconnectChannel does, the count
+// ("pushed" or "disconnected") in all and "nodes": [{"node_name", count}].
+// ListChannelConnections answers the seed's entries: {"channel_id",
+// "client_id", "connection_id", "role", "multistream": true, "simulcast":
+// false, "spotlight": false, "created_time" (integer microseconds since the
+// epoch), "audio" and "video" (false, or {"codec_type", "bit_rate"} as
+// connect asked)}, plus our "node_name"; there is no session_id.
 //
 // Channel operations act on the whole cluster. With relay on, one
 // channel's session spans several nodes:
@@ -105,16 +133,26 @@
 //     redirects are not followed. ListChannelConnections answers every
 //     node's connections (each with its node_name, sorted by node, then
 //     age); DisconnectChannel answers {"channel_id"} (as before) plus
-//     "disconnected" (in all) and "nodes": [{"node_name", "disconnected"}].
+//     "disconnected" (in all) and "nodes": [{"node_name", "disconnected"}],
+//     and the other operations likewise. The per-connection operations
+//     (DisconnectConnection, DisconnectClient, PushConnection, PushClient)
+//     are asked of every holder too, since the connection may be on any of
+//     them; when none has it (and none failed) the answer is 404 with
+//     "error" and the zero counts.
 //   - A request with x-shoal-scope: node is answered for this node's own
-//     connections only: never passed on, never 307 (no loops). "cluster"
+//     connections only: never passed on, never 307 (no loops), never 404
+//     (a per-connection operation that finds nothing here answers 0). "cluster"
 //     (the default) is the other value; any other is a 400.
 //   - A holder that fails (not connected in the view, no external_api_url,
 //     unreachable, timed out, non-2xx, malformed answer) makes the answer
 //     502 with "error" and "failed_nodes": [{"node_name", "status",
-//     "error"}], next to what succeeded: DisconnectChannel's fields, or
+//     "error"}], next to what succeeded: the counts' fields, or
 //     "connections" for ListChannelConnections. If only this node's own
 //     part failed, the status is its error's (503 for a closed server).
+//     This holds for the per-connection operations too, even when a node
+//     that answered did the work (read the count before retrying a push),
+//     and a failure turns their 404 into a 502, since the failed node may
+//     hold the connection.
 //
 // # Usage
 //

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -346,5 +347,131 @@ func TestTruncateReason(t *testing.T) {
 	got := truncateReason(long)
 	if len(got) > MaxCloseReason || !strings.HasPrefix(long, got) || len(got) < MaxCloseReason-1 {
 		t.Errorf("truncateReason: %d bytes", len(got))
+	}
+}
+
+// TestPushAndDisconnectOne: the Server's push and per-connection methods on
+// one node's sessions.
+func TestPushAndDisconnectOne(t *testing.T) {
+	testutil.CheckLeaks(t)
+	ts := newTestServer(t, Config{})
+	join := func(extra string) (*wsClient, string) {
+		c := dial(t, ts.url)
+		c.send(connectMsg("room", extra))
+		id, _ := c.expect(TypeOffer)["connection_id"].(string)
+		c.send(`{"type":"answer","sdp":"v=0"}`)
+		return c, id
+	}
+	c1, id1 := join(`,"client_id":"alice","audio":{"codec_type":"OPUS"},"video":false`)
+	c2, id2 := join(``)
+	other := dial(t, ts.url)
+	other.send(connectMsg("elsewhere", ""))
+	other.expect(TypeOffer)
+
+	for _, bad := range []string{``, `null`, `"x"`, `[1]`, `{"a":`, `{} {}`} {
+		if _, err := ts.PushChannel("room", json.RawMessage(bad)); !errors.Is(err, ErrPushData) {
+			t.Errorf("PushChannel data %q: %v, want ErrPushData", bad, err)
+		}
+	}
+	if n, err := ts.PushChannel("room", json.RawMessage(` {"all": true} `)); n != 2 || err != nil {
+		t.Errorf("PushChannel: %d %v", n, err)
+	}
+	if n, err := ts.PushConnection("room", id2, json.RawMessage(`{"to":2}`)); n != 1 || err != nil {
+		t.Errorf("PushConnection: %d %v", n, err)
+	}
+	if n, err := ts.PushConnection("elsewhere", id2, json.RawMessage(`{}`)); n != 0 || err != nil {
+		t.Errorf("PushConnection in another channel: %d %v", n, err)
+	}
+	// A connection without client_id has its connection_id as client_id.
+	if n, err := ts.PushClient("room", id2, json.RawMessage(`{"to":"client2"}`)); n != 1 || err != nil {
+		t.Errorf("PushClient by connection_id: %d %v", n, err)
+	}
+	for _, tc := range []struct {
+		c    *wsClient
+		want []string
+	}{{c1, []string{`{"all":true}`}}, {c2, []string{`{"all":true}`, `{"to":2}`, `{"to":"client2"}`}}} {
+		for _, w := range tc.want {
+			m := tc.c.expect(TypePush)
+			if b, _ := json.Marshal(m["data"]); string(b) != w || len(m) != 2 {
+				t.Errorf("push %v, want data %s", m, w)
+			}
+		}
+	}
+
+	// The listing: the effective client_id, connect's audio and video.
+	for _, info := range ts.Connections("room") {
+		switch info.ConnectionID {
+		case id1:
+			if info.ClientID != "alice" || info.Audio == nil || info.Audio.CodecType != "OPUS" || info.Video != nil {
+				t.Errorf("c1: %+v", info)
+			}
+		case id2:
+			if info.ClientID != id2 || info.Audio == nil || *info.Audio != (ConnectionMedia{}) || info.Video == nil {
+				t.Errorf("c2: %+v", info)
+			}
+		}
+		if info.CreatedTime.IsZero() || info.CreatedTime.Nanosecond()%1000 != 0 {
+			t.Errorf("created_time %v, want microseconds", info.CreatedTime)
+		}
+	}
+
+	if n, err := ts.DisconnectClient("room", "alice", "BYE-ALICE"); n != 1 || err != nil {
+		t.Errorf("DisconnectClient: %d %v", n, err)
+	}
+	if code, reason := c1.closed(); code != 1000 || reason != "BYE-ALICE" {
+		t.Errorf("c1: %d %q", code, reason)
+	}
+	if n, err := ts.DisconnectConnection("room", id1, "AGAIN"); n != 0 || err != nil {
+		t.Errorf("DisconnectConnection of a closed one: %d %v", n, err)
+	}
+	if n, err := ts.DisconnectConnection("room", id2, "BYE-2"); n != 1 || err != nil {
+		t.Errorf("DisconnectConnection: %d %v", n, err)
+	}
+	if code, reason := c2.closed(); code != 1000 || reason != "BYE-2" {
+		t.Errorf("c2: %d %q", code, reason)
+	}
+	testutil.Eventually(t, func() bool { return len(ts.Connections("")) == 1 }, 5*time.Second, "only the other channel's left")
+	other.send(`{"type":"disconnect"}`)
+	other.closed()
+	ts.Close()
+	if _, err := ts.PushChannel("elsewhere", json.RawMessage(`{}`)); !errors.Is(err, ErrClosed) {
+		t.Errorf("PushChannel on a closed server: %v", err)
+	}
+}
+
+func TestConnectionInfoJSON(t *testing.T) {
+	created := time.UnixMicro(1644316214314590).UTC()
+	info := ConnectionInfo{ChannelID: "sora", ConnectionID: "C", ClientID: "alice", Role: RoleSendRecv, NodeName: "a@10.0.0.1",
+		CreatedTime: created, Audio: &ConnectionMedia{CodecType: "OPUS"}, Video: &ConnectionMedia{CodecType: "VP9", BitRate: 1000}}
+	b, err := json.Marshal(info)
+	want := `{"channel_id":"sora","client_id":"alice","connection_id":"C","role":"sendrecv","multistream":true,"simulcast":false,"spotlight":false,` +
+		`"created_time":1644316214314590,"audio":{"codec_type":"OPUS"},"video":{"codec_type":"VP9","bit_rate":1000},"node_name":"a@10.0.0.1"}`
+	if err != nil || string(b) != want {
+		t.Fatalf("Marshal: %s %v\nwant %s", b, err, want)
+	}
+	var back ConnectionInfo
+	if err := json.Unmarshal(b, &back); err != nil || !back.CreatedTime.Equal(created) || *back.Audio != *info.Audio || *back.Video != *info.Video ||
+		back.ClientID != "alice" || back.NodeName != info.NodeName || back.Role != RoleSendRecv {
+		t.Errorf("round trip: %+v %v", back, err)
+	}
+	for _, tc := range []struct {
+		in     string
+		want   time.Time
+		audio  *ConnectionMedia
+		hasErr bool
+	}{
+		{`{"created_time":"2026-01-01T00:00:00Z","audio":true}`, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), &ConnectionMedia{}, false}, // an older node's answer
+		{`{"created_time":1.64431621431459e+15,"audio":false}`, time.UnixMicro(1644316214314590), nil, false},
+		{`{"created_time":0}`, time.Time{}, nil, false},
+		{`{}`, time.Time{}, nil, false},
+		{`{"created_time":"yesterday"}`, time.Time{}, nil, true},
+		{`{"created_time":1e300}`, time.Time{}, nil, true},
+		{`{"audio":"OPUS"}`, time.Time{}, nil, true},
+	} {
+		var ci ConnectionInfo
+		err := json.Unmarshal([]byte(tc.in), &ci)
+		if (err != nil) != tc.hasErr || (err == nil && (!ci.CreatedTime.Equal(tc.want) || (ci.Audio == nil) != (tc.audio == nil))) {
+			t.Errorf("%s: %+v %v", tc.in, ci, err)
+		}
 	}
 }

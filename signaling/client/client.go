@@ -4,7 +4,7 @@
 // keeps the first that opens, sends connect, follows redirects (with a hop
 // limit the SDK lacks), answers the server's offer and re-offers with a pion
 // peer connection, trickles its candidates, answers ping with pong, and
-// hands notify messages to the caller.
+// hands notify and push messages to the caller.
 //
 // # Usage
 //
@@ -14,6 +14,7 @@
 //		Role:      signaling.RoleSendRecv,
 //		Tracks:    []webrtc.TrackLocal{audioTrack, videoTrack},
 //		OnNotify:  func(n client.Notify) { ... },
+//		OnPush:    func(p client.Push) { ... }, // the admin API's PushChannel, PushConnection, ...
 //	})
 //	if err != nil { ... } // a *client.CloseError if the server refused
 //	defer c.Close()
@@ -82,6 +83,16 @@ type Notify struct {
 	Raw json.RawMessage `json:"-"`
 }
 
+// Push is a push message ({"type":"push","data":{...}}), as received on
+// the signaling WebSocket.
+type Push struct {
+	// Data is the message's data, as sent (a JSON object from Shoal's admin
+	// API).
+	Data json.RawMessage `json:"data"`
+	// Raw is the whole message.
+	Raw json.RawMessage `json:"-"`
+}
+
 // Config configures Connect.
 type Config struct {
 	// URLs are the signaling URLs, opened all at once.
@@ -110,6 +121,12 @@ type Config struct {
 	// OnNotify receives notify messages, from the client's reader
 	// goroutine, in order; it must not block for long.
 	OnNotify func(Notify)
+	// OnPush receives push messages that come on the WebSocket (all of
+	// Shoal's do), from the client's reader goroutine, in order with the
+	// notifies; it must not block for long. A server that sends push on
+	// the "push" data channel instead (the seed may, with
+	// data_channel_signaling) is read with OnDataChannel.
+	OnPush func(Push)
 	// OnTrack and OnDataChannel are called by the peer connection (pion's
 	// goroutines); DataChannel also finds the channels later.
 	OnTrack       func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
@@ -154,6 +171,7 @@ type serverMessage struct {
 	Config       json.RawMessage `json:"config"`
 	EventType    string          `json:"event_type"`
 	Stats        bool            `json:"stats"`
+	Data         json.RawMessage `json:"data"`
 }
 
 // Connect opens signaling, follows redirects and returns once the peer
@@ -482,6 +500,10 @@ func (c *Conn) readLoop() {
 		case signaling.TypeNotify:
 			if fn := c.cfg.OnNotify; fn != nil {
 				fn(Notify{EventType: m.EventType, ConnectionID: m.ConnectionID, Raw: data})
+			}
+		case signaling.TypePush:
+			if fn := c.cfg.OnPush; fn != nil {
+				fn(Push{Data: m.Data, Raw: data})
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/signaling"
@@ -180,5 +181,63 @@ func TestRedirectHopLimit(t *testing.T) {
 		if (i > 0) != (c["redirect"] == true) {
 			t.Errorf("connect %d: redirect=%v", i, c["redirect"])
 		}
+	}
+}
+
+// TestPushAndNotify: the reader hands push messages to OnPush and notifies
+// to OnNotify, in the order they came, and ignores types it does not know.
+func TestPushAndNotify(t *testing.T) {
+	testutil.CheckLeaks(t)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ctx := r.Context()
+		for _, m := range []string{
+			`{"type":"push","data":{"text":"one","n":[1,2]}}`,
+			`{"type":"notify","event_type":"connection.created","connection_id":"X"}`,
+			`{"type":"something-new","data":{}}`,
+			`{"type":"push","data":{}}`,
+		} {
+			if err := ws.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+				return
+			}
+		}
+		ws.Close(websocket.StatusNormalClosure, "BYE")
+	}))
+	defer hs.Close()
+	ctx := testutil.Context(t, 10*time.Second)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI().NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string // only the reader goroutine appends, before done
+	c := &Conn{PC: pc, ws: ws, logger: testutil.Logger(t), done: make(chan struct{}), cfg: Config{
+		OnPush:   func(p Push) { got = append(got, "push "+string(p.Data)+" "+string(p.Raw)) },
+		OnNotify: func(n Notify) { got = append(got, "notify "+n.EventType) },
+	}}
+	go c.readLoop()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("the reader did not end")
+	}
+	want := []string{
+		`push {"text":"one","n":[1,2]} {"type":"push","data":{"text":"one","n":[1,2]}}`,
+		"notify connection.created",
+		`push {} {"type":"push","data":{}}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var ce *CloseError
+	if err := c.Err(); !errors.As(err, &ce) || ce.Code != 1000 || ce.Reason != "BYE" {
+		t.Errorf("Err %v, want the server's close", err)
 	}
 }
