@@ -97,6 +97,11 @@ func e2eCluster(t *testing.T, affinity bool) []*e2eNode {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/", web.Handler())
+		mux.Handle("/api", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			req = req.Clone(req.Context())
+			req.URL.Path = "/" // the admin API is POST / wherever it is mounted
+			n.AdminHandler().ServeHTTP(w, req)
+		}))
 		en := &e2eNode{Node: n, ip: ip, base: "http://" + hp, signaling: cfg.ExternalSignalingURL}
 		mux.Handle("/signaling", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if d := en.delay.Load(); d > 0 {
@@ -458,6 +463,7 @@ let c;
                             : conn.sendrecv(q.get("channel"), null, {multistream: true});
     c.on("track", (e) => { const s = e.streams[0]; trackStream.set(e.track.id, s.id); if (!T.remotes.includes(s.id)) T.remotes.push(s.id); });
     c.on("notify", (m) => T.log.push("notify " + m.event_type + " " + (m.connection_id || "")));
+    c.on("push", (m) => T.log.push("push " + JSON.stringify(m.data)));
     c.on("disconnect", (e) => { T.state = "closed"; T.error = e.type + " " + e.title + " " + (e.code || ""); });
     const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia({audio: true, video: {width: 320, height: 240}});
     await c.connect(stream);
@@ -483,7 +489,9 @@ setInterval(async () => {
 // on). The channel's session is held by the third node, whose signaling
 // answers later than the others', so each client first reaches another node:
 // each must be redirected where placement says (the session's node) and
-// receive the others' media there.
+// receive the others' media there. Then the seed's PushChannel API, sent to
+// a node without the channel, is redirected (307) to the holder, and every
+// SDK client gets the push through the SDK's own "push" callback.
 func TestE2ESoraJSSDK(t *testing.T) {
 	requireBrowser(t)
 	dir := soraSDKDir(t)
@@ -546,6 +554,21 @@ func TestE2ESoraJSSDK(t *testing.T) {
 		default:
 			return sees(st, []string{s1, s2}, 10)
 		}
+	})
+
+	// The seed's push API, sent to a node that holds no part of the channel:
+	// it answers 307 to the holder, which pushes to every SDK client.
+	status, loc, _ := apiPost(t, &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		nodes[0].base+"/api", signaling.TargetPushChannel, `{"channel_id":"sdk-room","data":{"hello":"shoal"}}`)
+	if status != http.StatusTemporaryRedirect || loc != holder.base+"/api" {
+		t.Errorf("PushChannel at %s: %d Location %q, want 307 to %s/api", nodes[0].Name(), status, loc, holder.base)
+	}
+	status, _, body := apiPost(t, http.DefaultClient, nodes[0].base+"/api", signaling.TargetPushChannel, `{"channel_id":"sdk-room","data":{"hello":"shoal"}}`)
+	if status != http.StatusOK {
+		t.Errorf("PushChannel followed: %d %s", status, body)
+	}
+	r.waitAll(20*time.Second, "SDK clients got the push", names, func(st pageState) bool {
+		return slices.Contains(st.Log, `push {"hello":"shoal"}`)
 	})
 }
 
