@@ -383,6 +383,8 @@ func directionOf(sdpText, mid string) string {
 		if attr(sec, "mid") != mid {
 			continue
 		}
+		// The split took the CRLF that ends a section's last line.
+		sec += "\r\n"
 		for _, d := range []string{"sendrecv", "sendonly", "recvonly", "inactive"} {
 			if strings.Contains(sec, "\r\na="+d+"\r\n") {
 				return d

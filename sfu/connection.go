@@ -175,6 +175,7 @@ type Connection struct {
 	err          error
 	answerTimer  *time.Timer // runs while an offer waits for its answer
 	offerGen     uint64      // counts offers, so that a stale timer does nothing
+	answeredGen  uint64      // the offerGen of the last offer answered
 	answered     bool        // the first answer was applied
 	awaiting     bool        // an offer waits for its answer
 	dirty        bool        // tracks changed since the last offer
@@ -182,8 +183,18 @@ type Connection struct {
 	offerMids    []string
 	midTr        [2]*webrtc.RTPTransceiver // upstream audio, video
 	downs        map[*source]*downTrack
+	free         map[webrtc.RTPCodecType][]freeTr // inactive forwarded m-lines, per kind
 	pendingCands []webrtc.ICECandidateInit
 	wg           sync.WaitGroup // media goroutines
+}
+
+// freeTr is a forwarded m-line whose track left: its transceiver has no
+// sender and is inactive. It may carry a new track once the answer to offer
+// gen (the first to carry it inactive) has been applied; gen 0 means it was
+// never offered.
+type freeTr struct {
+	tr  *webrtc.RTPTransceiver
+	gen uint64
 }
 
 type dcEntry struct {
@@ -241,6 +252,7 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 		logger:    s.logger.With("channel", req.ChannelID, "connection", req.ConnectionID),
 		dcs:       map[string]*dcEntry{},
 		downs:     map[*source]*downTrack{},
+		free:      map[webrtc.RTPCodecType][]freeTr{},
 		done:      make(chan struct{}),
 	}
 	if err := s.reserve(c); err != nil {
@@ -501,6 +513,7 @@ func (c *Connection) SetAnswer(answer string) error {
 		return fmt.Errorf("sfu: set answer: %w", err)
 	}
 	c.awaiting = false
+	c.answeredGen = c.offerGen
 	c.stopAnswerTimerLocked()
 	if !c.answered {
 		c.answered = true
@@ -642,6 +655,16 @@ func (c *Connection) reoffer() {
 }
 
 // addDown subscribes the connection to src. Called with ch.mu held.
+//
+// The track goes on an inactive m-line of its kind when there is one whose
+// inactive state was already answered (reuseLocked), so that a long-lived
+// subscriber's SDP holds its upstream m-lines plus at most as many forwarded
+// ones as it ever had tracks at once, not one per track ever forwarded.
+// Otherwise it gets a new sendonly m-line. Either way its sender is made by
+// pion's PeerConnection (AddTrack, AddTransceiverFromTrack), so it has the
+// connection's interceptors: the NACK responder and sender reports. A sender
+// made with API.NewRTPSender would not: that API's interceptor is a no-op;
+// only the peer connection's own copy of the API has the built chain.
 func (c *Connection) addDown(src *source) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -649,23 +672,20 @@ func (c *Connection) addDown(src *source) error {
 		return nil
 	}
 	d := &downTrack{src: src}
-	var (
-		tr     *webrtc.RTPTransceiver
-		sender *webrtc.RTPSender
-		err    error
-	)
-	// Every forwarded track gets an m-line of its own; inactive ones are not
-	// reused. pion attaches its interceptors (the NACK responder, sender
-	// reports) only to senders it makes in AddTrack/AddTransceiver, and it
-	// will not reuse an m-line the remote answered inactive, so reusing one
-	// would mean a sender without retransmissions. The cost is SDP growth of
-	// one m-line per track ever forwarded to the connection.
-	tr, err = c.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		return fmt.Errorf("sfu: add transceiver: %w", err)
+	if tr := c.takeFreeLocked(src.info.Kind); tr != nil {
+		if sender, err := c.reuseLocked(tr, d); err != nil {
+			c.logger.Debug("inactive m-line not reused", "mid", tr.Mid(), "err", err)
+		} else {
+			d.tr, d.sender = tr, sender
+		}
 	}
-	sender = tr.Sender()
-	d.tr, d.sender = tr, sender
+	if d.sender == nil {
+		tr, err := c.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return fmt.Errorf("sfu: add transceiver: %w", err)
+		}
+		d.tr, d.sender = tr, tr.Sender()
+	}
 	c.downs[src] = d
 	src.addSub(d)
 	c.wg.Add(1)
@@ -675,8 +695,114 @@ func (c *Connection) addDown(src *source) error {
 	return nil
 }
 
+// takeFreeLocked removes from the free list and returns an inactive m-line
+// of kind that the client has already answered as inactive; nil if there is
+// none. An m-line that goes inactive in the outstanding (or next) offer is
+// not reused in that same offer: the client must first see the old track
+// end.
+//
+// It prefers an m-line that was inactive in the last offer only: a pion
+// (v4.2.26) answerer stops the receiver of an m-line each time an offer
+// carries it inactive, and one stopped twice never delivers the media of a
+// later track reusing it. Browsers do not have that problem.
+//
+// With Config.MLineReuse ReuseOnce (the default) only such m-lines, and ones
+// never offered, are reused; the others stay inactive for good.
+func (c *Connection) takeFreeLocked(kind webrtc.RTPCodecType) *webrtc.RTPTransceiver {
+	switch c.sfu.cfg.MLineReuse {
+	case ReuseNever:
+		return nil
+	case ReuseOnce:
+		// Forget the m-lines carried inactive in two offers or more: they
+		// can never be taken.
+		c.free[kind] = slices.DeleteFunc(c.free[kind], func(f freeTr) bool { return f.gen != 0 && f.gen < c.offerGen })
+	}
+	list := c.free[kind]
+	pick := -1
+	for i, f := range list {
+		if f.gen > c.answeredGen {
+			continue
+		}
+		if pick < 0 || f.gen == c.offerGen {
+			pick = i
+		}
+		if f.gen == c.offerGen {
+			break
+		}
+	}
+	if pick < 0 {
+		return nil
+	}
+	tr := list[pick].tr
+	c.free[kind] = slices.Delete(list, pick, pick+1)
+	return tr
+}
+
+// reuseLocked puts d on the free transceiver tr and returns its sender. The
+// next offer carries tr sendonly again, with the same mid, d's a=msid and a
+// new SSRC; pion calls the sender's Send (binding the interceptors) when
+// that offer is answered, as for a new m-line.
+//
+// The sender comes from pc.AddTrack, the only way to have pion make a sender
+// with the connection's interceptors for an existing m-line. AddTrack takes
+// the first transceiver of the kind it may send on, in m-line order, which
+// can be the upstream (recvonly) one or another free one; the sender is then
+// moved to tr before anything else sees it: nothing negotiates it before the
+// next offer, which is made under c.mu.
+func (c *Connection) reuseLocked(tr *webrtc.RTPTransceiver, d *downTrack) (*webrtc.RTPSender, error) {
+	before := len(c.pc.GetTransceivers())
+	sender, err := c.pc.AddTrack(d)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: add track: %w", err)
+	}
+	var landed *webrtc.RTPTransceiver
+	trs := c.pc.GetTransceivers()
+	for _, t := range trs {
+		if t.Sender() == sender {
+			landed = t
+			break
+		}
+	}
+	if landed == tr {
+		return sender, nil
+	}
+	// Give the transceiver AddTrack picked its former state (no sender,
+	// its direction back to what it was), then attach the sender to tr.
+	if landed != nil {
+		if err := landed.SetSender(sender, nil); err != nil {
+			c.removeSenderLocked(sender)
+			return nil, fmt.Errorf("sfu: move sender from mid %q: %w", landed.Mid(), err)
+		}
+	}
+	if len(trs) > before {
+		// pion found no m-line to reuse and added one. Not expected (tr is
+		// one it may reuse), but if it happens the new transceiver is
+		// stopped and kept as a free one, never offered yet.
+		added := trs[before]
+		if err := added.Stop(); err != nil {
+			c.logger.Debug("stop unexpected transceiver", "err", err)
+		} else {
+			c.free[added.Kind()] = append(c.free[added.Kind()], freeTr{tr: added})
+		}
+	}
+	if err := tr.SetSender(sender, d); err != nil {
+		c.removeSenderLocked(sender)
+		return nil, fmt.Errorf("sfu: set sender on mid %q: %w", tr.Mid(), err)
+	}
+	return sender, nil
+}
+
+// removeSenderLocked stops a sender that could not be used and detaches it
+// from whatever transceiver holds it.
+func (c *Connection) removeSenderLocked(sender *webrtc.RTPSender) {
+	if err := c.pc.RemoveTrack(sender); err != nil {
+		_ = sender.Stop()
+	}
+}
+
 // removeDown unsubscribes the connection from src: its m-line goes inactive
-// in the next offer. Called with ch.mu held.
+// in the next offer, and once the client has answered that offer it may
+// carry another track of its kind (addDown). Called with ch.mu held.
 func (c *Connection) removeDown(src *source) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -689,8 +815,17 @@ func (c *Connection) removeDown(src *source) {
 	if c.closed {
 		return
 	}
+	// RemoveTrack stops the sender, which ends readRTCP, and leaves the
+	// transceiver inactive with no sender.
 	if err := c.pc.RemoveTrack(d.sender); err != nil {
 		c.logger.Debug("remove track", "err", err)
+	} else {
+		gen := c.offerGen + 1 // the next offer is the first to carry it inactive
+		if d.tr.Mid() == "" {
+			gen = 0 // never offered: the client never saw it
+		}
+		kind := d.tr.Kind()
+		c.free[kind] = append(c.free[kind], freeTr{tr: d.tr, gen: gen})
 	}
 	c.dirty = true
 	c.kickLocked()

@@ -406,28 +406,41 @@ func TestJoinRacesDisconnectAndClose(t *testing.T) {
 	t.Logf("%d joins succeeded, %d failed", len(conns), fails)
 }
 
-// A NACK on the m-line of a track forwarded after another left must be
-// answered as on the first one. (Reusing the inactive m-line would lose
-// pion's per-connection NACK responder; see addDown.)
-func TestNACKOnLaterTrack(t *testing.T) {
+// A track forwarded after another left reuses the inactive m-line, and a
+// NACK on it is answered as on the first one: its sender has pion's NACK
+// responder (see addDown).
+//
+// A sendrecv subscriber has upstream m-lines with no sender, the first ones
+// pion's AddTrack would take: the sender must still end up on the reused
+// m-line, and the upstream ones stay recvonly.
+func TestNACKOnReusedMLine(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSFU(t, nil)
 	api := clientAPI(func(se *webrtc.SettingEngine) { se.DisableSRTPReplayProtection(true) })
-	sub := join(t, s, clientOpts{channel: "nack", id: "SUB", role: sfu.RoleRecvonly, api: api})
-	ch, err := s.Channel("nack")
+	for _, role := range []sfu.Role{sfu.RoleRecvonly, sfu.RoleSendrecv} {
+		t.Run(string(role), func(t *testing.T) { testNACKOnReusedMLine(t, s, api, role) })
+	}
+}
+
+func testNACKOnReusedMLine(t *testing.T, s *sfu.SFU, api *webrtc.API, role sfu.Role) {
+	name := "nack-" + string(role)
+	sends := role == sfu.RoleSendrecv
+	sub := join(t, s, clientOpts{channel: name, id: "SUB", role: role, api: api, audio: sends, video: sends})
+	ch, err := s.Channel(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	vp8 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
-	w0, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v0", StreamID: "FAR0", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
+	w0, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "FAR0-video", StreamID: "FAR0", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, func() bool { return midOf(sub.lastReoffer(), "FAR0") != "" && sub.settled() }, wait, "v0 offered")
+	mid0 := midOf(sub.lastReoffer(), "FAR0")
 	_ = w0.Close()
-	testutil.Eventually(t, func() bool { return midOf(sub.lastReoffer(), "FAR0") == "" && sub.settled() }, wait, "v0 removed")
+	testutil.Eventually(t, func() bool { return directionOf(sub.lastReoffer(), mid0) == "inactive" && sub.settled() }, wait, "v0 removed")
 	before := countMlines(sub.lastReoffer())
-	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
+	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "FAR-video", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,25 +451,217 @@ func TestNACKOnLaterTrack(t *testing.T) {
 		b, _ := p.Marshal()
 		_ = w.WriteRTP(b)
 		seq++
-		return len(sub.payloads("FAR/v")) >= 5
+		return len(sub.payloads("FAR/FAR-video")) >= 5
 	}, wait, "subscriber receives")
-	if after := countMlines(sub.lastReoffer()); after != before+1 {
-		t.Fatalf("m-lines went from %d to %d, want one more", before, after)
+	offer := sub.lastReoffer()
+	if mid := midOf(offer, "FAR"); mid != mid0 || directionOf(offer, mid) != "sendonly" {
+		t.Fatalf("FAR's track is on mid %q (%s), want the reused mid %q sendonly", mid, directionOf(offer, mid), mid0)
 	}
-	got := sub.payloads("FAR/v")
+	if after := countMlines(offer); after != before {
+		t.Fatalf("m-lines went from %d to %d, want the inactive one reused", before, after)
+	}
+	checkOfferLayout(t, "offer with the reused m-line", offer, sub.conn.Offer().Mids, map[string]int{"FAR": 1})
+	got := sub.payloads("FAR/FAR-video")
 	last := got[len(got)-1]
 	lost := uint16(last[1])<<8 | uint16(last[2])
 	sub.mu.Lock()
-	ssrc := sub.ssrcs["FAR/v"]
+	ssrc := sub.ssrcs["FAR/FAR-video"]
 	sub.mu.Unlock()
 	testutil.Eventually(t, func() bool {
 		_ = sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: lost}}}})
 		n := 0
-		for _, p := range sub.payloads("FAR/v") {
+		for _, p := range sub.payloads("FAR/FAR-video") {
 			if uint16(p[1])<<8|uint16(p[2]) == lost {
 				n++
 			}
 		}
 		return n >= 2
 	}, wait, "packet %d retransmitted after a NACK on the later track", lost)
+}
+
+// A subscriber that stays while publishers come and go keeps a bounded SDP:
+// each new publisher's tracks reuse the m-lines the previous one left
+// inactive, same mids, new a=msid and SSRCs. WATCH is recvonly; SR is
+// sendrecv and publishes video the whole time, so its upstream m-lines (no
+// sender on the server) are the first ones pion's AddTrack would pick.
+//
+// The client's receiver on each reused mid must get the new stream id and
+// SSRC. Its media is checked when a single offer carried the m-line
+// inactive: a pion v4.2.26 answerer stops an m-line's receiver at each
+// offer that carries it inactive, and one stopped twice never delivers the
+// media of a later track (browsers have no such problem). The video comes
+// first, so its m-line is usually reused in the first re-offer after the
+// previous publisher left; the audio's, in the one after.
+//
+// With ReuseOnce (the default) the same churn must deliver the media of
+// every track to the pion client: only m-lines inactive in one offer are
+// reused, so the SDP may grow, but no track is lost.
+func TestMLinesBoundedUnderChurn(t *testing.T) {
+	for _, mode := range []struct {
+		name  string
+		reuse sfu.Reuse
+	}{{"ReuseAny", sfu.ReuseAny}, {"ReuseOnce", sfu.ReuseOnce}} {
+		t.Run(mode.name, func(t *testing.T) { testChurn(t, mode.reuse) })
+	}
+}
+
+func testChurn(t *testing.T, reuse sfu.Reuse) {
+	testutil.CheckLeaks(t)
+	s := newSFU(t, func(c *sfu.Config) { c.MLineReuse = reuse })
+	watch := join(t, s, clientOpts{channel: "churn", id: "WATCH", role: sfu.RoleRecvonly})
+	sr := join(t, s, clientOpts{channel: "churn", id: "SR", role: sfu.RoleSendrecv, audio: true, video: true})
+	sr.pump(t, 3)
+	testutil.Eventually(t, func() bool { return len(watch.payloads("SR/SR-video")) >= 5 }, wait, "WATCH receives SR's video")
+	subs := []struct {
+		c        *testClient
+		upstream int // upstream m-lines
+		steady   int // tracks that stay: SR's video for WATCH
+	}{{watch, 0, 1}, {sr, 2, 0}}
+
+	const rounds = 8
+	// mids[i] are the mids subscriber i's forwarded tracks were ever on.
+	mids := make([]map[string]bool, len(subs))
+	for i := range mids {
+		mids[i] = map[string]bool{}
+	}
+	lastSSRC := make([]map[uint32]bool, len(subs))
+	media := 0 // tracks whose media was checked
+	for round := range rounds {
+		id := fmt.Sprintf("PUB%d", round)
+		t.Run(id, func(t *testing.T) {
+			pub := join(t, s, clientOpts{channel: "churn", id: id, role: sfu.RoleSendonly, audio: true, video: true})
+			pub.pump(t, byte(round))
+			for _, sub := range subs {
+				msid := id + " " + id + "-video"
+				testutil.Eventually(t, func() bool { return midOfMsid(sub.c.lastOffer(), msid) != "" && sub.c.settled() }, wait, "%s: %s offered", sub.c.conn.ID(), msid)
+			}
+			pub.pumpAudio(t)
+			for i, sub := range subs {
+				c := sub.c
+				ssrcs := map[uint32]bool{}
+				for _, kind := range []string{"video", "audio"} {
+					msid := id + " " + id + "-" + kind
+					var mid string
+					testutil.Eventually(t, func() bool {
+						mid = midOfMsid(c.lastOffer(), msid)
+						return mid != "" && c.settled()
+					}, wait, "%s: %s offered and answered", c.conn.ID(), msid)
+					// The client's receiver on that mid has the new track.
+					var stream string
+					var ssrc uint32
+					testutil.Eventually(t, func() bool {
+						stream, ssrc = receivedOn(c, mid)
+						return stream == id && ssrc != 0
+					}, wait, "%s: mid %s receives stream %s (has %q)", c.conn.ID(), mid, id, stream)
+					if !strings.Contains(c.lastOffer(), fmt.Sprintf("a=ssrc:%d msid:%s\r\n", ssrc, msid)) {
+						t.Fatalf("%s: the offer has no a=ssrc:%d for %s on mid %s", c.conn.ID(), ssrc, msid, mid)
+					}
+					if round > 0 && reuse == sfu.ReuseAny {
+						if !mids[i][mid] {
+							t.Errorf("%s: %s is on new mid %s, want one of the inactive %v reused", c.conn.ID(), msid, mid, mids[i])
+						}
+						if lastSSRC[i][ssrc] {
+							t.Fatalf("%s: reused mid %s kept the SSRC %d of the previous track", c.conn.ID(), mid, ssrc)
+						}
+					}
+					// Media: always on a new m-line; on a reused one only if
+					// a single offer carried it inactive (see above).
+					key := id + "/" + id + "-" + kind
+					n := inactiveBefore(c, mid, msid)
+					if reuse == sfu.ReuseOnce && n > 1 {
+						t.Errorf("%s: ReuseOnce put %s on mid %s, inactive in %d offers", c.conn.ID(), msid, mid, n)
+					}
+					if round == 0 || n <= 1 {
+						testutil.Eventually(t, func() bool { return len(c.payloads(key)) >= 3 }, wait, "%s receives %s on mid %s", c.conn.ID(), key, mid)
+						media++
+					} else {
+						t.Logf("%s: mid %s was inactive in %d offers: media of %s not checked (pion answerer)", c.conn.ID(), mid, n, key)
+					}
+					mids[i][mid] = true
+					ssrcs[ssrc] = true
+				}
+				lastSSRC[i] = ssrcs
+				checkOfferLayout(t, c.conn.ID()+"'s offer", c.lastOffer(), c.conn.Offer().Mids, map[string]int{id: 2})
+			}
+			if err := pub.conn.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for i, sub := range subs {
+				c := sub.c
+				testutil.Eventually(t, func() bool {
+					if !c.settled() {
+						return false
+					}
+					offer := c.lastOffer()
+					if midOf(offer, id) != "" {
+						return false
+					}
+					for mid := range mids[i] {
+						if directionOf(offer, mid) != "inactive" {
+							return false
+						}
+					}
+					return true
+				}, wait, "%s: %s's m-lines inactive and answered", c.conn.ID(), id)
+				n := countMlines(c.pc.CurrentRemoteDescription().SDP)
+				// Upstream, the most forwarded tracks at once, the data channels.
+				bound := sub.upstream + sub.steady + 2 + 1
+				t.Logf("%s: %d m-lines after %s left (bound %d)", c.conn.ID(), n, id, bound)
+				if reuse == sfu.ReuseAny && n > bound {
+					t.Fatalf("%s: %d m-lines after %d publishers came and went, want at most %d", c.conn.ID(), n, round+1, bound)
+				}
+			}
+		})
+	}
+	t.Logf("media checked for %d of %d forwarded tracks", media, rounds*2*len(subs))
+	// SR's own video still flows to WATCH, and SR's upstream m-lines are
+	// still its first, recvonly.
+	n := len(watch.payloads("SR/SR-video"))
+	testutil.Eventually(t, func() bool { return len(watch.payloads("SR/SR-video")) > n+5 }, wait, "WATCH still receives SR's video")
+	checkOfferLayout(t, "SR's last offer", sr.lastOffer(), sr.conn.Offer().Mids, nil)
+}
+
+// inactiveBefore counts the offers the client got that carried mid inactive
+// right before the first one that carries msid on it.
+func inactiveBefore(c *testClient, mid, msid string) int {
+	c.mu.Lock()
+	offers := append([]string{c.conn.Offer().SDP}, c.reoffers...)
+	c.mu.Unlock()
+	n := 0
+	for _, o := range offers {
+		if midOfMsid(o, msid) == mid {
+			return n
+		}
+		if directionOf(o, mid) == "inactive" {
+			n++
+		} else {
+			n = 0
+		}
+	}
+	return n
+}
+
+// midOfMsid returns the mid of the m-line whose a=msid is msid ("stream
+// track"), or "".
+func midOfMsid(sdpText, msid string) string {
+	for _, sec := range strings.Split(sdpText, "\r\nm=")[1:] {
+		if strings.Contains(sec+"\r\n", "\r\na=msid:"+msid+"\r\n") {
+			return attr(sec, "mid")
+		}
+	}
+	return ""
+}
+
+// receivedOn returns the stream id and SSRC of the track the client's
+// receiver on the m-line mid has.
+func receivedOn(c *testClient, mid string) (string, uint32) {
+	for _, tr := range c.pc.GetTransceivers() {
+		if tr.Mid() != mid || tr.Receiver() == nil {
+			continue
+		}
+		if track := tr.Receiver().Track(); track != nil {
+			return track.StreamID(), uint32(track.SSRC())
+		}
+	}
+	return "", 0
 }

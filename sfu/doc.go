@@ -11,10 +11,20 @@
 // track is a sendonly m-line whose a=msid stream id is the publishing
 // connection's id; when tracks come or go the connection gets a re-offer
 // (one outstanding at a time, closing a client that does not answer within
-// Config.AnswerTimeout), and a leaving publisher's m-lines go inactive
-// (they are not reused: each forwarded track gets a fresh m-line, so that
-// every one has pion's NACK responder; the SDP grows by one m-line per track
-// ever forwarded to a connection). The server opens every data
+// Config.AnswerTimeout), and a leaving publisher's m-lines go inactive.
+// Once the client has answered an offer that carries an m-line inactive, a
+// later track of the same kind may reuse it: same mid, a new a=msid and a
+// new SSRC, and a sender made by pion's peer connection (so it has the NACK
+// responder and sender reports). Config.MLineReuse says which: ReuseOnce
+// (the default) takes only m-lines carried inactive in exactly one offer,
+// which every client handles; ReuseAny takes any, so a connection's SDP
+// holds its upstream m-lines plus as many forwarded ones as it ever had
+// tracks at once, but a pion v4.2.26 answerer (signaling/client included)
+// gets no media on a reused m-line that two or more offers carried
+// inactive; ReuseNever gives every track a new m-line. In a test of 8
+// publishers coming and going, a subscriber ended with 4 m-lines with
+// ReuseAny, 11 with ReuseOnce, and would have 18 with ReuseNever
+// (TestMLinesBoundedUnderChurn). The server opens every data
 // channel in-band (Offer.DataChannels lists them, for offer.data_channels)
 // and never closes one on its own: the SDK disconnects when any closes.
 //

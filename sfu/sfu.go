@@ -89,7 +89,32 @@ type Config struct {
 	AnswerTimeout time.Duration
 	// Network holds the ICE settings a deployment needs.
 	Network NetworkConfig
+	// MLineReuse says which inactive m-lines (of tracks that left) a new
+	// forwarded track may take instead of a new m-line. The zero value,
+	// ReuseOnce, is safe for every client.
+	MLineReuse Reuse
 }
+
+// Reuse says which inactive m-lines of a subscriber a new forwarded track
+// may take. An m-line is never taken in the offer that first makes it
+// inactive: the client sees the old track end first.
+type Reuse int
+
+const (
+	// ReuseOnce takes only an m-line carried inactive in exactly one
+	// answered offer (the last). It is safe for every answerer, pion
+	// included, but the SDP still grows when several tracks leave before
+	// one joins.
+	ReuseOnce Reuse = iota
+	// ReuseAny takes any m-line whose inactive state was answered: the
+	// SDP of a long-lived channel stays bounded by the most tracks present
+	// at once. For browsers and the seed's SDKs; a pion (v4.2.26) answerer,
+	// signaling/client included, gets no media on an m-line it saw inactive
+	// in two offers or more.
+	ReuseAny
+	// ReuseNever gives every forwarded track a new m-line.
+	ReuseNever
+)
 
 // NetworkConfig holds the ICE network settings.
 type NetworkConfig struct {
@@ -163,6 +188,9 @@ func New(cfg Config) (*SFU, error) {
 	}
 	if cfg.KeyframeInterval == 0 {
 		cfg.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if cfg.MLineReuse < ReuseOnce || cfg.MLineReuse > ReuseNever {
+		return nil, fmt.Errorf("sfu: MLineReuse is %d; want ReuseOnce, ReuseAny or ReuseNever", cfg.MLineReuse)
 	}
 	if cfg.AnswerTimeout < 0 {
 		return nil, fmt.Errorf("sfu: AnswerTimeout is %v; want 0 (default) or more", cfg.AnswerTimeout)
