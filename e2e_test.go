@@ -55,7 +55,7 @@ type e2eNode struct {
 }
 
 // e2eCluster starts three nodes and initialises the cluster.
-func e2eCluster(t *testing.T, affinity bool) []*e2eNode {
+func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e2eNode {
 	t.Helper()
 	log := testutil.LoggerLevel(t, e2eLogLevel())
 	var ips []netip.Addr
@@ -82,6 +82,9 @@ func e2eCluster(t *testing.T, affinity bool) []*e2eNode {
 		cfg.Authenticator = signaling.AllowAll
 		cfg.Signaling.AnyOrigin = true // the SDK page is served by the test's server
 		cfg.SFU = sfu.LocalConfig(nil)
+		for _, m := range mutate {
+			m(&cfg)
+		}
 		cfg.Logger = log.With("node", cfg.NodeName)
 		n, err := shoal.New(cfg)
 		if err != nil {
@@ -147,6 +150,7 @@ type pageState struct {
 	Messages      []map[string]any `json:"messages"`
 	Connects      int              `json:"connects"`
 	Log           []string         `json:"log"`
+	MLines        int              `json:"mlines"` // SDK page: m-lines in the current remote description
 }
 
 // reports is the test's HTTP server: it serves the launcher page (one
@@ -468,6 +472,7 @@ let c;
     const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia({audio: true, video: {width: 320, height: 240}});
     await c.connect(stream);
     T.state = "connected"; T.connects++; T.url = c.connectedSignalingUrl; T.contact = c.contactSignalingUrl; T.redirects = T.contact === T.url ? 0 : 1; T.connectionId = c.connectionId;
+    if (q.get("leave")) setTimeout(() => c.disconnect(), Number(q.get("leave")));
   } catch (e) { T.state = "error"; T.error = String(e && e.message || e); }
 })();
 setInterval(async () => {
@@ -479,6 +484,7 @@ setInterval(async () => {
       (await r.getStats()).forEach((s) => { if (s.type === "inbound-rtp") fd[sid] = Math.max(fd[sid] || 0, s.framesDecoded || 0); });
     }
     T.framesDecoded = fd; T.remotes = c.remoteConnectionIds.slice();
+    T.mlines = ((c.pc.currentRemoteDescription || {}).sdp || "").split("\r\nm=").length - 1;
   }
   fetch("/report", {method: "POST", body: JSON.stringify(T)}).catch(() => {});
 }, 1000);
@@ -497,21 +503,7 @@ func TestE2ESoraJSSDK(t *testing.T) {
 	dir := soraSDKDir(t)
 	nodes := e2eCluster(t, true)
 	r := newReports(t)
-	sdk, err := os.ReadFile(filepath.Join(dir, "dist", "sora.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(sdk[:min(len(sdk), 300)]), "@version: 2026.") {
-		t.Fatalf("%s is not a 2026 release of sora-js-sdk: %q", dir, sdk[:min(len(sdk), 300)])
-	}
-	r.mux.HandleFunc("/sora.js", func(w http.ResponseWriter, req *http.Request) {
-		w.Header().Set("Content-Type", "text/javascript")
-		w.Write(sdk)
-	})
-	r.mux.HandleFunc("/sdk.html", func(w http.ResponseWriter, req *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		io.WriteString(w, sdkPage)
-	})
+	serveSDK(t, r, dir)
 	holder := nodes[2]
 	if _, err := holder.Membership().ClaimChannel(testutil.Context(t, 5*time.Second), "sdk-room"); err != nil {
 		t.Fatalf("claim sdk-room on %s: %v", holder.Name(), err)
@@ -570,6 +562,80 @@ func TestE2ESoraJSSDK(t *testing.T) {
 	r.waitAll(20*time.Second, "SDK clients got the push", names, func(st pageState) bool {
 		return slices.Contains(st.Log, `push {"hello":"shoal"}`)
 	})
+}
+
+// serveSDK serves the published SDK (dir's dist/sora.js, unchanged) and
+// sdkPage from the test's server.
+func serveSDK(t *testing.T, r *reports, dir string) {
+	t.Helper()
+	sdk, err := os.ReadFile(filepath.Join(dir, "dist", "sora.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(sdk[:min(len(sdk), 300)]), "@version: 2026.") {
+		t.Fatalf("%s is not a 2026 release of sora-js-sdk: %q", dir, sdk[:min(len(sdk), 300)])
+	}
+	r.mux.HandleFunc("/sora.js", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		w.Write(sdk)
+	})
+	r.mux.HandleFunc("/sdk.html", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, sdkPage)
+	})
+}
+
+// TestE2EChromeReusesMLines: with sfu.ReuseAny, Chromium and the published
+// sora-js-sdk take m-lines that two offers carried inactive (the case a
+// pion answerer fails): a recvonly page watches two publishers come and
+// leave, one after the other (so the first one's m-lines are inactive in
+// both leave offers), then two more publishers; it must decode the later
+// two on the reused m-lines, with an SDP that did not grow.
+func TestE2EChromeReusesMLines(t *testing.T) {
+	requireBrowser(t)
+	dir := soraSDKDir(t)
+	nodes := e2eCluster(t, true, func(c *shoal.Config) { c.SFU.MLineReuse = sfu.ReuseAny })
+	r := newReports(t)
+	serveSDK(t, r, dir)
+	page := func(name, role, leave string) string {
+		v := url.Values{"name": {name}, "role": {role}, "channel": {"reuse-room"}, "signaling": {nodes[0].signaling}}
+		if leave != "" {
+			v.Set("leave", leave)
+		}
+		return r.base + "/sdk.html?" + v.Encode()
+	}
+	r.open(page("w", "recvonly", ""))
+	r.waitAll(60*time.Second, "the watcher connected", []string{"w"}, func(st pageState) bool { return st.State == "connected" })
+
+	// Two publishers that leave, 1.5 s apart, once the watcher decodes both.
+	r.open(page("p1", "sendrecv", "8000"), page("p2", "sendrecv", "9500"))
+	r.waitAll(60*time.Second, "publishers 1 and 2 connected", []string{"p1", "p2"}, func(st pageState) bool { return st.ConnectionID != "" })
+	p1, p2 := r.state("p1").ConnectionID, r.state("p2").ConnectionID
+	r.waitAll(30*time.Second, "the watcher decodes publishers 1 and 2", []string{"w"}, func(st pageState) bool { return sees(st, []string{p1, p2}, 10) })
+	r.waitAll(30*time.Second, "publishers 1 and 2 left", []string{"p1", "p2"}, func(st pageState) bool { return st.State == "closed" })
+	for _, n := range []string{"p1", "p2"} {
+		// disconnect() ends as the SDK's normal DISCONNECT: the server closed
+		// the WebSocket before the data channels.
+		if e := r.state(n).Error; !strings.HasPrefix(e, "normal ") {
+			t.Errorf("page %s's disconnect() ended with %q, want a normal one", n, e)
+		}
+	}
+	var peak int
+	r.waitAll(30*time.Second, "the watcher's SDP has their m-lines inactive", []string{"w"}, func(st pageState) bool {
+		peak = st.MLines
+		return len(st.Remotes) == 0 && st.MLines == 5 // 2 × (audio, video) + application
+	})
+
+	// Two more: their tracks must reuse the four inactive m-lines.
+	r.open(page("p3", "sendrecv", ""), page("p4", "sendrecv", ""))
+	r.waitAll(60*time.Second, "publishers 3 and 4 connected", []string{"p3", "p4"}, func(st pageState) bool { return st.ConnectionID != "" })
+	p3, p4 := r.state("p3").ConnectionID, r.state("p4").ConnectionID
+	r.waitAll(30*time.Second, "the watcher decodes publishers 3 and 4 on reused m-lines", []string{"w"}, func(st pageState) bool {
+		return sees(st, []string{p3, p4}, 10)
+	})
+	if got := r.state("w").MLines; got != peak {
+		t.Errorf("the watcher's SDP has %d m-lines after publishers 3 and 4 joined, want %d (reused)", got, peak)
+	}
 }
 
 // TestE2ENodeProcessKilled runs the example as three node processes (one per

@@ -108,7 +108,9 @@ const (
 	ReuseOnce Reuse = iota
 	// ReuseAny takes any m-line whose inactive state was answered: the
 	// SDP of a long-lived channel stays bounded by the most tracks present
-	// at once. For browsers and the seed's SDKs; a pion (v4.2.26) answerer,
+	// at once. For browsers and the seed's SDKs (the root package's
+	// TestE2EChromeReusesMLines: Chromium with sora-js-sdk decodes tracks
+	// on m-lines two offers carried inactive); a pion (v4.2.26) answerer,
 	// signaling/client included, gets no media on an m-line it saw inactive
 	// in two offers or more.
 	ReuseAny

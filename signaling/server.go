@@ -714,6 +714,10 @@ func endProto(err error) ending {
 	return ending{code: CloseInternalError, reason: "INTERNAL-ERROR", err: err}
 }
 
+// closeFirstWait bounds how long a session's media outlives its WebSocket
+// close handshake (see session.run).
+const closeFirstWait = time.Second
+
 func (se *session) run(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
@@ -726,12 +730,31 @@ func (se *session) run(parent context.Context) {
 
 	end := se.handle(ctx)
 
-	// Free the media side first: the close handshake below may wait for a
-	// dead client.
+	// A live client gets the close frame before its media ends: the SDK
+	// reports a data channel closing first as an error (abend
+	// DATA-CHANNEL-ONERROR) instead of the server's code and reason. The
+	// handshake may wait for a dead client, so the media is freed after it,
+	// or after closeFirstWait at the most.
 	se.mu.Lock()
 	m, served, info := se.media, se.served, se.infoV
-	se.served = false
+	se.served = false // no longer listed, pushed to or disconnected
 	se.mu.Unlock()
+	closed := make(chan struct{})
+	if end.code == 0 || end.now {
+		_ = se.ws.CloseNow()
+		close(closed)
+	} else {
+		go func() {
+			defer close(closed)
+			_ = se.ws.Close(websocket.StatusCode(end.code), truncateReason(end.reason))
+		}()
+		t := time.NewTimer(closeFirstWait)
+		select {
+		case <-closed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	if m != nil {
 		_ = m.Close()
 	}
@@ -739,12 +762,7 @@ func (se *session) run(parent context.Context) {
 		se.srv.served(info.ChannelID, -1)
 		se.srv.release(info.ChannelID)
 	}
-	switch {
-	case end.code == 0 || end.now:
-		_ = se.ws.CloseNow()
-	default:
-		_ = se.ws.Close(websocket.StatusCode(end.code), truncateReason(end.reason))
-	}
+	<-closed
 	rcancel()
 	<-readDone
 	lvl := slog.LevelDebug
