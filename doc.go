@@ -39,7 +39,7 @@
 //	cfg.Cluster = true
 //	cfg.ClusterKey = key // 32 bytes, the same on every node
 //	cfg.ExternalSignalingURL = "wss://node1.example.com/signaling"
-//	cfg.ExternalAPIURL = "https://node1.example.com/api"
+//	cfg.ExternalAPIURL = "https://node1.example.com/api/" // the nodes call each other here
 //	cfg.Authenticator = &signaling.Webhook{URL: "https://auth.example.com/"}
 //	n, err := shoal.New(cfg)
 //	...

@@ -57,13 +57,13 @@ func (e *linkEvents) counts() (ups, downs int) {
 	return e.ups, len(e.downs)
 }
 
-func (e *linkEvents) lastDown() (error, time.Time) {
+func (e *linkEvents) lastDown() (time.Time, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.downs) == 0 {
-		return nil, time.Time{}
+		return time.Time{}, nil
 	}
-	return e.downs[len(e.downs)-1], e.downAt[len(e.downAt)-1]
+	return e.downAt[len(e.downAt)-1], e.downs[len(e.downs)-1]
 }
 
 // retryLog records the backoffs the dial loop logs ("relay link retry ...
@@ -183,7 +183,7 @@ func testSilentLink(t *testing.T, holeDials uint64) {
 		name string
 		e    *linkEvents
 	}{{"A", &evA}, {"B", &evB}} {
-		err, at := ev.e.lastDown()
+		at, err := ev.e.lastDown()
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("%s: link down with %v, want the control stream's read timeout", ev.name, err)
 		}
