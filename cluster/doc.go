@@ -54,8 +54,10 @@
 // own boot id, so a restarted temporary node is not the member that was
 // registered and must register again, while one cut off by a network
 // failure is re-admitted when it comes back. A temporary node that stops
-// (leaves gossip) or restarts is erased by the leader; one that vanishes
-// without leaving is erased once gossip forgets it (Timing.ReconnectTimeout).
+// (Close) asks the leader to erase it, and leaves gossip; should the
+// request fail, the leader erases it once gossip shows it left, as it does
+// a restarted one. One that vanishes without leaving is erased once gossip
+// forgets it (Timing.ReconnectTimeout).
 //
 // # Usage
 //

@@ -13,6 +13,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"apply","cmd":{"op":"claim","channel":"c","node":"a@10.0.0.1","relay":true}}`))
 	f.Add([]byte(`{"op":"register","info":{"node_name":"a@10.0.0.1","addr":"10.0.0.1:49011"}}`))
 	f.Add([]byte(`{"op":"purge","target":"a@10.0.0.1"}`))
+	f.Add([]byte(`{"op":"deregister","info":{"node_name":"t@10.0.0.9","boot":"b1","temporary_node":true}}`))
 	f.Add([]byte(`{"op":"load","load":{"node":"a@10.0.0.1","seq":3,"total":2,"channels":{"c":2}}}`))
 	f.Add([]byte(`{"op":"x"}`))
 	f.Add([]byte{0, 0, 0, 2, '{', '}'})

@@ -178,7 +178,23 @@ func TestTemporaryNodes(t *testing.T) {
 		c.waitMajority(tmp, true, 5*time.Second)
 	})
 
+	t.Run("only the registered run deregisters", func(t *testing.T) {
+		for _, info := range []NodeInfo{
+			{Name: tmp.self, Boot: "an-older-run", Temporary: true},
+			{Name: ns[2].self, Boot: "x"},
+		} {
+			if _, err := ns[0].leaderDo(ctx, rpcRequest{Op: rpcDeregister, Info: &info}); err == nil {
+				t.Errorf("deregister %s run %q: accepted", info.Name, info.Boot)
+			}
+		}
+		if !listed(ns[0], tmp.self) || !listed(ns[0], ns[2].self) {
+			t.Fatal("a refused deregister erased a node")
+		}
+	})
+
 	t.Run("stop erases", func(t *testing.T) {
+		// The stopping node asks the leader to erase it; its gossip leave
+		// is the fallback (the leader erases a node seen left).
 		tmp.Close()
 		for _, n := range ns {
 			testutil.Eventually(t, func() bool { return !listed(n, tmp.self) }, 10*time.Second, "%s erased the temporary node", n.self)

@@ -440,6 +440,9 @@ func (n *Node) Close() error {
 				n.rft().LeadershipTransfer().Error()
 			}
 		}
+		if n.cfg.Temporary {
+			n.deregister()
+		}
 		if n.serf != nil {
 			if err := n.serf.Leave(); err != nil {
 				n.logger.Debug("cluster: leave", "err", err)
@@ -460,6 +463,20 @@ func (n *Node) Close() error {
 	n.subsMu.Unlock()
 	n.subsWG.Wait()
 	return nil
+}
+
+// deregister asks the leader to erase this temporary node now that it
+// stops (SPEC: a stopped temporary node is erased). Without an answer in
+// RPCTimeout the leader erases it later, once gossip shows it left.
+func (n *Node) deregister() {
+	if st := n.snap.Load(); st == nil || !st.view.InMajority {
+		return // not registered, or cut off: gossip and the leader decide
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timing.RPCTimeout)
+	defer cancel()
+	if _, err := n.leaderDo(ctx, rpcRequest{Op: rpcDeregister, Info: &NodeInfo{Name: n.self, Boot: n.boot, Temporary: true}}); err != nil {
+		n.logger.Info("cluster: stopping temporary node not erased yet; the leader will once its leave is seen", "err", err)
+	}
 }
 
 // stopCluster stops what startCluster started, in reverse.

@@ -434,6 +434,10 @@ func (n *Node) leaderHandle(ctx context.Context, req rpcRequest) (rpcResponse, e
 		n.leaderMu.Lock()
 		defer n.leaderMu.Unlock()
 		return rpcResponse{}, n.leaderPurge(req.Target, timeout)
+	case rpcDeregister:
+		n.leaderMu.Lock()
+		defer n.leaderMu.Unlock()
+		return rpcResponse{}, n.leaderDeregister(*req.Info, timeout)
 	}
 	return rpcResponse{}, fmt.Errorf("cluster: op %q is not for the leader", req.Op)
 }
@@ -544,6 +548,39 @@ func (n *Node) leaderPurge(target string, timeout time.Duration) error {
 	return nil
 }
 
+// leaderDeregister erases a temporary node that is stopping, as the
+// housekeeping would once gossip shows it left; asked by the node itself,
+// the erasure does not depend on its leave reaching every node. Only the
+// run that registered (same Boot) can erase itself.
+func (n *Node) leaderDeregister(run NodeInfo, timeout time.Duration) error {
+	info, known := n.fsm.info(run.Name)
+	if !known {
+		return nil // already erased
+	}
+	if !info.Temporary {
+		return fmt.Errorf("cluster: deregister %s: a regular node is not erased when it stops", run.Name)
+	}
+	if info.Boot != run.Boot {
+		return fmt.Errorf("cluster: deregister %s: run %q is not the registered run %q", run.Name, run.Boot, info.Boot)
+	}
+	for _, s := range n.raftServers() {
+		if string(s.ID) == run.Name {
+			if err := n.configChange(n.rft().RemoveServer(s.ID, 0, timeout)); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := n.raftApply(command{Op: opReleaseNode, Node: run.Name}, timeout); err != nil {
+		return err
+	}
+	if _, err := n.raftApply(command{Op: opDeleteInfo, Node: run.Name}, timeout); err != nil {
+		return err
+	}
+	delete(n.registeredAt, run.Name)
+	n.logger.Info("cluster: temporary node stopped and erased", "temporary", run.Name)
+	return nil
+}
+
 // serveRPC serves one node-to-node connection until it closes.
 func (n *Node) serveRPC(c net.Conn) {
 	r := bufio.NewReader(c)
@@ -591,7 +628,7 @@ func (n *Node) handleRPC(ctx context.Context, req rpcRequest) (rpcResponse, erro
 			return rpcResponse{}, fmt.Errorf("contact %s: %w", n.self, ErrNoMajority)
 		}
 		return n.leaderDo(ctx, req)
-	case rpcPurge:
+	case rpcPurge, rpcDeregister:
 		if n.rft().State() != raft.Leader {
 			return rpcResponse{}, errNotLeader
 		}

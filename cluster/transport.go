@@ -275,6 +275,9 @@ const (
 	rpcApply    = "apply"    // forward a command to the leader
 	rpcRegister = "register" // RegisterClusterNode, to the contact then the leader
 	rpcPurge    = "purge"    // PurgeClusterNode, to the leader
+	// A temporary node that stops asks the leader to erase it (Info names
+	// the run, so that a late request cannot erase a newer run).
+	rpcDeregister = "deregister"
 	rpcLoad     = "load"     // a node's load, to every node
 	// InitCluster after a breakdown, from the initiating node to each node:
 	rpcRecoverCheck = "recover_check" // may this node be recovered?
@@ -319,6 +322,13 @@ func decodeRequest(b []byte) (rpcRequest, error) {
 		}
 	case rpcPurge:
 		if _, err := ParseNodeName(r.Target); err != nil {
+			return r, err
+		}
+	case rpcDeregister:
+		if r.Info == nil || r.Info.Boot == "" {
+			return r, errors.New("cluster: bad request: deregister without the run's node info")
+		}
+		if _, err := ParseNodeName(r.Info.Name); err != nil {
 			return r, err
 		}
 	case rpcLoad:
