@@ -278,7 +278,7 @@ const (
 	// A temporary node that stops asks the leader to erase it (Info names
 	// the run, so that a late request cannot erase a newer run).
 	rpcDeregister = "deregister"
-	rpcLoad     = "load"     // a node's load, to every node
+	rpcLoad       = "load" // a node's load, to every node
 	// InitCluster after a breakdown, from the initiating node to each node:
 	rpcRecoverCheck = "recover_check" // may this node be recovered?
 	rpcRecover      = "recover"       // adopt this Raft configuration
