@@ -776,13 +776,11 @@ func (c *Connection) reuseLocked(tr *webrtc.RTPTransceiver, d *downTrack) (*webr
 	}
 	if len(trs) > before {
 		// pion found no m-line to reuse and added one. Not expected (tr is
-		// one it may reuse), but if it happens the new transceiver is
-		// stopped and kept as a free one, never offered yet.
-		added := trs[before]
-		if err := added.Stop(); err != nil {
+		// one it may reuse); if it happens the new transceiver, never
+		// offered, is stopped (a stopped one is never reused).
+		c.logger.Warn("pion added an m-line while one was being reused", "mid", tr.Mid())
+		if err := trs[before].Stop(); err != nil {
 			c.logger.Debug("stop unexpected transceiver", "err", err)
-		} else {
-			c.free[added.Kind()] = append(c.free[added.Kind()], freeTr{tr: added})
 		}
 	}
 	if err := tr.SetSender(sender, d); err != nil {
