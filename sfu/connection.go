@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -105,6 +106,11 @@ type ConnectionHooks struct {
 	// DataChannelMessage delivers what the client sends on a non-messaging
 	// data channel (signaling: re-answer, candidate, disconnect).
 	DataChannelMessage func(label string, data []byte, isText bool)
+	// DataChannelsOpen is called once, from the event goroutine, when every
+	// data channel of the connection (signaling, notify, push and the
+	// messaging ones) is open on the server's side. The client may get its
+	// datachannel events a little later.
+	DataChannelsOpen func()
 }
 
 // JoinRequest is what the signaling layer read from connect.
@@ -361,6 +367,8 @@ func (c *Connection) setup(req JoinRequest) error {
 	}
 	specs := []DataChannelSpec{{Label: LabelSignaling}, {Label: LabelNotify}, {Label: LabelPush}}
 	specs = append(specs, req.DataChannels...)
+	var opening atomic.Int32
+	opening.Store(int32(len(specs)))
 	for _, spec := range specs {
 		init := &webrtc.DataChannelInit{Ordered: spec.Ordered, MaxRetransmits: spec.MaxRetransmits, MaxPacketLifeTime: spec.MaxPacketLifeTime}
 		if spec.Protocol != "" {
@@ -375,6 +383,11 @@ func (c *Connection) setup(req JoinRequest) error {
 		}
 		e := &dcEntry{dc: dc, spec: spec}
 		c.dcs[spec.Label] = e
+		dc.OnOpen(func() { // once per channel
+			if opening.Add(-1) == 0 && c.hooks.DataChannelsOpen != nil {
+				c.q.push(c.hooks.DataChannelsOpen)
+			}
+		})
 		label := spec.Label
 		if strings.HasPrefix(label, "#") {
 			if spec.clientSends() {
@@ -417,6 +430,13 @@ func (c *Connection) offerLocked() error {
 	c.awaiting = true
 	c.dirty = false
 	c.offerGen++
+	for _, list := range c.free {
+		for i := range list {
+			if list[i].gen == 0 { // never offered until this offer, inactive in it
+				list[i].gen = c.offerGen
+			}
+		}
+	}
 	return nil
 }
 
@@ -672,11 +692,13 @@ func (c *Connection) addDown(src *source) error {
 		return nil
 	}
 	d := &downTrack{src: src}
-	if tr := c.takeFreeLocked(src.info.Kind); tr != nil {
-		if sender, err := c.reuseLocked(tr, d); err != nil {
-			c.logger.Debug("inactive m-line not reused", "mid", tr.Mid(), "err", err)
+	if f := c.takeFreeLocked(src.info.Kind); f != nil {
+		if sender, err := c.reuseLocked(f.tr, d); err != nil {
+			c.logger.Debug("inactive m-line not reused", "mid", f.tr.Mid(), "err", err)
+			c.free[src.info.Kind] = append(c.free[src.info.Kind], *f) // still free
 		} else {
-			d.tr, d.sender = tr, sender
+			d.tr, d.sender = f.tr, sender
+			d.reused, d.reusedAt = f, c.offerGen
 		}
 	}
 	if d.sender == nil {
@@ -708,7 +730,7 @@ func (c *Connection) addDown(src *source) error {
 //
 // With Config.MLineReuse ReuseOnce (the default) only such m-lines, and ones
 // never offered, are reused; the others stay inactive for good.
-func (c *Connection) takeFreeLocked(kind webrtc.RTPCodecType) *webrtc.RTPTransceiver {
+func (c *Connection) takeFreeLocked(kind webrtc.RTPCodecType) *freeTr {
 	switch c.sfu.cfg.MLineReuse {
 	case ReuseNever:
 		return nil
@@ -733,9 +755,9 @@ func (c *Connection) takeFreeLocked(kind webrtc.RTPCodecType) *webrtc.RTPTransce
 	if pick < 0 {
 		return nil
 	}
-	tr := list[pick].tr
+	f := list[pick]
 	c.free[kind] = slices.Delete(list, pick, pick+1)
-	return tr
+	return &f
 }
 
 // reuseLocked puts d on the free transceiver tr and returns its sender. The
@@ -818,12 +840,15 @@ func (c *Connection) removeDown(src *source) {
 	if err := c.pc.RemoveTrack(d.sender); err != nil {
 		c.logger.Debug("remove track", "err", err)
 	} else {
-		gen := c.offerGen + 1 // the next offer is the first to carry it inactive
-		if d.tr.Mid() == "" {
-			gen = 0 // never offered: the client never saw it
+		f := freeTr{tr: d.tr, gen: c.offerGen + 1} // the next offer is the first to carry it inactive
+		switch {
+		case d.reused != nil && d.reusedAt == c.offerGen:
+			f = *d.reused // no offer carried the track: the m-line is as it was
+		case d.tr.Mid() == "":
+			f.gen = 0 // never offered: the client never saw it
 		}
 		kind := d.tr.Kind()
-		c.free[kind] = append(c.free[kind], freeTr{tr: d.tr, gen: gen})
+		c.free[kind] = append(c.free[kind], f)
 	}
 	c.dirty = true
 	c.kickLocked()

@@ -160,6 +160,11 @@ type downTrack struct {
 	binding atomic.Pointer[binding]
 	tr      *webrtc.RTPTransceiver
 	sender  *webrtc.RTPSender
+	// When the track took a free m-line (Connection.reuseLocked): that
+	// m-line's entry, and the offer count then. Should the track leave
+	// before an offer carries it, the m-line goes back as it was.
+	reused   *freeTr
+	reusedAt uint64
 }
 
 var _ webrtc.TrackLocal = (*downTrack)(nil)
