@@ -142,13 +142,9 @@ func (n *Node) reconcileLeader(ctx context.Context, hk *hkState) {
 		restarted := known && m.Tags[tagBoot] != info.Boot
 		if restarted || gone(name) {
 			n.logger.Info("cluster: erasing temporary node", "temporary", name, "restarted", restarted)
-			if in {
-				if err := n.configChange(n.rft().RemoveServer(srv.ID, 0, timeout)); err != nil {
-					continue
-				}
+			if err := n.leaderErase(name, in, timeout); err != nil {
+				n.logger.Debug("cluster: erase temporary node", "temporary", name, "err", err)
 			}
-			n.raftApply(command{Op: opReleaseNode, Node: name}, timeout)
-			n.raftApply(command{Op: opDeleteInfo, Node: name}, timeout)
 			continue
 		}
 		if !in && known && m.Status == serf.StatusAlive {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"github.com/hashicorp/raft"
 	"net"
 	"slices"
 	"strings"
@@ -181,7 +182,7 @@ func TestTemporaryNodes(t *testing.T) {
 	t.Run("only the registered run deregisters", func(t *testing.T) {
 		for _, info := range []NodeInfo{
 			{Name: tmp.self, Boot: "an-older-run", Temporary: true},
-			{Name: ns[2].self, Boot: "x"},
+			{Name: ns[2].self, Boot: ns[2].boot, Temporary: true}, // a regular node, whatever it claims
 		} {
 			if _, err := ns[0].leaderDo(ctx, rpcRequest{Op: rpcDeregister, Info: &info}); err == nil {
 				t.Errorf("deregister %s run %q: accepted", info.Name, info.Boot)
@@ -194,8 +195,16 @@ func TestTemporaryNodes(t *testing.T) {
 
 	t.Run("stop erases", func(t *testing.T) {
 		// The stopping node asks the leader to erase it; its gossip leave
-		// is the fallback (the leader erases a node seen left).
+		// is the fallback (the leader erases a node seen left, but only
+		// after a grace period, so the check right after Close tells which).
 		tmp.Close()
+		for _, n := range ns {
+			if n.rft().State() == raft.Leader {
+				if _, known := n.fsm.info(tmp.self); known {
+					t.Errorf("leader %s still has the stopped temporary node's facts right after Close", n.self)
+				}
+			}
+		}
 		for _, n := range ns {
 			testutil.Eventually(t, func() bool { return !listed(n, tmp.self) }, 10*time.Second, "%s erased the temporary node", n.self)
 		}

@@ -530,15 +530,7 @@ func (n *Node) leaderPurge(target string, timeout time.Duration) error {
 	if m, ok := n.members()[target]; ok && m.Status == serf.StatusAlive {
 		return fmt.Errorf("%s: %w", target, ErrNodeAlive)
 	}
-	if srv != nil {
-		if err := n.configChange(n.rft().RemoveServer(srv.ID, 0, timeout)); err != nil {
-			return err
-		}
-	}
-	if _, err := n.raftApply(command{Op: opReleaseNode, Node: target}, timeout); err != nil {
-		return err
-	}
-	if _, err := n.raftApply(command{Op: opDeleteInfo, Node: target}, timeout); err != nil {
+	if err := n.leaderErase(target, srv != nil, timeout); err != nil {
 		return err
 	}
 	if err := n.serf.RemoveFailedNodePrune(target); err != nil {
@@ -563,22 +555,29 @@ func (n *Node) leaderDeregister(run NodeInfo, timeout time.Duration) error {
 	if info.Boot != run.Boot {
 		return fmt.Errorf("cluster: deregister %s: run %q is not the registered run %q", run.Name, run.Boot, info.Boot)
 	}
-	for _, s := range n.raftServers() {
-		if string(s.ID) == run.Name {
-			if err := n.configChange(n.rft().RemoveServer(s.ID, 0, timeout)); err != nil {
-				return err
-			}
-		}
-	}
-	if _, err := n.raftApply(command{Op: opReleaseNode, Node: run.Name}, timeout); err != nil {
-		return err
-	}
-	if _, err := n.raftApply(command{Op: opDeleteInfo, Node: run.Name}, timeout); err != nil {
+	inConfig := slices.ContainsFunc(n.raftServers(), func(s raft.Server) bool { return string(s.ID) == run.Name })
+	if err := n.leaderErase(run.Name, inConfig, timeout); err != nil {
 		return err
 	}
 	delete(n.registeredAt, run.Name)
 	n.logger.Info("cluster: temporary node stopped and erased", "temporary", run.Name)
 	return nil
+}
+
+// leaderErase removes a node from the cluster, on the leader: from the Raft
+// configuration if it is there (inConfig), then its channel sessions and
+// its facts.
+func (n *Node) leaderErase(name string, inConfig bool, timeout time.Duration) error {
+	if inConfig {
+		if err := n.configChange(n.rft().RemoveServer(raft.ServerID(name), 0, timeout)); err != nil {
+			return err
+		}
+	}
+	if _, err := n.raftApply(command{Op: opReleaseNode, Node: name}, timeout); err != nil {
+		return err
+	}
+	_, err := n.raftApply(command{Op: opDeleteInfo, Node: name}, timeout)
+	return err
 }
 
 // serveRPC serves one node-to-node connection until it closes.
