@@ -79,9 +79,13 @@ if go test -race -count=1 -p 1 -timeout 6m "$@" ./... 2>&1 | tee "$log"; then
 fi
 step "digest of the failures"
 awk '
-	/^(--- FAIL|FAIL|panic:|ok |    --- FAIL)/ { print; if (/test timed out/) running = 12; next }
+	/^WARNING: DATA RACE/ { race = 1 }
+	race { print; if (/^==================/) race = 0; next }
+	/^(--- FAIL|FAIL|panic:|    --- FAIL|        --- FAIL)/ { print; if (/test timed out/) running = 12; next }
+	/^ +[a-z_0-9]+_test\.go:[0-9]+: / { print; next } # t.Error and t.Log lines of failed tests
 	running > 0 { if ($0 == "") running = 0; else { print; running-- } next }
 	/^goroutine [0-9]+ / { head = $0; shown = 0; next }
+	/^$/ { head = ""; shown = 1; next } # a goroutine block ends at a blank line
 	/_test\.go:[0-9]+/ { if (!shown) { print head; shown = 1 } print "   " $0 }
-' "$log" | head -150
+' "$log" | head -200
 exit 1
