@@ -204,24 +204,16 @@ func (h *adminHandler[N, C]) channelOp(ctx context.Context, w http.ResponseWrite
 		}
 		peers = p
 	}
+	// Ask the peers while this node does its part.
 	var answers []peerAnswer
+	var wg sync.WaitGroup
 	if len(peers) > 0 {
 		h.logger.Debug("channel operation on other nodes too", "target", req.Target, "channel_id", req.ChannelID, "nodes", len(peers))
-		// Ask the peers while this node does its part.
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			answers = h.askPeers(ctx, req.Target, body, peers)
-		}()
-		local := h.localPart(req)
-		<-done
-		return h.merge(req, local, answers, nodeScope)
+		wg.Go(func() { answers = h.askPeers(ctx, req.Target, body, peers) })
 	}
 	local := h.localPart(req)
-	if local.err != nil {
-		return opStatus(local.err), nil, local.err
-	}
-	return h.merge(req, local, nil, nodeScope)
+	wg.Wait()
+	return h.merge(req, local, answers, nodeScope)
 }
 
 // part is one node's result of a channel operation.
@@ -328,11 +320,11 @@ func (h *adminHandler[N, C]) askPeer(ctx context.Context, n affinity.Node, targe
 	}
 	if field := countField(target); field != "" {
 		var res map[string]json.RawMessage
-		var n *int
-		if err := json.Unmarshal(b, &res); err != nil || json.Unmarshal(res[field], &n) != nil || n == nil || *n < 0 {
+		var count *int
+		if err := json.Unmarshal(b, &res); err != nil || json.Unmarshal(res[field], &count) != nil || count == nil || *count < 0 {
 			return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want {%q: n, ...}", b, field)}
 		}
-		return resp.StatusCode, part{n: *n}
+		return resp.StatusCode, part{n: *count}
 	}
 	var list []ConnectionInfo
 	if err := json.Unmarshal(b, &list); err != nil || list == nil {
