@@ -54,6 +54,7 @@ type options struct {
 	udpPort, minPort, maxPort       int
 	adminToken                      string
 	origins                         string
+	mlineReuse                      string
 }
 
 func main() {
@@ -79,6 +80,7 @@ func main() {
 	flag.IntVar(&o.maxPort, "cluster-max-port", cluster.DefaultListenMaxPort, "cluster_listen_max_port (the relay uses it)")
 	flag.StringVar(&o.adminToken, "admin-token", "", "bearer token required by the admin API (/api)")
 	flag.StringVar(&o.origins, "origins", "", "one node: comma-separated web origins (host:port patterns) whose pages may open signaling here; default the -init nodes' HOST:http-port. A page is redirected between nodes, so each node must accept the others' pages")
+	flag.StringVar(&o.mlineReuse, "mline-reuse", "any", "which inactive m-lines a new track may reuse: any (the SDP stays bounded; for browsers and the seed's SDKs), once (safe for pion clients too), never")
 	flag.StringVar(&o.logLevel, "log", "warn", "log level: debug, info, warn, error")
 	flag.Parse()
 
@@ -138,6 +140,16 @@ func nodeConfig(o options, name string, key []byte, dataDir string, log *slog.Lo
 	}
 	if o.loopback {
 		cfg.SFU = sfu.LocalConfig(nil)
+	}
+	switch o.mlineReuse {
+	case "any", "": // "": options built in code, as the tests do
+		cfg.SFU.MLineReuse = sfu.ReuseAny
+	case "once":
+		cfg.SFU.MLineReuse = sfu.ReuseOnce
+	case "never":
+		cfg.SFU.MLineReuse = sfu.ReuseNever
+	default:
+		return cfg, fmt.Errorf("-mline-reuse %q: want any, once or never", o.mlineReuse)
 	}
 	cfg.SFU.Network.UDPPort = o.udpPort
 	if o.publicIP != "" {
