@@ -151,6 +151,7 @@ type pageState struct {
 	Connects      int              `json:"connects"`
 	Log           []string         `json:"log"`
 	MLines        int              `json:"mlines"` // SDK page: m-lines in the current remote description
+	WS            bool             `json:"ws"`     // SDK page: the SDK's signaling WebSocket is open
 }
 
 // reports is the test's HTTP server: it serves the launcher page (one
@@ -453,6 +454,9 @@ func soraSDKDir(t *testing.T) string {
 
 // sdkPage is a page that loads the published SDK unchanged (./sora.js) and
 // connects with all three signaling URLs; it reports like the example page.
+// Query: dcs and idws ("1" or "0") set the SDK's dataChannelSignaling and
+// ignoreDisconnectWebSocket options; cmd=1 polls /cmd?name= for "leave"
+// (disconnect()); leave=ms disconnects that long after connect.
 const sdkPage = `<!doctype html><body><script type="module">
 import Sora from "./sora.js";
 const q = new URLSearchParams(location.search);
@@ -463,11 +467,16 @@ let c;
 (async () => {
   try {
     const conn = Sora.connection(urls);
-    c = role === "recvonly" ? conn.recvonly(q.get("channel"), null, {multistream: true})
-                            : conn.sendrecv(q.get("channel"), null, {multistream: true});
+    const opts = {multistream: true};
+    if (q.get("dcs")) opts.dataChannelSignaling = q.get("dcs") === "1";
+    if (q.get("idws")) opts.ignoreDisconnectWebSocket = q.get("idws") === "1";
+    c = role === "recvonly" ? conn.recvonly(q.get("channel"), null, opts)
+                            : conn.sendrecv(q.get("channel"), null, opts);
+    c.on("switched", (m) => T.log.push("switched " + JSON.stringify(m)));
+    c.on("signaling", (e) => { if (/re-offer|switched|close|disconnect/.test(e.type)) T.log.push("signaling " + e.type + " " + e.transportType); });
     c.on("track", (e) => { const s = e.streams[0]; trackStream.set(e.track.id, s.id); if (!T.remotes.includes(s.id)) T.remotes.push(s.id); });
-    c.on("notify", (m) => T.log.push("notify " + m.event_type + " " + (m.connection_id || "")));
-    c.on("push", (m) => T.log.push("push " + JSON.stringify(m.data)));
+    c.on("notify", (m, via) => T.log.push("notify " + m.event_type + " " + (m.connection_id || "") + " " + via));
+    c.on("push", (m, via) => { T.log.push("push " + JSON.stringify(m.data)); T.log.push("push via " + via); });
     c.on("disconnect", (e) => { T.state = "closed"; T.error = e.type + " " + e.title + " " + (e.code || ""); });
     const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia({audio: true, video: {width: 320, height: 240}});
     await c.connect(stream);
@@ -485,6 +494,10 @@ setInterval(async () => {
     }
     T.framesDecoded = fd; T.remotes = c.remoteConnectionIds.slice();
     T.mlines = ((c.pc.currentRemoteDescription || {}).sdp || "").split("\r\nm=").length - 1;
+  }
+  T.ws = !!(c && c.ws && c.ws.readyState === 1);
+  if (q.get("cmd") && c && T.state === "connected") {
+    fetch("/cmd?name=" + name).then((r) => r.ok ? r.text() : "").then((t) => { if (t === "leave") c.disconnect(); }).catch(() => {});
   }
   fetch("/report", {method: "POST", body: JSON.stringify(T)}).catch(() => {});
 }, 1000);
@@ -562,6 +575,104 @@ func TestE2ESoraJSSDK(t *testing.T) {
 	r.waitAll(20*time.Second, "SDK clients got the push", names, func(st pageState) bool {
 		return slices.Contains(st.Log, `push {"hello":"shoal"}`)
 	})
+}
+
+// TestE2ESoraJSSDKDataChannelSignaling: the published sora-js-sdk with
+// dataChannelSignaling and ignoreDisconnectWebSocket. Two pages switch
+// ("switched" once their data channels are open) and close their
+// WebSockets; their sessions outlive the sockets (and the server's ping
+// interval). A third page joins later: the first two decode its video,
+// the re-offers having come on the "signaling" data channel and the notify
+// on "notify". Then the third page's disconnect() goes over the data
+// channel and ends normally, and the first two see it leave; last, the API
+// disconnects the second page, by close on its data channel.
+func TestE2ESoraJSSDKDataChannelSignaling(t *testing.T) {
+	requireBrowser(t)
+	dir := soraSDKDir(t)
+	nodes := e2eCluster(t, true)
+	r := newReports(t)
+	serveSDK(t, r, dir)
+	var leave sync.Map // page name → true: /cmd answers "leave"
+	r.mux.HandleFunc("/cmd", func(w http.ResponseWriter, req *http.Request) {
+		if _, ok := leave.Load(req.URL.Query().Get("name")); ok {
+			io.WriteString(w, "leave")
+		}
+	})
+	node := nodes[0]
+	page := func(name string) string {
+		return r.base + "/sdk.html?" + url.Values{"name": {name}, "role": {"sendrecv"}, "channel": {"dc-room"},
+			"signaling": {node.signaling}, "dcs": {"1"}, "idws": {"1"}, "cmd": {"1"}}.Encode()
+	}
+	switched := func(st pageState) bool {
+		return st.State == "connected" && !st.WS && slices.Contains(st.Log, `switched {"type":"switched","ignore_disconnect_websocket":true}`)
+	}
+	r.open(page("d1"), page("d2"))
+	both := []string{"d1", "d2"}
+	r.waitAll(60*time.Second, "both pages connected and switched, WebSocket closed", both, switched)
+	d1, d2 := r.state("d1").ConnectionID, r.state("d2").ConnectionID
+	r.waitAll(60*time.Second, "the pages decode each other's video", both, func(st pageState) bool {
+		if st.Name == "d1" {
+			return sees(st, []string{d2}, 10)
+		}
+		return sees(st, []string{d1}, 10)
+	})
+	// Past the server's ping interval (5 s): no ping may be written to the
+	// closed sockets, and the sessions live on.
+	time.Sleep(signaling.DefaultPingInterval + time.Second)
+	for _, n := range both {
+		if st := r.state(n); st.State != "connected" {
+			t.Fatalf("page %s after its WebSocket closed: %s %s", n, st.State, st.Error)
+		}
+	}
+	if got := len(node.Signaling().Connections("dc-room")); got != 2 {
+		t.Fatalf("%s serves %d signaling sessions of dc-room without WebSockets, want 2", node.Name(), got)
+	}
+
+	// A third page joins: re-offers to the first two go over the data channel.
+	r.open(page("d3"))
+	r.waitAll(60*time.Second, "the third page connected and switched", []string{"d3"}, switched)
+	d3 := r.state("d3").ConnectionID
+	r.waitAll(60*time.Second, "the first two decode the third's video", both, func(st pageState) bool {
+		return sees(st, []string{d3}, 10) &&
+			slices.Contains(st.Log, "signaling onmessage-re-offer datachannel") &&
+			slices.Contains(st.Log, "notify connection.created "+d3+" datachannel")
+	})
+	r.waitAll(30*time.Second, "the third decodes the first two", []string{"d3"}, func(st pageState) bool {
+		return sees(st, []string{d1, d2}, 10)
+	})
+
+	// disconnect() after the switch goes over the data channel and ends as
+	// the SDK's normal DISCONNECT once the server closed the data channels.
+	leave.Store("d3", true)
+	r.waitAll(30*time.Second, "the third page left", []string{"d3"}, func(st pageState) bool { return st.State == "closed" })
+	if e := r.state("d3").Error; !strings.HasPrefix(e, "normal DISCONNECT") {
+		t.Errorf("page d3's disconnect() ended with %q, want normal DISCONNECT", e)
+	}
+	r.waitAll(30*time.Second, "the first two see the third leave", both, func(st pageState) bool {
+		return !slices.Contains(st.Remotes, d3) && slices.Contains(st.Log, "notify connection.destroyed "+d3+" datachannel")
+	})
+	testutil.Eventually(t, func() bool { return len(node.Signaling().Connections("dc-room")) == 2 }, 10*time.Second,
+		"the third's session ended, the first two remain")
+	for _, n := range both {
+		if st := r.state(n); st.State != "connected" {
+			t.Errorf("page %s: %s %s", n, st.State, st.Error)
+		}
+	}
+
+	// The API disconnects a page without WebSocket: close on the signaling
+	// data channel, which the SDK reports as a normal SHUTDOWN.
+	if n, err := node.Signaling().DisconnectConnection("dc-room", d2, "BYE"); n != 1 || err != nil {
+		t.Fatalf("DisconnectConnection: %d %v", n, err)
+	}
+	r.waitAll(30*time.Second, "the second page was disconnected", []string{"d2"}, func(st pageState) bool { return st.State == "closed" })
+	if e := r.state("d2").Error; e != "normal SHUTDOWN 1000" {
+		t.Errorf("page d2 disconnected by the API: %q, want normal SHUTDOWN 1000", e)
+	}
+	r.waitAll(30*time.Second, "the first page sees the second leave", []string{"d1"}, func(st pageState) bool {
+		return !slices.Contains(st.Remotes, d2) && st.State == "connected"
+	})
+	testutil.Eventually(t, func() bool { return len(node.Signaling().Connections("dc-room")) == 1 }, 10*time.Second,
+		"the second's session ended")
 }
 
 // serveSDK serves the published SDK (dir's dist/sora.js, unchanged) and

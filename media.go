@@ -53,6 +53,7 @@ func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signali
 						SendRecv: e.Counts.Sendrecv, SendOnly: e.Counts.Sendonly, RecvOnly: e.Counts.Recvonly}})
 			},
 			DataChannelMessage: ev.Message,
+			DataChannelsOpen:   ev.DataChannelsOpen,
 		},
 	})
 	if err != nil {
@@ -78,7 +79,10 @@ func u16(p *int) (*uint16, error) {
 
 type sfuConn struct{ c *sfu.Connection }
 
-var _ signaling.MediaConn = sfuConn{}
+var (
+	_ signaling.MediaConn         = sfuConn{}
+	_ signaling.DataChannelCloser = sfuConn{}
+)
 
 func (c sfuConn) Offer() signaling.MediaOffer {
 	o := c.c.Offer()
@@ -118,3 +122,6 @@ func addCandidate[T any](add func(T) error, cand signaling.Candidate) error {
 func (c sfuConn) SendText(label, text string) error { return c.c.SendText(label, text) }
 func (c sfuConn) Done() <-chan struct{}             { return c.c.Done() }
 func (c sfuConn) Close() error                      { return c.c.Close() }
+
+// CloseDataChannels implements signaling.DataChannelCloser.
+func (c sfuConn) CloseDataChannels(ctx context.Context) error { return c.c.CloseDataChannels(ctx) }

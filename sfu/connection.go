@@ -604,6 +604,34 @@ func (c *Connection) SendText(label, text string) error {
 	return nil
 }
 
+// CloseDataChannels closes every data channel of the connection (a stream
+// reset) and waits, until ctx ends, for the client to close its side too;
+// the peer connection stays up until Close, which ends any wait left. A
+// sora-js-sdk client that switched to data-channel signaling waits for its
+// channels to close after its disconnect, and closing the peer connection
+// at once would make them fail instead.
+func (c *Connection) CloseDataChannels(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, e := range c.dcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = e.dc.GracefulClose() // returns once the client reset its side, or the connection closed
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (c *Connection) dc(label string) (*dcEntry, error) {
 	select {
 	case <-c.done:

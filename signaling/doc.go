@@ -48,18 +48,58 @@
 //
 // Push messages ({"type":"push","data":{...}}, from the admin API's
 // PushChannel, PushConnection and PushClient, or Server.PushChannel and
-// friends in Go) go on the WebSocket, never on the "push" data channel:
-// the SDK hands a push from either to its push callback (PROTOCOL.md
-// §3.6), and the WebSocket always works, since the server never sends
-// "switched" and so the socket stays open for the session. Like media events
-// they are queued on the session without blocking and written by its
-// goroutine in order; a client whose queue overflows (4096 messages) is
-// dropped with 4500 TOO-SLOW.
+// friends in Go) go on the WebSocket, or on the "push" data channel once the
+// session switched (below). Like media events they are queued on the
+// session without blocking and written by its goroutine in order; a client
+// whose queue overflows (4096 messages) is dropped with 4500 TOO-SLOW.
 //
-// The server does not send "switched" (the WebSocket stays the signaling
-// path for the whole session) or "update", and does not compress data
-// channel messages; clients that request data_channel_signaling or
-// ignore_disconnect_websocket keep working over the WebSocket.
+// # Data-channel signaling
+//
+// A connection signals over its data channels when data_channel_signaling
+// is in effect: connect's field, or Config.DataChannelSignaling when connect
+// does not set it (false by default, as in the seed); likewise
+// ignore_disconnect_websocket and Config.IgnoreDisconnectWebSocket. The auth
+// hook's answer cannot set them (AuthResult has no such fields).
+//
+//  1. Once the answer is applied and the media side reports every data
+//     channel open (MediaEvents.DataChannelsOpen; the root package's
+//     adapter reports it when pion has opened them all), the server waits
+//     300 ms, the margin the SDK needs to fire its datachannel events for
+//     "#" channels first (PROTOCOL.md §3.9), then sends
+//     {"type":"switched","ignore_disconnect_websocket":bool} on the
+//     WebSocket. A Media that never reports the channels open, or whose
+//     offer has no "signaling" channel, keeps the session on the WebSocket.
+//  2. From then on re-offers and close go on the "signaling" data channel,
+//     notify on "notify", push on "push" (each on the WebSocket if the
+//     offer lacks that channel). re-answer, candidate and disconnect are
+//     accepted on the "signaling" channel at any time, as the SDK sends them
+//     there as soon as it exists.
+//  3. Without ignore_disconnect_websocket the WebSocket stays open and
+//     pinged, and its close still ends the session.
+//  4. With it the client closes the WebSocket: the server stops pinging at
+//     switched (the SDK can only pong on the WebSocket) and the socket's end
+//     no longer ends the session. The session lives on until the media ends,
+//     the client's disconnect arrives on the "signaling" channel, the API
+//     disconnects it or the server closes; in the last two cases the server
+//     sends {"type":"close","code":n,"reason":s} on the "signaling" channel
+//     (PROTOCOL.md §3.10; the SDK reports a normal SHUTDOWN), waits up to a
+//     second for it to leave, then closes the media.
+//  5. After a switched client's disconnect (on the data channel; the SDK
+//     then waits for all its data channels to close), the server closes the
+//     data channels gracefully first (DataChannelCloser, up to 2 s), then
+//     the WebSocket if it is open, then the media: a peer connection closed
+//     at once makes the SDK report DISCONNECT-DATA-CHANNEL-ERROR instead of
+//     a normal DISCONNECT.
+//
+// Compression (offer.data_channels[].compress, PROTOCOL.md §4) is never
+// used on the channels the server reads or writes: the media side opens
+// "signaling", "notify" and "push" with compress false, and connect's
+// data_channels may only name "#" channels, so a client cannot ask for it
+// there; their messages are JSON text. A "#" channel's compress is echoed
+// from connect to the offer and its messages are forwarded as they are
+// (opaque): clients that all asked for compress on it exchange zlib, while
+// one that did not gets the sender's bytes unconverted. The server does not
+// send "update".
 //
 // # Close codes
 //
@@ -68,6 +108,8 @@
 // rejects with.
 //
 //	1000 TYPE-DISCONNECT, MEDIA-CLOSED, REDIRECTED, or the API's reason
+//	(after a switched without WebSocket the code and reason go in close on
+//	the "signaling" data channel instead, for every row below that applies)
 //	1001 SERVER-SHUTDOWN                 Server.Close
 //	4400 INVALID-MESSAGE, MISSING-TYPE, UNKNOWN-TYPE, INVALID-FIELD,
 //	     BINARY-MESSAGE, MISSING-SDP, INVALID-ANSWER, INVALID-DATA-CHANNELS
@@ -80,7 +122,7 @@
 //	4490 INVALID-CHANNEL-ID              missing, empty, over 255 bytes, not UTF-8
 //	4491 INVALID-ROLE
 //	4492 CONNECT-EXPECTED, UNEXPECTED-CONNECT, UNEXPECTED-ANSWER, UNEXPECTED-RE-ANSWER
-//	4500 MEDIA-ERROR, TOO-SLOW, NO-SIGNALING-URL, INTERNAL-ERROR
+//	4500 MEDIA-ERROR, TOO-SLOW, NO-SIGNALING-URL, INTERNAL-ERROR, DATA-CHANNEL-ERROR
 //	4503 NOT-IN-MAJORITY, NO-CAPACITY, NO-USABLE-NODE, NODE-FULL, NODE-BLOCKED,
 //	     SESSION-NODE-FULL, SESSION-NODE-UNAVAILABLE, UNKNOWN-NODE, CHANNEL-CLAIM-FAILED
 //	4504 PING-TIMEOUT                    no pong in PongTimeout

@@ -19,6 +19,7 @@ import (
 // them; tests drive their events.
 type fakeMedia struct {
 	mu    sync.Mutex
+	dcs   []OfferDataChannel // offer.data_channels; nil means signaling and notify
 	full  bool
 	err   error
 	conns []*fakeConn
@@ -35,7 +36,7 @@ func (m *fakeMedia) Join(ctx context.Context, req MediaRequest) (MediaConn, erro
 	if m.err != nil {
 		return nil, m.err
 	}
-	c := &fakeConn{req: req, done: make(chan struct{})}
+	c := &fakeConn{req: req, dcs: m.dcs, done: make(chan struct{})}
 	m.conns = append(m.conns, c)
 	// Like the SFU: the joining connection hears of itself.
 	if req.Events.Event != nil {
@@ -43,6 +44,12 @@ func (m *fakeMedia) Join(ctx context.Context, req MediaRequest) (MediaConn, erro
 			Role: req.Role, Counts: ChannelCounts{Connections: 1, SendRecv: 1}})
 	}
 	return c, nil
+}
+
+func (m *fakeMedia) setDCs(dcs []OfferDataChannel) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dcs = dcs
 }
 
 func (m *fakeMedia) conn(i int) *fakeConn {
@@ -62,18 +69,23 @@ func (m *fakeMedia) count() int {
 
 type fakeConn struct {
 	req       MediaRequest
+	dcs       []OfferDataChannel
 	mu        sync.Mutex
 	answers   []string
 	cands     []Candidate
 	sent      []string
 	closed    bool
+	dcsClosed bool // CloseDataChannels was called while open
 	done      chan struct{}
 	answerErr error
 }
 
 func (c *fakeConn) Offer() MediaOffer {
-	return MediaOffer{SDP: "v=0\r\nfake-offer\r\n", AudioMid: "0", VideoMid: "1",
-		DataChannels: []OfferDataChannel{{Label: "signaling", Direction: "sendrecv"}, {Label: "notify", Direction: "sendrecv"}}}
+	dcs := c.dcs
+	if dcs == nil {
+		dcs = []OfferDataChannel{{Label: "signaling", Direction: "sendrecv"}, {Label: "notify", Direction: "sendrecv"}}
+	}
+	return MediaOffer{SDP: "v=0\r\nfake-offer\r\n", AudioMid: "0", VideoMid: "1", DataChannels: dcs}
 }
 
 func (c *fakeConn) SetAnswer(sdp string) error {
@@ -100,6 +112,19 @@ func (c *fakeConn) SendText(label, text string) error {
 	return nil
 }
 
+// sentOn returns the messages sent on the data channel label, in order.
+func (c *fakeConn) sentOn(label string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, s := range c.sent {
+		if text, ok := strings.CutPrefix(s, label+":"); ok {
+			out = append(out, text)
+		}
+	}
+	return out
+}
+
 func (c *fakeConn) Done() <-chan struct{} { return c.done }
 
 func (c *fakeConn) Close() error {
@@ -110,6 +135,21 @@ func (c *fakeConn) Close() error {
 		close(c.done)
 	}
 	return nil
+}
+
+func (c *fakeConn) CloseDataChannels(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.dcsClosed = true
+	}
+	return nil
+}
+
+func (c *fakeConn) closedDCs() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dcsClosed
 }
 
 func (c *fakeConn) isClosed() bool {

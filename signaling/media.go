@@ -46,6 +46,11 @@ type MediaEvents struct {
 	// Message delivers what the client sent on a non-messaging data channel
 	// (the "signaling" channel: re-answer, candidate, disconnect).
 	Message func(label string, data []byte, isText bool)
+	// DataChannelsOpen reports, once, that every data channel listed in the
+	// offer is open on the media side. The server switches a connection
+	// that asked for data_channel_signaling to its data channels only after
+	// it; a Media that never calls it keeps every session on the WebSocket.
+	DataChannelsOpen func()
 }
 
 // EventType names a ConnectionEvent as notify's event_type does.
@@ -100,10 +105,22 @@ type MediaConn interface {
 	SetAnswer(sdp string) error
 	// AddCandidate adds a candidate trickled by the client.
 	AddCandidate(c Candidate) error
-	// SendText sends a text message on the data channel label.
+	// SendText sends a text message on the data channel label. After
+	// "switched" the server sends re-offer and close on "signaling", notify
+	// on "notify" and push on "push".
 	SendText(label, text string) error
 	// Done is closed when the connection has ended, for any reason.
 	Done() <-chan struct{}
 	// Close ends the connection; safe to call more than once.
 	Close() error
+}
+
+// DataChannelCloser is an optional interface of a MediaConn: it closes the
+// connection's data channels gracefully and waits, until ctx ends, for the
+// client to close its side, leaving the peer connection up. The server calls
+// it when a switched client disconnects over the data channel (the SDK waits
+// for every data channel to close; a peer connection closed at once makes
+// them fail and the SDK reports an abend), before Close.
+type DataChannelCloser interface {
+	CloseDataChannels(ctx context.Context) error
 }

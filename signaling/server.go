@@ -106,7 +106,32 @@ type Config struct {
 	// request's own host is always allowed. AnyOrigin allows every origin.
 	OriginPatterns []string
 	AnyOrigin      bool
+	// DataChannelSignaling is the default of connect's
+	// data_channel_signaling, which a connect that sets the field
+	// overrides. When in effect, the server sends "switched" once the data
+	// channels are open and then signals over them (see the package doc).
+	// False by default, as in the seed.
+	DataChannelSignaling bool
+	// IgnoreDisconnectWebSocket is the default of connect's
+	// ignore_disconnect_websocket, which a connect that sets the field
+	// overrides. With data-channel signaling in effect, "switched" carries
+	// it: the client then closes its WebSocket and the session lives on
+	// over the data channels. False by default, as in the seed.
+	IgnoreDisconnectWebSocket bool
 }
+
+// switchedDelay is how long the server waits, after the media side reports
+// every data channel open, before it sends "switched": a "switched" that
+// beats the client's datachannel event for a "#" channel loses the SDK's
+// datachannel callback for it (PROTOCOL.md §3.9; 300 ms worked).
+const switchedDelay = 300 * time.Millisecond
+
+// The data channels the server itself reads or writes.
+const (
+	labelSignaling = "signaling"
+	labelNotify    = "notify"
+	labelPush      = "push"
+)
 
 func (c Config) withDefaults() Config {
 	def := func(d *time.Duration, v time.Duration) {
@@ -644,6 +669,7 @@ type queued struct {
 	label   string
 	data    []byte
 	raw     []byte // a server message to write as is (push)
+	dcOpen  bool   // every data channel is open (MediaEvents.DataChannelsOpen)
 }
 
 // session is one WebSocket. Its goroutine (the ServeHTTP one) owns it and
@@ -665,6 +691,13 @@ type session struct {
 	killOnce sync.Once
 	wake     chan struct{}
 	media    MediaConn
+
+	// Data-channel signaling; owned by the session goroutine.
+	wantDC   bool            // data_channel_signaling in effect
+	ignoreWS bool            // ignore_disconnect_websocket in effect (with wantDC)
+	dcLabels map[string]bool // offer.data_channels
+	switched bool            // "switched" was sent
+	wsGone   bool            // the WebSocket closed after a switched with ignoreWS
 }
 
 func (se *session) info() (ConnectionInfo, bool) {
@@ -704,6 +737,9 @@ type ending struct {
 	reason string
 	err    error // for the log
 	now    bool  // skip the close handshake (peer presumed dead)
+	// byClient is the client's own disconnect: after switched it waits for
+	// the data channels to close and must not get a close message.
+	byClient bool
 }
 
 func endProto(err error) ending {
@@ -717,6 +753,10 @@ func endProto(err error) ending {
 // closeFirstWait bounds how long a session's media outlives its WebSocket
 // close handshake (see session.run).
 const closeFirstWait = time.Second
+
+// dataChannelCloseWait bounds how long a switched client that disconnected
+// may take to close its data channels (the SDK waits 3 s for them).
+const dataChannelCloseWait = 2 * time.Second
 
 func (se *session) run(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
@@ -739,8 +779,27 @@ func (se *session) run(parent context.Context) {
 	m, served, info := se.media, se.served, se.infoV
 	se.served = false // no longer listed, pushed to or disconnected
 	se.mu.Unlock()
+	if se.switched && end.byClient && m != nil {
+		// The SDK waits for its data channels to close after a disconnect
+		// sent on one (PROTOCOL.md §3.11).
+		if dc, ok := m.(DataChannelCloser); ok {
+			cctx, ccancel := context.WithTimeout(context.Background(), dataChannelCloseWait)
+			if err := dc.CloseDataChannels(cctx); err != nil {
+				se.logger.Debug("data channels not closed in time", "err", err)
+			}
+			ccancel()
+		}
+	}
 	closed := make(chan struct{})
-	if end.code == 0 || end.now {
+	if se.switched && se.ignoreWS {
+		// The client dropped (or is dropping) the WebSocket: the end goes
+		// on the "signaling" data channel, and the media closes after it.
+		_ = se.ws.CloseNow()
+		close(closed)
+		if m != nil && end.code != 0 && !end.byClient {
+			se.closeOverDataChannel(m, end)
+		}
+	} else if end.code == 0 || end.now {
 		_ = se.ws.CloseNow()
 		close(closed)
 	} else {
@@ -770,6 +829,33 @@ func (se *session) run(parent context.Context) {
 		lvl = slog.LevelInfo
 	}
 	se.logger.Log(context.Background(), lvl, "signaling session ended", "code", end.code, "reason", end.reason, "err", end.err)
+}
+
+// closeOverDataChannel tells a switched client without WebSocket that its
+// session ends ({"type":"close","code","reason"} on the "signaling" data
+// channel, PROTOCOL.md §3.10), then gives the message closeFirstWait at the
+// most to leave before the caller closes the media (the client closes its
+// peer connection when it gets it, which may end the media first).
+func (se *session) closeOverDataChannel(m MediaConn, end ending) {
+	select {
+	case <-m.Done():
+		return // nothing to send it on
+	default:
+	}
+	b, err := json.Marshal(closeMessage{Type: TypeClose, Code: end.code, Reason: truncateReason(end.reason)})
+	if err == nil {
+		err = m.SendText(labelSignaling, string(b))
+	}
+	if err != nil {
+		se.logger.Debug("close not sent on the data channel", "err", err)
+		return
+	}
+	t := time.NewTimer(closeFirstWait)
+	defer t.Stop()
+	select {
+	case <-m.Done():
+	case <-t.C:
+	}
 }
 
 // read feeds se.in until the socket fails or ctx ends.
@@ -957,6 +1043,7 @@ func (se *session) handle(ctx context.Context) ending {
 			Message: func(label string, data []byte, isText bool) {
 				se.push(queued{label: label, data: append([]byte(nil), data...)})
 			},
+			DataChannelsOpen: func() { se.push(queued{dcOpen: true}) },
 		},
 	})
 	if err != nil {
@@ -982,6 +1069,18 @@ func (se *session) handle(ctx context.Context) ending {
 	se.srv.served(c.ChannelID, +1)
 
 	offer := media.Offer()
+	se.wantDC, se.ignoreWS = cfg.DataChannelSignaling, cfg.IgnoreDisconnectWebSocket
+	if c.DataChannelSignaling != nil {
+		se.wantDC = *c.DataChannelSignaling
+	}
+	if c.IgnoreDisconnectWebSocket != nil {
+		se.ignoreWS = *c.IgnoreDisconnectWebSocket
+	}
+	se.ignoreWS = se.ignoreWS && se.wantDC
+	se.dcLabels = make(map[string]bool, len(offer.DataChannels))
+	for _, d := range offer.DataChannels {
+		se.dcLabels[d.Label] = true
+	}
 	bundleID := c.BundleID
 	if bundleID == "" {
 		bundleID = connID
@@ -1067,6 +1166,16 @@ func (se *session) redirect(ctx context.Context, d affinity.Decision) ending {
 }
 
 // loop serves an offered connection until it ends.
+//
+// With data-channel signaling in effect, once the initial answer is applied
+// and the media side reports every data channel open, it waits
+// switchedDelay and sends "switched" on the WebSocket. From then on
+// re-offers go on the "signaling" data channel, notifies on "notify" and
+// pushes on "push" (each on the WebSocket if the offer lacks the channel).
+// With ignore_disconnect_websocket the client then closes the WebSocket:
+// the session stops pinging, ignores the socket's end and lives on until
+// the media ends, the client's disconnect arrives on the data channel, or
+// the server or the API ends it (run sends close on the data channel).
 func (se *session) loop(ctx context.Context, media MediaConn) ending {
 	cfg := &se.srv.cfg
 	answerTimer := time.NewTimer(cfg.AnswerTimeout)
@@ -1083,6 +1192,57 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 	defer pongTimer.Stop()
 	awaitingPong := false
 	candidates := 0
+	in := se.in // nil once the WebSocket is gone
+
+	// Switching to data-channel signaling.
+	answered, dcOpen := false, false
+	var switchTimer *time.Timer
+	var switchC <-chan time.Time
+	defer func() {
+		if switchTimer != nil {
+			switchTimer.Stop()
+		}
+	}()
+	maybeSwitch := func() {
+		if se.wantDC && answered && dcOpen && switchTimer == nil && se.dcLabels[labelSignaling] {
+			switchTimer = time.NewTimer(switchedDelay)
+			switchC = switchTimer.C
+		}
+	}
+	// stopPinging is for a WebSocket that is closing or gone: the SDK
+	// answers ping only there.
+	stopPinging := func() {
+		pingC = nil
+		awaitingPong = false
+		pongTimer.Stop()
+	}
+
+	// send writes one server message: on the data channel label after
+	// switched (when the offer has it), else on the WebSocket, unless the
+	// client was told to drop it.
+	send := func(label string, b []byte) *ending {
+		if se.switched && se.dcLabels[label] {
+			if err := media.SendText(label, string(b)); err != nil {
+				return &ending{code: CloseInternalError, reason: "DATA-CHANNEL-ERROR", err: fmt.Errorf("send on data channel %q: %w", label, err)}
+			}
+			return nil
+		}
+		if se.switched && se.ignoreWS {
+			se.logger.Debug("message dropped: no data channel for it and the WebSocket is dropped", "label", label)
+			return nil
+		}
+		if err := se.writeRaw(ctx, b); err != nil {
+			return &ending{err: err, now: true}
+		}
+		return nil
+	}
+	sendJSON := func(label string, v any) *ending {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return &ending{code: CloseInternalError, reason: "INTERNAL-ERROR", err: err}
+		}
+		return send(label, b)
+	}
 
 	handle := func(data []byte) *ending {
 		msg, err := DecodeClientMessage(data, cfg.MaxMessageSize)
@@ -1102,6 +1262,10 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 			}
 			awaiting = ""
 			answerTimer.Stop()
+			if !answered {
+				answered = true
+				maybeSwitch()
+			}
 		case *Candidate:
 			if candidates++; candidates > cfg.MaxCandidates {
 				return &ending{code: CloseTooManyCandidates, reason: "TOO-MANY-CANDIDATES"}
@@ -1114,15 +1278,22 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 			pongTimer.Stop()
 		case *Disconnect:
 			se.logger.Debug("client disconnected", "reason", m.Reason)
-			return &ending{code: 1000, reason: "TYPE-DISCONNECT"}
+			return &ending{code: 1000, reason: "TYPE-DISCONNECT", byClient: true}
 		}
 		return nil
 	}
 
 	for {
 		select {
-		case m := <-se.in:
+		case m := <-in:
 			if m.err != nil {
+				var pe *ProtocolError
+				if se.switched && se.ignoreWS && !errors.As(m.err, &pe) {
+					// The client dropped the WebSocket as switched told it.
+					se.wsGone, in = true, nil
+					se.logger.Debug("websocket closed after switched; signaling goes on over the data channels", "err", m.err)
+					continue
+				}
 				return readErrEnding(m.err)
 			}
 			if e := handle(m.data); e != nil {
@@ -1139,24 +1310,37 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 			for _, it := range q {
 				switch {
 				case it.reOffer != "":
-					if err := se.write(ctx, reOfferMessage{Type: TypeReOffer, SDP: it.reOffer}); err != nil {
-						return ending{err: err, now: true}
+					if e := sendJSON(labelSignaling, reOfferMessage{Type: TypeReOffer, SDP: it.reOffer}); e != nil {
+						return *e
 					}
 					awaiting = TypeReAnswer
 					answerTimer.Reset(cfg.AnswerTimeout)
 				case it.event != nil:
-					if err := se.write(ctx, notifyFor(it.event)); err != nil {
-						return ending{err: err, now: true}
+					if e := sendJSON(labelNotify, notifyFor(it.event)); e != nil {
+						return *e
 					}
 				case it.raw != nil:
-					if err := se.writeRaw(ctx, it.raw); err != nil {
-						return ending{err: err, now: true}
+					if e := send(labelPush, it.raw); e != nil {
+						return *e
 					}
-				case it.label == "signaling":
+				case it.dcOpen:
+					dcOpen = true
+					maybeSwitch()
+				case it.label == labelSignaling:
 					if e := handle(it.data); e != nil {
 						return *e
 					}
 				}
+			}
+		case <-switchC:
+			switchC = nil
+			if err := se.write(ctx, switchedMessage{Type: TypeSwitched, IgnoreDisconnectWebSocket: se.ignoreWS}); err != nil {
+				return ending{err: fmt.Errorf("write switched: %w", err), now: true}
+			}
+			se.switched = true
+			se.logger.Debug("switched to data-channel signaling", "ignore_disconnect_websocket", se.ignoreWS)
+			if se.ignoreWS {
+				stopPinging()
 			}
 		case <-answerTimer.C:
 			return ending{code: CloseAnswerTimeout, reason: "ANSWER-TIMEOUT", err: fmt.Errorf("no %s within %v", awaiting, cfg.AnswerTimeout)}
@@ -1220,6 +1404,19 @@ type reOfferMessage struct {
 
 type pingMessage struct {
 	Type string `json:"type"`
+}
+
+type switchedMessage struct {
+	Type                      string `json:"type"`
+	IgnoreDisconnectWebSocket bool   `json:"ignore_disconnect_websocket"`
+}
+
+// closeMessage ends a switched session on the "signaling" data channel
+// (PROTOCOL.md §3.10).
+type closeMessage struct {
+	Type   string `json:"type"`
+	Code   int    `json:"code"`
+	Reason string `json:"reason"`
 }
 
 type notifyMessage struct {
