@@ -754,6 +754,11 @@ func endProto(err error) ending {
 // close handshake (see session.run).
 const closeFirstWait = time.Second
 
+// clientCloseWait bounds how long, after a client's disconnect and the
+// WebSocket's close handshake, the server waits for the client to close
+// its peer connection before closing it itself.
+const clientCloseWait = time.Second
+
 // dataChannelCloseWait bounds how long a switched client that disconnected
 // may take to close its data channels (the SDK waits 3 s for them).
 const dataChannelCloseWait = 2 * time.Second
@@ -813,6 +818,17 @@ func (se *session) run(parent context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
+		if end.byClient && m != nil {
+			// After its disconnect the SDK closes its own peer connection
+			// once the WebSocket has closed; ours closing first can reach
+			// it as a data channel error before the WebSocket's close event.
+			t := time.NewTimer(clientCloseWait)
+			select {
+			case <-m.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 	}
 	if m != nil {
 		_ = m.Close()
