@@ -91,26 +91,33 @@ type NodePushed struct {
 	Pushed   int    `json:"pushed"`
 }
 
-// countField is the field of a channel operation's answer that counts the
-// connections it acted on, "" for ListChannelConnections.
-func countField(target string) string {
-	switch target {
-	case TargetDisconnectChannel, TargetDisconnectConnection, TargetDisconnectClient:
-		return "disconnected"
-	case TargetPushChannel, TargetPushConnection, TargetPushClient:
-		return "pushed"
-	}
-	return ""
+// countedOp is a channel operation that acts on connections and answers
+// how many (all but ListChannelConnections).
+type countedOp struct {
+	field string // the answer's count: "disconnected" or "pushed"
+	one   bool   // it names one connection or client: none anywhere is a 404
+	run   func(ChannelOps, AdminRequest) (int, error)
 }
 
-// namesOne reports whether a channel operation names one connection or
-// client, so that finding none anywhere is a 404.
-func namesOne(target string) bool {
-	switch target {
-	case TargetDisconnectConnection, TargetDisconnectClient, TargetPushConnection, TargetPushClient:
-		return true
-	}
-	return false
+var countedOps = map[string]countedOp{
+	TargetDisconnectChannel: {"disconnected", false, func(c ChannelOps, r AdminRequest) (int, error) {
+		return c.DisconnectChannel(r.ChannelID, r.Reason)
+	}},
+	TargetDisconnectConnection: {"disconnected", true, func(c ChannelOps, r AdminRequest) (int, error) {
+		return c.DisconnectConnection(r.ChannelID, r.ConnectionID, r.Reason)
+	}},
+	TargetDisconnectClient: {"disconnected", true, func(c ChannelOps, r AdminRequest) (int, error) {
+		return c.DisconnectClient(r.ChannelID, r.ClientID, r.Reason)
+	}},
+	TargetPushChannel: {"pushed", false, func(c ChannelOps, r AdminRequest) (int, error) {
+		return c.PushChannel(r.ChannelID, r.Data)
+	}},
+	TargetPushConnection: {"pushed", true, func(c ChannelOps, r AdminRequest) (int, error) {
+		return c.PushConnection(r.ChannelID, r.ConnectionID, r.Data)
+	}},
+	TargetPushClient: {"pushed", true, func(c ChannelOps, r AdminRequest) (int, error) {
+		return c.PushClient(r.ChannelID, r.ClientID, r.Data)
+	}},
 }
 
 // ChannelConnectionsFailure is the 502 answer of ListChannelConnections
@@ -224,32 +231,18 @@ type part struct {
 }
 
 func (h *adminHandler[N, C]) localPart(req AdminRequest) part {
-	ch := h.cfg.Channels
-	var n int
-	var err error
-	switch req.Target {
-	case TargetDisconnectChannel:
-		n, err = ch.DisconnectChannel(req.ChannelID, req.Reason)
-	case TargetDisconnectConnection:
-		n, err = ch.DisconnectConnection(req.ChannelID, req.ConnectionID, req.Reason)
-	case TargetDisconnectClient:
-		n, err = ch.DisconnectClient(req.ChannelID, req.ClientID, req.Reason)
-	case TargetPushChannel:
-		n, err = ch.PushChannel(req.ChannelID, req.Data)
-	case TargetPushConnection:
-		n, err = ch.PushConnection(req.ChannelID, req.ConnectionID, req.Data)
-	case TargetPushClient:
-		n, err = ch.PushClient(req.ChannelID, req.ClientID, req.Data)
-	default: // TargetListChannelConnections
-		list := ch.Connections(req.ChannelID)
-		for i := range list {
-			if list[i].NodeName == "" {
-				list[i].NodeName = h.cfg.NodeName
-			}
-		}
-		return part{conns: list}
+	if op, ok := countedOps[req.Target]; ok {
+		n, err := op.run(h.cfg.Channels, req)
+		return part{n: n, err: err}
 	}
-	return part{n: n, err: err}
+	// TargetListChannelConnections
+	list := h.cfg.Channels.Connections(req.ChannelID)
+	for i := range list {
+		if list[i].NodeName == "" {
+			list[i].NodeName = h.cfg.NodeName
+		}
+	}
+	return part{conns: list}
 }
 
 // peerAnswer is a peer's answer to a channel operation, decoded.
@@ -318,11 +311,11 @@ func (h *adminHandler[N, C]) askPeer(ctx context.Context, n affinity.Node, targe
 		}
 		return resp.StatusCode, part{err: errors.New(msg)}
 	}
-	if field := countField(target); field != "" {
+	if op, ok := countedOps[target]; ok {
 		var res map[string]json.RawMessage
 		var count *int
-		if err := json.Unmarshal(b, &res); err != nil || json.Unmarshal(res[field], &count) != nil || count == nil || *count < 0 {
-			return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want {%q: n, ...}", b, field)}
+		if err := json.Unmarshal(b, &res); err != nil || json.Unmarshal(res[op.field], &count) != nil || count == nil || *count < 0 {
+			return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want {%q: n, ...}", b, op.field)}
 		}
 		return resp.StatusCode, part{n: *count}
 	}
@@ -371,14 +364,14 @@ func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerA
 		}
 		msg = fmt.Sprintf("%d of %d nodes holding channel %q failed: %s", len(failed), len(all), clip(req.ChannelID, 80), strings.Join(names, ", "))
 	}
-	if field := countField(req.Target); field != "" {
+	if op, ok := countedOps[req.Target]; ok {
 		total := 0
 		for _, a := range all {
 			if a.err == nil {
 				total += a.n
 			}
 		}
-		if total == 0 && status == http.StatusOK && namesOne(req.Target) && !nodeScope {
+		if total == 0 && status == http.StatusOK && op.one && !nodeScope {
 			status = http.StatusNotFound
 			if req.ConnectionID != "" {
 				msg = fmt.Sprintf("no connection %q in channel %q on any node (%d asked)", clip(req.ConnectionID, 80), clip(req.ChannelID, 80), len(all))
@@ -386,7 +379,7 @@ func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerA
 				msg = fmt.Sprintf("no connection with client_id %q in channel %q on any node (%d asked)", clip(req.ClientID, 80), clip(req.ChannelID, 80), len(all))
 			}
 		}
-		if field == "pushed" {
+		if op.field == "pushed" {
 			res := PushResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID, Pushed: total,
 				Nodes: []NodePushed{}, Error: msg, FailedNodes: failed}
 			for _, a := range all {
