@@ -818,17 +818,19 @@ func (se *session) run(parent context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
-		if end.byClient && m != nil {
-			// After its disconnect the SDK closes its own peer connection
-			// once the WebSocket has closed; ours closing first can reach
-			// it as a data channel error before the WebSocket's close event.
-			t := time.NewTimer(clientCloseWait)
-			select {
-			case <-m.Done():
-			case <-t.C:
-			}
-			t.Stop()
+	}
+	if end.byClient && m != nil {
+		// After its disconnect the SDK closes its own peer connection, once
+		// the WebSocket (or, switched, every data channel) has closed; ours
+		// closing first can reach it as a data channel error before it has
+		// seen those close (abend DATA-CHANNEL-ONERROR, or
+		// DISCONNECT-DATA-CHANNEL-ERROR when switched).
+		t := time.NewTimer(clientCloseWait)
+		select {
+		case <-m.Done():
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	if m != nil {
 		_ = m.Close()
