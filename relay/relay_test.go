@@ -226,6 +226,35 @@ func stream(t *LocalTrack, seq *atomic.Uint32, stop <-chan struct{}, wg *sync.Wa
 	}
 }
 
+// relayVideo has a and b meet, opens channel "room" from a to b, and adds
+// the video track on a once b relays the channel.
+func relayVideo(t *testing.T, a, b *node) (*LocalTrack, *counter) {
+	t.Helper()
+	meet(t, a, b)
+	if err := a.OpenChannel("room", b.name); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
+	kf := &counter{}
+	lt, err := a.AddLocalTrack("room", video, kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lt, kf
+}
+
+// streamUntilEnd streams lt (see stream) until the test ends; the returned
+// counter is the last sequence number sent.
+func streamUntilEnd(t *testing.T, lt *LocalTrack) *atomic.Uint32 {
+	var seq atomic.Uint32
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go stream(lt, &seq, stop, &wg)
+	t.Cleanup(func() { close(stop); wg.Wait() })
+	return &seq
+}
+
 func TestTwoNodesMediaMessagesKeyframes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	a := startNode(t, "a", testKey)
@@ -395,22 +424,8 @@ func TestLinkBreaksAndRecovers(t *testing.T) {
 		}
 	})
 	b := startNode(t, "b", testKey)
-	meet(t, a, b)
-	if err := a.OpenChannel("room", b.name); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
-	kf := &counter{}
-	lt, err := a.AddLocalTrack("room", video, kf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var seq atomic.Uint32
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go stream(lt, &seq, stop, &wg)
-	defer func() { close(stop); wg.Wait() }()
+	lt, kf := relayVideo(t, a, b)
+	seq := streamUntilEnd(t, lt)
 	var w *fakeWriter
 	testutil.Eventually(t, func() bool { w = b.local.sink("room").track(video.ID); return w != nil && w.n.Load() > 10 }, 5*time.Second, "streaming")
 	before := kf.n.Load()

@@ -138,22 +138,8 @@ func testSilentLink(t *testing.T, holeDials uint64) {
 	})
 	b := startNode(t, "b", testKey, func(c *Config) { c.OnLinkChange = evB.record })
 	cfg := a.cfg
-	meet(t, a, b)
-	if err := a.OpenChannel("room", b.name); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
-	kf := &counter{}
-	lt, err := a.AddLocalTrack("room", video, kf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var seq atomic.Uint32
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go stream(lt, &seq, stop, &wg)
-	defer func() { close(stop); wg.Wait() }()
+	lt, kf := relayVideo(t, a, b)
+	seq := streamUntilEnd(t, lt)
 	var w *fakeWriter
 	testutil.Eventually(t, func() bool { w = b.local.sink("room").track(video.ID); return w != nil && w.n.Load() > 10 }, 5*time.Second, "streaming")
 	testutil.Eventually(t, func() bool { return kf.n.Load() >= 1 }, 5*time.Second, "first keyframe request")
@@ -325,16 +311,7 @@ func TestFirstPacketsOfRemoteTrack(t *testing.T) {
 		}}
 	})
 	bn = b
-	meet(t, a, b)
-	if err := a.OpenChannel("room", b.name); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
-	kf := &counter{}
-	lt, err := a.AddLocalTrack("room", video, kf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lt, kf := relayVideo(t, a, b)
 
 	// Send from the moment B's AddRemoteTrack is called, one packet a
 	// millisecond, seq 1, 2, ...
