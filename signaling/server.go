@@ -447,19 +447,7 @@ func (s *Server) pushTo(match func(ConnectionInfo) bool, data json.RawMessage) (
 	if err != nil {
 		return 0, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, ErrClosed
-	}
-	n := 0
-	for se := range s.sessions {
-		if info, ok := se.info(); ok && match(info) {
-			se.push(queued{raw: msg})
-			n++
-		}
-	}
-	return n, nil
+	return s.each(match, func(se *session) { se.push(queued{raw: msg}) })
 }
 
 // DisconnectAll closes every connection this node serves with the code and
@@ -470,6 +458,12 @@ func (s *Server) DisconnectAll(code int, reason string) (int, error) {
 }
 
 func (s *Server) disconnect(match func(ConnectionInfo) bool, code int, reason string) (int, error) {
+	return s.each(match, func(se *session) { se.kill(code, reason) })
+}
+
+// each runs fn, which must not block, on every session this node serves
+// whose connection matches, and returns how many.
+func (s *Server) each(match func(ConnectionInfo) bool, fn func(*session)) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -478,7 +472,7 @@ func (s *Server) disconnect(match func(ConnectionInfo) bool, code int, reason st
 	n := 0
 	for se := range s.sessions {
 		if info, ok := se.info(); ok && match(info) {
-			se.kill(code, reason)
+			fn(se)
 			n++
 		}
 	}
