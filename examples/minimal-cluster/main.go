@@ -187,6 +187,20 @@ func startNode(ctx context.Context, cfg shoal.Config, listen string) (*node, err
 	return &node{Node: n, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}, nil
 }
 
+// bindHint says what to do about a socket that could not be bound.
+func bindHint(err error, host netip.Addr) string {
+	switch {
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Sprintf(" (on macOS, add the address first: sudo ifconfig lo0 alias %v)", host)
+	case errors.Is(err, syscall.EADDRINUSE):
+		// The cluster's ports (49010-49020 by default) lie in Linux's
+		// ephemeral range: a connection of any program may hold one, or
+		// leave it in TIME_WAIT for a minute.
+		return " (another process, or a recent connection in TIME_WAIT, holds the port: wait a minute, pick others with -http-port or -cluster-min-port/-cluster-max-port, or reserve them: sysctl -w net.ipv4.ip_local_reserved_ports=49010-49020)"
+	}
+	return ""
+}
+
 // serve runs the nodes' HTTP servers until ctx ends, then stops them and the
 // nodes.
 func serve(ctx context.Context, nodes []*node, log *slog.Logger) error {
@@ -258,7 +272,7 @@ func runThree(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		n, err := startNode(ctx, cfg, hp)
 		if err != nil {
-			return fmt.Errorf("start %s: %w (on macOS, add the address first: sudo ifconfig lo0 alias %v)", name, err, host)
+			return fmt.Errorf("start %s: %w%s", name, err, bindHint(err, host))
 		}
 		nodes = append(nodes, n)
 		names = append(names, name)

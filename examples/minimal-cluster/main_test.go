@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -80,4 +82,29 @@ func TestRunThree(t *testing.T) {
 		t.Fatal("runThree did not stop within 30 s of Ctrl-C")
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// TestBindHint: a port in use and an address missing get a hint each that
+// says what to do.
+func TestBindHint(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = net.Listen("tcp", ln.Addr().String())
+	if err == nil {
+		t.Fatal("a second listener on one port")
+	}
+	if h := bindHint(fmt.Errorf("start: %w", err), lo); !strings.Contains(h, "TIME_WAIT") {
+		t.Errorf("hint for %v: %q", err, h)
+	}
+	_, err = net.Listen("tcp", "192.0.2.1:0") // TEST-NET-1: not on this machine
+	if h := bindHint(err, lo); err == nil || !strings.Contains(h, "ifconfig lo0 alias") {
+		t.Errorf("hint for %v: %q", err, h)
+	}
+	if h := bindHint(errors.New("other"), lo); h != "" {
+		t.Errorf("hint for another error: %q", h)
+	}
 }
