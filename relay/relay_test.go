@@ -163,6 +163,13 @@ func startNode(t testing.TB, name string, key []byte, mod ...func(*Config)) *nod
 	if err != nil {
 		t.Fatal(err)
 	}
+	runRelay(t, r)
+	return &node{Relay: r, name: cfg.NodeName, local: local}
+}
+
+// runRelay runs r until the test ends and waits until it listens.
+func runRelay(t testing.TB, r *Relay) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(context.Background()) }()
 	t.Cleanup(func() {
@@ -172,7 +179,6 @@ func startNode(t testing.TB, name string, key []byte, mod ...func(*Config)) *nod
 		}
 	})
 	testutil.Eventually(t, func() bool { return r.Addr().IsValid() }, 5*time.Second, "relay listening")
-	return &node{Relay: r, name: cfg.NodeName, local: local}
 }
 
 func meet(t testing.TB, nodes ...*node) {
@@ -226,15 +232,21 @@ func stream(t *LocalTrack, seq *atomic.Uint32, stop <-chan struct{}, wg *sync.Wa
 	}
 }
 
-// relayVideo has a and b meet, opens channel "room" from a to b, and adds
-// the video track on a once b relays the channel.
-func relayVideo(t *testing.T, a, b *node) (*LocalTrack, *counter) {
+// openRoom has a and b meet and opens channel "room" from a to b; it
+// returns once b relays the channel back.
+func openRoom(t *testing.T, a, b *node) {
 	t.Helper()
 	meet(t, a, b)
 	if err := a.OpenChannel("room", b.name); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
+	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays room")
+}
+
+// relayVideo opens "room" (openRoom) and adds the video track on a.
+func relayVideo(t *testing.T, a, b *node) (*LocalTrack, *counter) {
+	t.Helper()
+	openRoom(t, a, b)
 	kf := &counter{}
 	lt, err := a.AddLocalTrack("room", video, kf)
 	if err != nil {
@@ -259,12 +271,7 @@ func TestTwoNodesMediaMessagesKeyframes(t *testing.T) {
 	testutil.CheckLeaks(t)
 	a := startNode(t, "a", testKey)
 	b := startNode(t, "b", testKey)
-	meet(t, a, b)
-	if err := a.OpenChannel("room", b.name); err != nil {
-		t.Fatal(err)
-	}
-	// B learns of the channel from A and relays it back.
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays room")
+	openRoom(t, a, b)
 
 	kf := &counter{}
 	lt, err := a.AddLocalTrack("room", video, kf)
@@ -382,11 +389,7 @@ func TestRelayOutlivesLocalClients(t *testing.T) {
 	testutil.CheckLeaks(t)
 	a := startNode(t, "a", testKey)
 	b := startNode(t, "b", testKey)
-	meet(t, a, b)
-	if err := a.OpenChannel("room", b.name); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
+	openRoom(t, a, b)
 	bt, err := b.AddLocalTrack("room", TrackInfo{ID: "b-audio", StreamID: "b", Kind: "audio", MimeType: "audio/opus", ClockRate: 48000, Channels: 2}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -457,11 +460,7 @@ func TestNACKAnsweredFromSendingSide(t *testing.T) {
 	testutil.CheckLeaks(t)
 	a := startNode(t, "a", testKey)
 	b := startNode(t, "b", testKey)
-	meet(t, a, b)
-	if err := a.OpenChannel("room", b.name); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
+	openRoom(t, a, b)
 	lt, err := a.AddLocalTrack("room", video, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -45,15 +45,7 @@ func startSFUNode(t *testing.T, name string) *sfuNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
-	t.Cleanup(func() {
-		r.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	testutil.Eventually(t, func() bool { return r.Addr().IsValid() }, 5*time.Second, "relay listening")
+	runRelay(t, r)
 	return &sfuNode{Relay: r, name: cfg.NodeName, sfu: s}
 }
 

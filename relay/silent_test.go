@@ -404,11 +404,7 @@ func TestRemoteTrackEndsWhileAdded(t *testing.T) {
 		}}
 	})
 	bn = b
-	meet(t, a, b)
-	if err := a.OpenChannel("room", b.name); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays")
+	openRoom(t, a, b)
 	if _, err := a.AddLocalTrack("room", video, nil); err != nil {
 		t.Fatal(err)
 	}
