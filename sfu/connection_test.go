@@ -495,12 +495,13 @@ func testNACKOnReusedMLine(t *testing.T, s *sfu.SFU, api *webrtc.API, role sfu.R
 //
 // With ReuseOnce (the default) the same churn must deliver the media of
 // every track to the pion client: only m-lines inactive in one offer are
-// reused, so the SDP may grow, but no track is lost.
+// reused, so the SDP may grow, but no track is lost. ReuseNever is the
+// baseline: every track on a new m-line.
 func TestMLinesBoundedUnderChurn(t *testing.T) {
 	for _, mode := range []struct {
 		name  string
 		reuse sfu.Reuse
-	}{{"ReuseAny", sfu.ReuseAny}, {"ReuseOnce", sfu.ReuseOnce}} {
+	}{{"ReuseAny", sfu.ReuseAny}, {"ReuseOnce", sfu.ReuseOnce}, {"ReuseNever", sfu.ReuseNever}} {
 		t.Run(mode.name, func(t *testing.T) { testChurn(t, mode.reuse) })
 	}
 }
@@ -556,6 +557,9 @@ func testChurn(t *testing.T, reuse sfu.Reuse) {
 					if !strings.Contains(c.lastOffer(), fmt.Sprintf("a=ssrc:%d msid:%s\r\n", ssrc, msid)) {
 						t.Fatalf("%s: the offer has no a=ssrc:%d for %s on mid %s", c.conn.ID(), ssrc, msid, mid)
 					}
+					if round > 0 && reuse == sfu.ReuseNever && mids[i][mid] {
+						t.Errorf("%s: ReuseNever put %s on the used mid %s", c.conn.ID(), msid, mid)
+					}
 					if round > 0 && reuse == sfu.ReuseAny {
 						if !mids[i][mid] {
 							t.Errorf("%s: %s is on new mid %s, want one of the inactive %v reused", c.conn.ID(), msid, mid, mids[i])
@@ -606,7 +610,7 @@ func testChurn(t *testing.T, reuse sfu.Reuse) {
 				n := countMlines(c.pc.CurrentRemoteDescription().SDP)
 				// Upstream, the most forwarded tracks at once, the data channels.
 				bound := sub.upstream + sub.steady + 2 + 1
-				t.Logf("%s: %d m-lines after %s left (bound %d)", c.conn.ID(), n, id, bound)
+				t.Logf("%s: %d m-lines after %s left (ReuseAny's bound: %d)", c.conn.ID(), n, id, bound)
 				if reuse == sfu.ReuseAny && n > bound {
 					t.Fatalf("%s: %d m-lines after %d publishers came and went, want at most %d", c.conn.ID(), n, round+1, bound)
 				}

@@ -22,8 +22,8 @@
 // tracks at once, but a pion v4.2.26 answerer (signaling/client included)
 // gets no media on a reused m-line that two or more offers carried
 // inactive; ReuseNever gives every track a new m-line. In a test of 8
-// publishers coming and going, a subscriber ended with 4 m-lines with
-// ReuseAny, 11 with ReuseOnce, and would have 18 with ReuseNever
+// publishers coming and going, a recvonly subscriber ended with 4 m-lines
+// with ReuseAny, 11 to 15 with ReuseOnce and 18 with ReuseNever
 // (TestMLinesBoundedUnderChurn). The server opens every data
 // channel in-band (Offer.DataChannels lists them, for offer.data_channels)
 // and never closes one on its own: the SDK disconnects when any closes.
