@@ -1,0 +1,242 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+)
+
+// announce sends the channel-open of ch with the ids of our tracks in it,
+// then each track's description.
+func (s *session) announce(ch *channel) {
+	tracks := ch.localTracks()
+	var p []byte
+	p = binary.BigEndian.AppendUint16(p, uint16(len(tracks)))
+	for _, t := range tracks {
+		p = append(p, byte(len(t.info.ID)))
+		p = append(p, t.info.ID...)
+	}
+	s.control(KindChannelOpen, ch.name, "", p)
+	for _, t := range tracks {
+		s.enqueue(trackOpenFrame(ch.name, t.info))
+	}
+}
+
+func (s *session) control(k Kind, channel, track string, payload []byte) bool {
+	return s.enqueue(controlFrame(k, channel, track, payload))
+}
+
+// enqueue queues a control frame without blocking; a full queue drops it.
+func (s *session) enqueue(b []byte) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+	}
+	select {
+	case s.out <- b:
+		return true
+	default:
+		s.l.stats.drops.Add(1)
+		return false
+	}
+}
+
+// controlFrame returns a length-prefixed frame for the control stream.
+func controlFrame(k Kind, channel, track string, payload []byte) []byte {
+	b := make([]byte, 4, 4+frameHeaderLen+len(channel)+len(track)+len(payload))
+	b = appendFrameStr(b, k, 0, channel, track, payload)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+func trackOpenFrame(channel string, info TrackInfo) []byte {
+	return controlFrame(KindTrackOpen, channel, info.ID, appendTrackInfo(nil, info))
+}
+
+func writeControl(w io.Writer, b []byte) error {
+	_, err := w.Write(b)
+	return err
+}
+
+// readControl reads one length-prefixed frame into buf (grown as needed).
+func readControl(br *bufio.Reader, buf []byte) (Frame, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(br, n[:]); err != nil {
+		return Frame{}, err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size < frameHeaderLen || size > maxControlFrame {
+		return Frame{}, fmt.Errorf("%w: control frame of %d bytes", ErrFrameLength, size)
+	}
+	if cap(buf) < int(size) {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return Frame{}, err
+	}
+	return DecodeFrame(buf)
+}
+
+func (s *session) writeLoop(ctx context.Context) error {
+	bw := bufio.NewWriterSize(s.conn, 32<<10)
+	timeout := s.l.r.cfg.LinkTimeout
+	for {
+		var b []byte
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return nil
+		case b = <-s.out:
+		}
+		_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		// Batch whatever else is queued, then flush.
+		for more := true; more; {
+			select {
+			case b = <-s.out:
+				if _, err := bw.Write(b); err != nil {
+					return err
+				}
+			default:
+				more = false
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) heartbeat(ctx context.Context) error {
+	t := time.NewTicker(s.l.r.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var ts [8]byte
+	for {
+		s.control(KindHeartbeat, "", "", nil)
+		binary.BigEndian.PutUint64(ts[:], uint64(s.l.r.now()))
+		_ = s.sendDatagram(KindPing, 0, "", "", ts[:])
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// readLoop serves the control stream. A silent stream (no heartbeat for
+// LinkTimeout) is broken.
+func (s *session) readLoop() error {
+	l, r := s.l, s.l.r
+	buf := make([]byte, 64<<10)
+	for {
+		_ = s.conn.SetReadDeadline(time.Now().Add(r.cfg.LinkTimeout))
+		f, err := readControl(s.br, buf)
+		if err != nil {
+			select {
+			case <-s.done:
+				return nil
+			default:
+			}
+			return fmt.Errorf("relay: control stream from %s: %w", l.peer, err)
+		}
+		if err := l.handleControl(s, f); err != nil {
+			r.log.Warn("relay control frame refused", "peer", l.peer, "kind", f.Kind, "err", err)
+		}
+	}
+}
+
+func (l *link) handleControl(s *session, f Frame) error {
+	r := l.r
+	switch f.Kind {
+	case KindHeartbeat:
+		return nil
+	case KindChannelOpen:
+		rd := reader{b: f.Payload}
+		n := int(rd.u16())
+		keep := make(map[string]bool, n)
+		for range n {
+			keep[rd.str8()] = true
+		}
+		if rd.err != nil {
+			return rd.err
+		}
+		ch, err := r.ensureChannel(string(f.Channel))
+		if err != nil {
+			return err
+		}
+		// Tracks the peer no longer has ended while the link was down.
+		l.dropInbound(ch.name, keep)
+		if ch.attach(l) {
+			s.announce(ch)
+		}
+		return nil
+	case KindChannelClose:
+		r.mu.Lock()
+		ch := r.channels[string(f.Channel)]
+		r.mu.Unlock()
+		if ch != nil {
+			r.detach(ch, l)
+		}
+		return nil
+	case KindTrackOpen:
+		info, err := decodeTrackInfo(string(f.Track), f.Payload)
+		if err != nil {
+			return err
+		}
+		if err := info.validate(); err != nil {
+			return err
+		}
+		return l.addInbound(string(f.Channel), info)
+	case KindTrackClose:
+		l.removeInbound(string(f.Channel), string(f.Track))
+		return nil
+	case KindKeyframe:
+		r.chMu.RLock()
+		ch := r.channels[string(f.Channel)]
+		r.chMu.RUnlock()
+		if ch == nil {
+			return nil
+		}
+		l.stats.keyframesIn.Add(1)
+		if t := ch.localTrack(f.Track); t != nil {
+			t.requestKeyframe()
+		}
+		return nil
+	case KindMessage:
+		m, err := decodeMessage(f.Payload)
+		if err != nil {
+			return err
+		}
+		r.chMu.RLock()
+		ch := r.channels[string(f.Channel)]
+		r.chMu.RUnlock()
+		if ch == nil {
+			l.stats.drops.Add(1)
+			return nil
+		}
+		ch.mu.Lock()
+		sink, linked := ch.sink, false
+		for _, x := range ch.linkList() {
+			linked = linked || x == l
+		}
+		ch.mu.Unlock()
+		if sink == nil || !linked {
+			l.stats.drops.Add(1)
+			return nil
+		}
+		ch.stats.messagesIn.Add(1)
+		sink.DeliverMessage(l.peer, m)
+		return nil
+	}
+	return fmt.Errorf("%w: %d on the control stream", ErrFrameKind, f.Kind)
+}

@@ -1,0 +1,165 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	cryptorand "crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pion/srtp/v3"
+)
+
+func (l *link) dial(ctx context.Context) (*session, error) {
+	l.r.mu.Lock()
+	addr := l.addr
+	l.r.mu.Unlock()
+	l.stats.dials.Add(1)
+	d := net.Dialer{Timeout: l.r.cfg.LinkTimeout}
+	if ip := l.r.cfg.ListenAddr.Addr(); !ip.IsUnspecified() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))
+	}
+	if err := l.holeDial(ctx, d.Timeout); err != nil {
+		return nil, fmt.Errorf("relay: dial %s at %v: %w", l.peer, addr, err)
+	}
+	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: dial %s at %v: %w", l.peer, addr, err)
+	}
+	hc := newHoleConn(raw, l)
+	c := tls.Client(hc, l.r.id.TLSConfig(alpn))
+	s, _, err := l.r.handshake(ctx, c, l, addr)
+	if err != nil {
+		hc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// accept serves links dialled by peers until the listener closes.
+func (r *Relay) accept(ctx context.Context, ln net.Listener) {
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				r.log.Warn("relay accept", "err", err)
+			}
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			c := tls.Server(newHoleConn(raw, nil), r.id.TLSConfig(alpn))
+			s, lctx, err := r.handshake(ctx, c, nil, netip.AddrPort{})
+			if err != nil {
+				raw.Close()
+				r.log.Debug("relay link refused", "remote", raw.RemoteAddr(), "err", err)
+				return
+			}
+			_ = s.l.run(lctx, s) // logs its end; the dialler reconnects
+		}()
+	}
+}
+
+// handshake runs TLS (which fails without the cluster key), exchanges
+// hellos and derives the SRTP keys of both directions. l is nil on the
+// accepting side, which learns the peer from its hello and gets the link's
+// context back.
+func (r *Relay) handshake(ctx context.Context, c *tls.Conn, l *link, peerAddr netip.AddrPort) (*session, context.Context, error) {
+	dialing := l != nil
+	_ = c.SetDeadline(time.Now().Add(r.cfg.LinkTimeout))
+	if err := c.HandshakeContext(ctx); err != nil {
+		r.handshakeFailures.Add(1)
+		return nil, nil, fmt.Errorf("relay: tls handshake: %w", err)
+	}
+	nonce := make([]byte, nonceLen)
+	_, _ = cryptorand.Read(nonce)
+	me := hello{Version: protocolVersion, Node: r.cfg.NodeName, Nonce: nonce, UDPPort: r.Addr().Port()}
+	myHello := controlFrame(KindHello, "", "", appendHello(nil, me))
+	br := bufio.NewReaderSize(c, 4096)
+	if dialing { // the dialler speaks first
+		if err := writeControl(c, myHello); err != nil {
+			return nil, nil, err
+		}
+	}
+	f, err := readControl(br, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: read hello: %w", err)
+	}
+	if f.Kind != KindHello {
+		return nil, nil, fmt.Errorf("relay: first frame is kind %d, not hello", f.Kind)
+	}
+	peer, err := decodeHello(f.Payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	if peer.Node == r.cfg.NodeName {
+		return nil, nil, fmt.Errorf("relay: peer claims this node's name %q", peer.Node)
+	}
+	var lctx context.Context
+	dn, an := me.Nonce, peer.Nonce // the dialler's nonce first
+	if dialing {
+		if peer.Node != l.peer {
+			return nil, nil, fmt.Errorf("relay: dialled %s but %s answered", l.peer, peer.Node)
+		}
+	} else {
+		if err := writeControl(c, myHello); err != nil {
+			return nil, nil, err
+		}
+		if l, lctx, err = r.acceptedLink(peer.Node); err != nil {
+			return nil, nil, err
+		}
+		if hc, ok := c.NetConn().(*holeConn); ok {
+			hc.link.Store(l) // from now on in the link's black hole, if a test opens one
+		}
+		rip, err := netip.ParseAddrPort(c.RemoteAddr().String())
+		if err != nil {
+			return nil, nil, fmt.Errorf("relay: peer address: %w", err)
+		}
+		peerAddr = netip.AddrPortFrom(rip.Addr(), peer.UDPPort)
+		dn, an = peer.Nonce, me.Nonce
+	}
+	_ = c.SetDeadline(time.Time{})
+
+	st := c.ConnectionState()
+	exp, err := st.ExportKeyingMaterial(labelExporter, nil, exporterLen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: tls exporter: %w", err)
+	}
+	sk, ss, err := srtpKeys(r.cfg.ClusterKey, exp, dn, an, r.cfg.NodeName, peer.Node)
+	if err != nil {
+		return nil, nil, err
+	}
+	rk, rs, err := srtpKeys(r.cfg.ClusterKey, exp, dn, an, peer.Node, r.cfg.NodeName)
+	if err != nil {
+		return nil, nil, err
+	}
+	enc, err := srtp.CreateContext(sk, ss, srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: srtp: %w", err)
+	}
+	dec, err := srtp.CreateContext(rk, rs, srtp.ProtectionProfileAeadAes128Gcm, srtp.SRTPReplayProtection(replayWindow))
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: srtp: %w", err)
+	}
+	return &session{
+		l:      l,
+		conn:   c,
+		br:     br,
+		udpAP:  netip.AddrPortFrom(peerAddr.Addr().Unmap(), peerAddr.Port()),
+		enc:    enc,
+		dec:    dec,
+		plain:  make([]byte, 0, datagramBuf),
+		tx:     newSlots(txSlots, datagramBuf),
+		txLen:  make([]int, txSlots),
+		txKick: make(chan struct{}, 1),
+		decBuf: make([]byte, 0, datagramBuf),
+		nack:   make([]byte, 0, 2*maxNACKGap),
+		out:    make(chan []byte, r.cfg.QueueLen),
+		done:   make(chan struct{}),
+	}, lctx, nil
+}

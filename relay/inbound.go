@@ -1,0 +1,231 @@
+package relay
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// inTrack is a track a peer relays to this node. It is in its link's
+// table (l.in) before the sink's AddRemoteTrack is called, and its writer is
+// set when that returns: the receive path drops (and counts) the packets
+// that arrive in between, and delivers every one after.
+type inTrack struct {
+	l      *link
+	ch     *channel
+	info   TrackInfo
+	w      atomic.Pointer[writerRef] // nil until AddRemoteTrack returns; read per packet
+	lastKF atomic.Int64
+
+	mu     sync.Mutex // orders setWriter against close
+	closed bool
+
+	// Only the receive goroutine touches these.
+	started bool
+	highest uint16
+}
+
+// writerRef holds a TrackWriter behind an atomic pointer.
+type writerRef struct{ TrackWriter }
+
+// setWriter makes w the track's writer and reports whether it did: false
+// if the track was closed meanwhile (the caller closes w then).
+func (t *inTrack) setWriter(w TrackWriter) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.w.Store(&writerRef{w})
+	return true
+}
+
+// close closes the track's writer, if it has one yet; the track is out of
+// its link's table already. Safe to call twice.
+func (t *inTrack) close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	w := t.w.Load()
+	t.mu.Unlock()
+	if w != nil {
+		_ = w.Close()
+	}
+}
+
+var _ KeyframeRequester = (*inTrack)(nil)
+
+func (l *link) addInbound(channel string, info TrackInfo) error {
+	r := l.r
+	r.chMu.RLock()
+	ch := r.channels[channel]
+	r.chMu.RUnlock()
+	if ch == nil {
+		return fmt.Errorf("%w: %s", ErrNotRelayed, channel)
+	}
+	// The track goes into the table before AddRemoteTrack is called, so that
+	// no packet arriving once it has returned is taken for an unknown track.
+	l.inMu.Lock()
+	t := l.in[channel][info.ID]
+	resumed := t != nil
+	if !resumed {
+		t = &inTrack{l: l, ch: ch, info: info}
+		m := l.in[channel]
+		if m == nil {
+			m = map[string]*inTrack{}
+			l.in[channel] = m
+		}
+		m[info.ID] = t
+	}
+	l.inMu.Unlock()
+	if resumed { // the track carries on
+		t.requestKeyframe(true)
+		return nil
+	}
+	// Filed first, then checked: a channel that ends from now on drops the
+	// track (dropChannel marks it closed before it drops the inbound ones).
+	ch.mu.Lock()
+	sink, closed := ch.sink, ch.closed
+	ch.mu.Unlock()
+	if sink == nil || closed {
+		l.unfile(channel, t)
+		return fmt.Errorf("%w: %s", ErrNotRelayed, channel)
+	}
+	w, err := sink.AddRemoteTrack(l.peer, info, t)
+	if err != nil {
+		l.unfile(channel, t)
+		return fmt.Errorf("relay: add remote track %s of %s: %w", info.ID, channel, err)
+	}
+	if !t.setWriter(w) { // removed while AddRemoteTrack ran
+		_ = w.Close()
+		return nil
+	}
+	t.requestKeyframe(true)
+	return nil
+}
+
+// unfile takes t out of the link's table, if it is still there, and closes
+// it.
+func (l *link) unfile(channel string, t *inTrack) {
+	l.inMu.Lock()
+	if l.in[channel][t.info.ID] == t {
+		delete(l.in[channel], t.info.ID)
+		if len(l.in[channel]) == 0 {
+			delete(l.in, channel)
+		}
+	}
+	l.inMu.Unlock()
+	t.close()
+}
+
+func (l *link) removeInbound(channel, id string) {
+	l.inMu.Lock()
+	t := l.in[channel][id]
+	if t != nil {
+		delete(l.in[channel], id)
+		if len(l.in[channel]) == 0 {
+			delete(l.in, channel)
+		}
+	}
+	l.inMu.Unlock()
+	if t != nil {
+		t.close()
+	}
+}
+
+// dropInbound closes the peer's tracks in channel except those in keep.
+func (l *link) dropInbound(channel string, keep map[string]bool) {
+	var gone []*inTrack
+	l.inMu.Lock()
+	for id, t := range l.in[channel] {
+		if !keep[id] {
+			gone = append(gone, t)
+			delete(l.in[channel], id)
+		}
+	}
+	if len(l.in[channel]) == 0 {
+		delete(l.in, channel)
+	}
+	l.inMu.Unlock()
+	for _, t := range gone {
+		t.close()
+	}
+}
+
+func (l *link) inboundTracks() []*inTrack {
+	l.inMu.RLock()
+	defer l.inMu.RUnlock()
+	var out []*inTrack
+	for _, m := range l.in {
+		for _, t := range m {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// receive hands a relayed packet to the local channel and asks the
+// sending side for packets a gap says were lost.
+func (t *inTrack) receive(s *session, pkt []byte, flags uint8) {
+	l, ch := t.l, t.ch
+	w := t.w.Load()
+	if w == nil { // AddRemoteTrack has not returned yet
+		l.stats.drops.Add(1)
+		ch.stats.drops.Add(1)
+		return
+	}
+	if len(pkt) >= 4 {
+		seq := binary.BigEndian.Uint16(pkt[2:4])
+		switch d := int16(seq - t.highest); {
+		case !t.started:
+			t.started, t.highest = true, seq
+		case d > 1 && d <= maxNACKGap:
+			t.nack(s, t.highest+1, seq)
+			t.highest = seq
+		case d > 0:
+			t.highest = seq
+		}
+	}
+	if flags&FlagRetransmit != 0 {
+		ch.stats.retransmitsIn.Add(1)
+	}
+	ch.stats.packetsIn.Add(1)
+	ch.stats.bytesIn.Add(uint64(len(pkt)))
+	if err := w.WriteRTP(pkt); err != nil {
+		l.stats.drops.Add(1)
+		ch.stats.drops.Add(1)
+	}
+}
+
+// nack asks for sequence numbers from..to-1.
+func (t *inTrack) nack(s *session, from, to uint16) {
+	p := s.nack[:0]
+	for q := from; q != to; q++ {
+		p = binary.BigEndian.AppendUint16(p, q)
+	}
+	if s.sendDatagram(KindNACK, 0, t.ch.name, t.info.ID, p) == nil {
+		t.l.stats.nacksOut.Add(1)
+	}
+}
+
+// RequestKeyframe asks the publisher's node for a keyframe, coalescing
+// requests: at most one per KeyframeInterval crosses the link.
+func (t *inTrack) RequestKeyframe() { t.requestKeyframe(false) }
+
+func (t *inTrack) requestKeyframe(force bool) {
+	l := t.l
+	now := l.r.now()
+	if force {
+		t.lastKF.Store(now)
+	} else if !rateLimit(&t.lastKF, now, int64(l.r.cfg.KeyframeInterval)) {
+		l.stats.keyframesCoalesced.Add(1)
+		return
+	}
+	if s := l.sess.Load(); s != nil && s.control(KindKeyframe, t.ch.name, t.info.ID, nil) {
+		l.stats.keyframesOut.Add(1)
+	}
+}
