@@ -1,0 +1,84 @@
+package sfu
+
+// The tracks a connection publishes: its upstream m-lines and the pump that
+// feeds what arrives on them into the channel.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// addUpstream gives a sending connection its recvonly m-lines, audio first,
+// then video, before any forwarded track; what arrives on them is published
+// by onTrack.
+func (c *Connection) addUpstream(audio, video bool) error {
+	if !c.role.sends() {
+		return nil
+	}
+	recv := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
+	want := [2]bool{audio, video}
+	for i, kind := range [2]webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if !want[i] {
+			continue
+		}
+		tr, err := c.pc.AddTransceiverFromKind(kind, recv)
+		if err != nil {
+			return fmt.Errorf("sfu: join: %s transceiver: %w", kind, err)
+		}
+		c.midTr[i] = tr
+	}
+	c.pc.OnTrack(c.onTrack)
+	return nil
+}
+
+// onTrack publishes an upstream track into the channel and pumps its RTP.
+func (c *Connection) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(2)
+	c.mu.Unlock()
+	defer c.wg.Done()
+	// The publisher's RTCP (sender reports) reaches the interceptors only
+	// when read; the receiver reports sent back need it for their
+	// LSR/DLSR fields, from which the client computes its RTT.
+	go func() {
+		defer c.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := recv.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	kind := track.Kind()
+	info := TrackInfo{ID: c.id + "-" + kind.String(), StreamID: c.id, Kind: kind, Codec: track.Codec().RTPCodecCapability}
+	ssrc := uint32(track.SSRC())
+	kr := KeyframeRequesterFunc(func() {
+		if err := c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+			c.logger.Debug("keyframe request", "err", err)
+		}
+	})
+	src, err := c.ch.addLocalSource(c, info, kr)
+	if err != nil {
+		c.logger.Warn("upstream track refused", "track", info.ID, "err", err)
+		return
+	}
+	defer c.ch.removeSource(src)
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		if err := src.write(buf[:n]); errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
