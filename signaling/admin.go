@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // Admin API targets (the x-sora-target header). The cluster and channel
@@ -199,13 +200,13 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 		if target == TargetListChannelConnectionsShoal {
 			req.Target = TargetListChannelConnections
 		}
-		// An id: required, at most MaxChannelIDLength bytes, UTF-8.
+		// An id: required, at most wire.MaxChannelIDLen bytes, UTF-8.
 		id := func(key string) (string, error) {
 			s, err := str(key, true)
 			switch {
 			case err != nil:
-			case len(s) > MaxChannelIDLength:
-				err = badRequest("%s is %d bytes, over the limit of %d", key, len(s), MaxChannelIDLength)
+			case len(s) > wire.MaxChannelIDLen:
+				err = badRequest("%s is %d bytes, over the limit of %d", key, len(s), wire.MaxChannelIDLen)
 			case !utf8.ValidString(s):
 				err = badRequest("%s is not valid UTF-8", key)
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 const adminToken = "t0ken"
@@ -52,7 +53,7 @@ func (ac *adminCluster) join(t *testing.T, short, channel string) *wsClient {
 	t.Helper()
 	c := dial(t, ac.url(short))
 	c.send(connectMsg(channel, ""))
-	c.expect(TypeOffer)
+	c.expect(wire.TypeOffer)
 	c.send(`{"type":"answer","sdp":"v=0"}`)
 	return c
 }
@@ -386,7 +387,7 @@ func (ac *adminCluster) joinAs(t *testing.T, short, channel, extra string) (*wsC
 	t.Helper()
 	c := dial(t, ac.url(short))
 	c.send(connectMsg(channel, extra))
-	offer := c.expect(TypeOffer)
+	offer := c.expect(wire.TypeOffer)
 	c.send(`{"type":"answer","sdp":"v=0"}`)
 	id, _ := offer["connection_id"].(string)
 	return c, id
@@ -395,7 +396,7 @@ func (ac *adminCluster) joinAs(t *testing.T, short, channel, extra string) (*wsC
 // expectPush reads until a push and returns its data, as JSON.
 func expectPush(t *testing.T, c *wsClient) string {
 	t.Helper()
-	m := c.expect(TypePush)
+	m := c.expect(wire.TypePush)
 	b, _ := json.Marshal(m["data"])
 	return string(b)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 type fakeNodeStatus struct {
@@ -76,7 +77,7 @@ type fakeChannels struct {
 }
 
 func (f *fakeChannels) Connections(ch string) []ConnectionInfo {
-	return []ConnectionInfo{{ChannelID: ch, ConnectionID: "C1", Role: RoleSendOnly}}
+	return []ConnectionInfo{{ChannelID: ch, ConnectionID: "C1", Role: wire.RoleSendonly}}
 }
 
 func (f *fakeChannels) DisconnectChannel(ch, reason string) (int, error) {
@@ -339,7 +340,7 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 			}
 		case TargetListChannelConnectionsShoal, TargetListChannelConnections, TargetDisconnectChannel, TargetDisconnectConnection,
 			TargetDisconnectClient, TargetPushChannel, TargetPushConnection, TargetPushClient:
-			if req.ChannelID == "" || len(req.ChannelID) > MaxChannelIDLength {
+			if req.ChannelID == "" || len(req.ChannelID) > wire.MaxChannelIDLen {
 				t.Fatalf("accepted channel_id %q", req.ChannelID)
 			}
 			if target == TargetListChannelConnectionsShoal && req.Target != TargetListChannelConnections {
@@ -347,11 +348,11 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 			}
 			switch target {
 			case TargetDisconnectConnection, TargetPushConnection:
-				if req.ConnectionID == "" || len(req.ConnectionID) > MaxChannelIDLength {
+				if req.ConnectionID == "" || len(req.ConnectionID) > wire.MaxChannelIDLen {
 					t.Fatalf("accepted connection_id %q", req.ConnectionID)
 				}
 			case TargetDisconnectClient, TargetPushClient:
-				if req.ClientID == "" || len(req.ClientID) > MaxChannelIDLength {
+				if req.ClientID == "" || len(req.ClientID) > wire.MaxChannelIDLen {
 					t.Fatalf("accepted client_id %q", req.ClientID)
 				}
 			}

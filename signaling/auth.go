@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // AuthRequest is what the auth hook is asked about one connect. As JSON it
@@ -18,7 +20,7 @@ type AuthRequest struct {
 	ClientID     string          `json:"client_id,omitempty"`
 	BundleID     string          `json:"bundle_id,omitempty"`
 	ConnectionID string          `json:"connection_id"`
-	Role         Role            `json:"role"`
+	Role         wire.Role       `json:"role"`
 	Metadata     json.RawMessage `json:"metadata,omitempty"`
 	// NodeName is the node the client is talking to.
 	NodeName string `json:"node_name"`

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 func TestWebhook(t *testing.T) {
@@ -47,7 +49,7 @@ func TestWebhook(t *testing.T) {
 	}))
 	defer srv.Close()
 	wh := &Webhook{URL: srv.URL, Timeout: 200 * time.Millisecond, Header: http.Header{"Authorization": {"Bearer k"}}}
-	req := &AuthRequest{ChannelID: "c", ConnectionID: "X", Role: RoleSendRecv, NodeName: "a@127.0.0.1", Metadata: json.RawMessage(`{"t":1}`)}
+	req := &AuthRequest{ChannelID: "c", ConnectionID: "X", Role: wire.RoleSendrecv, NodeName: "a@127.0.0.1", Metadata: json.RawMessage(`{"t":1}`)}
 
 	res, err := wh.Authenticate(context.Background(), req)
 	if err != nil {

@@ -216,7 +216,7 @@
 //	go http.ListenAndServe("127.0.0.1:3000", admin)
 //
 //	// When the node leaves the majority (cluster.EventMajority):
-//	srv.DisconnectAll(signaling.CloseRefused, "NOT-IN-MAJORITY")
+//	srv.DisconnectAll(wire.CloseRefused, "NOT-IN-MAJORITY")
 //
 // Benchmarks and their figures are in README.md.
 package signaling

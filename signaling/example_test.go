@@ -10,25 +10,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shoal-sfu/shoal/signaling"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
-
-func ExampleDecodeClientMessage() {
-	m, err := signaling.DecodeClientMessage([]byte(`{"type":"connect","role":"sendrecv","channel_id":"sora","metadata":null}`), 0)
-	if err != nil {
-		panic(err)
-	}
-	c := m.(*signaling.Connect)
-	fmt.Println(c.ChannelID, c.Role, c.Audio.Enabled)
-
-	_, err = signaling.DecodeClientMessage([]byte(`{"type":"connect","role":"admin","channel_id":"sora"}`), 0)
-	var pe *signaling.ProtocolError
-	if errors.As(err, &pe) {
-		fmt.Println(pe.Code, pe.Reason)
-	}
-	// Output:
-	// sora sendrecv true
-	// 4491 INVALID-ROLE
-}
 
 // echoMedia is a stand-in for the SFU adapter (shoal.NewMedia).
 type echoMedia struct{}
@@ -39,12 +22,12 @@ func (echoMedia) Join(ctx context.Context, req signaling.MediaRequest) (signalin
 
 type echoConn struct{ done chan struct{} }
 
-func (c *echoConn) Offer() signaling.MediaOffer            { return signaling.MediaOffer{SDP: "v=0\r\n"} }
-func (c *echoConn) SetAnswer(string) error                 { return nil }
-func (c *echoConn) AddCandidate(signaling.Candidate) error { return nil }
-func (c *echoConn) SendText(string, string) error          { return nil }
-func (c *echoConn) Done() <-chan struct{}                  { return c.done }
-func (c *echoConn) Close() error                           { return nil }
+func (c *echoConn) Offer() signaling.MediaOffer       { return signaling.MediaOffer{SDP: "v=0\r\n"} }
+func (c *echoConn) SetAnswer(string) error            { return nil }
+func (c *echoConn) AddCandidate(wire.Candidate) error { return nil }
+func (c *echoConn) SendText(string, string) error     { return nil }
+func (c *echoConn) Done() <-chan struct{}             { return c.done }
+func (c *echoConn) Close() error                      { return nil }
 
 func ExampleServer() {
 	srv, err := signaling.New(signaling.Config{

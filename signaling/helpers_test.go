@@ -13,13 +13,14 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // fakeMedia is a Media whose connections record what the server gives
 // them; tests drive their events.
 type fakeMedia struct {
 	mu    sync.Mutex
-	dcs   []OfferDataChannel // offer.data_channels; nil means signaling and notify
+	dcs   []wire.OfferDataChannel // offer.data_channels; nil means signaling and notify
 	full  bool
 	err   error
 	conns []*fakeConn
@@ -40,13 +41,13 @@ func (m *fakeMedia) Join(ctx context.Context, req MediaRequest) (MediaConn, erro
 	m.conns = append(m.conns, c)
 	// Like the SFU: the joining connection hears of itself.
 	if req.Events.Event != nil {
-		req.Events.Event(ConnectionEvent{Type: EventConnectionCreated, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
+		req.Events.Event(ConnectionEvent{Type: wire.EventConnectionCreated, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
 			Role: req.Role, Counts: ChannelCounts{Connections: 1, SendRecv: 1}})
 	}
 	return c, nil
 }
 
-func (m *fakeMedia) setDCs(dcs []OfferDataChannel) {
+func (m *fakeMedia) setDCs(dcs []wire.OfferDataChannel) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dcs = dcs
@@ -69,10 +70,10 @@ func (m *fakeMedia) count() int {
 
 type fakeConn struct {
 	req       MediaRequest
-	dcs       []OfferDataChannel
+	dcs       []wire.OfferDataChannel
 	mu        sync.Mutex
 	answers   []string
-	cands     []Candidate
+	cands     []wire.Candidate
 	sent      []string
 	closed    bool
 	dcsClosed bool // CloseDataChannels was called while open
@@ -83,7 +84,7 @@ type fakeConn struct {
 func (c *fakeConn) Offer() MediaOffer {
 	dcs := c.dcs
 	if dcs == nil {
-		dcs = []OfferDataChannel{{Label: "signaling", Direction: "sendrecv"}, {Label: "notify", Direction: "sendrecv"}}
+		dcs = []wire.OfferDataChannel{{Label: "signaling", Direction: "sendrecv"}, {Label: "notify", Direction: "sendrecv"}}
 	}
 	return MediaOffer{SDP: "v=0\r\nfake-offer\r\n", AudioMid: "0", VideoMid: "1", DataChannels: dcs}
 }
@@ -98,7 +99,7 @@ func (c *fakeConn) SetAnswer(sdp string) error {
 	return nil
 }
 
-func (c *fakeConn) AddCandidate(cand Candidate) error {
+func (c *fakeConn) AddCandidate(cand wire.Candidate) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cands = append(c.cands, cand)
@@ -251,7 +252,7 @@ func (c *wsClient) expect(typ string) map[string]any {
 		if m["type"] == typ {
 			return m
 		}
-		if m["type"] != TypePing && m["type"] != TypeNotify {
+		if m["type"] != wire.TypePing && m["type"] != wire.TypeNotify {
 			c.t.Fatalf("waiting for %s, got %v", typ, m)
 		}
 	}

@@ -3,6 +3,8 @@ package signaling
 import (
 	"context"
 	"errors"
+
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // Media is the media side of a node as the signaling server sees it: it
@@ -24,11 +26,11 @@ type MediaRequest struct {
 	ChannelID    string
 	ConnectionID string
 	ClientID     string
-	Role         Role
+	Role         wire.Role
 	// Audio and Video ask for upstream m-lines (send roles only).
 	Audio, Video bool
 	// DataChannels are the messaging channels requested (labels "#...").
-	DataChannels []DataChannelSpec
+	DataChannels []wire.DataChannelSpec
 	// Events receives the connection's events.
 	Events MediaEvents
 }
@@ -53,22 +55,13 @@ type MediaEvents struct {
 	DataChannelsOpen func()
 }
 
-// EventType names a ConnectionEvent as notify's event_type does.
-type EventType string
-
-// The notify events the server sends.
-const (
-	EventConnectionCreated   EventType = "connection.created"
-	EventConnectionDestroyed EventType = "connection.destroyed"
-)
-
 // ConnectionEvent is a connection joining or leaving a channel, with the
 // channel's counts after the change.
 type ConnectionEvent struct {
-	Type         EventType
+	Type         wire.EventType
 	ConnectionID string
 	ClientID     string
-	Role         Role
+	Role         wire.Role
 	Counts       ChannelCounts
 }
 
@@ -87,14 +80,7 @@ type MediaOffer struct {
 	// "" when there is none.
 	AudioMid, VideoMid string
 	// DataChannels lists every channel the server opens (offer.data_channels).
-	DataChannels []OfferDataChannel
-}
-
-// OfferDataChannel is one entry of offer.data_channels.
-type OfferDataChannel struct {
-	Label     string `json:"label"`
-	Direction string `json:"direction"`
-	Compress  bool   `json:"compress"`
+	DataChannels []wire.OfferDataChannel
 }
 
 // MediaConn is one client's media connection.
@@ -104,7 +90,7 @@ type MediaConn interface {
 	// SetAnswer applies the answer to the outstanding offer or re-offer.
 	SetAnswer(sdp string) error
 	// AddCandidate adds a candidate trickled by the client.
-	AddCandidate(c Candidate) error
+	AddCandidate(c wire.Candidate) error
 	// SendText sends a text message on the data channel label. After
 	// "switched" the server sends re-offer and close on "signaling", notify
 	// on "notify" and push on "push".

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // testCluster is three signaling servers (fake media) sharing a MemCluster.
@@ -82,17 +83,17 @@ func connectTo(t *testing.T, url, channel string) (string, int) {
 		c := dial(t, url)
 		c.send(connectMsg(channel, extra))
 		m, err := c.next()
-		for err == nil && m["type"] == TypeNotify {
+		for err == nil && m["type"] == wire.TypeNotify {
 			m, err = c.next()
 		}
 		if err != nil {
 			t.Fatalf("connect to %s: %v", url, err)
 		}
 		switch m["type"] {
-		case TypeOffer:
+		case wire.TypeOffer:
 			c.send(`{"type":"answer","sdp":"v=0"}`)
 			return url, redirects
-		case TypeRedirect:
+		case wire.TypeRedirect:
 			c.ws.CloseNow()
 			redirects++
 			if redirects > 3 {
@@ -146,8 +147,8 @@ func TestPlacementRelayAffinity(t *testing.T) {
 	tc.mem.SetMinority("a@127.0.0.1", true)
 	c := dial(t, tc.url("a"))
 	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != CloseRefused || reason != "NOT-IN-MAJORITY" {
-		t.Errorf("minority: close %d %q, want %d NOT-IN-MAJORITY", code, reason, CloseRefused)
+	if code, reason := c.closed(); code != wire.CloseRefused || reason != "NOT-IN-MAJORITY" {
+		t.Errorf("minority: close %d %q, want %d NOT-IN-MAJORITY", code, reason, wire.CloseRefused)
 	}
 	if tc.auth.count("a@127.0.0.1") != calls {
 		t.Error("the minority node asked the auth hook")
@@ -176,8 +177,8 @@ func TestPlacementNoRelayRedirectsBeforeAuth(t *testing.T) {
 	tc.mem.UpdateNode("c@127.0.0.1", func(n *affinity.Node) { n.Capacity = 2 })
 	c := dial(t, tc.url("a"))
 	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != CloseRefused || reason != "SESSION-NODE-FULL" {
-		t.Errorf("close %d %q, want %d SESSION-NODE-FULL", code, reason, CloseRefused)
+	if code, reason := c.closed(); code != wire.CloseRefused || reason != "SESSION-NODE-FULL" {
+		t.Errorf("close %d %q, want %d SESSION-NODE-FULL", code, reason, wire.CloseRefused)
 	}
 }
 
@@ -186,7 +187,7 @@ func TestReleaseEndsSession(t *testing.T) {
 	tc := newTestCluster(t, affinity.DefaultSettings())
 	c := dial(t, tc.url("a"))
 	c.send(connectMsg("room", ""))
-	c.expect(TypeOffer)
+	c.expect(wire.TypeOffer)
 	v := tc.mem.Node("a@127.0.0.1").Snapshot()
 	if s := v.Sessions["room"]; len(s.Owners) != 1 || v.Nodes[s.Owners[0].Node].Name != "a@127.0.0.1" || s.Owners[0].Connections != 1 {
 		t.Fatalf("session after connect: %+v", s)

@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // Defaults of Config's timers and limits.
@@ -38,18 +39,6 @@ const (
 	// client that cannot keep up with its channel is dropped.
 	maxQueued = 4096
 )
-
-// More close codes, besides those in message.go.
-const (
-	CloseAnswerTimeout     = 4408 // no answer (or re-answer) within Config.AnswerTimeout
-	CloseConnectTimeout    = 4409 // no connect within Config.ConnectTimeout
-	CloseTooManyCandidates = 4429 // more than Config.MaxCandidates candidates
-	CloseServerShutdown    = 1001 // the server is closing (going away)
-)
-
-// MaxCloseReason is the longest close reason sent, in bytes (a close frame
-// holds 125 bytes after the code; the seed SDKs show the reason as is).
-const MaxCloseReason = 123
 
 // ErrClosed is returned by calls on a closed Server; it wraps net.ErrClosed.
 var ErrClosed = fmt.Errorf("signaling: server closed: %w", net.ErrClosed)
@@ -72,7 +61,8 @@ type Config struct {
 	Cluster Cluster
 	// Placer decides placement; nil means affinity.Default{}.
 	Placer affinity.Placer
-	// MaxMessageSize limits one client message; 0 means DefaultMaxMessageSize.
+	// MaxMessageSize limits one client message; 0 means
+	// wire.DefaultMaxMessageSize.
 	MaxMessageSize int
 	// MaxCandidates limits the candidates one client may trickle; 0 means
 	// DefaultMaxCandidates.
@@ -148,7 +138,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.RedirectLinger, DefaultRedirectLinger)
 	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
+		c.MaxMessageSize = wire.DefaultMaxMessageSize
 	}
 	if c.MaxCandidates == 0 {
 		c.MaxCandidates = DefaultMaxCandidates
@@ -250,7 +240,7 @@ type ConnectionInfo struct {
 	// ClientID is connect's client_id, or the connection_id when the
 	// client gave none (as the offer says).
 	ClientID string
-	Role     Role
+	Role     wire.Role
 	// NodeName is the node serving the connection (ours; the seed has no
 	// such field).
 	NodeName string
@@ -275,7 +265,7 @@ type connectionInfoJSON struct {
 	ChannelID    string          `json:"channel_id"`
 	ClientID     string          `json:"client_id,omitempty"`
 	ConnectionID string          `json:"connection_id"`
-	Role         Role            `json:"role"`
+	Role         wire.Role       `json:"role"`
 	Multistream  bool            `json:"multistream"`
 	Simulcast    bool            `json:"simulcast"`
 	Spotlight    bool            `json:"spotlight"`
@@ -428,11 +418,6 @@ func (s *Server) PushClient(channelID, clientID string, data json.RawMessage) (i
 	}, data)
 }
 
-type pushMessage struct {
-	Type string          `json:"type"`
-	Data json.RawMessage `json:"data"`
-}
-
 // isJSONObject reports whether b is one valid JSON object.
 func isJSONObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
@@ -443,7 +428,7 @@ func (s *Server) pushTo(match func(ConnectionInfo) bool, data json.RawMessage) (
 	if !isJSONObject(data) {
 		return 0, ErrPushData
 	}
-	msg, err := json.Marshal(pushMessage{Type: TypePush, Data: data}) // once for every session
+	msg, err := json.Marshal(wire.Push{Type: wire.TypePush, Data: data}) // once for every session
 	if err != nil {
 		return 0, err
 	}
@@ -510,7 +495,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		ws.Close(CloseServerShutdown, "SERVER-SHUTDOWN")
+		ws.Close(wire.CloseServerShutdown, "SERVER-SHUTDOWN")
 		return
 	}
 	s.sessions[se] = struct{}{}
@@ -615,13 +600,13 @@ func newConnectionID() string {
 	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:26]
 }
 
-// truncateReason cuts a close reason to MaxCloseReason bytes on a rune
+// truncateReason cuts a close reason to wire.MaxCloseReason bytes on a rune
 // boundary.
 func truncateReason(s string) string {
-	if len(s) <= MaxCloseReason {
+	if len(s) <= wire.MaxCloseReason {
 		return s
 	}
-	s = s[:MaxCloseReason]
+	s = s[:wire.MaxCloseReason]
 	for len(s) > 0 && !utf8.ValidString(s) {
 		s = s[:len(s)-1]
 	}
@@ -737,11 +722,11 @@ type ending struct {
 }
 
 func endProto(err error) ending {
-	var pe *ProtocolError
+	var pe *wire.ProtocolError
 	if errors.As(err, &pe) {
 		return ending{code: pe.Code, reason: pe.Reason, err: err}
 	}
-	return ending{code: CloseInternalError, reason: "INTERNAL-ERROR", err: err}
+	return ending{code: wire.CloseInternalError, reason: "INTERNAL-ERROR", err: err}
 }
 
 // closeFirstWait bounds how long a session's media outlives its WebSocket
@@ -837,7 +822,7 @@ func (se *session) run(parent context.Context) {
 	rcancel()
 	<-readDone
 	lvl := slog.LevelDebug
-	if end.code >= 4400 && end.code != CloseRefused {
+	if end.code >= 4400 && end.code != wire.CloseRefused {
 		lvl = slog.LevelInfo
 	}
 	se.logger.Log(context.Background(), lvl, "signaling session ended", "code", end.code, "reason", end.reason, "err", end.err)
@@ -854,7 +839,7 @@ func (se *session) closeOverDataChannel(m MediaConn, end ending) {
 		return // nothing to send it on
 	default:
 	}
-	b, err := json.Marshal(closeMessage{Type: TypeClose, Code: end.code, Reason: truncateReason(end.reason)})
+	b, err := json.Marshal(wire.Close{Type: wire.TypeClose, Code: end.code, Reason: truncateReason(end.reason)})
 	if err == nil {
 		err = m.SendText(labelSignaling, string(b))
 	}
@@ -882,9 +867,9 @@ func (se *session) read(ctx context.Context, done chan<- struct{}) {
 			switch {
 			case err != nil:
 			case len(b) > max:
-				err = protoErr(CloseMessageTooLarge, "MESSAGE-TOO-LARGE", "message over the limit of %d bytes", max)
+				err = wire.Errorf(wire.CloseMessageTooLarge, "MESSAGE-TOO-LARGE", "message over the limit of %d bytes", max)
 			case typ != websocket.MessageText:
-				err = protoErr(CloseInvalidMessage, "BINARY-MESSAGE", "binary frame; signaling messages are JSON text")
+				err = wire.Errorf(wire.CloseInvalidMessage, "BINARY-MESSAGE", "binary frame; signaling messages are JSON text")
 			}
 		}
 		select {
@@ -900,7 +885,7 @@ func (se *session) read(ctx context.Context, done chan<- struct{}) {
 
 // readErrEnding turns a reader error into the session's end.
 func readErrEnding(err error) ending {
-	var pe *ProtocolError
+	var pe *wire.ProtocolError
 	if errors.As(err, &pe) {
 		return ending{code: pe.Code, reason: pe.Reason, err: err}
 	}
@@ -935,10 +920,10 @@ func (se *session) handle(ctx context.Context) ending {
 	case m = <-se.in:
 		timer.Stop()
 	case <-timer.C:
-		return ending{code: CloseConnectTimeout, reason: "CONNECT-TIMEOUT"}
+		return ending{code: wire.CloseConnectTimeout, reason: "CONNECT-TIMEOUT"}
 	case <-ctx.Done():
 		timer.Stop()
-		return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+		return ending{code: wire.CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
 	case <-se.killed:
 		timer.Stop()
 		return se.killEnding()
@@ -946,13 +931,13 @@ func (se *session) handle(ctx context.Context) ending {
 	if m.err != nil {
 		return readErrEnding(m.err)
 	}
-	msg, err := DecodeClientMessage(m.data, cfg.MaxMessageSize)
+	msg, err := wire.DecodeClientMessage(m.data, cfg.MaxMessageSize)
 	if err != nil {
 		return endProto(err)
 	}
-	c, ok := msg.(*Connect)
+	c, ok := msg.(*wire.Connect)
 	if !ok {
-		return ending{code: CloseUnexpected, reason: "CONNECT-EXPECTED", err: fmt.Errorf("first message is %T, not connect", msg)}
+		return ending{code: wire.CloseUnexpected, reason: "CONNECT-EXPECTED", err: fmt.Errorf("first message is %T, not connect", msg)}
 	}
 	connID := newConnectionID()
 	se.logger = se.logger.With("channel", c.ChannelID, "connection", connID)
@@ -968,7 +953,7 @@ func (se *session) handle(ctx context.Context) ending {
 		d := cfg.Placer.Place(view, req)
 		switch {
 		case d.Action == affinity.ActionRefuse:
-			return ending{code: CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
+			return ending{code: wire.CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
 		case d.Action == affinity.ActionRedirect && !(view.Settings.Cluster && view.Settings.Relay):
 			return se.redirect(ctx, d)
 		}
@@ -988,20 +973,20 @@ func (se *session) handle(ctx context.Context) ending {
 		var ae *AuthError
 		switch {
 		case errors.As(err, &ae):
-			return ending{code: CloseAuthDenied, reason: ae.Reason, err: err}
+			return ending{code: wire.CloseAuthDenied, reason: ae.Reason, err: err}
 		case ctx.Err() != nil:
-			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+			return ending{code: wire.CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
 		case timedOut:
-			return ending{code: CloseAuthDenied, reason: "AUTH-TIMEOUT", err: err}
+			return ending{code: wire.CloseAuthDenied, reason: "AUTH-TIMEOUT", err: err}
 		}
-		return ending{code: CloseAuthDenied, reason: "AUTH-ERROR", err: err}
+		return ending{code: wire.CloseAuthDenied, reason: "AUTH-ERROR", err: err}
 	}
 	if !res.Allowed {
 		reason := res.Reason
 		if reason == "" {
 			reason = "AUTH-DENIED"
 		}
-		return ending{code: CloseAuthDenied, reason: reason}
+		return ending{code: wire.CloseAuthDenied, reason: reason}
 	}
 
 	// 4. placement after authentication, with the hook's affinity.
@@ -1017,7 +1002,7 @@ func (se *session) handle(ctx context.Context) ending {
 		d := cfg.Placer.Place(view, req)
 		switch d.Action {
 		case affinity.ActionRefuse:
-			return ending{code: CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
+			return ending{code: wire.CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
 		case affinity.ActionRedirect:
 			return se.redirect(ctx, d)
 		}
@@ -1036,7 +1021,7 @@ func (se *session) handle(ctx context.Context) ending {
 				return se.redirect(ctx, d)
 			}
 		}
-		return ending{code: CloseRefused, reason: "CHANNEL-CLAIM-FAILED", err: err}
+		return ending{code: wire.CloseRefused, reason: "CHANNEL-CLAIM-FAILED", err: err}
 	}
 	// Two nodes can create one session at the same instant, each placing its
 	// first client on itself from a view that showed no session. Raft orders
@@ -1061,12 +1046,12 @@ func (se *session) handle(ctx context.Context) ending {
 	if err != nil {
 		se.srv.release(c.ChannelID)
 		if errors.Is(err, ErrMediaFull) {
-			return ending{code: CloseRefused, reason: "NODE-FULL", err: err}
+			return ending{code: wire.CloseRefused, reason: "NODE-FULL", err: err}
 		}
 		if ctx.Err() != nil {
-			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+			return ending{code: wire.CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
 		}
-		return ending{code: CloseInternalError, reason: "MEDIA-ERROR", err: err}
+		return ending{code: wire.CloseInternalError, reason: "MEDIA-ERROR", err: err}
 	}
 	clientID := c.ClientID
 	if clientID == "" {
@@ -1097,10 +1082,10 @@ func (se *session) handle(ctx context.Context) ending {
 	if bundleID == "" {
 		bundleID = connID
 	}
-	om := offerMessage{Type: TypeOffer, SDP: offer.SDP, ConnectionID: connID, ClientID: clientID, BundleID: bundleID,
+	om := wire.Offer{Type: wire.TypeOffer, SDP: offer.SDP, ConnectionID: connID, ClientID: clientID, BundleID: bundleID,
 		ChannelID: c.ChannelID, Metadata: res.Metadata, DataChannels: offer.DataChannels}
 	if offer.AudioMid != "" || offer.VideoMid != "" {
-		om.Mid = &offerMid{Audio: offer.AudioMid, Video: offer.VideoMid}
+		om.Mid = &wire.OfferMid{Audio: offer.AudioMid, Video: offer.VideoMid}
 	}
 	if err := se.write(ctx, om); err != nil {
 		return ending{err: fmt.Errorf("write offer: %w", err), now: true}
@@ -1109,7 +1094,7 @@ func (se *session) handle(ctx context.Context) ending {
 }
 
 // connectionMedia is connect's audio or video for ConnectionInfo.
-func connectionMedia(m MediaOptions) *ConnectionMedia {
+func connectionMedia(m wire.MediaOptions) *ConnectionMedia {
 	if !m.Enabled {
 		return nil
 	}
@@ -1155,9 +1140,9 @@ func (se *session) killEnding() ending {
 // redirect sends the client elsewhere and waits for it to close.
 func (se *session) redirect(ctx context.Context, d affinity.Decision) ending {
 	if d.SignalingURL == "" {
-		return ending{code: CloseInternalError, reason: "NO-SIGNALING-URL", err: fmt.Errorf("node %s has no external_signaling_url", d.Node)}
+		return ending{code: wire.CloseInternalError, reason: "NO-SIGNALING-URL", err: fmt.Errorf("node %s has no external_signaling_url", d.Node)}
 	}
-	if err := se.write(ctx, redirectMessage{Type: TypeRedirect, Location: d.SignalingURL}); err != nil {
+	if err := se.write(ctx, wire.Redirect{Type: wire.TypeRedirect, Location: d.SignalingURL}); err != nil {
 		return ending{err: fmt.Errorf("write redirect: %w", err), now: true}
 	}
 	se.logger.Debug("redirected", "to", d.Node, "location", d.SignalingURL)
@@ -1172,7 +1157,7 @@ func (se *session) redirect(ctx context.Context, d affinity.Decision) ending {
 		case <-t.C:
 			return ending{code: 1000, reason: "REDIRECTED"}
 		case <-ctx.Done():
-			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+			return ending{code: wire.CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
 		}
 	}
 }
@@ -1192,7 +1177,7 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 	cfg := &se.srv.cfg
 	answerTimer := time.NewTimer(cfg.AnswerTimeout)
 	defer answerTimer.Stop()
-	awaiting := TypeAnswer // the answer type expected, or ""
+	awaiting := wire.TypeAnswer // the answer type expected, or ""
 	var pingC <-chan time.Time
 	if cfg.PingInterval > 0 {
 		tk := time.NewTicker(cfg.PingInterval)
@@ -1235,7 +1220,7 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 	send := func(label string, b []byte) *ending {
 		if se.switched && se.dcLabels[label] {
 			if err := media.SendText(label, string(b)); err != nil {
-				return &ending{code: CloseInternalError, reason: "DATA-CHANNEL-ERROR", err: fmt.Errorf("send on data channel %q: %w", label, err)}
+				return &ending{code: wire.CloseInternalError, reason: "DATA-CHANNEL-ERROR", err: fmt.Errorf("send on data channel %q: %w", label, err)}
 			}
 			return nil
 		}
@@ -1251,26 +1236,26 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 	sendJSON := func(label string, v any) *ending {
 		b, err := json.Marshal(v)
 		if err != nil {
-			return &ending{code: CloseInternalError, reason: "INTERNAL-ERROR", err: err}
+			return &ending{code: wire.CloseInternalError, reason: "INTERNAL-ERROR", err: err}
 		}
 		return send(label, b)
 	}
 
 	handle := func(data []byte) *ending {
-		msg, err := DecodeClientMessage(data, cfg.MaxMessageSize)
+		msg, err := wire.DecodeClientMessage(data, cfg.MaxMessageSize)
 		if err != nil {
 			e := endProto(err)
 			return &e
 		}
 		switch m := msg.(type) {
-		case *Connect:
-			return &ending{code: CloseUnexpected, reason: "UNEXPECTED-CONNECT"}
-		case *Answer:
+		case *wire.Connect:
+			return &ending{code: wire.CloseUnexpected, reason: "UNEXPECTED-CONNECT"}
+		case *wire.Answer:
 			if m.Type != awaiting {
-				return &ending{code: CloseUnexpected, reason: "UNEXPECTED-" + upper(m.Type), err: fmt.Errorf("%s while expecting %q", m.Type, awaiting)}
+				return &ending{code: wire.CloseUnexpected, reason: "UNEXPECTED-" + upper(m.Type), err: fmt.Errorf("%s while expecting %q", m.Type, awaiting)}
 			}
 			if err := media.SetAnswer(m.SDP); err != nil {
-				return &ending{code: CloseInvalidMessage, reason: "INVALID-ANSWER", err: err}
+				return &ending{code: wire.CloseInvalidMessage, reason: "INVALID-ANSWER", err: err}
 			}
 			awaiting = ""
 			answerTimer.Stop()
@@ -1278,17 +1263,17 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 				answered = true
 				maybeSwitch()
 			}
-		case *Candidate:
+		case *wire.Candidate:
 			if candidates++; candidates > cfg.MaxCandidates {
-				return &ending{code: CloseTooManyCandidates, reason: "TOO-MANY-CANDIDATES"}
+				return &ending{code: wire.CloseTooManyCandidates, reason: "TOO-MANY-CANDIDATES"}
 			}
 			if err := media.AddCandidate(*m); err != nil {
 				se.logger.Debug("candidate refused", "err", err)
 			}
-		case *Pong:
+		case *wire.Pong:
 			awaitingPong = false
 			pongTimer.Stop()
-		case *Disconnect:
+		case *wire.Disconnect:
 			se.logger.Debug("client disconnected", "reason", m.Reason)
 			return &ending{code: 1000, reason: "TYPE-DISCONNECT", byClient: true}
 		}
@@ -1299,7 +1284,7 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 		select {
 		case m := <-in:
 			if m.err != nil {
-				var pe *ProtocolError
+				var pe *wire.ProtocolError
 				if se.switched && se.ignoreWS && !errors.As(m.err, &pe) {
 					// The client dropped the WebSocket as switched told it.
 					se.wsGone, in = true, nil
@@ -1317,15 +1302,15 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 			se.queue = nil
 			se.mu.Unlock()
 			if overflow {
-				return ending{code: CloseInternalError, reason: "TOO-SLOW", err: errors.New("event queue overflow")}
+				return ending{code: wire.CloseInternalError, reason: "TOO-SLOW", err: errors.New("event queue overflow")}
 			}
 			for _, it := range q {
 				switch {
 				case it.reOffer != "":
-					if e := sendJSON(labelSignaling, reOfferMessage{Type: TypeReOffer, SDP: it.reOffer}); e != nil {
+					if e := sendJSON(labelSignaling, wire.ReOffer{Type: wire.TypeReOffer, SDP: it.reOffer}); e != nil {
 						return *e
 					}
-					awaiting = TypeReAnswer
+					awaiting = wire.TypeReAnswer
 					answerTimer.Reset(cfg.AnswerTimeout)
 				case it.event != nil:
 					if e := sendJSON(labelNotify, notifyFor(it.event)); e != nil {
@@ -1346,7 +1331,7 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 			}
 		case <-switchC:
 			switchC = nil
-			if err := se.write(ctx, switchedMessage{Type: TypeSwitched, IgnoreDisconnectWebSocket: se.ignoreWS}); err != nil {
+			if err := se.write(ctx, wire.Switched{Type: wire.TypeSwitched, IgnoreDisconnectWebSocket: se.ignoreWS}); err != nil {
 				return ending{err: fmt.Errorf("write switched: %w", err), now: true}
 			}
 			se.switched = true
@@ -1355,9 +1340,9 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 				stopPinging()
 			}
 		case <-answerTimer.C:
-			return ending{code: CloseAnswerTimeout, reason: "ANSWER-TIMEOUT", err: fmt.Errorf("no %s within %v", awaiting, cfg.AnswerTimeout)}
+			return ending{code: wire.CloseAnswerTimeout, reason: "ANSWER-TIMEOUT", err: fmt.Errorf("no %s within %v", awaiting, cfg.AnswerTimeout)}
 		case <-pingC:
-			if err := se.write(ctx, pingMessage{Type: TypePing}); err != nil {
+			if err := se.write(ctx, wire.Ping{Type: wire.TypePing}); err != nil {
 				return ending{err: err, now: true}
 			}
 			if !awaitingPong {
@@ -1365,13 +1350,13 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 				pongTimer.Reset(cfg.PongTimeout)
 			}
 		case <-pongTimer.C:
-			return ending{code: ClosePingTimeout, reason: "PING-TIMEOUT"}
+			return ending{code: wire.ClosePingTimeout, reason: "PING-TIMEOUT"}
 		case <-media.Done():
 			return ending{code: 1000, reason: "MEDIA-CLOSED"}
 		case <-se.killed:
 			return se.killEnding()
 		case <-ctx.Done():
-			return ending{code: CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
+			return ending{code: wire.CloseServerShutdown, reason: "SERVER-SHUTDOWN"}
 		}
 	}
 }
@@ -1386,65 +1371,8 @@ func upper(s string) string {
 	return string(b)
 }
 
-// Server messages.
-type offerMid struct {
-	Audio string `json:"audio,omitempty"`
-	Video string `json:"video,omitempty"`
-}
-
-type offerMessage struct {
-	Type         string             `json:"type"`
-	SDP          string             `json:"sdp"`
-	ConnectionID string             `json:"connection_id"`
-	ClientID     string             `json:"client_id"`
-	BundleID     string             `json:"bundle_id"`
-	ChannelID    string             `json:"channel_id"`
-	Mid          *offerMid          `json:"mid,omitempty"`
-	Metadata     json.RawMessage    `json:"metadata,omitempty"`
-	DataChannels []OfferDataChannel `json:"data_channels,omitempty"`
-}
-
-type redirectMessage struct {
-	Type     string `json:"type"`
-	Location string `json:"location"`
-}
-
-type reOfferMessage struct {
-	Type string `json:"type"`
-	SDP  string `json:"sdp"`
-}
-
-type pingMessage struct {
-	Type string `json:"type"`
-}
-
-type switchedMessage struct {
-	Type                      string `json:"type"`
-	IgnoreDisconnectWebSocket bool   `json:"ignore_disconnect_websocket"`
-}
-
-// closeMessage ends a switched session on the "signaling" data channel
-// (PROTOCOL.md §3.10).
-type closeMessage struct {
-	Type   string `json:"type"`
-	Code   int    `json:"code"`
-	Reason string `json:"reason"`
-}
-
-type notifyMessage struct {
-	Type                       string    `json:"type"`
-	EventType                  EventType `json:"event_type"`
-	ConnectionID               string    `json:"connection_id"`
-	ClientID                   string    `json:"client_id,omitempty"`
-	Role                       Role      `json:"role"`
-	ChannelConnections         int       `json:"channel_connections"`
-	ChannelSendrecvConnections int       `json:"channel_sendrecv_connections"`
-	ChannelSendonlyConnections int       `json:"channel_sendonly_connections"`
-	ChannelRecvonlyConnections int       `json:"channel_recvonly_connections"`
-}
-
-func notifyFor(ev *ConnectionEvent) notifyMessage {
-	return notifyMessage{Type: TypeNotify, EventType: ev.Type, ConnectionID: ev.ConnectionID, ClientID: ev.ClientID,
+func notifyFor(ev *ConnectionEvent) wire.Notify {
+	return wire.Notify{Type: wire.TypeNotify, EventType: ev.Type, ConnectionID: ev.ConnectionID, ClientID: ev.ClientID,
 		Role: ev.Role, ChannelConnections: ev.Counts.Connections, ChannelSendrecvConnections: ev.Counts.SendRecv,
 		ChannelSendonlyConnections: ev.Counts.SendOnly, ChannelRecvonlyConnections: ev.Counts.RecvOnly}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -43,7 +44,7 @@ func TestSessionOfferAnswer(t *testing.T) {
 	})})
 	c := dial(t, ts.url)
 	c.send(connectMsg("room", `,"client_id":"alice","data_channels":[{"label":"#chat","direction":"sendrecv"}]`))
-	offer := c.expect(TypeOffer)
+	offer := c.expect(wire.TypeOffer)
 	id, _ := offer["connection_id"].(string)
 	if len(id) != 26 || offer["client_id"] != "alice" || offer["sdp"] != "v=0\r\nfake-offer\r\n" {
 		t.Fatalf("offer %v", offer)
@@ -57,10 +58,10 @@ func TestSessionOfferAnswer(t *testing.T) {
 	if dcs, _ := offer["data_channels"].([]any); len(dcs) != 2 {
 		t.Errorf("offer data_channels %v", offer["data_channels"])
 	}
-	if r := authReq.Load(); r == nil || r.ConnectionID != id || r.ChannelID != "room" || r.Role != RoleSendRecv || r.ClientID != "alice" {
+	if r := authReq.Load(); r == nil || r.ConnectionID != id || r.ChannelID != "room" || r.Role != wire.RoleSendrecv || r.ClientID != "alice" {
 		t.Errorf("auth request %+v", r)
 	}
-	n := c.expect(TypeNotify)
+	n := c.expect(wire.TypeNotify)
 	if n["event_type"] != "connection.created" || n["connection_id"] != id || n["channel_connections"] != 1.0 {
 		t.Errorf("notify %v", n)
 	}
@@ -77,15 +78,15 @@ func TestSessionOfferAnswer(t *testing.T) {
 
 	// A re-offer; the re-answer comes on the signaling data channel.
 	fc.req.Events.ReOffer("v=0\r\nre-offer\r\n")
-	if m := c.expect(TypeReOffer); m["sdp"] != "v=0\r\nre-offer\r\n" {
+	if m := c.expect(wire.TypeReOffer); m["sdp"] != "v=0\r\nre-offer\r\n" {
 		t.Errorf("re-offer %v", m)
 	}
 	fc.req.Events.Message("signaling", []byte(`{"type":"re-answer","sdp":"v=0\r\nre-answer\r\n"}`), true)
 	testutil.Eventually(t, func() bool { a, _ := fc.counts(); return a == 2 }, 5*time.Second, "re-answer applied")
 
 	// Another connection leaves: notify with counts.
-	fc.req.Events.Event(ConnectionEvent{Type: EventConnectionDestroyed, ConnectionID: "OTHER", Role: RoleRecvOnly, Counts: ChannelCounts{Connections: 1, SendRecv: 1}})
-	if m := c.expect(TypeNotify); m["event_type"] != "connection.destroyed" || m["connection_id"] != "OTHER" || m["channel_sendrecv_connections"] != 1.0 {
+	fc.req.Events.Event(ConnectionEvent{Type: wire.EventConnectionDestroyed, ConnectionID: "OTHER", Role: wire.RoleRecvonly, Counts: ChannelCounts{Connections: 1, SendRecv: 1}})
+	if m := c.expect(wire.TypeNotify); m["event_type"] != "connection.destroyed" || m["connection_id"] != "OTHER" || m["channel_sendrecv_connections"] != 1.0 {
 		t.Errorf("notify %v", m)
 	}
 
@@ -103,7 +104,7 @@ func TestBadInput(t *testing.T) {
 	// A good client, connected throughout: bad clients do not disturb it.
 	good := dial(t, ts.url)
 	good.send(connectMsg("room", ""))
-	good.expect(TypeOffer)
+	good.expect(wire.TypeOffer)
 	good.send(`{"type":"answer","sdp":"v=0\r\n"}`)
 
 	long := strings.Repeat("x", 256)
@@ -112,20 +113,20 @@ func TestBadInput(t *testing.T) {
 		msgs []string
 		code int
 	}{
-		{"not JSON", []string{`hello`}, CloseInvalidMessage},
-		{"not an object", []string{`[1,2]`}, CloseInvalidMessage},
-		{"no type", []string{`{"channel_id":"x"}`}, CloseInvalidMessage},
-		{"unknown type", []string{`{"type":"hello"}`}, CloseInvalidMessage},
-		{"missing channel_id", []string{`{"type":"connect","role":"sendrecv"}`}, CloseInvalidChannelID},
-		{"channel_id too long", []string{connectMsg(long, "")}, CloseInvalidChannelID},
-		{"channel_id wrong type", []string{`{"type":"connect","role":"sendrecv","channel_id":5}`}, CloseInvalidMessage},
-		{"unknown role", []string{`{"type":"connect","role":"admin","channel_id":"x"}`}, CloseInvalidRole},
-		{"too large", []string{`{"type":"connect","sdp":"` + strings.Repeat("a", 5000) + `"}`}, CloseMessageTooLarge},
-		{"answer before offer", []string{`{"type":"answer","sdp":"v=0"}`}, CloseUnexpected},
-		{"second connect", []string{connectMsg("r2", ""), connectMsg("r2", "")}, CloseUnexpected},
-		{"re-answer without re-offer", []string{connectMsg("r3", ""), `{"type":"answer","sdp":"v=0"}`, `{"type":"re-answer","sdp":"v=0"}`}, CloseUnexpected},
-		{"answer twice", []string{connectMsg("r4", ""), `{"type":"answer","sdp":"v=0"}`, `{"type":"answer","sdp":"v=0"}`}, CloseUnexpected},
-		{"answer without sdp", []string{connectMsg("r5", ""), `{"type":"answer"}`}, CloseInvalidMessage},
+		{"not JSON", []string{`hello`}, wire.CloseInvalidMessage},
+		{"not an object", []string{`[1,2]`}, wire.CloseInvalidMessage},
+		{"no type", []string{`{"channel_id":"x"}`}, wire.CloseInvalidMessage},
+		{"unknown type", []string{`{"type":"hello"}`}, wire.CloseInvalidMessage},
+		{"missing channel_id", []string{`{"type":"connect","role":"sendrecv"}`}, wire.CloseInvalidChannelID},
+		{"channel_id too long", []string{connectMsg(long, "")}, wire.CloseInvalidChannelID},
+		{"channel_id wrong type", []string{`{"type":"connect","role":"sendrecv","channel_id":5}`}, wire.CloseInvalidMessage},
+		{"unknown role", []string{`{"type":"connect","role":"admin","channel_id":"x"}`}, wire.CloseInvalidRole},
+		{"too large", []string{`{"type":"connect","sdp":"` + strings.Repeat("a", 5000) + `"}`}, wire.CloseMessageTooLarge},
+		{"answer before offer", []string{`{"type":"answer","sdp":"v=0"}`}, wire.CloseUnexpected},
+		{"second connect", []string{connectMsg("r2", ""), connectMsg("r2", "")}, wire.CloseUnexpected},
+		{"re-answer without re-offer", []string{connectMsg("r3", ""), `{"type":"answer","sdp":"v=0"}`, `{"type":"re-answer","sdp":"v=0"}`}, wire.CloseUnexpected},
+		{"answer twice", []string{connectMsg("r4", ""), `{"type":"answer","sdp":"v=0"}`, `{"type":"answer","sdp":"v=0"}`}, wire.CloseUnexpected},
+		{"answer without sdp", []string{connectMsg("r5", ""), `{"type":"answer"}`}, wire.CloseInvalidMessage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, ts.url)
@@ -143,8 +144,8 @@ func TestBadInput(t *testing.T) {
 		if err := c.ws.Write(ctx, 2, []byte(`{"type":"connect"}`)); err != nil {
 			t.Fatal(err)
 		}
-		if code, _ := c.closed(); code != CloseInvalidMessage {
-			t.Errorf("close %d, want %d", code, CloseInvalidMessage)
+		if code, _ := c.closed(); code != wire.CloseInvalidMessage {
+			t.Errorf("close %d, want %d", code, wire.CloseInvalidMessage)
 		}
 	})
 	t.Run("open and close without a message", func(t *testing.T) {
@@ -155,7 +156,7 @@ func TestBadInput(t *testing.T) {
 	})
 	// The good client still works.
 	ts.media.conn(0).req.Events.ReOffer("v=0\r\nstill here\r\n")
-	good.expect(TypeReOffer)
+	good.expect(wire.TypeReOffer)
 	good.send(`{"type":"re-answer","sdp":"v=0\r\n"}`)
 	testutil.Eventually(t, func() bool { a, _ := ts.media.conn(0).counts(); return a == 2 }, 5*time.Second, "good client's re-answer")
 }
@@ -165,12 +166,12 @@ func TestCandidateFlood(t *testing.T) {
 	ts := newTestServer(t, Config{MaxCandidates: 10})
 	c := dial(t, ts.url)
 	c.send(connectMsg("room", ""))
-	c.expect(TypeOffer)
+	c.expect(wire.TypeOffer)
 	for range 11 {
 		c.send(`{"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host"}`)
 	}
-	if code, _ := c.closed(); code != CloseTooManyCandidates {
-		t.Errorf("close %d, want %d", code, CloseTooManyCandidates)
+	if code, _ := c.closed(); code != wire.CloseTooManyCandidates {
+		t.Errorf("close %d, want %d", code, wire.CloseTooManyCandidates)
 	}
 	testutil.Eventually(t, ts.media.conn(0).isClosed, 5*time.Second, "media closed")
 }
@@ -181,21 +182,21 @@ func TestTimeouts(t *testing.T) {
 		PingInterval: 50 * time.Millisecond, PongTimeout: 200 * time.Millisecond})
 	t.Run("no connect", func(t *testing.T) {
 		c := dial(t, ts.url)
-		if code, _ := c.closed(); code != CloseConnectTimeout {
-			t.Errorf("close %d, want %d", code, CloseConnectTimeout)
+		if code, _ := c.closed(); code != wire.CloseConnectTimeout {
+			t.Errorf("close %d, want %d", code, wire.CloseConnectTimeout)
 		}
 	})
 	t.Run("no answer", func(t *testing.T) {
 		c := dial(t, ts.url)
 		c.send(connectMsg("a", ""))
-		if code, _ := c.closed(); code != CloseAnswerTimeout {
-			t.Errorf("close %d, want %d", code, CloseAnswerTimeout)
+		if code, _ := c.closed(); code != wire.CloseAnswerTimeout {
+			t.Errorf("close %d, want %d", code, wire.CloseAnswerTimeout)
 		}
 	})
 	t.Run("no re-answer", func(t *testing.T) {
 		c := dial(t, ts.url)
 		c.send(connectMsg("b", ""))
-		c.expect(TypeOffer)
+		c.expect(wire.TypeOffer)
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		n := ts.media.count()
 		testutil.Eventually(t, func() bool { a, _ := ts.media.conn(n - 1).counts(); return a == 1 }, 5*time.Second, "answered")
@@ -205,12 +206,12 @@ func TestTimeouts(t *testing.T) {
 			m, err := c.next()
 			if err != nil {
 				var ce websocket.CloseError
-				if !errors.As(err, &ce) || ce.Code != CloseAnswerTimeout {
-					t.Errorf("got %v, want close %d", err, CloseAnswerTimeout)
+				if !errors.As(err, &ce) || ce.Code != wire.CloseAnswerTimeout {
+					t.Errorf("got %v, want close %d", err, wire.CloseAnswerTimeout)
 				}
 				break
 			}
-			if m["type"] == TypePing {
+			if m["type"] == wire.TypePing {
 				c.send(`{"type":"pong"}`)
 			}
 		}
@@ -218,22 +219,22 @@ func TestTimeouts(t *testing.T) {
 	t.Run("no pong", func(t *testing.T) {
 		c := dial(t, ts.url)
 		c.send(connectMsg("c", ""))
-		c.expect(TypeOffer)
+		c.expect(wire.TypeOffer)
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		n := ts.media.count()
-		if code, _ := c.closed(); code != ClosePingTimeout {
-			t.Errorf("close %d, want %d", code, ClosePingTimeout)
+		if code, _ := c.closed(); code != wire.ClosePingTimeout {
+			t.Errorf("close %d, want %d", code, wire.ClosePingTimeout)
 		}
 		testutil.Eventually(t, ts.media.conn(n-1).isClosed, 5*time.Second, "media of the dead client freed")
 	})
 	t.Run("pongs keep it", func(t *testing.T) {
 		c := dial(t, ts.url)
 		c.send(connectMsg("d", ""))
-		c.expect(TypeOffer)
+		c.expect(wire.TypeOffer)
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		pings := 0
 		for pings < 10 {
-			c.expect(TypePing)
+			c.expect(wire.TypePing)
 			pings++
 			c.send(`{"type":"pong"}`)
 		}
@@ -272,8 +273,8 @@ func TestAuth(t *testing.T) {
 			ts := newTestServer(t, Config{Authenticator: &Webhook{URL: hook.URL + tc.path, Timeout: 200 * time.Millisecond}})
 			c := dial(t, ts.url)
 			c.send(connectMsg("room", ""))
-			if code, reason := c.closed(); code != CloseAuthDenied || reason != tc.reason {
-				t.Errorf("close %d %q, want %d %q", code, reason, CloseAuthDenied, tc.reason)
+			if code, reason := c.closed(); code != wire.CloseAuthDenied || reason != tc.reason {
+				t.Errorf("close %d %q, want %d %q", code, reason, wire.CloseAuthDenied, tc.reason)
 			}
 			if ts.media.count() != 0 {
 				t.Error("a denied client got a media connection")
@@ -286,7 +287,7 @@ func TestAuth(t *testing.T) {
 		})})
 		c := dial(t, ts.url)
 		c.send(connectMsg("room", ""))
-		if code, reason := c.closed(); code != CloseAuthDenied || reason != "AUTH-ERROR" {
+		if code, reason := c.closed(); code != wire.CloseAuthDenied || reason != "AUTH-ERROR" {
 			t.Errorf("close %d %q", code, reason)
 		}
 	})
@@ -298,13 +299,13 @@ func TestMediaRefusals(t *testing.T) {
 	ts.media.full = true
 	c := dial(t, ts.url)
 	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != CloseRefused || reason != "NODE-FULL" {
+	if code, reason := c.closed(); code != wire.CloseRefused || reason != "NODE-FULL" {
 		t.Errorf("full: close %d %q", code, reason)
 	}
 	ts.media.full, ts.media.err = false, errors.New("boom")
 	c = dial(t, ts.url)
 	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != CloseInternalError || reason != "MEDIA-ERROR" {
+	if code, reason := c.closed(); code != wire.CloseInternalError || reason != "MEDIA-ERROR" {
 		t.Errorf("error: close %d %q", code, reason)
 	}
 }
@@ -315,8 +316,8 @@ func TestServerCloseAndDisconnect(t *testing.T) {
 	a, b := dial(t, ts.url), dial(t, ts.url)
 	a.send(connectMsg("one", ""))
 	b.send(connectMsg("two", ""))
-	a.expect(TypeOffer)
-	b.expect(TypeOffer)
+	a.expect(wire.TypeOffer)
+	b.expect(wire.TypeOffer)
 	if n, err := ts.DisconnectChannel("one", "API"); n != 1 || err != nil {
 		t.Errorf("DisconnectChannel: %d, %v", n, err)
 	}
@@ -325,8 +326,8 @@ func TestServerCloseAndDisconnect(t *testing.T) {
 	}
 	closed := make(chan struct{})
 	go func() { ts.Close(); close(closed) }()
-	if code, _ := b.closed(); code != CloseServerShutdown {
-		t.Errorf("server close: %d, want %d", code, CloseServerShutdown)
+	if code, _ := b.closed(); code != wire.CloseServerShutdown {
+		t.Errorf("server close: %d, want %d", code, wire.CloseServerShutdown)
 	}
 	<-closed
 	if err := ts.Close(); err != nil {
@@ -345,7 +346,7 @@ func TestServerCloseAndDisconnect(t *testing.T) {
 func TestTruncateReason(t *testing.T) {
 	long := strings.Repeat("é", 100) // 200 bytes
 	got := truncateReason(long)
-	if len(got) > MaxCloseReason || !strings.HasPrefix(long, got) || len(got) < MaxCloseReason-1 {
+	if len(got) > wire.MaxCloseReason || !strings.HasPrefix(long, got) || len(got) < wire.MaxCloseReason-1 {
 		t.Errorf("truncateReason: %d bytes", len(got))
 	}
 }
@@ -358,7 +359,7 @@ func TestPushAndDisconnectOne(t *testing.T) {
 	join := func(extra string) (*wsClient, string) {
 		c := dial(t, ts.url)
 		c.send(connectMsg("room", extra))
-		id, _ := c.expect(TypeOffer)["connection_id"].(string)
+		id, _ := c.expect(wire.TypeOffer)["connection_id"].(string)
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		return c, id
 	}
@@ -366,7 +367,7 @@ func TestPushAndDisconnectOne(t *testing.T) {
 	c2, id2 := join(``)
 	other := dial(t, ts.url)
 	other.send(connectMsg("elsewhere", ""))
-	other.expect(TypeOffer)
+	other.expect(wire.TypeOffer)
 
 	for _, bad := range []string{``, `null`, `"x"`, `[1]`, `{"a":`, `{} {}`} {
 		if _, err := ts.PushChannel("room", json.RawMessage(bad)); !errors.Is(err, ErrPushData) {
@@ -391,7 +392,7 @@ func TestPushAndDisconnectOne(t *testing.T) {
 		want []string
 	}{{c1, []string{`{"all":true}`}}, {c2, []string{`{"all":true}`, `{"to":2}`, `{"to":"client2"}`}}} {
 		for _, w := range tc.want {
-			m := tc.c.expect(TypePush)
+			m := tc.c.expect(wire.TypePush)
 			if b, _ := json.Marshal(m["data"]); string(b) != w || len(m) != 2 {
 				t.Errorf("push %v, want data %s", m, w)
 			}
@@ -441,7 +442,7 @@ func TestPushAndDisconnectOne(t *testing.T) {
 
 func TestConnectionInfoJSON(t *testing.T) {
 	created := time.UnixMicro(1644316214314590).UTC()
-	info := ConnectionInfo{ChannelID: "sora", ConnectionID: "C", ClientID: "alice", Role: RoleSendRecv, NodeName: "a@10.0.0.1",
+	info := ConnectionInfo{ChannelID: "sora", ConnectionID: "C", ClientID: "alice", Role: wire.RoleSendrecv, NodeName: "a@10.0.0.1",
 		CreatedTime: created, Audio: &ConnectionMedia{CodecType: "OPUS"}, Video: &ConnectionMedia{CodecType: "VP9", BitRate: 1000}}
 	b, err := json.Marshal(info)
 	want := `{"channel_id":"sora","client_id":"alice","connection_id":"C","role":"sendrecv","multistream":true,"simulcast":false,"spotlight":false,` +
@@ -451,7 +452,7 @@ func TestConnectionInfoJSON(t *testing.T) {
 	}
 	var back ConnectionInfo
 	if err := json.Unmarshal(b, &back); err != nil || !back.CreatedTime.Equal(created) || *back.Audio != *info.Audio || *back.Video != *info.Video ||
-		back.ClientID != "alice" || back.NodeName != info.NodeName || back.Role != RoleSendRecv {
+		back.ClientID != "alice" || back.NodeName != info.NodeName || back.Role != wire.RoleSendrecv {
 		t.Errorf("round trip: %+v %v", back, err)
 	}
 	for _, tc := range []struct {

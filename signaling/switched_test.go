@@ -8,10 +8,11 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // allDCs is an offer's data_channels with the three server channels.
-var allDCs = []OfferDataChannel{{Label: "signaling", Direction: "sendrecv"}, {Label: "notify", Direction: "sendrecv"},
+var allDCs = []wire.OfferDataChannel{{Label: "signaling", Direction: "sendrecv"}, {Label: "notify", Direction: "sendrecv"},
 	{Label: "push", Direction: "sendrecv"}}
 
 // switchedSession connects (extra is added to connect), answers, reports the
@@ -21,7 +22,7 @@ func switchedSession(t *testing.T, ts *testServer, channel, extra string) (*wsCl
 	t.Helper()
 	c := dial(t, ts.url)
 	c.send(connectMsg(channel, extra))
-	id, _ := c.expect(TypeOffer)["connection_id"].(string)
+	id, _ := c.expect(wire.TypeOffer)["connection_id"].(string)
 	var fc *fakeConn
 	for i := range ts.media.count() {
 		if cc := ts.media.conn(i); cc.req.ConnectionID == id {
@@ -36,7 +37,7 @@ func switchedSession(t *testing.T, ts *testServer, channel, extra string) (*wsCl
 	opened := time.Now()
 	fc.req.Events.DataChannelsOpen()
 	c.send(`{"type":"answer","sdp":"v=0\r\nanswer\r\n"}`)
-	sw := c.expect(TypeSwitched)
+	sw := c.expect(wire.TypeSwitched)
 	if d := time.Since(opened); d < switchedDelay {
 		t.Errorf("switched %v after the data channels opened, want at least %v", d, switchedDelay)
 	}
@@ -69,21 +70,21 @@ func TestSwitchedKeepsWebSocket(t *testing.T) {
 
 	// A re-offer goes on the signaling data channel; the re-answer comes back on it.
 	fc.req.Events.ReOffer("v=0\r\nre-offer\r\n")
-	if m := lastOn(t, fc, "signaling", 1); m["type"] != TypeReOffer || m["sdp"] != "v=0\r\nre-offer\r\n" {
+	if m := lastOn(t, fc, "signaling", 1); m["type"] != wire.TypeReOffer || m["sdp"] != "v=0\r\nre-offer\r\n" {
 		t.Errorf("re-offer on the data channel: %v", m)
 	}
 	fc.req.Events.Message("signaling", []byte(`{"type":"re-answer","sdp":"v=0\r\nre-answer\r\n"}`), true)
 	testutil.Eventually(t, func() bool { a, _ := fc.counts(); return a == 2 }, 5*time.Second, "re-answer applied")
 	// Notify and push go on their channels.
-	fc.req.Events.Event(ConnectionEvent{Type: EventConnectionCreated, ConnectionID: "OTHER", Role: RoleSendRecv,
+	fc.req.Events.Event(ConnectionEvent{Type: wire.EventConnectionCreated, ConnectionID: "OTHER", Role: wire.RoleSendrecv,
 		Counts: ChannelCounts{Connections: 2, SendRecv: 2}})
-	if m := lastOn(t, fc, "notify", 1); m["type"] != TypeNotify || m["connection_id"] != "OTHER" || m["channel_connections"] != 2.0 {
+	if m := lastOn(t, fc, "notify", 1); m["type"] != wire.TypeNotify || m["connection_id"] != "OTHER" || m["channel_connections"] != 2.0 {
 		t.Errorf("notify on the data channel: %v", m)
 	}
 	if n, err := ts.PushConnection("room", id, json.RawMessage(`{"n":1}`)); n != 1 || err != nil {
 		t.Fatalf("PushConnection: %d %v", n, err)
 	}
-	if m := lastOn(t, fc, "push", 1); m["type"] != TypePush || m["data"].(map[string]any)["n"] != 1.0 {
+	if m := lastOn(t, fc, "push", 1); m["type"] != wire.TypePush || m["data"].(map[string]any)["n"] != 1.0 {
 		t.Errorf("push on the data channel: %v", m)
 	}
 
@@ -117,13 +118,13 @@ func TestSwitchedIgnoreWebSocket(t *testing.T) {
 	}
 
 	fc.req.Events.ReOffer("v=0\r\nre-offer\r\n")
-	if m := lastOn(t, fc, "signaling", 1); m["type"] != TypeReOffer {
+	if m := lastOn(t, fc, "signaling", 1); m["type"] != wire.TypeReOffer {
 		t.Errorf("re-offer on the data channel: %v", m)
 	}
 	fc.req.Events.Message("signaling", []byte(`{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","type":"candidate"}`), true)
 	fc.req.Events.Message("signaling", []byte(`{"type":"re-answer","sdp":"v=0\r\nre-answer\r\n"}`), true)
 	testutil.Eventually(t, func() bool { a, cs := fc.counts(); return a == 2 && cs == 1 }, 5*time.Second, "re-answer and candidate applied")
-	fc.req.Events.Event(ConnectionEvent{Type: EventConnectionDestroyed, ConnectionID: "OTHER", Role: RoleSendRecv})
+	fc.req.Events.Event(ConnectionEvent{Type: wire.EventConnectionDestroyed, ConnectionID: "OTHER", Role: wire.RoleSendrecv})
 	if m := lastOn(t, fc, "notify", 1); m["event_type"] != "connection.destroyed" {
 		t.Errorf("notify on the data channel: %v", m)
 	}
@@ -132,7 +133,7 @@ func TestSwitchedIgnoreWebSocket(t *testing.T) {
 	if n, err := ts.DisconnectConnection("room", id, "BYE"); n != 1 || err != nil {
 		t.Fatalf("DisconnectConnection: %d %v", n, err)
 	}
-	if m := lastOn(t, fc, "signaling", 2); m["type"] != TypeClose || m["code"] != 1000.0 || m["reason"] != "BYE" {
+	if m := lastOn(t, fc, "signaling", 2); m["type"] != wire.TypeClose || m["code"] != 1000.0 || m["reason"] != "BYE" {
 		t.Errorf("close on the data channel: %v", m)
 	}
 	testutil.Eventually(t, fc.isClosed, 5*time.Second, "media closed after close")
@@ -174,7 +175,7 @@ func TestSwitchedIgnoreWebSocketEnds(t *testing.T) {
 	c3.ws.CloseNow()
 	time.Sleep(50 * time.Millisecond)
 	ts.Close()
-	if m := lastOn(t, fc3, "signaling", 1); m["type"] != TypeClose || m["code"] != float64(CloseServerShutdown) || m["reason"] != "SERVER-SHUTDOWN" {
+	if m := lastOn(t, fc3, "signaling", 1); m["type"] != wire.TypeClose || m["code"] != float64(wire.CloseServerShutdown) || m["reason"] != "SERVER-SHUTDOWN" {
 		t.Errorf("close on the data channel: %v", m)
 	}
 	if !fc3.isClosed() {
@@ -188,38 +189,26 @@ func TestNoSwitch(t *testing.T) {
 	ts.media.setDCs(allDCs)
 	for _, tc := range []struct {
 		name, extra string
-		dcs         []OfferDataChannel
+		dcs         []wire.OfferDataChannel
 	}{
 		{"connect says no", `,"data_channel_signaling":false`, allDCs},
-		{"no signaling channel", ``, []OfferDataChannel{{Label: "notify", Direction: "sendrecv"}}},
+		{"no signaling channel", ``, []wire.OfferDataChannel{{Label: "notify", Direction: "sendrecv"}}},
 	} {
 		ts.media.setDCs(tc.dcs)
 		c := dial(t, ts.url)
 		c.send(connectMsg(tc.name, tc.extra))
-		c.expect(TypeOffer)
+		c.expect(wire.TypeOffer)
 		fc := ts.media.conn(ts.media.count() - 1)
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		fc.req.Events.DataChannelsOpen()
 		time.Sleep(2 * switchedDelay)
 		// The next message is the re-offer, on the WebSocket: no switched.
 		fc.req.Events.ReOffer("v=0\r\nre-offer\r\n")
-		if m := c.expect(TypeReOffer); m["sdp"] != "v=0\r\nre-offer\r\n" {
+		if m := c.expect(wire.TypeReOffer); m["sdp"] != "v=0\r\nre-offer\r\n" {
 			t.Errorf("%s: re-offer %v", tc.name, m)
 		}
 		if got := fc.sentOn("signaling"); len(got) != 0 {
 			t.Errorf("%s: signaling channel got %q", tc.name, got)
 		}
-	}
-}
-
-// TestSwitchedMessageShape checks the wire form of switched and close.
-func TestSwitchedMessageShape(t *testing.T) {
-	b, _ := json.Marshal(switchedMessage{Type: TypeSwitched, IgnoreDisconnectWebSocket: false})
-	if string(b) != `{"type":"switched","ignore_disconnect_websocket":false}` {
-		t.Errorf("switched: %s", b)
-	}
-	b, _ = json.Marshal(closeMessage{Type: TypeClose, Code: 1000, Reason: "X"})
-	if string(b) != `{"type":"close","code":1000,"reason":"X"}` {
-		t.Errorf("close: %s", b)
 	}
 }

@@ -1,28 +1,3 @@
-// Package client is a Go signaling client for Shoal nodes (and for any
-// server speaking the seed SFU's signaling protocol). It behaves like the
-// published JavaScript SDK: it opens several signaling URLs at once and
-// keeps the first that opens, sends connect, follows redirects (with a hop
-// limit the SDK lacks), answers the server's offer and re-offers with a pion
-// peer connection, trickles its candidates, answers ping with pong, and
-// hands notify and push messages to the caller.
-//
-// # Usage
-//
-//	c, err := client.Connect(ctx, client.Config{
-//		URLs:      []string{"ws://a:5000/signaling", "ws://b:5000/signaling"},
-//		ChannelID: "room",
-//		Role:      signaling.RoleSendRecv,
-//		Tracks:    []webrtc.TrackLocal{audioTrack, videoTrack},
-//		OnNotify:  func(n client.Notify) { ... },
-//		OnPush:    func(p client.Push) { ... }, // the admin API's PushChannel, PushConnection, ...
-//	})
-//	if err != nil { ... } // a *client.CloseError if the server refused
-//	defer c.Close()
-//	// c.PC is connected; c.ConnectionID, c.URL, c.Redirects
-//
-// Connect returns once the peer connection is connected. Close sends
-// disconnect, waits for the server to close the socket, and closes the peer
-// connection.
 package client
 
 import (
@@ -41,7 +16,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/slogpion"
-	"github.com/shoal-sfu/shoal/signaling"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // Defaults.
@@ -99,13 +74,13 @@ type Config struct {
 	URLs []string
 	// ChannelID, Role, ClientID and Metadata go into connect.
 	ChannelID string
-	Role      signaling.Role
+	Role      wire.Role
 	ClientID  string
 	Metadata  json.RawMessage
 	// Audio and Video are connect's audio and video; nil means true.
 	Audio, Video *bool
 	// DataChannels are connect's data_channels.
-	DataChannels []signaling.DataChannelSpec
+	DataChannels []wire.DataChannelSpec
 	// Tracks are attached with AddTrack after the offer is applied, like
 	// the SDK: the first audio and video tracks land on the upstream
 	// m-lines.
@@ -163,15 +138,39 @@ type Conn struct {
 	closeOnce sync.Once
 }
 
-type serverMessage struct {
-	Type         string          `json:"type"`
-	SDP          string          `json:"sdp"`
-	Location     string          `json:"location"`
-	ConnectionID string          `json:"connection_id"`
-	Config       json.RawMessage `json:"config"`
-	EventType    string          `json:"event_type"`
-	Stats        bool            `json:"stats"`
-	Data         json.RawMessage `json:"data"`
+// reply is the server's answer to connect: an offer (with the message as
+// received) or a redirect.
+type reply struct {
+	offer    *wire.Offer
+	raw      json.RawMessage
+	redirect *wire.Redirect
+}
+
+// messageType returns a server message's type.
+func messageType(data []byte) (string, error) {
+	var head struct {
+		Type string `json:"type"`
+	}
+	err := json.Unmarshal(data, &head)
+	return head.Type, err
+}
+
+// decodeAs decodes a server message as its wire type T.
+func decodeAs[T any](data []byte) (*T, error) {
+	m := new(T)
+	if err := json.Unmarshal(data, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// write sends one client message.
+func write(ctx context.Context, ws *websocket.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return ws.Write(ctx, websocket.MessageText, b)
 }
 
 // Connect opens signaling, follows redirects and returns once the peer
@@ -198,25 +197,26 @@ func Connect(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	redirects := 0
 	for {
-		offer, raw, err := exchangeConnect(ctx, ws, &cfg, redirects > 0)
+		r, err := exchangeConnect(ctx, ws, &cfg, redirects > 0)
 		if err != nil {
 			ws.CloseNow()
 			return nil, err
 		}
-		if offer.Type == signaling.TypeRedirect {
+		if r.redirect != nil {
 			// Like the SDK: close without a disconnect, open location.
 			ws.CloseNow()
 			redirects++
 			if cfg.MaxRedirects < 0 || redirects > cfg.MaxRedirects {
-				return nil, fmt.Errorf("%w (%d, last to %s)", ErrTooManyRedirects, redirects, offer.Location)
+				return nil, fmt.Errorf("%w (%d, last to %s)", ErrTooManyRedirects, redirects, r.redirect.Location)
 			}
-			url = offer.Location
+			url = r.redirect.Location
 			if ws, url, err = openFirst(ctx, []string{url}, cfg.CandidateTimeout, cfg.DialOptions); err != nil {
-				return nil, fmt.Errorf("client: redirect to %s: %w", offer.Location, err)
+				return nil, fmt.Errorf("client: redirect to %s: %w", r.redirect.Location, err)
 			}
 			continue
 		}
-		c := &Conn{ConnectionID: offer.ConnectionID, URL: url, Redirects: redirects, Offer: raw,
+		offer := r.offer
+		c := &Conn{ConnectionID: offer.ConnectionID, URL: url, Redirects: redirects, Offer: r.raw,
 			ws: ws, cfg: cfg, logger: cfg.Logger.With("connection", offer.ConnectionID), done: make(chan struct{})}
 		if err := c.start(ctx, offer); err != nil {
 			ws.CloseNow()
@@ -286,21 +286,6 @@ func throwawayOffer(api *webrtc.API) (string, error) {
 	return o.SDP, nil
 }
 
-type connectMessage struct {
-	Audio        bool                        `json:"audio"`
-	ChannelID    string                      `json:"channel_id"`
-	Environment  string                      `json:"environment"`
-	Role         signaling.Role              `json:"role"`
-	SDP          string                      `json:"sdp"`
-	SoraClient   string                      `json:"sora_client"`
-	Type         string                      `json:"type"`
-	Video        bool                        `json:"video"`
-	Redirect     bool                        `json:"redirect,omitempty"`
-	Metadata     json.RawMessage             `json:"metadata"`
-	ClientID     string                      `json:"client_id,omitempty"`
-	DataChannels []signaling.DataChannelSpec `json:"data_channels,omitempty"`
-}
-
 func boolOr(p *bool, d bool) bool {
 	if p == nil {
 		return d
@@ -309,39 +294,45 @@ func boolOr(p *bool, d bool) bool {
 }
 
 // exchangeConnect sends connect and reads until offer or redirect.
-func exchangeConnect(ctx context.Context, ws *websocket.Conn, cfg *Config, redirected bool) (serverMessage, json.RawMessage, error) {
+func exchangeConnect(ctx context.Context, ws *websocket.Conn, cfg *Config, redirected bool) (reply, error) {
 	sdp, err := throwawayOffer(cfg.API)
 	if err != nil {
-		return serverMessage{}, nil, fmt.Errorf("client: capabilities offer: %w", err)
+		return reply{}, fmt.Errorf("client: capabilities offer: %w", err)
 	}
 	meta := cfg.Metadata
 	if meta == nil {
 		meta = json.RawMessage("null")
 	}
-	b, err := json.Marshal(connectMessage{Audio: boolOr(cfg.Audio, true), ChannelID: cfg.ChannelID, Environment: "Go",
-		Role: cfg.Role, SDP: sdp, SoraClient: "Shoal Go client", Type: signaling.TypeConnect, Video: boolOr(cfg.Video, true),
-		Redirect: redirected, Metadata: meta, ClientID: cfg.ClientID, DataChannels: cfg.DataChannels})
-	if err != nil {
-		return serverMessage{}, nil, err
-	}
-	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
-		return serverMessage{}, nil, closeErr(fmt.Errorf("client: send connect: %w", err))
+	connect := wire.Connect{Type: wire.TypeConnect, Role: cfg.Role, ChannelID: cfg.ChannelID, ClientID: cfg.ClientID, SDP: sdp,
+		Metadata: meta, Audio: wire.MediaOptions{Enabled: boolOr(cfg.Audio, true)}, Video: wire.MediaOptions{Enabled: boolOr(cfg.Video, true)},
+		Redirect: redirected, SoraClient: "Shoal Go client", Environment: "Go", DataChannels: cfg.DataChannels}
+	if err := write(ctx, ws, connect); err != nil {
+		return reply{}, closeErr(fmt.Errorf("client: send connect: %w", err))
 	}
 	for {
 		_, data, err := ws.Read(ctx)
 		if err != nil {
-			return serverMessage{}, nil, closeErr(err)
+			return reply{}, closeErr(err)
 		}
-		var m serverMessage
-		if err := json.Unmarshal(data, &m); err != nil {
-			return serverMessage{}, nil, fmt.Errorf("client: bad server message: %w", err)
+		typ, err := messageType(data)
+		var r reply
+		switch {
+		case err != nil:
+		case typ == wire.TypeOffer:
+			r.offer, err = decodeAs[wire.Offer](data)
+			r.raw = data
+		case typ == wire.TypeRedirect:
+			r.redirect, err = decodeAs[wire.Redirect](data)
+		case typ == wire.TypePing:
+			_ = write(ctx, ws, wire.Pong{Type: wire.TypePong})
+			continue
+		default:
+			continue
 		}
-		switch m.Type {
-		case signaling.TypeOffer, signaling.TypeRedirect:
-			return m, data, nil
-		case signaling.TypePing:
-			_ = ws.Write(ctx, websocket.MessageText, []byte(`{"type":"pong"}`))
+		if err != nil {
+			return reply{}, fmt.Errorf("client: bad server message: %w", err)
 		}
+		return r, nil
 	}
 }
 
@@ -356,7 +347,7 @@ func closeErr(err error) error {
 
 // start builds the peer connection, answers the offer, starts the reader
 // and waits for the peer connection to connect.
-func (c *Conn) start(ctx context.Context, offer serverMessage) error {
+func (c *Conn) start(ctx context.Context, offer *wire.Offer) error {
 	var conf webrtc.Configuration
 	if len(offer.Config) > 0 {
 		_ = json.Unmarshal(offer.Config, &conf)
@@ -405,7 +396,7 @@ func (c *Conn) start(ctx context.Context, offer serverMessage) error {
 		c.mu.Unlock()
 		c.sendCandidate(init)
 	})
-	if err := c.answer(ctx, offer.SDP, signaling.TypeAnswer, true); err != nil {
+	if err := c.answer(ctx, offer.SDP, wire.TypeAnswer, true); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -451,21 +442,18 @@ func (c *Conn) answer(ctx context.Context, sdp, typ string, first bool) error {
 	if err := pc.SetLocalDescription(ans); err != nil {
 		return fmt.Errorf("client: set local %s: %w", typ, err)
 	}
-	b, _ := json.Marshal(map[string]string{"sdp": ans.SDP, "type": typ})
-	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := write(ctx, c.ws, wire.Answer{Type: typ, SDP: ans.SDP}); err != nil {
 		return closeErr(fmt.Errorf("client: send %s: %w", typ, err))
 	}
 	return nil
 }
 
 func (c *Conn) sendCandidate(init webrtc.ICECandidateInit) {
-	b, _ := json.Marshal(struct {
-		webrtc.ICECandidateInit
-		Type string `json:"type"`
-	}{init, signaling.TypeCandidate})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
+	cand := wire.Candidate{Type: wire.TypeCandidate, Candidate: init.Candidate, SDPMid: init.SDPMid,
+		SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
+	if err := write(ctx, c.ws, cand); err != nil {
 		c.logger.Debug("send candidate", "err", err)
 	}
 }
@@ -480,33 +468,52 @@ func (c *Conn) readLoop() {
 			c.setErr(closeErr(err))
 			return
 		}
-		var m serverMessage
-		if err := json.Unmarshal(data, &m); err != nil {
+		if err := c.handle(ctx, data); err != nil {
 			c.logger.Debug("bad server message", "err", err)
-			continue
-		}
-		switch m.Type {
-		case signaling.TypePing:
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_ = c.ws.Write(wctx, websocket.MessageText, []byte(`{"type":"pong"}`))
-			cancel()
-		case signaling.TypeReOffer:
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := c.answer(wctx, m.SDP, signaling.TypeReAnswer, false)
-			cancel()
-			if err != nil {
-				c.logger.Warn("re-offer", "err", err)
-			}
-		case signaling.TypeNotify:
-			if fn := c.cfg.OnNotify; fn != nil {
-				fn(Notify{EventType: m.EventType, ConnectionID: m.ConnectionID, Raw: data})
-			}
-		case signaling.TypePush:
-			if fn := c.cfg.OnPush; fn != nil {
-				fn(Push{Data: m.Data, Raw: data})
-			}
 		}
 	}
+}
+
+// handle acts on one server message after the offer.
+func (c *Conn) handle(ctx context.Context, data []byte) error {
+	typ, err := messageType(data)
+	if err != nil {
+		return err
+	}
+	switch typ {
+	case wire.TypePing:
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = write(wctx, c.ws, wire.Pong{Type: wire.TypePong})
+		cancel()
+	case wire.TypeReOffer:
+		m, err := decodeAs[wire.ReOffer](data)
+		if err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = c.answer(wctx, m.SDP, wire.TypeReAnswer, false)
+		cancel()
+		if err != nil {
+			c.logger.Warn("re-offer", "err", err)
+		}
+	case wire.TypeNotify:
+		m, err := decodeAs[wire.Notify](data)
+		if err != nil {
+			return err
+		}
+		if fn := c.cfg.OnNotify; fn != nil {
+			fn(Notify{EventType: string(m.EventType), ConnectionID: m.ConnectionID, Raw: data})
+		}
+	case wire.TypePush:
+		m, err := decodeAs[wire.Push](data)
+		if err != nil {
+			return err
+		}
+		if fn := c.cfg.OnPush; fn != nil {
+			fn(Push{Data: m.Data, Raw: data})
+		}
+	}
+	return nil
 }
 
 func (c *Conn) setErr(err error) {
@@ -562,7 +569,7 @@ func (c *Conn) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), disconnectWait)
 	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, []byte(`{"reason":"NO-ERROR","type":"disconnect"}`)); err == nil {
+	if err := write(ctx, c.ws, wire.Disconnect{Type: wire.TypeDisconnect, Reason: "NO-ERROR"}); err == nil {
 		select {
 		case <-c.done:
 		case <-ctx.Done():

@@ -17,7 +17,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
-	"github.com/shoal-sfu/shoal/signaling"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // scripted is a fake signaling server: it reads connect and lets fn answer.
@@ -59,7 +59,7 @@ func (s *scripted) server(t *testing.T, delay time.Duration, fn func(ws *websock
 }
 
 func refuse(ws *websocket.Conn, _ map[string]any) {
-	ws.Close(signaling.CloseAuthDenied, "AUTH-DENIED")
+	ws.Close(wire.CloseAuthDenied, "AUTH-DENIED")
 }
 
 // hangingURL is a TCP listener that accepts and never answers.
@@ -112,10 +112,10 @@ func TestFirstOpenWinsAndRefusal(t *testing.T) {
 		fast.server(t, 0, refuse),
 	}
 	start := time.Now()
-	_, err := Connect(testutil.Context(t, 10*time.Second), Config{URLs: urls, ChannelID: "room", Role: signaling.RoleSendRecv,
+	_, err := Connect(testutil.Context(t, 10*time.Second), Config{URLs: urls, ChannelID: "room", Role: wire.RoleSendrecv,
 		CandidateTimeout: time.Second, Logger: testutil.Logger(t)})
 	var ce *CloseError
-	if !errors.As(err, &ce) || ce.Code != signaling.CloseAuthDenied || ce.Reason != "AUTH-DENIED" {
+	if !errors.As(err, &ce) || ce.Code != wire.CloseAuthDenied || ce.Reason != "AUTH-DENIED" {
 		t.Fatalf("got %v, want a *CloseError 4401 AUTH-DENIED", err)
 	}
 	// The winner does not wait for the hanging URL's timeout.
@@ -147,7 +147,7 @@ func TestAllURLsFail(t *testing.T) {
 	testutil.CheckLeaks(t)
 	start := time.Now()
 	_, err := Connect(testutil.Context(t, 10*time.Second), Config{URLs: []string{closedURL(t), hangingURL(t)},
-		ChannelID: "room", Role: signaling.RoleRecvOnly, CandidateTimeout: 300 * time.Millisecond, Logger: testutil.Logger(t)})
+		ChannelID: "room", Role: wire.RoleRecvonly, CandidateTimeout: 300 * time.Millisecond, Logger: testutil.Logger(t)})
 	if !errors.Is(err, ErrAllURLsFailed) {
 		t.Fatalf("got %v, want ErrAllURLsFailed", err)
 	}
@@ -168,7 +168,7 @@ func TestRedirectHopLimit(t *testing.T) {
 		ws.Read(context.Background()) // until the client closes
 	})
 	_, err := Connect(testutil.Context(t, 10*time.Second), Config{URLs: []string{self}, ChannelID: "room",
-		Role: signaling.RoleSendRecv, MaxRedirects: 3, Logger: testutil.Logger(t)})
+		Role: wire.RoleSendrecv, MaxRedirects: 3, Logger: testutil.Logger(t)})
 	if !errors.Is(err, ErrTooManyRedirects) {
 		t.Fatalf("got %v, want ErrTooManyRedirects", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
 	"github.com/shoal-sfu/shoal/signaling/client"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // Two Go clients meet in a channel of a one-node SFU and talk on a
@@ -35,8 +36,8 @@ func ExampleConnect() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		c, err := client.Connect(ctx, client.Config{
-			URLs: []string{url}, ChannelID: "room", Role: signaling.RoleSendRecv, API: api, Logger: quiet,
-			DataChannels: []signaling.DataChannelSpec{{Label: "#chat", Direction: "sendrecv"}},
+			URLs: []string{url}, ChannelID: "room", Role: wire.RoleSendrecv, API: api, Logger: quiet,
+			DataChannels: []wire.DataChannelSpec{{Label: "#chat", Direction: "sendrecv"}},
 			OnDataChannel: func(dc *webrtc.DataChannel) {
 				if dc.Label() == "#chat" && onMessage != nil {
 					dc.OnMessage(onMessage)

@@ -1,13 +1,14 @@
-package signaling
+package wire
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 )
 
-// sdkConnect is a connect exactly as sora-js-sdk 2026.1.0 sends it
-// (PROTOCOL.md §8.1), SDP shortened.
+// sdkConnect is a connect exactly as sora-js-sdk 2026.1.0 sends it, SDP
+// shortened.
 const sdkConnect = `{"audio":true,"channel_id":"sora","environment":"Mozilla/5.0","role":"sendrecv","sdp":"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n","sora_client":"Sora JavaScript SDK 2026.1.0","type":"connect","video":{"codec_type":"VP8"},"metadata":{"access_token":"x"},"client_id":"alice","data_channel_signaling":true,"ignore_disconnect_websocket":false,"data_channels":[{"label":"#chat","direction":"sendrecv"}]}`
 
 func TestDecodeConnectFromSDK(t *testing.T) {
@@ -19,7 +20,7 @@ func TestDecodeConnectFromSDK(t *testing.T) {
 	if !ok {
 		t.Fatalf("got %T, want *Connect", m)
 	}
-	if c.ChannelID != "sora" || c.Role != RoleSendRecv || c.ClientID != "alice" {
+	if c.ChannelID != "sora" || c.Role != RoleSendrecv || c.ClientID != "alice" {
 		t.Errorf("fields: %+v", c)
 	}
 	if !c.Audio.Enabled || !c.Video.Enabled || c.Video.CodecType != "VP8" {
@@ -41,12 +42,12 @@ func TestDecodeOtherMessages(t *testing.T) {
 		in   string
 		want string
 	}{
-		{`{"type":"answer","sdp":"v=0\r\n"}`, "*signaling.Answer"},
-		{`{"sdp":"v=0","type":"re-answer"}`, "*signaling.Answer"},
-		{`{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"u","type":"candidate"}`, "*signaling.Candidate"},
-		{`{"type":"pong"}`, "*signaling.Pong"},
-		{`{"type":"pong","stats":[{"id":"x"}]}`, "*signaling.Pong"},
-		{`{"reason":"NO-ERROR","type":"disconnect"}`, "*signaling.Disconnect"},
+		{`{"type":"answer","sdp":"v=0\r\n"}`, "*wire.Answer"},
+		{`{"sdp":"v=0","type":"re-answer"}`, "*wire.Answer"},
+		{`{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"u","type":"candidate"}`, "*wire.Candidate"},
+		{`{"type":"pong"}`, "*wire.Pong"},
+		{`{"type":"pong","stats":[{"id":"x"}]}`, "*wire.Pong"},
+		{`{"reason":"NO-ERROR","type":"disconnect"}`, "*wire.Disconnect"},
 	} {
 		m, err := DecodeClientMessage([]byte(tc.in), 0)
 		if err != nil {
@@ -62,15 +63,15 @@ func TestDecodeOtherMessages(t *testing.T) {
 func typeName(v any) string {
 	switch v.(type) {
 	case *Connect:
-		return "*signaling.Connect"
+		return "*wire.Connect"
 	case *Answer:
-		return "*signaling.Answer"
+		return "*wire.Answer"
 	case *Candidate:
-		return "*signaling.Candidate"
+		return "*wire.Candidate"
 	case *Pong:
-		return "*signaling.Pong"
+		return "*wire.Pong"
 	case *Disconnect:
-		return "*signaling.Disconnect"
+		return "*wire.Disconnect"
 	}
 	return "?"
 }
@@ -144,9 +145,37 @@ func FuzzDecodeClientMessage(f *testing.F) {
 			return
 		}
 		if c, ok := m.(*Connect); ok {
-			if c.ChannelID == "" || len(c.ChannelID) > MaxChannelIDLength || !c.Role.valid() {
+			if c.ChannelID == "" || len(c.ChannelID) > MaxChannelIDLen || !c.Role.valid() {
 				t.Fatalf("accepted an invalid connect: %+v", c)
 			}
 		}
 	})
+}
+
+// TestMediaOptionsRoundTrip: what MarshalJSON writes, UnmarshalJSON reads
+// back the same.
+func TestMediaOptionsRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		in   MediaOptions
+		want string
+	}{
+		{MediaOptions{}, `false`},
+		{MediaOptions{Enabled: true}, `true`},
+		{MediaOptions{Enabled: true, CodecType: "VP9", BitRate: 500}, `{"codec_type":"VP9","bit_rate":500}`},
+		{MediaOptions{Enabled: true, CodecType: "VP9", Params: []byte(`{"codec_type":"VP9","vp9_params":{"profile_id":0}}`)},
+			`{"codec_type":"VP9","vp9_params":{"profile_id":0}}`},
+	} {
+		b, err := json.Marshal(tc.in)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%+v: %s, %v; want %s", tc.in, b, err, tc.want)
+			continue
+		}
+		var back MediaOptions
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if back.Enabled != tc.in.Enabled || back.CodecType != tc.in.CodecType || back.BitRate != tc.in.BitRate {
+			t.Errorf("%s read back as %+v", b, back)
+		}
+	}
 }

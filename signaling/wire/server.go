@@ -1,0 +1,91 @@
+package wire
+
+import "encoding/json"
+
+// The messages the server sends. Shoal's server writes each with its Type
+// set to the matching Type constant; the Go client reads them.
+
+// Offer is the server's `offer`, the answer to connect.
+type Offer struct {
+	Type         string             `json:"type"`
+	SDP          string             `json:"sdp"`
+	ConnectionID string             `json:"connection_id"`
+	ClientID     string             `json:"client_id"`
+	BundleID     string             `json:"bundle_id"`
+	ChannelID    string             `json:"channel_id"`
+	Mid          *OfferMid          `json:"mid,omitempty"`
+	Metadata     json.RawMessage    `json:"metadata,omitempty"`
+	DataChannels []OfferDataChannel `json:"data_channels,omitempty"`
+	// Config is the RTCConfiguration (ICE servers) a Sora server may send;
+	// Shoal's sends none.
+	Config json.RawMessage `json:"config,omitempty"`
+}
+
+// OfferMid is offer.mid: the mids of the upstream audio and video m-lines.
+type OfferMid struct {
+	Audio string `json:"audio,omitempty"`
+	Video string `json:"video,omitempty"`
+}
+
+// OfferDataChannel is one entry of offer.data_channels.
+type OfferDataChannel struct {
+	Label     string `json:"label"`
+	Direction string `json:"direction"`
+	Compress  bool   `json:"compress"`
+}
+
+// ReOffer is the server's `re-offer`, answered by a re-answer.
+type ReOffer struct {
+	Type string `json:"type"`
+	SDP  string `json:"sdp"`
+}
+
+// Redirect sends the client to another node's signaling URL, instead of
+// an offer.
+type Redirect struct {
+	Type     string `json:"type"`
+	Location string `json:"location"`
+}
+
+// Ping asks for a pong; Stats, which Shoal's server never sets, asks for
+// getStats() reports in it.
+type Ping struct {
+	Type  string `json:"type"`
+	Stats bool   `json:"stats,omitempty"`
+}
+
+// Notify is a connection joining or leaving the channel, with the
+// channel's counts after the change.
+type Notify struct {
+	Type                       string    `json:"type"`
+	EventType                  EventType `json:"event_type"`
+	ConnectionID               string    `json:"connection_id"`
+	ClientID                   string    `json:"client_id,omitempty"`
+	Role                       Role      `json:"role"`
+	ChannelConnections         int       `json:"channel_connections"`
+	ChannelSendrecvConnections int       `json:"channel_sendrecv_connections"`
+	ChannelSendonlyConnections int       `json:"channel_sendonly_connections"`
+	ChannelRecvonlyConnections int       `json:"channel_recvonly_connections"`
+}
+
+// Push carries data (a JSON object) from the admin API to the client.
+type Push struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Switched tells the client that signaling goes on over its data channels
+// from now on; with IgnoreDisconnectWebSocket the client closes its
+// WebSocket.
+type Switched struct {
+	Type                      string `json:"type"`
+	IgnoreDisconnectWebSocket bool   `json:"ignore_disconnect_websocket"`
+}
+
+// Close ends a switched session on the "signaling" data channel, with the
+// code and reason a WebSocket close would carry.
+type Close struct {
+	Type   string `json:"type"`
+	Code   int    `json:"code"`
+	Reason string `json:"reason"`
+}
