@@ -22,6 +22,7 @@ import (
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
 	"github.com/shoal-sfu/shoal/signaling/client"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // itNode is one node of the integration cluster: a cluster.Node, an SFU, a
@@ -137,7 +138,7 @@ func (n *notes) has(event, id string) bool {
 func connect(t *testing.T, api func(*client.Config), url, channel string, metadata string) (*client.Conn, *notes, error) {
 	t.Helper()
 	ns := &notes{}
-	cfg := client.Config{URLs: []string{url}, ChannelID: channel, Role: signaling.RoleSendRecv, OnNotify: ns.add,
+	cfg := client.Config{URLs: []string{url}, ChannelID: channel, Role: wire.RoleSendrecv, OnNotify: ns.add,
 		Logger: testutil.Logger(t)}
 	api(&cfg)
 	if metadata != "" {
@@ -279,8 +280,8 @@ func TestCluster3(t *testing.T) {
 	testutil.Eventually(t, func() bool { return !c.cluster.Snapshot().InMajority }, 15*time.Second, "c leaves the majority")
 	_, _, err = connect(t, api, c.sigURL, "room", "")
 	var ce *client.CloseError
-	if !errors.As(err, &ce) || ce.Code != signaling.CloseRefused || ce.Reason != "NOT-IN-MAJORITY" {
-		t.Errorf("minority node: got %v, want close %d NOT-IN-MAJORITY", err, signaling.CloseRefused)
+	if !errors.As(err, &ce) || ce.Code != wire.CloseRefused || ce.Reason != "NOT-IN-MAJORITY" {
+		t.Errorf("minority node: got %v, want close %d NOT-IN-MAJORITY", err, wire.CloseRefused)
 	}
 	faults.Heal()
 	for _, cl := range []*client.Conn{c1, c2, c4, c5} {
@@ -399,7 +400,7 @@ func BenchmarkConnectSFU(b *testing.B) {
 		b.ReportAllocs()
 		start := time.Now()
 		for b.Loop() {
-			cfg := client.Config{URLs: []string{url}, ChannelID: "bench", Role: signaling.RoleSendRecv, Logger: logger}
+			cfg := client.Config{URLs: []string{url}, ChannelID: "bench", Role: wire.RoleSendrecv, Logger: logger}
 			api(&cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			c, err := client.Connect(ctx, cfg)

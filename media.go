@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // NewMedia adapts an SFU to the media side the signaling server needs.
@@ -44,12 +45,12 @@ func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signali
 				if ev.Event == nil {
 					return
 				}
-				t := signaling.EventConnectionCreated
+				t := wire.EventConnectionCreated
 				if e.Type == sfu.ConnectionDestroyed {
-					t = signaling.EventConnectionDestroyed
+					t = wire.EventConnectionDestroyed
 				}
 				ev.Event(signaling.ConnectionEvent{Type: t, ConnectionID: e.ConnectionID, ClientID: e.ClientID,
-					Role: signaling.Role(e.Role), Counts: signaling.ChannelCounts{Connections: e.Counts.Connections,
+					Role: wire.Role(e.Role), Counts: signaling.ChannelCounts{Connections: e.Counts.Connections,
 						SendRecv: e.Counts.Sendrecv, SendOnly: e.Counts.Sendonly, RecvOnly: e.Counts.Recvonly}})
 			},
 			DataChannelMessage: ev.Message,
@@ -92,7 +93,7 @@ func (c sfuConn) Offer() signaling.MediaOffer {
 		if dir == "" {
 			dir = "sendrecv"
 		}
-		mo.DataChannels = append(mo.DataChannels, signaling.OfferDataChannel{Label: d.Label, Direction: dir, Compress: d.Compress})
+		mo.DataChannels = append(mo.DataChannels, wire.OfferDataChannel{Label: d.Label, Direction: dir, Compress: d.Compress})
 	}
 	return mo
 }
@@ -103,11 +104,11 @@ func (c sfuConn) SetAnswer(sdp string) error { return c.c.SetAnswer(sdp) }
 // import pion (a fence keeps it in sfu/ and relay/), so the candidate is
 // converted through its JSON form, which is the RTCIceCandidateInit the
 // client sent.
-func (c sfuConn) AddCandidate(cand signaling.Candidate) error {
+func (c sfuConn) AddCandidate(cand wire.Candidate) error {
 	return addCandidate(c.c.AddICECandidate, cand)
 }
 
-func addCandidate[T any](add func(T) error, cand signaling.Candidate) error {
+func addCandidate[T any](add func(T) error, cand wire.Candidate) error {
 	b, err := json.Marshal(cand)
 	if err != nil {
 		return err

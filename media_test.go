@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // TestAddCandidateMapsEveryField converts a candidate to the parameter type
@@ -17,7 +18,7 @@ import (
 // field is lost.
 func TestAddCandidateMapsEveryField(t *testing.T) {
 	mid, idx, ufrag := "1", uint16(1), "uf"
-	in := signaling.Candidate{Type: "candidate", Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host",
+	in := wire.Candidate{Type: "candidate", Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host",
 		SDPMid: &mid, SDPMLineIndex: &idx, UsernameFragment: &ufrag}
 	var got any
 	err := addCandidate(func(v struct {
@@ -61,12 +62,12 @@ func TestMediaAdapter(t *testing.T) {
 	m := NewMedia(s)
 	ctx := testutil.Context(t, 10*time.Second)
 	tooBig := 70000
-	if _, err := m.Join(ctx, signaling.MediaRequest{ChannelID: "c", Role: signaling.RoleSendRecv,
-		DataChannels: []signaling.DataChannelSpec{{Label: "#x", MaxRetransmits: &tooBig}}}); err == nil {
+	if _, err := m.Join(ctx, signaling.MediaRequest{ChannelID: "c", Role: wire.RoleSendrecv,
+		DataChannels: []wire.DataChannelSpec{{Label: "#x", MaxRetransmits: &tooBig}}}); err == nil {
 		t.Error("max_retransmits 70000 accepted")
 	}
-	conn, err := m.Join(ctx, signaling.MediaRequest{ChannelID: "c", ConnectionID: "C1", Role: signaling.RoleSendRecv, Audio: true, Video: true,
-		DataChannels: []signaling.DataChannelSpec{{Label: "#chat", Direction: "sendonly"}}})
+	conn, err := m.Join(ctx, signaling.MediaRequest{ChannelID: "c", ConnectionID: "C1", Role: wire.RoleSendrecv, Audio: true, Video: true,
+		DataChannels: []wire.DataChannelSpec{{Label: "#chat", Direction: "sendonly"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +83,10 @@ func TestMediaAdapter(t *testing.T) {
 	if labels["#chat"] != "sendonly" || labels["signaling"] == "" || labels["notify"] == "" {
 		t.Errorf("offer data channels %+v", o.DataChannels)
 	}
-	if _, err := m.Join(ctx, signaling.MediaRequest{ChannelID: "c", Role: signaling.RoleRecvOnly}); !errors.Is(err, signaling.ErrMediaFull) {
+	if _, err := m.Join(ctx, signaling.MediaRequest{ChannelID: "c", Role: wire.RoleRecvonly}); !errors.Is(err, signaling.ErrMediaFull) {
 		t.Errorf("second join on a node of capacity 1: %v, want ErrMediaFull", err)
 	}
-	if err := conn.AddCandidate(signaling.Candidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host"}); err != nil {
+	if err := conn.AddCandidate(wire.Candidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host"}); err != nil {
 		t.Errorf("AddCandidate: %v", err)
 	}
 	if err := conn.SetAnswer("not sdp"); err == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
 	"github.com/shoal-sfu/shoal/signaling/client"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 func TestNodeConfigErrors(t *testing.T) {
@@ -101,7 +102,7 @@ func ntClient(t *testing.T, url, channel string) (*client.Conn, error) {
 		t.Fatal(err)
 	}
 	c, err := client.Connect(testutil.Context(t, 20*time.Second), client.Config{
-		URLs: []string{url}, ChannelID: channel, Role: signaling.RoleRecvOnly, API: api,
+		URLs: []string{url}, ChannelID: channel, Role: wire.RoleRecvonly, API: api,
 		Logger: testutil.LoggerLevel(t, slog.LevelWarn)})
 	if err == nil {
 		t.Cleanup(func() { c.Close() })
@@ -228,11 +229,11 @@ func TestNodeClusterWiring(t *testing.T) {
 		t.Fatal("the client of a node outside the majority was not disconnected")
 	}
 	var ce *client.CloseError
-	if err := c3.Err(); !errors.As(err, &ce) || ce.Code != signaling.CloseRefused {
-		t.Errorf("client of the minority node ended with %v; want close %d", err, signaling.CloseRefused)
+	if err := c3.Err(); !errors.As(err, &ce) || ce.Code != wire.CloseRefused {
+		t.Errorf("client of the minority node ended with %v; want close %d", err, wire.CloseRefused)
 	}
-	if _, err := ntClient(t, nodes[2].url, "island"); !errors.As(err, &ce) || ce.Code != signaling.CloseRefused {
-		t.Errorf("connect to the minority node: %v; want refused with %d", err, signaling.CloseRefused)
+	if _, err := ntClient(t, nodes[2].url, "island"); !errors.As(err, &ce) || ce.Code != wire.CloseRefused {
+		t.Errorf("connect to the minority node: %v; want refused with %d", err, wire.CloseRefused)
 	}
 	if _, err := ntClient(t, nodes[0].url, "island"); err != nil {
 		t.Errorf("the majority does not serve: %v", err)
