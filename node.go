@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-sfu/shoal/relay"
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // Config configures a Node: the SPEC §2 settings (through the embedded
@@ -246,7 +247,7 @@ func (n *Node) onEvent(ev cluster.Event) {
 	if ev.Kind == cluster.EventMajority && !ev.InMajority {
 		// SPEC §3.7: a node outside the majority drops its connections;
 		// placement refuses new ones while the view says so.
-		c, _ := n.sig.DisconnectAll(signaling.CloseRefused, "NOT-IN-MAJORITY")
+		c, _ := n.sig.DisconnectAll(wire.CloseRefused, "NOT-IN-MAJORITY")
 		n.log.Warn("left the cluster majority: connections closed", "connections", c)
 	}
 	n.reconcile()
