@@ -1,40 +1,30 @@
 package sfu
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/shoal-sfu/shoal/internal/mailbox"
+)
 
 // eventQueue runs functions one at a time, in order, on its own goroutine,
 // so that whoever pushes never waits for a slow consumer. The queue is
 // unbounded; its goroutine ends with stop.
 type eventQueue struct {
-	mu      sync.Mutex
-	q       []func()
-	wake    chan struct{}
-	done    chan struct{}
-	stopped bool
-	wg      sync.WaitGroup
+	box      *mailbox.Box[func()]
+	done     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 func newEventQueue() *eventQueue {
-	e := &eventQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	e := &eventQueue{box: mailbox.New[func()](0), done: make(chan struct{})}
 	e.wg.Add(1)
 	go e.run()
 	return e
 }
 
 // push queues fn; it is dropped after stop.
-func (e *eventQueue) push(fn func()) {
-	e.mu.Lock()
-	if e.stopped {
-		e.mu.Unlock()
-		return
-	}
-	e.q = append(e.q, fn)
-	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
+func (e *eventQueue) push(fn func()) { e.box.Put(fn) }
 
 func (e *eventQueue) run() {
 	defer e.wg.Done()
@@ -42,33 +32,25 @@ func (e *eventQueue) run() {
 		select {
 		case <-e.done:
 			return
-		case <-e.wake:
+		case <-e.box.Wake():
 		}
-		for {
-			e.mu.Lock()
-			if len(e.q) == 0 || e.stopped {
-				e.q = nil
-				e.mu.Unlock()
-				break
+		fns, _ := e.box.Take()
+		for _, fn := range fns {
+			if e.box.Closed() {
+				break // stop drops what is queued, taken or not
 			}
-			fn := e.q[0]
-			e.q[0] = nil
-			e.q = e.q[1:]
-			e.mu.Unlock()
 			fn()
 		}
 	}
 }
 
-// stop drops what is queued, ends the goroutine and, unless called from a
-// queued function, waits for it. Safe to call more than once.
+// stop drops what is queued and ends the goroutine. With wait it also waits
+// for the goroutine, so a function running now has returned; a queued
+// function that calls stop must pass wait false. Safe to call more than
+// once.
 func (e *eventQueue) stop(wait bool) {
-	e.mu.Lock()
-	if !e.stopped {
-		e.stopped = true
-		close(e.done)
-	}
-	e.mu.Unlock()
+	e.box.Close()
+	e.stopOnce.Do(func() { close(e.done) })
 	if wait {
 		e.wg.Wait()
 	}
