@@ -15,25 +15,18 @@ import (
 // and ends the sessions of failed nodes. Network I/O happens here, never
 // in viewLoop.
 func (n *Node) housekeeping(ctx context.Context) {
-	tk := time.NewTicker(n.cfg.Timing.Tick)
-	defer tk.Stop()
 	hk := &hkState{missing: map[string]time.Time{}}
-	for {
-		select {
-		case <-tk.C:
-		case <-ctx.Done():
-			return
-		}
+	every(ctx, n.cfg.Timing.Tick, nil, func() {
 		st := n.snap.Load()
 		if !st.initialised || !st.view.InMajority {
 			hk.release, hk.claim = nil, nil
-			continue
+			return
 		}
 		n.reconcileSelf(ctx, st, hk)
 		if n.rft().State() == raft.Leader {
-			n.reconcileLeader(ctx, hk)
+			n.reconcileLeader(hk)
 		}
-	}
+	})
 }
 
 type hkState struct {
@@ -95,7 +88,7 @@ func (n *Node) reconcileSelf(ctx context.Context, st *state, hk *hkState) {
 	hk.release, hk.claim = release, claim
 }
 
-func (n *Node) reconcileLeader(ctx context.Context, hk *hkState) {
+func (n *Node) reconcileLeader(hk *hkState) {
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
 	t := n.cfg.Timing
@@ -179,5 +172,4 @@ func (n *Node) reconcileLeader(ctx context.Context, hk *hkState) {
 			}
 		}
 	}
-	_ = ctx
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -12,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/clusterkey"
+	"github.com/shoal-sfu/shoal/internal/lifecycle"
 	"github.com/shoal-sfu/shoal/internal/slogstd"
 )
 
@@ -56,11 +55,12 @@ type Node struct {
 	logger *slog.Logger
 	fsm    *fsm
 
-	mu      sync.Mutex // guards the lifecycle fields below
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
-	eg      *errgroup.Group
+	// mu is held by Start, by Close while it marks the node closed, and by
+	// recoverHere while it replaces Raft: one at a time.
+	mu     sync.Mutex
+	life   lifecycle.State
+	cancel context.CancelFunc
+	eg     *errgroup.Group
 
 	// Set by Start, read-only after.
 	serf       *serf.Serf
@@ -111,28 +111,6 @@ type Node struct {
 	subsWG sync.WaitGroup
 }
 
-// loadReport is one node's load, pushed to every node.
-type loadReport struct {
-	Node     string         `json:"node"`
-	Boot     string         `json:"boot"`
-	Seq      uint64         `json:"seq"`
-	Total    int            `json:"total"`
-	Channels map[string]int `json:"channels,omitempty"`
-}
-
-// state is one immutable snapshot: the placement view and the listings.
-type state struct {
-	view     affinity.View
-	nodes    []NodeStatus
-	channels []ChannelStatus
-	// initialised reports whether this node is a member of a cluster.
-	initialised bool
-	leader      string
-	voters      []string
-}
-
-var _ Membership = (*Node)(nil)
-
 // New checks cfg and returns a Node. It starts nothing.
 func New(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
@@ -179,17 +157,14 @@ func (n *Node) markDirty() {
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
-		return fmt.Errorf("cluster: start: %w", net.ErrClosed)
-	}
-	if n.started {
-		return errors.New("cluster: start: already started")
+	if n.life.Started() || n.life.Closed() {
+		return n.life.Start("cluster") // the error that says which
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	n.eg, rctx = errgroup.WithContext(rctx)
 	if !n.cfg.Cluster {
-		n.started = true
+		n.life.Start("cluster") // cannot fail: n.mu is held
 		n.rebuild()
 		n.eg.Go(func() error { n.viewLoop(rctx); return nil })
 		return nil
@@ -197,10 +172,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startCluster(ctx, rctx); err != nil {
 		cancel()
 		n.stopCluster()
-		return err
+		return err // the node stays new
 	}
-	n.started = true
-	return nil
+	return n.life.Start("cluster") // cannot fail: n.mu is held
 }
 
 func (n *Node) startCluster(ctx, rctx context.Context) error {
@@ -410,28 +384,16 @@ func (n *Node) tags() map[string]string {
 	return tags
 }
 
-// infoFromTags builds what gossip says of a member, for a node whose
-// facts are not replicated yet.
-func infoFromTags(m serf.Member) NodeInfo {
-	maxc, _ := strconv.Atoi(m.Tags[tagMax])
-	maxn, _ := strconv.Atoi(m.Tags[tagMaxN])
-	return NodeInfo{Name: m.Name, Temporary: m.Tags[tagRole] == "temporary", SignalingURL: m.Tags[tagSig],
-		APIURL: m.Tags[tagAPI], MaxConnections: maxc, MaxNodes: maxn, Version: m.Tags[tagVer],
-		Addr: memberRPCAddr(m)}
-}
-
 // Close leaves the cluster and stops the node. A temporary node is erased
 // from the cluster; a regular node stays a member and rejoins when it
 // starts again from the same DataDir. Close is safe to call twice.
 func (n *Node) Close() error {
 	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	first, started := n.life.Close()
+	n.mu.Unlock()
+	if !first {
 		return nil
 	}
-	n.closed = true
-	started := n.started
-	n.mu.Unlock()
 	close(n.done)
 	if started && n.cfg.Cluster {
 		if r := n.rft(); r != nil && !n.cfg.Temporary && r.State() == raft.Leader {
@@ -504,12 +466,12 @@ func (n *Node) stopCluster() {
 // check returns an error wrapping net.ErrClosed after Close, ErrNotStarted
 // before Start.
 func (n *Node) check(op string) error {
-	n.mu.Lock()
+	n.mu.Lock() // waits for a Start or a Raft replacement in progress
 	defer n.mu.Unlock()
-	if n.closed {
-		return fmt.Errorf("cluster: %s: %w", op, net.ErrClosed)
+	if err := n.life.Err("cluster: " + op); err != nil {
+		return err
 	}
-	if !n.started {
+	if !n.life.Started() {
 		return fmt.Errorf("cluster: %s: %w", op, ErrNotStarted)
 	}
 	return nil
@@ -529,16 +491,25 @@ func (n *Node) drainSerf(ctx context.Context) {
 // viewLoop rebuilds the snapshot when something changed, and every tick.
 // It does no network I/O so that the view stays fresh whatever the peers do.
 func (n *Node) viewLoop(ctx context.Context) {
-	tk := time.NewTicker(n.cfg.Timing.Tick)
+	every(ctx, n.cfg.Timing.Tick, n.dirty, n.rebuild)
+}
+
+// every calls fn on each tick of period and each signal on wake (nil: ticks
+// only), one call at a time, until ctx ends.
+func every(ctx context.Context, period time.Duration, wake <-chan struct{}, fn func()) {
+	tk := time.NewTicker(period)
 	defer tk.Stop()
 	for {
 		select {
-		case <-n.dirty:
+		case <-wake:
 		case <-tk.C:
 		case <-ctx.Done():
 			return
 		}
-		n.rebuild()
+		if ctx.Err() != nil {
+			return
+		}
+		fn()
 	}
 }
 
@@ -558,10 +529,6 @@ func (n *Node) members() map[string]serf.Member {
 		out[m.Name] = m
 	}
 	return out
-}
-
-func memberRPCAddr(m serf.Member) string {
-	return net.JoinHostPort(m.Addr.String(), m.Tags[tagRPC])
 }
 
 func (n *Node) selfInfo() NodeInfo {
@@ -592,166 +559,34 @@ func (n *Node) raftServers() []raft.Server {
 	return f.Configuration().Servers
 }
 
-// rebuild computes a new snapshot from Raft, serf and the loads, stores it,
-// and tells subscribers what changed.
+// rebuild gathers the view's inputs from the local state, Raft and serf,
+// computes the snapshot with computeView, stores it, and tells subscribers
+// what changed.
 func (n *Node) rebuild() {
 	n.rebuildMu.Lock()
 	defer n.rebuildMu.Unlock()
-	now := time.Now()
-	st := &state{}
-	fs := n.fsm.copyState()
+	in := viewInputs{self: n.self, boot: n.boot, cluster: n.cfg.Cluster, temporary: n.cfg.Temporary,
+		settings: n.cfg.settings(), selfInfo: n.selfInfo(), now: time.Now()}
+	in.fsm = n.fsm.copyState()
 	n.local.Lock()
-	selfMode, selfReason, selfTotal := n.local.mode, n.local.reason, n.local.total
-	selfChannels := n.local.channels
+	in.selfMode, in.selfReason = n.local.mode, n.local.reason
+	in.selfLoad = loadReport{Node: n.self, Total: n.local.total, Channels: n.local.channels}
 	n.local.Unlock()
 	n.loadsMu.Lock()
-	loads := maps.Clone(n.loads)
+	in.loads = maps.Clone(n.loads)
 	n.loadsMu.Unlock()
-	loads[n.self] = loadReport{Node: n.self, Total: selfTotal, Channels: selfChannels}
-
-	names := map[string]bool{n.self: true}
-	temporary := map[string]bool{n.self: n.cfg.Temporary}
-	inConfig := false
-	if !n.cfg.Cluster {
-		inConfig = true
-		st.initialised = true
-	} else {
-		for _, s := range n.raftServers() {
-			name := string(s.ID)
-			names[name] = true
-			if s.Suffrage == raft.Voter {
-				st.voters = append(st.voters, name)
-			} else {
-				temporary[name] = true
-			}
-			if name == n.self {
-				inConfig = true
-			}
-		}
-		for name, info := range fs.Infos {
-			names[name] = true
-			if info.Temporary {
-				temporary[name] = true
-			}
-		}
+	if n.cfg.Cluster {
+		in.servers = n.raftServers()
 		if r := n.rft(); r != nil {
 			_, id := r.LeaderWithID()
-			st.leader = string(id)
-		}
-		if inConfig && n.cfg.Temporary {
-			// A temporary node is a member only in the run it registered.
-			info, ok := fs.Infos[n.self]
-			inConfig = ok && info.Boot == n.boot
-		}
-		st.initialised = inConfig
-	}
-	members := n.members()
-	alive := func(name string) bool {
-		if name == n.self {
-			return true
-		}
-		m, ok := members[name]
-		return ok && m.Status == serf.StatusAlive
-	}
-	inMajority := !n.cfg.Cluster
-	if n.cfg.Cluster && st.initialised && len(st.voters) > 0 {
-		up := 0
-		for _, v := range st.voters {
-			if alive(v) {
-				up++
-			}
-		}
-		inMajority = 2*up > len(st.voters)
-	}
-	st.view = affinity.View{Settings: n.cfg.settings(), InMajority: inMajority, Now: now,
-		Sessions: make(map[string]affinity.Session, len(fs.Channels))}
-	sorted := slices.Sorted(maps.Keys(names))
-	if !st.initialised {
-		sorted = []string{n.self} // not a member: this node alone
-	}
-	for _, name := range sorted {
-		info, ok := fs.Infos[name]
-		if name == n.self {
-			info = n.selfInfo()
-		} else if m, known := members[name]; !ok && known {
-			info = infoFromTags(m)
-		}
-		node := affinity.Node{Name: name, Temporary: temporary[name], Connected: alive(name),
-			Capacity: info.MaxConnections, SignalingURL: info.SignalingURL, APIURL: info.APIURL}
-		reason := ""
-		if name == n.self {
-			node.Mode, reason = selfMode, selfReason
-		} else if m, ok := members[name]; ok {
-			if v, err := strconv.Atoi(m.Tags[tagMode]); err == nil && v >= 0 && v <= int(affinity.ModeBlockNewConnection) {
-				node.Mode = affinity.Mode(v)
-			}
-			reason = m.Tags[tagReason]
-		}
-		if node.Connected {
-			node.Connections = loads[name].Total
-		}
-		st.view.Nodes = append(st.view.Nodes, node)
-		st.nodes = append(st.nodes, NodeStatus{
-			Name: name, Connected: node.Connected, Mode: node.Mode.String(), ModeReason: reason,
-			SignalingURL: info.SignalingURL, APIURL: info.APIURL, MaxConnections: info.MaxConnections,
-			MaxNodes: info.MaxNodes, Temporary: node.Temporary, Version: info.Version, Connections: node.Connections,
-		})
-	}
-	if !n.cfg.Cluster || st.initialised {
-		for _, ch := range slices.Sorted(maps.Keys(fs.Channels)) {
-			owners := fs.Channels[ch]
-			sess := affinity.Session{Owners: make([]affinity.Owner, 0, len(owners))}
-			cs := ChannelStatus{ChannelID: ch}
-			for _, o := range owners {
-				i := st.view.NodeIndex(o)
-				if i < 0 {
-					continue
-				}
-				sess.Owners = append(sess.Owners, affinity.Owner{Node: i, Connections: loads[o].Channels[ch]})
-				cs.Owners = append(cs.Owners, ChannelOwner{NodeName: o, Connected: st.view.Nodes[i].Connected})
-			}
-			if len(sess.Owners) > 0 {
-				st.view.Sessions[ch] = sess
-				st.channels = append(st.channels, cs)
-			}
+			in.leader = string(id)
 		}
 	}
-	old := n.snap.Swap(st)
-	if old != nil {
-		n.emitChanges(old, st)
-	}
-}
-
-func (n *Node) emitChanges(old, cur *state) {
-	if old.view.InMajority != cur.view.InMajority {
-		n.emit(Event{Kind: EventMajority, InMajority: cur.view.InMajority})
-	}
-	oldNodes := map[string]NodeStatus{}
-	for _, s := range old.nodes {
-		oldNodes[s.Name] = s
-	}
-	for _, s := range cur.nodes {
-		o, ok := oldNodes[s.Name]
-		delete(oldNodes, s.Name)
-		if !ok || o.Connected != s.Connected || o.Mode != s.Mode || o.Temporary != s.Temporary {
-			n.emit(Event{Kind: EventNode, Node: s.Name, Connected: s.Connected})
+	in.members = n.members()
+	st := computeView(in)
+	if old := n.snap.Swap(st); old != nil {
+		for _, e := range viewChanges(old, st) {
+			n.emit(e)
 		}
-	}
-	for name := range oldNodes {
-		n.emit(Event{Kind: EventNode, Node: name, Removed: true})
-	}
-	oldCh := map[string][]ChannelOwner{}
-	for _, c := range old.channels {
-		oldCh[c.ChannelID] = c.Owners
-	}
-	for _, c := range cur.channels {
-		o, ok := oldCh[c.ChannelID]
-		delete(oldCh, c.ChannelID)
-		if !ok || !slices.Equal(o, c.Owners) {
-			n.emit(Event{Kind: EventChannel, Channel: c.ChannelID})
-		}
-	}
-	for ch := range oldCh {
-		n.emit(Event{Kind: EventChannel, Channel: ch, Removed: true})
 	}
 }

@@ -185,7 +185,7 @@ func (n *Node) recoverHere(servers []recoverServer) error {
 	// n.mu keeps Close out while Raft is replaced.
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed || !n.started {
+	if n.life.Closed() || !n.life.Started() {
 		return fmt.Errorf("recover %s: %w", n.self, net.ErrClosed)
 	}
 	old := n.rft()

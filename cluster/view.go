@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/serf/serf"
+
+	"github.com/shoal-sfu/shoal/affinity"
+)
+
+// state is one immutable snapshot: the placement view and the listings.
+type state struct {
+	view     affinity.View
+	nodes    []NodeStatus
+	channels []ChannelStatus
+	// initialised reports whether this node is a member of a cluster.
+	initialised bool
+	leader      string
+	voters      []string
+}
+
+// NodeStatus is one entry of ListClusterNodes, with the JSON names of
+// Sora's cluster API.
+type NodeStatus struct {
+	Name           string `json:"node_name"`
+	Connected      bool   `json:"connected"`
+	Mode           string `json:"mode"`
+	ModeReason     string `json:"mode_reason,omitempty"`
+	SignalingURL   string `json:"external_signaling_url"`
+	APIURL         string `json:"external_api_url"`
+	MaxConnections int    `json:"license_max_connections"`
+	MaxNodes       int    `json:"license_max_nodes"`
+	Temporary      bool   `json:"temporary_node"`
+	Version        string `json:"version"`
+	Connections    int    `json:"connections"`
+}
+
+// ChannelStatus is one entry of ListClusterChannels.
+type ChannelStatus struct {
+	ChannelID string         `json:"channel_id"`
+	Owners    []ChannelOwner `json:"owners"`
+}
+
+// ChannelOwner is one owner of a channel's session.
+type ChannelOwner struct {
+	NodeName  string `json:"node_name"`
+	Connected bool   `json:"connected"`
+}
+
+// viewInputs is everything a snapshot is computed from. rebuild gathers it
+// from the node's locks, Raft and serf; computeView does the rest.
+type viewInputs struct {
+	self      string // this node's name
+	boot      string // this run's boot id
+	cluster   bool   // Config.Cluster
+	temporary bool   // Config.Temporary
+	settings  affinity.Settings
+	// selfInfo, selfMode, selfReason and selfLoad describe this node from
+	// its own config and local state; they win over what the others say.
+	selfInfo   NodeInfo
+	selfMode   affinity.Mode
+	selfReason string
+	selfLoad   loadReport
+	// servers is Raft's latest configuration (nil before Start or when it
+	// cannot be read) and leader the Raft leader's name ("" when unknown).
+	servers []raft.Server
+	leader  string
+	// fsm is a copy of the replicated state (channel owners, node facts).
+	fsm fsmState
+	// members is what gossip says, by node name.
+	members map[string]serf.Member
+	// loads holds the other nodes' last load reports, by node name.
+	loads map[string]loadReport
+	now   time.Time
+}
+
+// computeView computes a snapshot from its inputs. It does no I/O, takes no
+// lock and reads no clock; it does not modify in.
+//
+// The members are the names in Raft's configuration and in the replicated
+// node facts, sorted; a node that is not a member (not in the
+// configuration, or a temporary node whose registered run is another)
+// sees itself alone and no sessions. A node is connected when gossip says
+// it is alive (this node always is); the majority is majorityAlive over
+// the voters. With Cluster off the node is its own one-node cluster and
+// always in the majority.
+func computeView(in viewInputs) *state {
+	st := &state{}
+	fs := in.fsm
+	load := func(name string) loadReport {
+		if name == in.self {
+			return in.selfLoad
+		}
+		return in.loads[name]
+	}
+
+	names := map[string]bool{in.self: true}
+	temporary := map[string]bool{in.self: in.temporary}
+	if !in.cluster {
+		st.initialised = true
+	} else {
+		inConfig := false
+		for _, s := range in.servers {
+			name := string(s.ID)
+			names[name] = true
+			if s.Suffrage == raft.Voter {
+				st.voters = append(st.voters, name)
+			} else {
+				temporary[name] = true
+			}
+			if name == in.self {
+				inConfig = true
+			}
+		}
+		for name, info := range fs.Infos {
+			names[name] = true
+			if info.Temporary {
+				temporary[name] = true
+			}
+		}
+		st.leader = in.leader
+		if inConfig && in.temporary {
+			// A temporary node is a member only in the run it registered.
+			info, ok := fs.Infos[in.self]
+			inConfig = ok && info.Boot == in.boot
+		}
+		st.initialised = inConfig
+	}
+	alive := func(name string) bool {
+		if name == in.self {
+			return true
+		}
+		m, ok := in.members[name]
+		return ok && m.Status == serf.StatusAlive
+	}
+	inMajority := !in.cluster || (st.initialised && majorityAlive(st.voters, alive))
+
+	st.view = affinity.View{Settings: in.settings, InMajority: inMajority, Now: in.now,
+		Sessions: make(map[string]affinity.Session, len(fs.Channels))}
+	sorted := slices.Sorted(maps.Keys(names))
+	if !st.initialised {
+		sorted = []string{in.self} // not a member: this node alone
+	}
+	for _, name := range sorted {
+		info, ok := fs.Infos[name]
+		if name == in.self {
+			info = in.selfInfo
+		} else if m, known := in.members[name]; !ok && known {
+			info = infoFromTags(m)
+		}
+		node := affinity.Node{Name: name, Temporary: temporary[name], Connected: alive(name),
+			Capacity: info.MaxConnections, SignalingURL: info.SignalingURL, APIURL: info.APIURL}
+		reason := ""
+		if name == in.self {
+			node.Mode, reason = in.selfMode, in.selfReason
+		} else if m, ok := in.members[name]; ok {
+			if v, err := strconv.Atoi(m.Tags[tagMode]); err == nil && v >= 0 && v <= int(affinity.ModeBlockNewConnection) {
+				node.Mode = affinity.Mode(v)
+			}
+			reason = m.Tags[tagReason]
+		}
+		if node.Connected {
+			node.Connections = load(name).Total
+		}
+		st.view.Nodes = append(st.view.Nodes, node)
+		st.nodes = append(st.nodes, NodeStatus{
+			Name: name, Connected: node.Connected, Mode: node.Mode.String(), ModeReason: reason,
+			SignalingURL: info.SignalingURL, APIURL: info.APIURL, MaxConnections: info.MaxConnections,
+			MaxNodes: info.MaxNodes, Temporary: node.Temporary, Version: info.Version, Connections: node.Connections,
+		})
+	}
+	if !in.cluster || st.initialised {
+		for _, ch := range slices.Sorted(maps.Keys(fs.Channels)) {
+			owners := fs.Channels[ch]
+			sess := affinity.Session{Owners: make([]affinity.Owner, 0, len(owners))}
+			cs := ChannelStatus{ChannelID: ch}
+			for _, o := range owners {
+				i := st.view.NodeIndex(o)
+				if i < 0 {
+					continue
+				}
+				sess.Owners = append(sess.Owners, affinity.Owner{Node: i, Connections: load(o).Channels[ch]})
+				cs.Owners = append(cs.Owners, ChannelOwner{NodeName: o, Connected: st.view.Nodes[i].Connected})
+			}
+			if len(sess.Owners) > 0 {
+				st.view.Sessions[ch] = sess
+				st.channels = append(st.channels, cs)
+			}
+		}
+	}
+	return st
+}
+
+// viewChanges lists the events that lead from old to cur: the majority
+// first, then nodes that appeared or changed (connected, mode, role),
+// nodes removed, channels whose owners changed, channels removed.
+func viewChanges(old, cur *state) []Event {
+	var evs []Event
+	if old.view.InMajority != cur.view.InMajority {
+		evs = append(evs, Event{Kind: EventMajority, InMajority: cur.view.InMajority})
+	}
+	oldNodes := map[string]NodeStatus{}
+	for _, s := range old.nodes {
+		oldNodes[s.Name] = s
+	}
+	for _, s := range cur.nodes {
+		o, ok := oldNodes[s.Name]
+		delete(oldNodes, s.Name)
+		if !ok || o.Connected != s.Connected || o.Mode != s.Mode || o.Temporary != s.Temporary {
+			evs = append(evs, Event{Kind: EventNode, Node: s.Name, Connected: s.Connected})
+		}
+	}
+	for name := range oldNodes {
+		evs = append(evs, Event{Kind: EventNode, Node: name, Removed: true})
+	}
+	oldCh := map[string][]ChannelOwner{}
+	for _, c := range old.channels {
+		oldCh[c.ChannelID] = c.Owners
+	}
+	for _, c := range cur.channels {
+		o, ok := oldCh[c.ChannelID]
+		delete(oldCh, c.ChannelID)
+		if !ok || !slices.Equal(o, c.Owners) {
+			evs = append(evs, Event{Kind: EventChannel, Channel: c.ChannelID})
+		}
+	}
+	for ch := range oldCh {
+		evs = append(evs, Event{Kind: EventChannel, Channel: ch, Removed: true})
+	}
+	return evs
+}
+
+// infoFromTags builds what gossip says of a member, for a node whose
+// facts are not replicated yet.
+func infoFromTags(m serf.Member) NodeInfo {
+	maxc, _ := strconv.Atoi(m.Tags[tagMax])
+	maxn, _ := strconv.Atoi(m.Tags[tagMaxN])
+	return NodeInfo{Name: m.Name, Temporary: m.Tags[tagRole] == "temporary", SignalingURL: m.Tags[tagSig],
+		APIURL: m.Tags[tagAPI], MaxConnections: maxc, MaxNodes: maxn, Version: m.Tags[tagVer],
+		Addr: memberRPCAddr(m)}
+}
+
+// memberRPCAddr is a member's Raft and RPC address, from gossip.
+func memberRPCAddr(m serf.Member) string {
+	return net.JoinHostPort(m.Addr.String(), m.Tags[tagRPC])
+}
