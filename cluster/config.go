@@ -11,7 +11,7 @@ import (
 	"github.com/shoal-sfu/shoal/affinity"
 )
 
-// Default node-to-node port range (SPEC §2: cluster_listen_min_port,
+// Default node-to-node port range (cluster_listen_min_port,
 // cluster_listen_max_port).
 const (
 	DefaultListenMinPort = 49010
@@ -21,7 +21,8 @@ const (
 )
 
 // Config configures one node. The zero value, with NodeName set, is a plain
-// single SFU (Cluster false). Names follow SPEC §2.
+// single SFU (Cluster false). The comments give each setting's name in
+// Sora's configuration; docs/cluster.md describes them.
 type Config struct {
 	// NodeName is node_name, NAME@HOST (see ParseNodeName). HOST is where
 	// other nodes reach this one unless AdvertiseAddr says otherwise.
@@ -33,7 +34,7 @@ type Config struct {
 	ExternalSignalingURL string
 	ExternalAPIURL       string
 	// Relay is cluster_relay. Set it explicitly: the zero value is false,
-	// while the seed's default is true (see DefaultConfig).
+	// while Sora's default is true (see DefaultConfig).
 	Relay bool
 	// DefaultAffinity is default_cluster_affinity (see DefaultConfig).
 	DefaultAffinity bool
@@ -79,7 +80,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns a Config with the seed's defaults: relay and
+// DefaultConfig returns a Config with Sora's defaults: relay and
 // affinity on, threshold 20, ports 49010-49020, production timing.
 func DefaultConfig() Config {
 	return Config{

@@ -1,8 +1,10 @@
 // Package cluster is Shoal's membership layer: who is in the cluster, who
 // is alive, whether this node is in the majority, each node's load and
-// mode, and which nodes hold each channel's session (SPEC §2-§4).
+// mode, and which nodes hold each channel's session. The rules it follows
+// (the majority, regular and temporary nodes, InitCluster, purge, modes,
+// housekeeping) are written out in docs/cluster.md.
 //
-// The default implementation, *Node, runs two engines:
+// *Node runs two engines:
 //
 //   - hashicorp/serf (memberlist's SWIM gossip) for liveness and small node
 //     facts (role, mode, ports), encrypted with the cluster key;
@@ -10,28 +12,34 @@
 //     configuration and channel ownership. Temporary nodes are non-voters:
 //     they receive the replicated state but do not count for the majority.
 //
-// The seed's operations map onto Raft: InitCluster bootstraps a
-// configuration of the named regular nodes (or, after a breakdown,
-// recovers one; see below), RegisterClusterNode adds a
-// voter (or a non-voter for a temporary node), PurgeClusterNode removes a
-// server. A claim of a channel is one Raft log entry, so two nodes racing
-// to create the same session end with one owner when relay is off.
-// Followers forward claims and membership changes to the leader over a
-// small RPC; Raft and the RPC share one TCP port, under TLS 1.3 with a
-// certificate derived from the cluster key (a process without the key can
-// neither connect nor accept). Load (connection counts, per channel) is
-// pushed to every node over the same RPC, coalesced.
+// The cluster operations of Sora's API map onto Raft: InitCluster
+// bootstraps a configuration of the named regular nodes (or, after a
+// breakdown, recovers one; see below), RegisterClusterNode adds a voter (or
+// a non-voter for a temporary node), PurgeClusterNode removes a server. A
+// claim of a channel is one Raft log entry, so two nodes racing to create
+// the same session end with one owner when relay is off. Followers forward
+// claims and membership changes to the leader over a small RPC; Raft and
+// the RPC share one TCP port, under TLS 1.3 with a certificate derived from
+// the cluster key (a process without the key can neither connect nor
+// accept). Load (connection counts, per channel) is pushed to every node
+// over the same RPC, coalesced.
 //
 // Majority: a node counts the regular nodes (Raft voters) that gossip says
-// are alive, itself included; it serves while that is more than half. On
-// losing it, subscribers get an EventMajority with InMajority false (the
-// SFU then disconnects everyone and refuses new connections) and the node
-// comes back by itself when the partition heals. Temporary nodes follow the
-// side they are on.
+// are alive, itself included; it serves while that is more than half
+// (majorityAlive). On losing it, subscribers get an EventMajority with
+// InMajority false (the SFU then disconnects everyone and refuses new
+// connections) and the node comes back by itself when the partition heals.
+// Temporary nodes follow the side they are on.
 //
-// InitCluster after a breakdown (SPEC §3.2): on a node that is already a
-// member, InitCluster rebuilds the cluster from exactly the listed regular
-// nodes, but only when no majority runs. It is refused with
+// The view: every change (gossip, Raft, load, mode) and every tick, the
+// node gathers what Raft, serf and its own state say and computes a new
+// immutable snapshot with computeView, a pure function; Snapshot returns
+// it with one atomic load, and viewChanges turns two snapshots into the
+// Events subscribers receive. Network I/O never happens on that path.
+//
+// InitCluster after a breakdown: on a node that is already a member,
+// InitCluster rebuilds the cluster from exactly the listed regular nodes,
+// but only when no majority runs. It is refused with
 // ErrAlreadyInitialized when this node, or any listed or other live
 // regular node it can reach, is in a majority. It first checks that every
 // listed node answers over gossip and the RPC, and fails with
@@ -58,6 +66,32 @@
 // request fail, the leader erases it once gossip shows it left, as it does
 // a restarted one. One that vanishes without leaving is erased once gossip
 // forgets it (Timing.ReconnectTimeout).
+//
+// # Files
+//
+//   - config.go — Config, Timing (ProductionTiming, FastTiming), NodeName
+//     and ParseNodeName, defaults and validation.
+//   - node.go — Node: New, Start (ports, Raft, serf), Close, the serf tags,
+//     and rebuild, which gathers the view's inputs and publishes it.
+//   - view.go — the snapshot: computeView and viewChanges (pure), NodeStatus
+//     and ChannelStatus, what gossip tags say of a node.
+//   - majority.go — majorityAlive, the majority rule (pure).
+//   - events.go — Event, Subscribe and the per-subscriber queue.
+//   - ops.go — the operations: InitCluster, RegisterClusterNode,
+//     PurgeClusterNode, ListClusterNodes, ListClusterChannels, SetMode,
+//     ClaimChannel, ReleaseChannel.
+//   - leader.go — what the Raft leader does for the others (commit,
+//     register, purge, deregister, erase) and the RPC server side.
+//   - load.go — PublishLoad and the load pushes between nodes.
+//   - housekeeping.go — the per-tick repairs: this node's facts and claims,
+//     and on the leader temporary nodes, addresses and failed owners.
+//   - recover.go — InitCluster after a breakdown (raft.RecoverCluster).
+//   - fsm.go — the replicated state (channel owners, node facts) and its
+//     Raft state machine.
+//   - transport.go — the node-to-node TCP port: TLS, the mux between Raft
+//     and the RPC, the RPC's frames and client.
+//   - faultnet.go — FaultNet, the fault-injecting network for tests.
+//   - errors.go — the sentinel errors and OwnedElsewhereError.
 //
 // # Usage
 //

@@ -156,7 +156,7 @@ func (n *Node) reconcileLeader(hk *hkState) {
 		}
 	}
 	// The sessions of a node that failed or left are over: a node out of
-	// the majority disconnects its clients (SPEC §3.7).
+	// the majority disconnects its clients.
 	done := map[string]bool{}
 	for _, owners := range fs.Channels {
 		for _, o := range owners {

@@ -45,7 +45,7 @@ const (
 	maxReason = 200
 )
 
-// Node is one cluster member: the default Membership, on serf and Raft.
+// Node is one cluster member, on serf and Raft.
 // Create it with New, then Start it; Close stops it.
 type Node struct {
 	cfg    Config
@@ -125,7 +125,7 @@ func New(cfg Config) (*Node, error) {
 		name:         nn,
 		self:         nn.String(),
 		boot:         hex.EncodeToString(b[:]),
-		logger:       cfg.Logger.With("node", nn.String()),
+		logger:       cfg.Logger.With("component", "cluster", "node", nn.String()),
 		done:         make(chan struct{}),
 		dirty:        make(chan struct{}, 1),
 		loadDirty:    make(chan struct{}, 1),
@@ -180,6 +180,8 @@ func (n *Node) Start(ctx context.Context) error {
 func (n *Node) startCluster(ctx, rctx context.Context) error {
 	cfg := n.cfg
 	t := cfg.Timing
+	// serf, memberlist and raft log with their own name as the component.
+	libLog := cfg.Logger.With("node", n.self)
 	adv := cfg.AdvertiseAddr
 	if !adv.IsValid() {
 		adv = n.name.Addr
@@ -208,7 +210,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	for ; port <= cfg.ListenMaxPort-1; port++ {
 		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 			BindAddrs: []string{bind.String()}, BindPort: port,
-			Logger: slogstd.New(n.logger, "memberlist"),
+			Logger: slogstd.New(libLog, "memberlist"),
 		})
 		if err == nil {
 			break
@@ -238,7 +240,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	n.rpc = &rpcClient{m: n.mux, idle: map[string][]*rpcConn{}}
 
 	// Raft.
-	hl := hclog.FromStandardLogger(slogstd.New(n.logger, "raft"), &hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
+	hl := hclog.FromStandardLogger(slogstd.New(libLog, "raft"), &hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.self)
 	rc.HeartbeatTimeout = t.HeartbeatTimeout
@@ -290,7 +292,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	sc.Tags = n.tags()
 	n.serfEvents = make(chan serf.Event, 256)
 	sc.EventCh = n.serfEvents
-	sc.Logger = slogstd.New(n.logger, "serf")
+	sc.Logger = slogstd.New(libLog, "serf")
 	sc.ReconnectInterval = t.ReconnectInterval
 	sc.ReconnectTimeout = t.ReconnectTimeout
 	sc.TombstoneTimeout = t.ReconnectTimeout
@@ -316,7 +318,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
 	mc.PushPullInterval = t.PushPullInterval
 	mc.TCPTimeout = t.RPCTimeout
-	mc.Logger = slogstd.New(n.logger, "memberlist")
+	mc.Logger = slogstd.New(libLog, "memberlist")
 	if cfg.Faults != nil {
 		mc.Transport = newFaultTransport(nt, cfg.Faults, adv)
 	} else {
@@ -428,7 +430,7 @@ func (n *Node) Close() error {
 }
 
 // deregister asks the leader to erase this temporary node now that it
-// stops (SPEC: a stopped temporary node is erased). Without an answer in
+// stops (a stopped temporary node is erased). Without an answer in
 // RPCTimeout the leader erases it later, once gossip shows it left.
 func (n *Node) deregister() {
 	if st := n.snap.Load(); st == nil || !st.view.InMajority {

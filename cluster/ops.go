@@ -76,9 +76,11 @@ func (n *Node) joinNode(ctx context.Context, nn NodeName) (serf.Member, error) {
 	return m, nil
 }
 
-// InitCluster builds a cluster of exactly the named regular nodes (SPEC
-// §3.2). It runs on one node of the list; every named node must be running.
-// It returns once this node serves, with the list as given.
+// InitCluster builds a cluster of exactly the named regular nodes. It runs
+// on one node of the list; every named node must be running. It returns
+// once this node serves, with the list as given. On a node that is already
+// a member it rebuilds a cluster that broke down (see reinitCluster and
+// docs/cluster.md).
 func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, error) {
 	if err := n.clusterCheck("init cluster"); err != nil {
 		return nil, err
@@ -147,7 +149,7 @@ func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, e
 }
 
 // RegisterClusterNode adds this node, regular or temporary, to the cluster
-// of the contact node (SPEC §3.3) and returns the cluster's regular nodes.
+// of the contact node and returns the cluster's regular nodes.
 // It needs an initialised cluster whose majority runs.
 func (n *Node) RegisterClusterNode(ctx context.Context, contact string) ([]string, error) {
 	if err := n.clusterCheck("register cluster node"); err != nil {
@@ -181,8 +183,9 @@ func (n *Node) RegisterClusterNode(ctx context.Context, contact string) ([]strin
 	return resp.Nodes, nil
 }
 
-// PurgeClusterNode removes a stopped regular node for good (SPEC §3.5); it
-// runs on any other node of the majority and is seen cluster-wide.
+// PurgeClusterNode removes a stopped regular node for good; it runs on any
+// other node of the majority and is seen cluster-wide. It is refused for a
+// live node, an unknown node and a temporary node.
 func (n *Node) PurgeClusterNode(ctx context.Context, target string) error {
 	if err := n.clusterCheck("purge cluster node"); err != nil {
 		return err
@@ -211,7 +214,7 @@ func (n *Node) PurgeClusterNode(ctx context.Context, target string) error {
 }
 
 // ListClusterNodes lists every member of the cluster, reachable or not,
-// sorted by name (SPEC §3.8). A node not in a cluster lists itself.
+// sorted by name. A node not in a cluster lists itself.
 func (n *Node) ListClusterNodes(ctx context.Context) ([]NodeStatus, error) {
 	if err := n.check("list cluster nodes"); err != nil {
 		return nil, err
@@ -220,7 +223,7 @@ func (n *Node) ListClusterNodes(ctx context.Context) ([]NodeStatus, error) {
 }
 
 // ListClusterChannels lists the channels that have a session, sorted by
-// channel_id, with their owners, the creator first (SPEC §3.9).
+// channel_id, with their owners, the creator first.
 func (n *Node) ListClusterChannels(ctx context.Context) ([]ChannelStatus, error) {
 	if err := n.check("list cluster channels"); err != nil {
 		return nil, err
@@ -228,7 +231,7 @@ func (n *Node) ListClusterChannels(ctx context.Context) ([]ChannelStatus, error)
 	return slices.Clone(n.snap.Load().channels), nil
 }
 
-// SetMode sets this node's mode (SPEC §3.10). reason, shown in
+// SetMode sets this node's mode (see affinity.Mode). reason, shown in
 // ListClusterNodes, says why (empty for an operator's choice); it is cut
 // to 200 bytes.
 func (n *Node) SetMode(ctx context.Context, mode affinity.Mode, reason string) error {

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/serf/serf"
 )
 
-// InitCluster after a breakdown (SPEC §3.2, second case): the cluster lost
+// InitCluster after a breakdown (see docs/cluster.md): the cluster lost
 // its majority for good, so Raft can no longer change its configuration
 // by itself. The initiating node checks that no node it can reach is in a
 // majority and that every listed node answers, then tells each listed node
