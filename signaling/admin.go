@@ -19,8 +19,8 @@ import (
 )
 
 // Admin API targets (the x-sora-target header). The cluster and channel
-// ones are the seed's names and dates, so that scripts written for it work;
-// the mode change has no seed name and carries ours.
+// ones are Sora's names and dates, so that scripts written for Sora work;
+// the mode change has no Sora name and carries ours.
 const (
 	TargetInitCluster            = "Sora_20221221.InitCluster"
 	TargetRegisterClusterNode    = "Sora_20211215.RegisterClusterNode"
@@ -37,7 +37,7 @@ const (
 	TargetSetNodeMode            = "Shoal_20261123.SetClusterNodeMode"
 
 	// TargetListChannelConnectionsShoal is the name ListChannelConnections
-	// had before the seed's was known. It is still accepted, as an alias
+	// had before Sora's was known. It is still accepted, as an alias
 	// that DecodeAdminRequest turns into TargetListChannelConnections.
 	//
 	// Deprecated: use TargetListChannelConnections.
@@ -47,7 +47,7 @@ const (
 // DefaultMaxAdminBody limits an admin request body.
 const DefaultMaxAdminBody = 64 << 10
 
-// Admin is the cluster side of the admin API: the seed's cluster
+// Admin is the cluster side of the admin API: Sora's cluster
 // operations plus the view (to find which node is responsible for a
 // channel). *cluster.Node satisfies Admin[cluster.NodeStatus,
 // cluster.ChannelStatus]; N and C are encoded as JSON as they are.
@@ -90,7 +90,7 @@ type AdminConfig struct {
 	// Token, when set, must come as "Authorization: Bearer <Token>";
 	// otherwise the answer is 401.
 	Token string
-	// CORSOrigin, when set, adds the seed's CORS headers with this
+	// CORSOrigin, when set, adds Sora's CORS headers with this
 	// access-control-allow-origin ("*" for any) and answers OPTIONS
 	// preflights. Off by default: an admin API any web page can call is a
 	// risk.
@@ -226,7 +226,7 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 		}
 		switch target {
 		case TargetDisconnectChannel, TargetDisconnectConnection, TargetDisconnectClient:
-			// The seed's reason is any JSON; keep a string, or the JSON text.
+			// Sora's reason is any JSON; keep a string, or the JSON text.
 			if v, ok := raw["reason"]; ok {
 				var s string
 				if json.Unmarshal(v, &s) == nil {

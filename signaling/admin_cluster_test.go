@@ -506,8 +506,8 @@ func TestAdminPushAndPerConnectionAcrossCluster(t *testing.T) {
 	}
 	testutil.Eventually(t, func() bool { return len(ac.servers[b].Connections("room")) == 0 }, 5*time.Second, "b's connections gone")
 
-	// The others are still there, listed in the seed's shape, under the
-	// seed's name and the old alias alike (at a: b, holding no part now,
+	// The others are still there, listed in Sora's shape, under
+	// Sora's name and the old alias alike (at a: b, holding no part now,
 	// would answer 307).
 	for _, target := range []string{TargetListChannelConnections, TargetListChannelConnectionsShoal} {
 		code, _, body := ac.apiCall(t, "a", target, `{"channel_id":"room"}`)

@@ -139,7 +139,7 @@ func post(t *testing.T, h http.Handler, target, body string, hdr ...string) (int
 	return w.Code, strings.TrimSpace(string(b)), w.Result().Header
 }
 
-// listMine is fakeChannels' connection listed in the seed's shape.
+// listMine is fakeChannels' connection listed in Sora's shape.
 const listMine = `[{"channel_id":"mine","connection_id":"C1","role":"sendonly","multistream":true,"simulcast":false,"spotlight":false,` +
 	`"created_time":0,"audio":false,"video":false,"node_name":"a@127.0.0.1"}]`
 

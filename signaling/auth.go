@@ -14,7 +14,7 @@ import (
 )
 
 // AuthRequest is what the auth hook is asked about one connect. As JSON it
-// is the body of the webhook's POST (SPEC §5).
+// is the body of the webhook's POST.
 type AuthRequest struct {
 	ChannelID    string          `json:"channel_id"`
 	ClientID     string          `json:"client_id,omitempty"`

@@ -80,13 +80,13 @@ type Config struct {
 	// data_channel_signaling, which a connect that sets the field
 	// overrides. When in effect, the server sends "switched" once the data
 	// channels are open and then signals over them (see the package doc).
-	// False by default, as in the seed.
+	// False by default, as in Sora.
 	DataChannelSignaling bool
 	// IgnoreDisconnectWebSocket is the default of connect's
 	// ignore_disconnect_websocket, which a connect that sets the field
 	// overrides. With data-channel signaling in effect, "switched" carries
 	// it: the client then closes its WebSocket and the session lives on
-	// over the data channels. False by default, as in the seed.
+	// over the data channels. False by default, as in Sora.
 	IgnoreDisconnectWebSocket bool
 }
 

@@ -342,7 +342,7 @@ func connectionMedia(m wire.MediaOptions) *ConnectionMedia {
 	return &ConnectionMedia{CodecType: m.CodecType, BitRate: m.BitRate}
 }
 
-// newConnectionID returns a random 26-character id in the seed's style.
+// newConnectionID returns a random 26-character id in Sora's style.
 func newConnectionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

@@ -1,8 +1,11 @@
 // Package signaling is everything a client and an operator talk to: the
-// WebSocket signaling server, wire-compatible with the seed SFU's published
-// SDKs (PROTOCOL.md); the auth hook (a Go function or an HTTP webhook);
-// placement's decisions carried out as redirects; and the admin HTTP API
-// with its 307s. The Go client is in the subpackage client.
+// WebSocket signaling server, Sora-compatible (Sora's published SDKs
+// connect to it unchanged); the auth hook (a Go function or an HTTP
+// webhook); placement's decisions carried out as redirects; and the admin
+// HTTP API, with Sora's targets, and its 307s. The messages on the
+// WebSocket, their types and the close codes are package signaling/wire's;
+// docs/signaling.md describes the protocol as implemented. The Go client is
+// in the subpackage client.
 //
 // The package imports no WebRTC stack. The server reaches the media side
 // through Media and MediaConn (plain types), which the root package
@@ -23,7 +26,7 @@
 //     capacity, ...) closes at once, without asking the hook; without relay
 //     a redirect is sent at once too, since the hook's cluster_affinity
 //     cannot change it. With relay the contacted node always authenticates
-//     first (the seed's rule), so authentication may run twice.
+//     first (as Sora does), so authentication may run twice.
 //  3. Authentication: the Authenticator gets an AuthRequest (with the new
 //     connection_id and the channel's cluster-wide connection count). A
 //     denial, an error, a webhook timeout, non-2xx or malformed answer
@@ -57,7 +60,7 @@
 //
 // A connection signals over its data channels when data_channel_signaling
 // is in effect: connect's field, or Config.DataChannelSignaling when connect
-// does not set it (false by default, as in the seed); likewise
+// does not set it (false by default, as in Sora); likewise
 // ignore_disconnect_websocket and Config.IgnoreDisconnectWebSocket. The auth
 // hook's answer cannot set them (AuthResult has no such fields).
 //
@@ -65,7 +68,8 @@
 //     channel open (MediaEvents.DataChannelsOpen; the root package's
 //     adapter reports it when pion has opened them all), the server waits
 //     300 ms, the margin the SDK needs to fire its datachannel events for
-//     "#" channels first (PROTOCOL.md §3.9), then sends
+//     "#" channels first (a switched that comes before them loses the
+//     SDK's datachannel callback for that channel), then sends
 //     {"type":"switched","ignore_disconnect_websocket":bool} on the
 //     WebSocket. A Media that never reports the channels open, or whose
 //     offer has no "signaling" channel, keeps the session on the WebSocket.
@@ -82,7 +86,7 @@
 //     the client's disconnect arrives on the "signaling" channel, the API
 //     disconnects it or the server closes; in the last two cases the server
 //     sends {"type":"close","code":n,"reason":s} on the "signaling" channel
-//     (PROTOCOL.md §3.10; the SDK reports a normal SHUTDOWN), waits up to a
+//     (the SDK then reports a normal SHUTDOWN), waits up to a
 //     second for it to leave, then closes the media.
 //  5. After a switched client's disconnect (on the data channel; the SDK
 //     then waits for all its data channels to close), the server closes the
@@ -91,8 +95,8 @@
 //     at once makes the SDK report DISCONNECT-DATA-CHANNEL-ERROR instead of
 //     a normal DISCONNECT.
 //
-// Compression (offer.data_channels[].compress, PROTOCOL.md §4) is never
-// used on the channels the server reads or writes: the media side opens
+// Compression (offer.data_channels[].compress, zlib) is never used on the
+// channels the server reads or writes: the media side opens
 // "signaling", "notify" and "push" with compress false, and connect's
 // data_channels may only name "#" channels, so a client cannot ask for it
 // there; their messages are JSON text. A "#" channel's compress is echoed
@@ -105,7 +109,7 @@
 //
 // The SDK has no error message: a refusal or a malformed message closes the
 // socket with a code and a reason (at most 123 bytes) that connect()
-// rejects with.
+// rejects with. The codes are the wire.Close... constants.
 //
 //	1000 TYPE-DISCONNECT, MEDIA-CLOSED, REDIRECTED, or the API's reason
 //	(after a switched without WebSocket the code and reason go in close on
@@ -135,26 +139,26 @@
 //
 // NewAdminHandler serves POST / with an x-sora-target header and a JSON
 // body, a thin layer over Admin (which *cluster.Node satisfies) and
-// ChannelOps (which *Server implements): the seed's InitCluster,
+// ChannelOps (which *Server implements): Sora's InitCluster,
 // RegisterClusterNode, PurgeClusterNode, ListClusterNodes,
 // ListClusterChannels, Sora_20201013.ListChannelConnections,
 // Sora_20151104.DisconnectChannel, DisconnectConnection, DisconnectClient,
 // and Sora_20160711.PushChannel, PushConnection, PushClient, plus
-// Shoal_20261123.SetClusterNodeMode (no seed name). The name we used for
-// ListChannelConnections before the seed's was known,
+// Shoal_20261123.SetClusterNodeMode (Sora has none). The name we used for
+// ListChannelConnections before Sora's was known,
 // Shoal_20261123.ListChannelConnections, is still accepted (deprecated).
 // Bad input answers 400 {"error": "..."}: a missing or empty channel_id,
 // connection_id or client_id, one over 255 bytes, a push without "data" or
 // whose "data" is not a JSON object (the whole body is bounded by
 // AdminConfig.MaxBodySize, 64 KiB by default, which bounds the push). A
-// bearer token and the seed's CORS headers are options (CORS off by
+// bearer token and Sora's CORS headers are options (CORS off by
 // default).
 //
-// The seed's 200 answers to the push and per-connection targets are not
+// Sora's 200 answers to the push and per-connection targets are not
 // known to us: they answer {"channel_id"} plus the connection_id or
 // client_id the request named, plus, as DisconnectChannel does, the count
 // ("pushed" or "disconnected") in all and "nodes": [{"node_name", count}].
-// ListChannelConnections answers the seed's entries: {"channel_id",
+// ListChannelConnections answers Sora's entries: {"channel_id",
 // "client_id", "connection_id", "role", "multistream": true, "simulcast":
 // false, "spotlight": false, "created_time" (integer microseconds since the
 // epoch), "audio" and "video" (false, or {"codec_type", "bit_rate"} as
@@ -219,4 +223,29 @@
 //	srv.DisconnectAll(wire.CloseRefused, "NOT-IN-MAJORITY")
 //
 // Benchmarks and their figures are in README.md.
+//
+// # Files
+//
+//   - doc.go — this overview.
+//   - config.go — Config, its defaults and validation.
+//   - server.go — Server: New, Close, ServeHTTP (one session per
+//     WebSocket), and the per-channel bookkeeping (claim and release in the
+//     cluster, served counts, the published load).
+//   - operations.go — the channel operations on this node's connections
+//     (Connections, Disconnect..., Push..., DisconnectAll) and
+//     ConnectionInfo with its JSON.
+//   - session.go — one session: its state, its event queue, run (the end:
+//     close handshake, data channels, media), the reader and the writes.
+//   - connect.go — the steps from connect to the offer: handle and the
+//     steps it calls in order, redirects, placement's helpers.
+//   - loop.go — an offered connection's loop: answers, candidates, pings,
+//     re-offers, notify, push, the switch to data-channel signaling.
+//   - media.go — Media and MediaConn, the media side as the server sees it.
+//   - cluster.go — Cluster, what the server needs of the cluster layer.
+//   - memcluster.go — MemCluster, an in-memory Cluster.
+//   - auth.go — the auth hook: AuthRequest, AuthResult, AuthFunc, Webhook.
+//   - admin.go — the admin API: targets, DecodeAdminRequest,
+//     NewAdminHandler, the cluster operations.
+//   - admin_cluster.go — channel operations across the nodes holding a
+//     channel: scope, routing (307), asking the peers, merging the answers.
 package signaling

@@ -13,7 +13,7 @@ import (
 )
 
 // ConnectionInfo describes one connection served by this node. Its JSON is
-// the seed's ListChannelConnections entry (see MarshalJSON), plus node_name.
+// Sora's ListChannelConnections entry (see MarshalJSON), plus node_name.
 type ConnectionInfo struct {
 	ChannelID    string
 	ConnectionID string
@@ -21,7 +21,7 @@ type ConnectionInfo struct {
 	// client gave none (as the offer says).
 	ClientID string
 	Role     wire.Role
-	// NodeName is the node serving the connection (ours; the seed has no
+	// NodeName is the node serving the connection (ours; Sora has no
 	// such field).
 	NodeName string
 	// CreatedTime is when the offer was sent, to the microsecond.
@@ -38,7 +38,7 @@ type ConnectionMedia struct {
 	BitRate   int    `json:"bit_rate,omitempty"`
 }
 
-// connectionInfoJSON is ConnectionInfo on the wire, in the seed's order.
+// connectionInfoJSON is ConnectionInfo on the wire, in Sora's order.
 // The server is always multistream and has no simulcast or spotlight;
 // there is no session_id.
 type connectionInfoJSON struct {
@@ -55,7 +55,7 @@ type connectionInfoJSON struct {
 	NodeName     string          `json:"node_name,omitempty"`
 }
 
-// MarshalJSON writes the seed's shape: {"channel_id", "client_id",
+// MarshalJSON writes Sora's shape: {"channel_id", "client_id",
 // "connection_id", "role", "multistream": true, "simulcast": false,
 // "spotlight": false, "created_time": microseconds since the epoch (an
 // integer; 0 for the zero time), "audio" and "video": false or
@@ -78,7 +78,7 @@ func (c ConnectionInfo) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads what MarshalJSON writes. created_time may also be an
-// RFC 3339 string (what nodes before the seed's shape answered), and audio
+// RFC 3339 string (what nodes before Sora's shape answered), and audio
 // or video true (an object without codec) or absent (off).
 func (c *ConnectionInfo) UnmarshalJSON(b []byte) error {
 	var w connectionInfoJSON
@@ -167,8 +167,9 @@ func (s *Server) DisconnectClient(channelID, clientID, reason string) (int, erro
 }
 
 // DisconnectAll closes every connection this node serves with the code and
-// reason given, e.g. when the node leaves the cluster's majority (SPEC
-// §3.7: CloseRefused, "NOT-IN-MAJORITY"). It returns how many it closed.
+// reason given, e.g. wire.CloseRefused and "NOT-IN-MAJORITY" when the node
+// leaves the cluster's majority (a node outside the majority serves no
+// one). It returns how many it closed.
 func (s *Server) DisconnectAll(code int, reason string) (int, error) {
 	return s.disconnect(func(ConnectionInfo) bool { return true }, code, reason)
 }

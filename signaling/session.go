@@ -155,7 +155,7 @@ func (se *session) run(parent context.Context) {
 	se.mu.Unlock()
 	if se.switched && end.byClient && m != nil {
 		// The SDK waits for its data channels to close after a disconnect
-		// sent on one (PROTOCOL.md §3.11).
+		// sent on one.
 		if dc, ok := m.(DataChannelCloser); ok {
 			cctx, ccancel := context.WithTimeout(context.Background(), dataChannelCloseWait)
 			if err := dc.CloseDataChannels(cctx); err != nil {
@@ -220,7 +220,7 @@ func (se *session) run(parent context.Context) {
 
 // closeOverDataChannel tells a switched client without WebSocket that its
 // session ends ({"type":"close","code","reason"} on the "signaling" data
-// channel, PROTOCOL.md §3.10), then gives the message closeFirstWait at the
+// channel), then gives the message closeFirstWait at the
 // most to leave before the caller closes the media (the client closes its
 // peer connection when it gets it, which may end the media first).
 func (se *session) closeOverDataChannel(m MediaConn, end ending) {

@@ -99,7 +99,7 @@ type Config struct {
 	// OnPush receives push messages that come on the WebSocket (all of
 	// Shoal's do), from the client's reader goroutine, in order with the
 	// notifies; it must not block for long. A server that sends push on
-	// the "push" data channel instead (the seed may, with
+	// the "push" data channel instead (a Sora server may, with
 	// data_channel_signaling) is read with OnDataChannel.
 	OnPush func(Push)
 	// OnTrack and OnDataChannel are called by the peer connection (pion's
