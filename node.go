@@ -84,6 +84,8 @@ type Node struct {
 	sig    *signaling.Server
 	admin  http.Handler
 
+	reconcileMu sync.Mutex // held through reconcile
+
 	mu       sync.Mutex
 	started  bool
 	closed   bool
@@ -256,80 +258,80 @@ func (n *Node) onEvent(ev cluster.Event) {
 // reconcile makes the relay's peers and channels match the view: every other
 // node is a peer; a channel is relayed with each other owner of its session
 // while this node is an owner too; a session that ended closes its relay.
+// The decisions are planPeers and planChannels (relayplan.go); here are the
+// I/O around them: the peers' addresses are resolved before n.mu is taken,
+// and the plans are applied under it.
 func (n *Node) reconcile() {
 	if n.relay == nil {
 		return
 	}
+	n.reconcileMu.Lock() // one reconcile at a time, so that views apply in order
+	defer n.reconcileMu.Unlock()
 	v := n.member.Snapshot()
+	self := n.cfg.NodeName
+	addrs := n.resolvePeers(otherNodes(&v, self))
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return
 	}
-	self := v.NodeIndex(n.cfg.NodeName)
-	for _, nd := range v.Nodes {
-		if nd.Name == n.cfg.NodeName {
-			continue
-		}
-		ap, err := n.peerAddr(nd.Name)
+	n.applyPeers(planPeers(&v, self, addrs, n.peers))
+	n.applyChannels(planChannels(&v, self, n.peers, n.relayed))
+}
+
+// resolvePeers returns the relay address of each named node that has one;
+// a node whose address cannot be found is logged and left out.
+func (n *Node) resolvePeers(names []string) map[string]netip.AddrPort {
+	addrs := make(map[string]netip.AddrPort, len(names))
+	for _, name := range names {
+		ap, err := n.peerAddr(name)
 		if err != nil {
-			n.log.Warn("relay: cannot address peer", "node", nd.Name, "err", err)
+			n.log.Warn("relay: cannot address peer", "node", name, "err", err)
 			continue
 		}
-		if n.peers[nd.Name] != ap {
-			if err := n.relay.SetPeer(nd.Name, ap); err != nil {
-				n.log.Warn("relay: set peer", "node", nd.Name, "err", err)
-				continue
-			}
-			n.peers[nd.Name] = ap
-		}
+		addrs[name] = ap
 	}
-	for name := range n.peers {
-		if v.NodeIndex(name) < 0 {
-			n.relay.RemovePeer(name)
-			delete(n.peers, name)
-			for _, peers := range n.relayed {
-				delete(peers, name) // opened again if the node comes back
-			}
-		}
-	}
-	for ch, s := range v.Sessions {
-		mine := false
-		for _, o := range s.Owners {
-			mine = mine || o.Node == self
-		}
-		if !mine {
+	return addrs
+}
+
+// applyPeers sets and removes the relay's peers as p says; n.mu is held.
+// A peer the relay refuses is left out of n.peers, so that no channel is
+// opened with it.
+func (n *Node) applyPeers(p peerPlan) {
+	for _, pa := range p.set {
+		if err := n.relay.SetPeer(pa.name, pa.addr); err != nil {
+			n.log.Warn("relay: set peer", "node", pa.name, "err", err)
 			continue
 		}
-		for _, o := range s.Owners {
-			if o.Node == self || o.Node < 0 || o.Node >= len(v.Nodes) {
-				continue
-			}
-			peer := v.Nodes[o.Node].Name
-			if n.relayed[ch][peer] {
-				continue
-			}
-			if _, ok := n.peers[peer]; !ok {
-				continue
-			}
-			if err := n.relay.OpenChannel(ch, peer); err != nil {
-				n.log.Warn("relay: open channel", "channel", ch, "peer", peer, "err", err)
-				continue
-			}
-			if n.relayed[ch] == nil {
-				n.relayed[ch] = map[string]bool{}
-			}
-			n.relayed[ch][peer] = true
-			n.log.Debug("relay: channel opened", "channel", ch, "peer", peer)
+		n.peers[pa.name] = pa.addr
+	}
+	for _, name := range p.remove {
+		n.relay.RemovePeer(name)
+		delete(n.peers, name)
+		for _, peers := range n.relayed {
+			delete(peers, name) // opened again if the node comes back
 		}
 	}
-	for ch := range n.relayed {
-		if _, ok := v.Sessions[ch]; !ok {
-			if err := n.relay.CloseChannel(ch); err != nil && !errors.Is(err, relay.ErrNotRelayed) {
-				n.log.Warn("relay: close channel", "channel", ch, "err", err)
-			}
-			delete(n.relayed, ch)
+}
+
+// applyChannels opens and closes relayed channels as p says; n.mu is held.
+func (n *Node) applyChannels(p channelPlan) {
+	for _, cp := range p.open {
+		if err := n.relay.OpenChannel(cp.channel, cp.peer); err != nil {
+			n.log.Warn("relay: open channel", "channel", cp.channel, "peer", cp.peer, "err", err)
+			continue
 		}
+		if n.relayed[cp.channel] == nil {
+			n.relayed[cp.channel] = map[string]bool{}
+		}
+		n.relayed[cp.channel][cp.peer] = true
+		n.log.Debug("relay: channel opened", "channel", cp.channel, "peer", cp.peer)
+	}
+	for _, ch := range p.close {
+		if err := n.relay.CloseChannel(ch); err != nil && !errors.Is(err, relay.ErrNotRelayed) {
+			n.log.Warn("relay: close channel", "channel", ch, "err", err)
+		}
+		delete(n.relayed, ch)
 	}
 }
 
