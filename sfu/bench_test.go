@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -20,8 +21,6 @@ import (
 // CPU figures include their SRTP decryption, the same for both sides.
 //
 //	go test -run XXX -bench 'FanOutE2E|IdleConnection' -benchtime 3000x ./sfu/
-
-var benchVP8 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
 
 func benchPacket() []byte {
 	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 1, Timestamp: 3000, SSRC: 42}, Payload: make([]byte, 1000)}
@@ -65,20 +64,13 @@ func BenchmarkFanOutE2E(b *testing.B) {
 			for i := range subs {
 				subs[i] = join(b, s, clientOpts{channel: "bench", id: fmt.Sprintf("S%d", i), role: sfu.RoleRecvonly, discard: true})
 			}
-			ch, err := s.Channel("bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v", StreamID: "PUB", Kind: webrtc.RTPCodecTypeVideo, Codec: benchVP8}, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer w.Close()
+			ch := channel(b, s, "bench")
+			w := addRemoteVideo(b, ch, "v", "PUB", nil)
 			waitReceiving(b, subs, "PUB/v", func() { _ = w.WriteRTP(benchPacket()) })
 			runFanOut(b, n, w.WriteRTP)
 		})
 		b.Run(fmt.Sprintf("impl=pion/N=%d", n), func(b *testing.B) {
-			track, err := webrtc.NewTrackLocalStaticRTP(benchVP8, "v", "PUB")
+			track, err := webrtc.NewTrackLocalStaticRTP(vp8, "v", "PUB")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -118,7 +110,7 @@ func barePairs(b *testing.B, n int, track *webrtc.TrackLocalStaticRTP) []*testCl
 	se := webrtc.SettingEngine{}
 	se.SetIPFilter(sfu.LocalConfig(nil).Network.IPFilter)
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(0)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	subs := make([]*testClient, n)
 	for i := range subs {
@@ -156,20 +148,7 @@ func barePairs(b *testing.B, n int, track *webrtc.TrackLocalStaticRTP) []*testCl
 				}
 			}
 		})
-		gathered := webrtc.GatheringCompletePromise(srv)
-		offer, _ := srv.CreateOffer(nil)
-		_ = srv.SetLocalDescription(offer)
-		<-gathered
-		if err := cl.SetRemoteDescription(*srv.LocalDescription()); err != nil {
-			b.Fatal(err)
-		}
-		cg := webrtc.GatheringCompletePromise(cl)
-		answer, _ := cl.CreateAnswer(nil)
-		_ = cl.SetLocalDescription(answer)
-		<-cg
-		if err := srv.SetRemoteDescription(*cl.LocalDescription()); err != nil {
-			b.Fatal(err)
-		}
+		negotiate(b, srv, cl)
 		subs[i] = c
 	}
 	return subs
@@ -196,20 +175,37 @@ func BenchmarkIdlePionPair(b *testing.B) {
 		cl, _ := sharedClientAPI.NewPeerConnection(webrtc.Configuration{})
 		b.Cleanup(func() { _ = srv.Close(); _ = cl.Close() })
 		_, _ = srv.CreateDataChannel("x", nil)
-		g := webrtc.GatheringCompletePromise(srv)
-		offer, _ := srv.CreateOffer(nil)
-		_ = srv.SetLocalDescription(offer)
-		<-g
-		_ = cl.SetRemoteDescription(*srv.LocalDescription())
-		g2 := webrtc.GatheringCompletePromise(cl)
-		answer, _ := cl.CreateAnswer(nil)
-		_ = cl.SetLocalDescription(answer)
-		<-g2
-		_ = srv.SetRemoteDescription(*cl.LocalDescription())
+		negotiate(b, srv, cl)
 		testutil.Eventually(b, func() bool { return srv.ConnectionState() == webrtc.PeerConnectionStateConnected }, 10*time.Second, "pair connected")
 	}
 	b.ReportMetric(float64(heapInUse()-before)/float64(b.N), "heap-B/pair")
 	b.ReportMetric(0, "ns/op")
+}
+
+// negotiate has offerer and answerer exchange an offer and an answer, each
+// holding all its side's candidates.
+func negotiate(b *testing.B, offerer, answerer *webrtc.PeerConnection) {
+	b.Helper()
+	describe := func(pc *webrtc.PeerConnection, create func(*webrtc.PeerConnection) (webrtc.SessionDescription, error)) webrtc.SessionDescription {
+		gathered := webrtc.GatheringCompletePromise(pc)
+		d, err := create(pc)
+		if err == nil {
+			err = pc.SetLocalDescription(d)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-gathered
+		return *pc.LocalDescription()
+	}
+	offer := describe(offerer, func(pc *webrtc.PeerConnection) (webrtc.SessionDescription, error) { return pc.CreateOffer(nil) })
+	if err := answerer.SetRemoteDescription(offer); err != nil {
+		b.Fatal(err)
+	}
+	answer := describe(answerer, func(pc *webrtc.PeerConnection) (webrtc.SessionDescription, error) { return pc.CreateAnswer(nil) })
+	if err := offerer.SetRemoteDescription(answer); err != nil {
+		b.Fatal(err)
+	}
 }
 
 func heapInUse() int64 {

@@ -12,16 +12,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
-// testClient is a pion peer that behaves like the seed SDK: it answers the
+// testClient is a pion peer that behaves like Sora's SDKs: it answers the
 // server's offers, attaches its tracks with AddTrack after SRD (so they land
 // on the first free m-lines of their kind) and trickles its candidates.
 type testClient struct {
@@ -59,27 +59,8 @@ type clientOpts struct {
 	onReoffer func(c *testClient, offer string)
 }
 
-func clientAPI(tweaks ...func(*webrtc.SettingEngine)) *webrtc.API {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		panic(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		panic(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(0)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	for _, f := range tweaks {
-		f(&se)
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-}
-
-var sharedClientAPI = clientAPI()
+// sharedClientAPI is the API of the test clients that need no tweak.
+var sharedClientAPI = pionapi.Local()
 
 // join connects a client and waits until its peer connection is up.
 func join(t testing.TB, s *sfu.SFU, o clientOpts) *testClient {
@@ -281,26 +262,23 @@ func (c *testClient) writeVideo(t testing.TB, tag byte, from, n int) {
 
 // pump writes video packets every 5 ms until the test ends.
 func (c *testClient) pump(t testing.TB, tag byte) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: 1}, Payload: []byte{tag, byte(i >> 8), byte(i)}}
-			_ = c.video.WriteRTP(p)
-		}
-	}()
-	t.Cleanup(func() { close(done); wg.Wait() })
+	every(t, 5*time.Millisecond, func(i int) {
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: 1}, Payload: []byte{tag, byte(i >> 8), byte(i)}}
+		_ = c.video.WriteRTP(p)
+	})
 }
 
 // pumpAudio writes Opus-typed packets every 20 ms until the test ends.
 func (c *testClient) pumpAudio(t testing.TB) {
+	every(t, 20*time.Millisecond, func(i int) {
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i) * 960, SSRC: 2}, Payload: []byte{0xA0, byte(i >> 8), byte(i)}}
+		_ = c.audio.WriteRTP(p)
+	})
+}
+
+// every calls fn(0), fn(1), ... at period d on a goroutine that the test's
+// cleanup ends and waits for.
+func every(t testing.TB, d time.Duration, fn func(i int)) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -310,10 +288,9 @@ func (c *testClient) pumpAudio(t testing.TB) {
 			select {
 			case <-done:
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(d):
 			}
-			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i) * 960, SSRC: 2}, Payload: []byte{0xA0, byte(i >> 8), byte(i)}}
-			_ = c.audio.WriteRTP(p)
+			fn(i)
 		}
 	}()
 	t.Cleanup(func() { close(done); wg.Wait() })
@@ -426,3 +403,65 @@ var testLogLevel = func() slog.Level {
 	}
 	return slog.LevelError
 }()
+
+var vp8 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+
+// channel returns the channel id of s.
+func channel(t testing.TB, s *sfu.SFU, id string) *sfu.Channel {
+	t.Helper()
+	ch, err := s.Channel(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// addRemoteVideo adds a remote VP8 track id, published by the connection
+// streamID of another node, to ch; the track is removed when the test ends.
+func addRemoteVideo(t testing.TB, ch *sfu.Channel, id, streamID string, kr sfu.KeyframeRequester) *sfu.TrackWriter {
+	t.Helper()
+	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: id, StreamID: streamID, Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+// barePeer returns a pion peer with no track that answers nothing by
+// itself, closed when the test ends.
+func barePeer(t testing.TB) *webrtc.PeerConnection {
+	t.Helper()
+	pc, err := sharedClientAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc
+}
+
+// answerOffer has pc take offer and returns its answer.
+func answerOffer(t testing.TB, pc *webrtc.PeerConnection, offer string) string {
+	t.Helper()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(answer); err != nil {
+		t.Fatal(err)
+	}
+	return answer.SDP
+}
+
+// sendOnOpen has pc send text on the data channel label once the server
+// has opened it.
+func sendOnOpen(pc *webrtc.PeerConnection, label, text string) {
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		if dc.Label() == label {
+			dc.OnOpen(func() { _ = dc.SendText(text) })
+		}
+	})
+}

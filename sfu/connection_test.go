@@ -17,6 +17,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
@@ -57,10 +58,10 @@ func parseOffer(t *testing.T, s string) (secs []mSection, bundle []string) {
 	return secs, bundle
 }
 
-// checkOfferLayout checks PROTOCOL.md §0.1, §0.3, §3.3: every candidate in
-// the SDP (gathering complete), the upstream m-lines first of their kind and
-// named by mids, forwarded m-lines sendonly with the publisher's id as msid
-// stream.
+// checkOfferLayout checks the offer layout the signaling protocol relies on
+// (docs/signaling.md): every candidate in the SDP (gathering complete), the
+// upstream m-lines first of their kind and named by mids, forwarded m-lines
+// sendonly with the publisher's id as msid stream.
 func checkOfferLayout(t *testing.T, name, offer string, mids sfu.Mids, publishers map[string]int) {
 	t.Helper()
 	secs, bundle := parseOffer(t, offer)
@@ -112,10 +113,7 @@ func checkOfferLayout(t *testing.T, name, offer string, mids sfu.Mids, publisher
 func TestOfferLayout(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSFU(t, nil)
-	ch, err := s.Channel("layout")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := channel(t, s, "layout")
 	var tracks atomic.Int64
 	stop, err := ch.Observe(sfu.Observer{TrackAdded: func(sfu.TrackInfo, *sfu.TrackTap) { tracks.Add(1) }})
 	if err != nil {
@@ -183,15 +181,8 @@ func TestAnswerTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := s.Channel("slow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "far-video", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	ch := channel(t, s, "slow")
+	w := addRemoteVideo(t, ch, "far-video", "FAR", nil)
 	select {
 	case <-mute.conn.Done():
 	case <-time.After(timeout + wait):
@@ -242,11 +233,7 @@ func TestCloseFromHooks(t *testing.T) {
 	// From DataChannelMessage, on pion's data channel goroutine.
 	var conn atomic.Pointer[sfu.Connection]
 	closed := make(chan error, 1)
-	pc, err := sharedClientAPI.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := barePeer(t)
 	c, err := s.Join(testutil.Context(t, wait), sfu.JoinRequest{ChannelID: "hooks", ConnectionID: "A", Role: sfu.RoleRecvonly, Hooks: sfu.ConnectionHooks{
 		DataChannelMessage: func(label string, data []byte, _ bool) {
 			if label == sfu.LabelSignaling && string(data) == `{"type":"disconnect"}` {
@@ -259,17 +246,8 @@ func TestCloseFromHooks(t *testing.T) {
 	}
 	conn.Store(c)
 	defer c.Close()
-	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-		if dc.Label() == sfu.LabelSignaling {
-			dc.OnOpen(func() { _ = dc.SendText(`{"type":"disconnect"}`) })
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.Offer().SDP}); err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := pc.CreateAnswer(nil)
-	_ = pc.SetLocalDescription(answer)
-	if err := c.SetAnswer(answer.SDP); err != nil {
+	sendOnOpen(pc, sfu.LabelSignaling, `{"type":"disconnect"}`)
+	if err := c.SetAnswer(answerOffer(t, pc, c.Offer().SDP)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -295,15 +273,7 @@ func TestCloseFromHooks(t *testing.T) {
 	sub := join(t, s, clientOpts{channel: "hooks", id: "B", role: sfu.RoleRecvonly, onReoffer: func(tc *testClient, _ string) {
 		reoffered <- tc.conn.Close()
 	}})
-	ch, err := s.Channel("hooks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	addRemoteVideo(t, channel(t, s, "hooks"), "v", "FAR", nil)
 	select {
 	case err := <-reoffered:
 		if err != nil {
@@ -375,10 +345,7 @@ func TestJoinRacesDisconnectAndClose(t *testing.T) {
 	if n := s.Counts().Total; n != 0 {
 		t.Fatalf("%d connections counted after DisconnectAll", n)
 	}
-	ch, err := s.Channel("race")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := channel(t, s, "race")
 	if n := ch.Counts().Connections; n != 0 {
 		t.Fatalf("%d closed connections left in the channel", n)
 	}
@@ -416,7 +383,7 @@ func TestJoinRacesDisconnectAndClose(t *testing.T) {
 func TestNACKOnReusedMLine(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSFU(t, nil)
-	api := clientAPI(func(se *webrtc.SettingEngine) { se.DisableSRTPReplayProtection(true) })
+	api := pionapi.Local(func(se *webrtc.SettingEngine) { se.DisableSRTPReplayProtection(true) })
 	for _, role := range []sfu.Role{sfu.RoleRecvonly, sfu.RoleSendrecv} {
 		t.Run(string(role), func(t *testing.T) { testNACKOnReusedMLine(t, s, api, role) })
 	}
@@ -426,25 +393,14 @@ func testNACKOnReusedMLine(t *testing.T, s *sfu.SFU, api *webrtc.API, role sfu.R
 	name := "nack-" + string(role)
 	sends := role == sfu.RoleSendrecv
 	sub := join(t, s, clientOpts{channel: name, id: "SUB", role: role, api: api, audio: sends, video: sends})
-	ch, err := s.Channel(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vp8 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
-	w0, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "FAR0-video", StreamID: "FAR0", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := channel(t, s, name)
+	w0 := addRemoteVideo(t, ch, "FAR0-video", "FAR0", nil)
 	testutil.Eventually(t, func() bool { return midOf(sub.lastReoffer(), "FAR0") != "" && sub.settled() }, wait, "v0 offered")
 	mid0 := midOf(sub.lastReoffer(), "FAR0")
 	_ = w0.Close()
 	testutil.Eventually(t, func() bool { return directionOf(sub.lastReoffer(), mid0) == "inactive" && sub.settled() }, wait, "v0 removed")
 	before := countMlines(sub.lastReoffer())
-	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "FAR-video", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := addRemoteVideo(t, ch, "FAR-video", "FAR", nil)
 	seq := uint16(0)
 	testutil.Eventually(t, func() bool {
 		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 9}, Payload: []byte{0xEE, byte(seq >> 8), byte(seq)}}

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
@@ -124,10 +125,7 @@ func TestKeyframeRequestsCoalesced(t *testing.T) {
 	testutil.CheckLeaks(t)
 	const interval = time.Second
 	s := newSFU(t, func(c *sfu.Config) { c.KeyframeInterval = interval })
-	ch, err := s.Channel("coalesce")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := channel(t, s, "coalesce")
 	var (
 		mu    sync.Mutex
 		calls []time.Time
@@ -137,15 +135,11 @@ func TestKeyframeRequestsCoalesced(t *testing.T) {
 		defer mu.Unlock()
 		return len(calls)
 	}
-	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "r-video", StreamID: "REMOTE", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, sfu.KeyframeRequesterFunc(func() {
+	w := addRemoteVideo(t, ch, "r-video", "REMOTE", sfu.KeyframeRequesterFunc(func() {
 		mu.Lock()
 		calls = append(calls, time.Now())
 		mu.Unlock()
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
 	var taps atomic.Int64
 	stop, err := ch.Observe(sfu.Observer{TrackAdded: func(sfu.TrackInfo, *sfu.TrackTap) { taps.Add(1) }})
 	if err != nil {
@@ -201,12 +195,9 @@ func TestRemoteTrack(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSFU(t, nil)
 	sub := join(t, s, clientOpts{channel: "relay", id: "SUB", role: sfu.RoleRecvonly})
-	ch, err := s.Channel("relay")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := channel(t, s, "relay")
 	var kf atomic.Int64
-	info := sfu.TrackInfo{ID: "far-video", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}
+	info := sfu.TrackInfo{ID: "far-video", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}
 	w, err := ch.AddRemoteTrack(info, sfu.KeyframeRequesterFunc(func() { kf.Add(1) }))
 	if err != nil {
 		t.Fatal(err)
@@ -250,10 +241,7 @@ func TestRemoteTrack(t *testing.T) {
 func TestObserverSeesLocalTracksAndEvents(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSFU(t, nil)
-	ch, err := s.Channel("obs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := channel(t, s, "obs")
 	var (
 		mu      sync.Mutex
 		added   []string
@@ -310,10 +298,7 @@ func TestObserverSeesLocalTracksAndEvents(t *testing.T) {
 func TestMessaging(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSFU(t, nil)
-	ch, err := s.Channel("msg")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := channel(t, s, "msg")
 	var (
 		mu       sync.Mutex
 		observed []string
@@ -418,11 +403,7 @@ func TestSignalingMessagesFromClient(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := newSFU(t, nil)
 	got := make(chan string, 4)
-	pc, err := sharedClientAPI.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := barePeer(t)
 	conn, err := s.Join(testutil.Context(t, wait), sfu.JoinRequest{ChannelID: "sig", ConnectionID: "A", Role: sfu.RoleRecvonly, Hooks: sfu.ConnectionHooks{
 		DataChannelMessage: func(label string, data []byte, isText bool) { got <- fmt.Sprintf("%s %s %v", label, data, isText) },
 	}})
@@ -430,17 +411,8 @@ func TestSignalingMessagesFromClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-		if dc.Label() == "signaling" {
-			dc.OnOpen(func() { _ = dc.SendText(`{"type":"disconnect"}`) })
-		}
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: conn.Offer().SDP}); err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := pc.CreateAnswer(nil)
-	_ = pc.SetLocalDescription(answer)
-	if err := conn.SetAnswer(answer.SDP); err != nil {
+	sendOnOpen(pc, sfu.LabelSignaling, `{"type":"disconnect"}`)
+	if err := conn.SetAnswer(answerOffer(t, pc, conn.Offer().SDP)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -459,11 +431,7 @@ func TestBadAnswers(t *testing.T) {
 	pub := join(t, s, clientOpts{channel: "bad", id: "PUB", role: sfu.RoleSendonly, video: true})
 	good := join(t, s, clientOpts{channel: "bad", id: "GOOD", role: sfu.RoleRecvonly})
 
-	pc, err := sharedClientAPI.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := barePeer(t)
 	bad, err := s.Join(testutil.Context(t, wait), sfu.JoinRequest{ChannelID: "bad", ConnectionID: "BAD", Role: sfu.RoleRecvonly})
 	if err != nil {
 		t.Fatal(err)
@@ -478,15 +446,11 @@ func TestBadAnswers(t *testing.T) {
 		t.Fatalf("mismatching answer: err = %v", err)
 	}
 	// The offer is still outstanding: a correct answer is taken.
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: bad.Offer().SDP}); err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := pc.CreateAnswer(nil)
-	_ = pc.SetLocalDescription(answer)
-	if err := bad.SetAnswer(answer.SDP); err != nil {
+	answer := answerOffer(t, pc, bad.Offer().SDP)
+	if err := bad.SetAnswer(answer); err != nil {
 		t.Fatalf("correct answer after bad ones: %v", err)
 	}
-	if err := bad.SetAnswer(answer.SDP); !errors.Is(err, sfu.ErrNoPendingOffer) {
+	if err := bad.SetAnswer(answer); !errors.Is(err, sfu.ErrNoPendingOffer) {
 		t.Fatalf("second answer: err = %v", err)
 	}
 	// The others are unaffected.
@@ -720,17 +684,10 @@ func TestNACKRetransmission(t *testing.T) {
 	s := newSFU(t, nil)
 	// Without replay protection the client keeps the retransmitted copy of a
 	// packet it already has, which shows the retransmission.
-	api := clientAPI(func(se *webrtc.SettingEngine) { se.DisableSRTPReplayProtection(true) })
+	api := pionapi.Local(func(se *webrtc.SettingEngine) { se.DisableSRTPReplayProtection(true) })
 	sub := join(t, s, clientOpts{channel: "nack", id: "SUB", role: sfu.RoleRecvonly, api: api})
-	ch, err := s.Channel("nack")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "v", StreamID: "FAR", Kind: webrtc.RTPCodecTypeVideo, Codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	ch := channel(t, s, "nack")
+	w := addRemoteVideo(t, ch, "v", "FAR", nil)
 	seq := uint16(0)
 	send := func() {
 		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 9}, Payload: []byte{0xEE, byte(seq >> 8), byte(seq)}}

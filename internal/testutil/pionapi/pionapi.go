@@ -1,0 +1,43 @@
+// Package pionapi builds the webrtc.API of the pion peers that tests run
+// against an SFU: the clients of the sfu and relay tests. It is a package of
+// its own, apart from testutil, so that the tests of packages without WebRTC
+// (cluster, affinity, signaling) do not build pion.
+//
+// The file pionapi.go holds the whole package.
+package pionapi
+
+import (
+	"net"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Local returns an API with pion's default codecs and interceptors, IPv4
+// UDP host candidates on loopback only and no mDNS: the client side of
+// sfu.LocalConfig. Each tweak then adjusts the setting engine, e.g.
+//
+//	pionapi.Local(func(se *webrtc.SettingEngine) { se.DisableSRTPReplayProtection(true) })
+//
+// or, on a pion vnet, SetNet with SetIPFilter(nil). It panics if pion
+// refuses its own defaults.
+func Local(tweaks ...func(*webrtc.SettingEngine)) *webrtc.API {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		panic(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		panic(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	for _, f := range tweaks {
+		f(&se)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
