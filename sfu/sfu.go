@@ -9,11 +9,12 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/shoal-sfu/shoal/internal/lifecycle"
 	"github.com/shoal-sfu/shoal/internal/slogpion"
 )
 
@@ -56,111 +57,6 @@ func (e *CapacityError) Error() string {
 // MaxChannelIDLen is the longest channel id accepted, in bytes.
 const MaxChannelIDLen = 255
 
-// DefaultKeyframeInterval is the minimum time between two keyframe requests
-// sent to one track's publisher.
-const DefaultKeyframeInterval = 500 * time.Millisecond
-
-// DefaultAnswerTimeout is how long a client has to answer an offer or a
-// re-offer. The seed SDK answers within milliseconds; the margin is for slow
-// devices and networks.
-const DefaultAnswerTimeout = 30 * time.Second
-
-// Config configures an SFU. The zero value is usable: no connection limit,
-// ephemeral UDP ports on every interface, full ICE.
-type Config struct {
-	// Logger receives the SFU's and pion's logs; nil means slog.Default().
-	Logger *slog.Logger
-	// MaxConnections refuses Join with a *CapacityError beyond this many
-	// connections on the node; 0 means no limit.
-	MaxConnections int
-	// KeyframeInterval is the minimum time between keyframe requests sent
-	// to one publisher; requests in between are coalesced into one sent at
-	// the end of the interval. 0 means DefaultKeyframeInterval.
-	KeyframeInterval time.Duration
-	// AnswerTimeout is how long a client has to answer the initial offer
-	// (counted from the end of Join) and every re-offer (counted from the
-	// ReOffer hook call). A connection whose answer does not come in time is
-	// closed and its Err wraps ErrAnswerTimeout; the other connections of
-	// the channel are not affected. Without it, a client that never
-	// re-answers would keep its connection alive but never get another
-	// re-offer, since only one is outstanding at a time. A re-offer is not
-	// timed when ConnectionHooks.ReOffer is nil, as nobody was sent it.
-	// 0 means DefaultAnswerTimeout.
-	AnswerTimeout time.Duration
-	// Network holds the ICE settings a deployment needs.
-	Network NetworkConfig
-	// MLineReuse says which inactive m-lines (of tracks that left) a new
-	// forwarded track may take instead of a new m-line. The zero value,
-	// ReuseOnce, is safe for every client.
-	MLineReuse Reuse
-}
-
-// Reuse says which inactive m-lines of a subscriber a new forwarded track
-// may take. An m-line is never taken in the offer that first makes it
-// inactive: the client sees the old track end first.
-type Reuse int
-
-const (
-	// ReuseOnce takes only an m-line carried inactive in exactly one
-	// answered offer (the last). It is safe for every answerer, pion
-	// included, but the SDP still grows when several tracks leave before
-	// one joins.
-	ReuseOnce Reuse = iota
-	// ReuseAny takes any m-line whose inactive state was answered: the
-	// SDP of a long-lived channel stays bounded by the most tracks present
-	// at once. For browsers and the seed's SDKs (the root package's
-	// TestE2EChromeReusesMLines: Chromium with sora-js-sdk decodes tracks
-	// on m-lines two offers carried inactive); a pion (v4.2.26) answerer,
-	// signaling/client included, gets no media on an m-line it saw inactive
-	// in two offers or more.
-	ReuseAny
-	// ReuseNever gives every forwarded track a new m-line.
-	ReuseNever
-)
-
-// NetworkConfig holds the ICE network settings.
-type NetworkConfig struct {
-	// UDPPort, when not 0, makes all ICE traffic of all connections use one
-	// UDP socket on ListenIP:UDPPort (a UDP mux). The socket is opened by
-	// the first Join and closed by Close.
-	UDPPort int
-	// ListenIP is the address of the UDP mux socket; the zero value means
-	// all interfaces (0.0.0.0).
-	ListenIP netip.Addr
-	// PortMin and PortMax bound the ephemeral UDP ports used when UDPPort
-	// is 0. Both 0 means any port.
-	PortMin, PortMax uint16
-	// NAT1To1IPs replaces the host candidates' addresses with these public
-	// addresses (a server behind a 1:1 NAT). Leave empty if AddressRewrite
-	// is used.
-	NAT1To1IPs []string
-	// AddressRewrite is pion's general form of NAT1To1IPs.
-	AddressRewrite []webrtc.ICEAddressRewriteRule
-	// IPFilter, when not nil, keeps only the local addresses it accepts for
-	// candidates.
-	IPFilter func(net.IP) bool
-	// InterfaceFilter, when not nil, keeps only the network interfaces it
-	// accepts (by name) for candidates.
-	InterfaceFilter func(string) bool
-	// IncludeLoopback gathers loopback candidates (tests, single-host setups).
-	IncludeLoopback bool
-	// Lite runs the server as an ICE-lite agent.
-	Lite bool
-}
-
-// LocalConfig is a preset for tests and single-host demos: loopback
-// candidates only, no mDNS, short keyframe interval.
-func LocalConfig(logger *slog.Logger) Config {
-	return Config{
-		Logger:           logger,
-		KeyframeInterval: 100 * time.Millisecond,
-		Network: NetworkConfig{
-			IPFilter:        func(ip net.IP) bool { return ip.IsLoopback() },
-			IncludeLoopback: true,
-		},
-	}
-}
-
 // SFU is one node's media core: channels of connections whose tracks and
 // messages fan out to each other. Create it with New.
 type SFU struct {
@@ -168,8 +64,7 @@ type SFU struct {
 	logger *slog.Logger
 
 	mu       sync.Mutex
-	closed   bool
-	started  bool
+	state    lifecycle.State // read and changed only with mu held, with the maps
 	api      *webrtc.API
 	mux      net.PacketConn // UDP mux socket, if any
 	muxClose func() error
@@ -182,61 +77,23 @@ type SFU struct {
 // New validates cfg and returns an SFU. It opens no socket and starts no
 // goroutine; the first Join does.
 func New(cfg Config) (*SFU, error) {
-	if cfg.MaxConnections < 0 {
-		return nil, fmt.Errorf("sfu: MaxConnections is %d; want 0 (no limit) or more", cfg.MaxConnections)
+	cfg, err := cfg.check()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.KeyframeInterval < 0 {
-		return nil, fmt.Errorf("sfu: KeyframeInterval is %v; want 0 (default) or more", cfg.KeyframeInterval)
-	}
-	if cfg.KeyframeInterval == 0 {
-		cfg.KeyframeInterval = DefaultKeyframeInterval
-	}
-	if cfg.MLineReuse < ReuseOnce || cfg.MLineReuse > ReuseNever {
-		return nil, fmt.Errorf("sfu: MLineReuse is %d; want ReuseOnce, ReuseAny or ReuseNever", cfg.MLineReuse)
-	}
-	if cfg.AnswerTimeout < 0 {
-		return nil, fmt.Errorf("sfu: AnswerTimeout is %v; want 0 (default) or more", cfg.AnswerTimeout)
-	}
-	if cfg.AnswerTimeout == 0 {
-		cfg.AnswerTimeout = DefaultAnswerTimeout
-	}
-	n := cfg.Network
-	if n.UDPPort < 0 || n.UDPPort > 65535 {
-		return nil, fmt.Errorf("sfu: Network.UDPPort %d is not a UDP port", n.UDPPort)
-	}
-	if (n.PortMin == 0) != (n.PortMax == 0) || n.PortMin > n.PortMax {
-		return nil, fmt.Errorf("sfu: Network.PortMin %d and PortMax %d: set both, with PortMin <= PortMax", n.PortMin, n.PortMax)
-	}
-	if n.UDPPort != 0 && n.PortMin != 0 {
-		return nil, errors.New("sfu: Network.UDPPort and PortMin/PortMax exclude each other: one socket for all, or a range")
-	}
-	if len(n.NAT1To1IPs) > 0 && len(n.AddressRewrite) > 0 {
-		return nil, errors.New("sfu: Network.NAT1To1IPs and AddressRewrite exclude each other (pion refuses both)")
-	}
-	for _, ip := range n.NAT1To1IPs {
-		if _, err := netip.ParseAddr(ip); err != nil {
-			return nil, fmt.Errorf("sfu: Network.NAT1To1IPs: %q is not an IP address", ip)
-		}
-	}
-	cfg.Network.NAT1To1IPs = append([]string(nil), n.NAT1To1IPs...)
-	cfg.Network.AddressRewrite = append([]webrtc.ICEAddressRewriteRule(nil), n.AddressRewrite...)
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
-	cfg.Logger = logger
 	return &SFU{
 		cfg:      cfg,
-		logger:   logger.With("component", "sfu"),
+		logger:   cfg.Logger.With("component", "sfu"),
 		channels: make(map[string]*Channel),
 		conns:    make(map[string]*Connection),
 		counts:   make(map[string]int),
 	}, nil
 }
 
-// start builds the pion API and opens the UDP mux. Called with s.mu held.
+// start builds the pion API and opens the UDP mux, once. Called with s.mu
+// held, the SFU open.
 func (s *SFU) start() error {
-	if s.started {
+	if s.state.Started() {
 		return nil
 	}
 	m := &webrtc.MediaEngine{}
@@ -253,7 +110,10 @@ func (s *SFU) start() error {
 	lf := slogpion.New(s.cfg.Logger)
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	n := s.cfg.Network
-	se.SetICEMulticastDNSMode(0) // ice.MulticastDNSModeDisabled
+	if s.cfg.Net != nil {
+		se.SetNet(s.cfg.Net)
+	}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetLite(n.Lite)
 	if n.IPFilter != nil {
@@ -282,18 +142,26 @@ func (s *SFU) start() error {
 		if !ip.IsValid() {
 			ip = netip.IPv4Unspecified()
 		}
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(n.UDPPort))))
+		addr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(n.UDPPort)))
+		var conn net.PacketConn
+		var err error
+		if s.cfg.Net != nil {
+			conn, err = s.cfg.Net.ListenUDP("udp", addr)
+		} else {
+			conn, err = net.ListenUDP("udp", addr)
+		}
 		if err != nil {
 			return fmt.Errorf("sfu: open the ICE UDP port: %w", err)
 		}
-		mux := webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+		// What webrtc.NewICEUDPMux makes, with the network that lists the
+		// mux's addresses when it listens on all of them.
+		mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: conn, Net: s.cfg.Net})
 		se.SetICEUDPMux(mux)
 		s.mux = conn
 		s.muxClose = mux.Close
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	s.started = true
-	return nil
+	return s.state.Start("sfu")
 }
 
 // registerCodecs registers the codecs the SFU forwards. No header extension
@@ -348,8 +216,8 @@ func (s *SFU) Channel(id string) (*Channel, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, fmt.Errorf("sfu: channel: %w", net.ErrClosed)
+	if err := s.state.Err("sfu: channel"); err != nil {
+		return nil, err
 	}
 	ch := s.channels[id]
 	if ch == nil || ch.dead.Load() {
@@ -373,9 +241,9 @@ func (s *SFU) dropChannel(ch *Channel) {
 // channel unknown to the node is not an error.
 func (s *SFU) CloseChannel(id string) error {
 	s.mu.Lock()
-	if s.closed {
+	if err := s.state.Err("sfu: close channel"); err != nil {
 		s.mu.Unlock()
-		return fmt.Errorf("sfu: close channel: %w", net.ErrClosed)
+		return err
 	}
 	ch := s.channels[id]
 	delete(s.channels, id)
@@ -406,11 +274,10 @@ func (s *SFU) DisconnectAll() {
 // net.ErrClosed.
 func (s *SFU) Close() error {
 	s.mu.Lock()
-	if s.closed {
+	if first, _ := s.state.Close(); !first {
 		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
 	chans := make([]*Channel, 0, len(s.channels))
 	for _, ch := range s.channels {
 		chans = append(chans, ch)
@@ -439,8 +306,8 @@ func (s *SFU) Close() error {
 func (s *SFU) reserve(c *Connection) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("sfu: join: %w", net.ErrClosed)
+	if err := s.state.Err("sfu: join"); err != nil {
+		return err
 	}
 	if s.cfg.MaxConnections > 0 && s.total >= s.cfg.MaxConnections {
 		return &CapacityError{Max: s.cfg.MaxConnections}
@@ -471,8 +338,8 @@ func (s *SFU) release(c *Connection) {
 	}
 }
 
-// NewConnectionID returns a random 26-character connection id in the style
-// of the seed SFU (base32, upper case).
+// NewConnectionID returns a random 26-character connection id in Sora's
+// style (base32, upper case).
 func NewConnectionID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
