@@ -5,7 +5,7 @@
 // recvonly connections. Every connection receives the audio and video of
 // every other connection of its channel, and the messages they send on
 // messaging data channels (labels starting with "#"). The server is the
-// offerer, as the seed SFU's signaling protocol requires: Join returns an
+// offerer, as Sora's signaling protocol requires: Join returns an
 // offer with all the server's candidates inside; the client's upstream audio
 // and video are the first audio and first video m-lines; each forwarded
 // track is a sendonly m-line whose a=msid stream id is the publishing
@@ -74,5 +74,35 @@
 //	s.Counts(); s.DisconnectAll(); s.CloseChannel("room")
 //
 // pion's logs go to Config.Logger with a "pion" attribute naming the scope.
-// Benchmarks and their figures are in README.md.
+// Config.Net runs ICE, the UDP mux included, on another network than the
+// host's: tests use pion's vnet (TestVirtualNetwork). Benchmarks and their
+// figures are in README.md.
+//
+// # Files
+//
+//   - config.go: Config, NetworkConfig, Reuse, LocalConfig and their checks.
+//   - sfu.go: the SFU: New, the pion API and UDP mux built by the first Join,
+//     Channel, CloseChannel, DisconnectAll, Counts, Close.
+//   - channel.go: Channel: its connections, sources and observers; events,
+//     message delivery, AddRemoteTrack, InjectMessage, Observe.
+//   - connection.go: Connection, JoinRequest, ConnectionHooks, Role; Join,
+//     the accessors and Close.
+//   - negotiation.go: the connection's offers, re-offers and their answer
+//     timeout, SetAnswer, AddICECandidate.
+//   - upstream.go: the tracks a connection publishes: its recvonly m-lines
+//     and the pump into the channel.
+//   - downstream.go: the tracks a connection receives: sendonly m-lines,
+//     the reuse of inactive ones, RTCP (keyframe requests) from subscribers.
+//   - datachannel.go: DataChannelSpec and the labels; opening the data
+//     channels, Send, SendText, CloseDataChannels, forwarding messages.
+//   - fanout.go: source and downTrack, the allocation-free per-packet
+//     fan-out and keyframe request coalescing.
+//   - source.go: what the relay sees: TrackInfo, TrackWriter, TrackTap,
+//     Observer, Message, ConnectionEvent, KeyframeRequester.
+//   - queue.go: eventQueue, the per-connection and per-observer callback
+//     goroutine (on internal/mailbox).
+//
+// In the tests, client_test.go holds the pion test client and the shared
+// helpers, bench_test.go the benchmarks and vnet_test.go the run on pion's
+// virtual network.
 package sfu
