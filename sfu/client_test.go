@@ -260,6 +260,19 @@ func (c *testClient) writeVideo(t testing.TB, tag byte, from, n int) {
 	}
 }
 
+// writeVideoUntil writes batches of n video packets tagged tag, numbered on
+// from one batch to the next, until done reports true (the first packets
+// may go before a subscriber's SRTP is up).
+func (c *testClient) writeVideoUntil(t testing.TB, tag byte, n int, done func() bool, msg string, args ...any) {
+	t.Helper()
+	seq := 0
+	testutil.Eventually(t, func() bool {
+		c.writeVideo(t, tag, seq, n)
+		seq += n
+		return done()
+	}, wait, msg, args...)
+}
+
 // pump writes video packets every 5 ms until the test ends.
 func (c *testClient) pump(t testing.TB, tag byte) {
 	every(t, 5*time.Millisecond, func(i int) {

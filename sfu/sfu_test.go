@@ -35,20 +35,16 @@ func TestFanOutAndLeave(t *testing.T) {
 	if got := s.Counts(); got.Total != 4 || got.Channels["room"] != 4 {
 		t.Fatalf("counts = %+v", got)
 	}
-	// Keep writing until every subscriber has a run of packets: the first
-	// ones may go before a subscriber's SRTP is up.
+	// Keep writing until every subscriber has a run of packets.
 	key := "PUB/PUB-video"
-	seq := 0
-	testutil.Eventually(t, func() bool {
-		pub.writeVideo(t, 7, seq, 10)
-		seq += 10
+	pub.writeVideoUntil(t, 7, 10, func() bool {
 		for _, c := range subs {
 			if len(c.payloads(key)) < 20 {
 				return false
 			}
 		}
 		return true
-	}, wait, "subscribers receive the publisher's video")
+	}, "subscribers receive the publisher's video")
 	for _, c := range subs {
 		ps := c.payloads(key)
 		for i, p := range ps {
@@ -273,12 +269,7 @@ func TestObserverSeesLocalTracksAndEvents(t *testing.T) {
 	}
 	defer stop()
 	pub := join(t, s, clientOpts{channel: "obs", id: "PUB", role: sfu.RoleSendonly, video: true})
-	seq := 0
-	testutil.Eventually(t, func() bool {
-		pub.writeVideo(t, 1, seq, 5)
-		seq += 5
-		return pkts.Load() >= 5
-	}, wait, "tap gets the local track's packets")
+	pub.writeVideoUntil(t, 1, 5, func() bool { return pkts.Load() >= 5 }, "tap gets the local track's packets")
 	_ = pub.conn.Close()
 	testutil.Eventually(t, func() bool {
 		mu.Lock()
@@ -454,12 +445,7 @@ func TestBadAnswers(t *testing.T) {
 		t.Fatalf("second answer: err = %v", err)
 	}
 	// The others are unaffected.
-	seq := 0
-	testutil.Eventually(t, func() bool {
-		pub.writeVideo(t, 3, seq, 10)
-		seq += 10
-		return len(good.payloads("PUB/PUB-video")) >= 10
-	}, wait, "the good subscriber still receives")
+	pub.writeVideoUntil(t, 3, 10, func() bool { return len(good.payloads("PUB/PUB-video")) >= 10 }, "the good subscriber still receives")
 }
 
 func TestJoinValidationAndCapacity(t *testing.T) {
@@ -533,12 +519,7 @@ func TestUDPMux(t *testing.T) {
 	if !strings.Contains(pub.conn.Offer().SDP, want) || !strings.Contains(sub.conn.Offer().SDP, want) {
 		t.Fatalf("offers do not use the mux port %d:\n%s", port, pub.conn.Offer().SDP)
 	}
-	seq := 0
-	testutil.Eventually(t, func() bool {
-		pub.writeVideo(t, 5, seq, 10)
-		seq += 10
-		return len(sub.payloads("PUB/PUB-video")) >= 10
-	}, wait, "media through the mux")
+	pub.writeVideoUntil(t, 5, 10, func() bool { return len(sub.payloads("PUB/PUB-video")) >= 10 }, "media through the mux")
 }
 
 func TestNewValidates(t *testing.T) {

@@ -66,12 +66,7 @@ func TestVirtualNetwork(t *testing.T) {
 					t.Fatalf("candidate %q: want address %s (port %d when muxed) of the virtual network", c[0], serverIP, udpPort)
 				}
 			}
-			seq := 0
-			testutil.Eventually(t, func() bool {
-				pub.writeVideo(t, 7, seq, 5)
-				seq += 5
-				return len(sub.payloads("PUB/PUB-video")) >= 5
-			}, wait, "the subscriber gets the publisher's video over the virtual network")
+			pub.writeVideoUntil(t, 7, 5, func() bool { return len(sub.payloads("PUB/PUB-video")) >= 5 }, "the subscriber gets the publisher's video over the virtual network")
 		})
 	}
 }
