@@ -386,49 +386,43 @@ func opStatus(err error) int {
 func (h *adminHandler[N, C]) do(ctx context.Context, w http.ResponseWriter, req AdminRequest, body []byte, nodeScope bool) (int, any, error) {
 	switch req.Target {
 	case TargetInitCluster:
-		list, err := h.admin.InitCluster(ctx, req.NodeNameList)
-		if err != nil {
-			return opStatus(err), nil, err
-		}
-		return http.StatusOK, map[string][]string{"node_name_list": list}, nil
+		return nodeNameList(h.admin.InitCluster(ctx, req.NodeNameList))
 	case TargetRegisterClusterNode:
-		list, err := h.admin.RegisterClusterNode(ctx, req.ContactNodeName)
-		if err != nil {
-			return opStatus(err), nil, err
-		}
-		return http.StatusOK, map[string][]string{"node_name_list": list}, nil
+		return nodeNameList(h.admin.RegisterClusterNode(ctx, req.ContactNodeName))
 	case TargetPurgeClusterNode:
-		if err := h.admin.PurgeClusterNode(ctx, req.TargetNodeName); err != nil {
-			return opStatus(err), nil, err
-		}
-		return http.StatusOK, map[string]string{"target_node_name": req.TargetNodeName}, nil
+		return answer(map[string]string{"target_node_name": req.TargetNodeName}, h.admin.PurgeClusterNode(ctx, req.TargetNodeName))
 	case TargetListClusterNodes:
-		list, err := h.admin.ListClusterNodes(ctx)
-		if err != nil {
-			return opStatus(err), nil, err
-		}
-		if list == nil {
-			list = []N{}
-		}
-		return http.StatusOK, list, nil
+		return listAnswer(h.admin.ListClusterNodes(ctx))
 	case TargetListClusterChannels:
-		list, err := h.admin.ListClusterChannels(ctx)
-		if err != nil {
-			return opStatus(err), nil, err
-		}
-		if list == nil {
-			list = []C{}
-		}
-		return http.StatusOK, list, nil
+		return listAnswer(h.admin.ListClusterChannels(ctx))
 	case TargetSetNodeMode:
-		if err := h.admin.SetMode(ctx, req.Mode, req.Reason); err != nil {
-			return opStatus(err), nil, err
-		}
-		return http.StatusOK, map[string]string{"node_name": h.cfg.NodeName, "mode": req.Mode.String()}, nil
+		return answer(map[string]string{"node_name": h.cfg.NodeName, "mode": req.Mode.String()}, h.admin.SetMode(ctx, req.Mode, req.Reason))
 	}
 	// Channel operations.
 	if h.cfg.Channels == nil {
 		return http.StatusBadRequest, nil, errors.New("channel operations are not available on this node")
 	}
 	return h.channelOp(ctx, w, req, body, nodeScope)
+}
+
+// answer is a cluster operation's answer: 200 and v, or err with its
+// status.
+func answer(v any, err error) (int, any, error) {
+	if err != nil {
+		return opStatus(err), nil, err
+	}
+	return http.StatusOK, v, nil
+}
+
+// nodeNameList answers {"node_name_list": names}.
+func nodeNameList(names []string, err error) (int, any, error) {
+	return answer(map[string][]string{"node_name_list": names}, err)
+}
+
+// listAnswer answers a list, [] for none.
+func listAnswer[T any](l []T, err error) (int, any, error) {
+	if l == nil {
+		l = []T{}
+	}
+	return answer(l, err)
 }

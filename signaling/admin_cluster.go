@@ -380,23 +380,13 @@ func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerA
 			}
 		}
 		if op.field == "pushed" {
-			res := PushResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID, Pushed: total,
-				Nodes: []NodePushed{}, Error: msg, FailedNodes: failed}
-			for _, a := range all {
-				if a.err == nil {
-					res.Nodes = append(res.Nodes, NodePushed{NodeName: a.node, Pushed: a.n})
-				}
-			}
-			return status, res, nil
+			return status, PushResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID, Pushed: total,
+				Nodes: nodeCounts(all, func(a peerAnswer) NodePushed { return NodePushed{NodeName: a.node, Pushed: a.n} }),
+				Error: msg, FailedNodes: failed}, nil
 		}
-		res := DisconnectChannelResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
-			Disconnected: total, Nodes: []NodeDisconnected{}, Error: msg, FailedNodes: failed}
-		for _, a := range all {
-			if a.err == nil {
-				res.Nodes = append(res.Nodes, NodeDisconnected{NodeName: a.node, Disconnected: a.n})
-			}
-		}
-		return status, res, nil
+		return status, DisconnectChannelResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
+			Disconnected: total, Nodes: nodeCounts(all, func(a peerAnswer) NodeDisconnected { return NodeDisconnected{NodeName: a.node, Disconnected: a.n} }),
+			Error: msg, FailedNodes: failed}, nil
 	}
 	list := []ConnectionInfo{}
 	for _, a := range all {
@@ -409,6 +399,18 @@ func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerA
 		return status, ChannelConnectionsFailure{Error: msg, FailedNodes: failed, Connections: list}, nil
 	}
 	return status, list, nil
+}
+
+// nodeCounts is the "nodes" of a counted answer: f of every node that
+// answered, in order; [] when none did.
+func nodeCounts[T any](all []peerAnswer, f func(peerAnswer) T) []T {
+	out := []T{}
+	for _, a := range all {
+		if a.err == nil {
+			out = append(out, f(a))
+		}
+	}
+	return out
 }
 
 // sortConnections orders a channel's connections by node, then age.

@@ -51,9 +51,7 @@ func newAdminCluster(t *testing.T) *adminCluster {
 // has its offer.
 func (ac *adminCluster) join(t *testing.T, short, channel string) *wsClient {
 	t.Helper()
-	c := dial(t, ac.url(short))
-	c.send(connectMsg(channel, ""))
-	c.expect(wire.TypeOffer)
+	c := offered(t, ac.url(short), channel)
 	c.send(`{"type":"answer","sdp":"v=0"}`)
 	return c
 }
@@ -492,18 +490,14 @@ func TestAdminPushAndPerConnectionAcrossCluster(t *testing.T) {
 		!slices.Equal(dr.Nodes, []NodeDisconnected{{a, 0}, {b, 1}, {c, 0}}) {
 		t.Fatalf("disconnect connection at a: %d %s", code, body)
 	}
-	if code, reason := b1.closed(); code != 1000 || reason != "KICKED" {
-		t.Errorf("b1: close %d %q, want 1000 KICKED", code, reason)
-	}
+	b1.wantClose(1000, "KICKED")
 	// DisconnectClient at c, of bob on b.
 	code, _, body = ac.apiCall(t, "c", TargetDisconnectClient, `{"channel_id":"room","client_id":"bob"}`)
 	dr = DisconnectChannelResult{}
 	if code != 200 || json.Unmarshal(body, &dr) != nil || dr.ClientID != "bob" || dr.Disconnected != 1 {
 		t.Fatalf("disconnect client at c: %d %s", code, body)
 	}
-	if code, _ := b2.closed(); code != 1000 {
-		t.Errorf("b2: close %d, want 1000", code)
-	}
+	b2.wantClose(1000, "")
 	testutil.Eventually(t, func() bool { return len(ac.servers[b].Connections("room")) == 0 }, 5*time.Second, "b's connections gone")
 
 	// The others are still there, listed in Sora's shape, under

@@ -93,13 +93,7 @@ func (f *fakeChannels) DisconnectClient(ch, client, reason string) (int, error) 
 }
 
 func (f *fakeChannels) disconnect(what string, found bool) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !found {
-		return 0, nil
-	}
-	f.disconnected = append(f.disconnected, what)
-	return 1, nil
+	return f.record(&f.disconnected, what, found)
 }
 
 func (f *fakeChannels) PushChannel(ch string, data json.RawMessage) (int, error) {
@@ -115,12 +109,18 @@ func (f *fakeChannels) PushClient(ch, client string, data json.RawMessage) (int,
 }
 
 func (f *fakeChannels) push(what string, found bool) (int, error) {
+	return f.record(&f.pushed, what, found)
+}
+
+// record appends what to the list to when the connection was found, and
+// answers how many it acted on.
+func (f *fakeChannels) record(to *[]string, what string, found bool) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !found {
 		return 0, nil
 	}
-	f.pushed = append(f.pushed, what)
+	*to = append(*to, what)
 	return 1, nil
 }
 

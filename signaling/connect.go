@@ -349,23 +349,27 @@ func newConnectionID() string {
 	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:26]
 }
 
+// refusalReasons are the close reasons of placement's refusals, in the
+// order they are tested.
+var refusalReasons = []struct {
+	err    error
+	reason string
+}{
+	{affinity.ErrNotInMajority, "NOT-IN-MAJORITY"},
+	{affinity.ErrNoCapacity, "NO-CAPACITY"},
+	{affinity.ErrSessionNodeFull, "SESSION-NODE-FULL"},
+	{affinity.ErrSessionNodeUnavailable, "SESSION-NODE-UNAVAILABLE"},
+	{affinity.ErrNodeBlocked, "NODE-BLOCKED"},
+	{affinity.ErrUnknownNode, "UNKNOWN-NODE"},
+	{affinity.ErrNoUsableNode, "NO-USABLE-NODE"},
+}
+
 // refusalReason maps placement's refusals to close reasons.
 func refusalReason(err error) string {
-	switch {
-	case errors.Is(err, affinity.ErrNotInMajority):
-		return "NOT-IN-MAJORITY"
-	case errors.Is(err, affinity.ErrNoCapacity):
-		return "NO-CAPACITY"
-	case errors.Is(err, affinity.ErrSessionNodeFull):
-		return "SESSION-NODE-FULL"
-	case errors.Is(err, affinity.ErrSessionNodeUnavailable):
-		return "SESSION-NODE-UNAVAILABLE"
-	case errors.Is(err, affinity.ErrNodeBlocked):
-		return "NODE-BLOCKED"
-	case errors.Is(err, affinity.ErrUnknownNode):
-		return "UNKNOWN-NODE"
-	case errors.Is(err, affinity.ErrNoUsableNode):
-		return "NO-USABLE-NODE"
+	for _, r := range refusalReasons {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
 	}
 	return "REFUSED"
 }

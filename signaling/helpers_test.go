@@ -278,3 +278,31 @@ func (c *wsClient) closed() (int, string) {
 func connectMsg(channel string, extra string) string {
 	return `{"type":"connect","role":"sendrecv","channel_id":"` + channel + `","sdp":"v=0\r\n","audio":true,"video":true,"metadata":null` + extra + `}`
 }
+
+// wantClose reads until the server closes and checks the close code and,
+// unless reason is "", the reason.
+func (c *wsClient) wantClose(code int, reason string) {
+	c.t.Helper()
+	gotCode, gotReason := c.closed()
+	if gotCode != code || (reason != "" && gotReason != reason) {
+		c.t.Errorf("close %d %q, want %d %q", gotCode, gotReason, code, reason)
+	}
+}
+
+// offered connects to channel at url and reads until the offer.
+func offered(t testing.TB, url, channel string) *wsClient {
+	t.Helper()
+	c := dial(t, url)
+	c.send(connectMsg(channel, ""))
+	c.expect(wire.TypeOffer)
+	return c
+}
+
+// connectWantClose connects to channel at url, reads until the server
+// closes, and checks the close as wantClose does.
+func connectWantClose(t testing.TB, url, channel string, code int, reason string) {
+	t.Helper()
+	c := dial(t, url)
+	c.send(connectMsg(channel, ""))
+	c.wantClose(code, reason)
+}

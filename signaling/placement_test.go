@@ -145,11 +145,7 @@ func TestPlacementRelayAffinity(t *testing.T) {
 	// A node outside the majority refuses, before asking the hook.
 	calls := tc.auth.count("a@127.0.0.1")
 	tc.mem.SetMinority("a@127.0.0.1", true)
-	c := dial(t, tc.url("a"))
-	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != wire.CloseRefused || reason != "NOT-IN-MAJORITY" {
-		t.Errorf("minority: close %d %q, want %d NOT-IN-MAJORITY", code, reason, wire.CloseRefused)
-	}
+	connectWantClose(t, tc.url("a"), "room", wire.CloseRefused, "NOT-IN-MAJORITY")
 	if tc.auth.count("a@127.0.0.1") != calls {
 		t.Error("the minority node asked the auth hook")
 	}
@@ -175,19 +171,13 @@ func TestPlacementNoRelayRedirectsBeforeAuth(t *testing.T) {
 	}
 	// The session's node full: the connect fails (no relay).
 	tc.mem.UpdateNode("c@127.0.0.1", func(n *affinity.Node) { n.Capacity = 2 })
-	c := dial(t, tc.url("a"))
-	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != wire.CloseRefused || reason != "SESSION-NODE-FULL" {
-		t.Errorf("close %d %q, want %d SESSION-NODE-FULL", code, reason, wire.CloseRefused)
-	}
+	connectWantClose(t, tc.url("a"), "room", wire.CloseRefused, "SESSION-NODE-FULL")
 }
 
 func TestReleaseEndsSession(t *testing.T) {
 	testutil.CheckLeaks(t)
 	tc := newTestCluster(t, affinity.DefaultSettings())
-	c := dial(t, tc.url("a"))
-	c.send(connectMsg("room", ""))
-	c.expect(wire.TypeOffer)
+	c := offered(t, tc.url("a"), "room")
 	v := tc.mem.Node("a@127.0.0.1").Snapshot()
 	if s := v.Sessions["room"]; len(s.Owners) != 1 || v.Nodes[s.Owners[0].Node].Name != "a@127.0.0.1" || s.Owners[0].Connections != 1 {
 		t.Fatalf("session after connect: %+v", s)

@@ -91,9 +91,7 @@ func TestSessionOfferAnswer(t *testing.T) {
 	}
 
 	c.send(`{"type":"disconnect","reason":"NO-ERROR"}`)
-	if code, _ := c.closed(); code != 1000 {
-		t.Errorf("close code %d after disconnect, want 1000", code)
-	}
+	c.wantClose(1000, "")
 	testutil.Eventually(t, fc.isClosed, 5*time.Second, "media closed")
 	testutil.Eventually(t, func() bool { return len(ts.Connections("")) == 0 }, 5*time.Second, "connection forgotten")
 }
@@ -102,9 +100,7 @@ func TestBadInput(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ts := newTestServer(t, Config{MaxMessageSize: 4096})
 	// A good client, connected throughout: bad clients do not disturb it.
-	good := dial(t, ts.url)
-	good.send(connectMsg("room", ""))
-	good.expect(wire.TypeOffer)
+	good := offered(t, ts.url, "room")
 	good.send(`{"type":"answer","sdp":"v=0\r\n"}`)
 
 	long := strings.Repeat("x", 256)
@@ -144,9 +140,7 @@ func TestBadInput(t *testing.T) {
 		if err := c.ws.Write(ctx, 2, []byte(`{"type":"connect"}`)); err != nil {
 			t.Fatal(err)
 		}
-		if code, _ := c.closed(); code != wire.CloseInvalidMessage {
-			t.Errorf("close %d, want %d", code, wire.CloseInvalidMessage)
-		}
+		c.wantClose(wire.CloseInvalidMessage, "")
 	})
 	t.Run("open and close without a message", func(t *testing.T) {
 		for range 5 {
@@ -164,15 +158,11 @@ func TestBadInput(t *testing.T) {
 func TestCandidateFlood(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ts := newTestServer(t, Config{MaxCandidates: 10})
-	c := dial(t, ts.url)
-	c.send(connectMsg("room", ""))
-	c.expect(wire.TypeOffer)
+	c := offered(t, ts.url, "room")
 	for range 11 {
 		c.send(`{"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host"}`)
 	}
-	if code, _ := c.closed(); code != wire.CloseTooManyCandidates {
-		t.Errorf("close %d, want %d", code, wire.CloseTooManyCandidates)
-	}
+	c.wantClose(wire.CloseTooManyCandidates, "")
 	testutil.Eventually(t, ts.media.conn(0).isClosed, 5*time.Second, "media closed")
 }
 
@@ -182,21 +172,13 @@ func TestTimeouts(t *testing.T) {
 		PingInterval: 50 * time.Millisecond, PongTimeout: 200 * time.Millisecond})
 	t.Run("no connect", func(t *testing.T) {
 		c := dial(t, ts.url)
-		if code, _ := c.closed(); code != wire.CloseConnectTimeout {
-			t.Errorf("close %d, want %d", code, wire.CloseConnectTimeout)
-		}
+		c.wantClose(wire.CloseConnectTimeout, "")
 	})
 	t.Run("no answer", func(t *testing.T) {
-		c := dial(t, ts.url)
-		c.send(connectMsg("a", ""))
-		if code, _ := c.closed(); code != wire.CloseAnswerTimeout {
-			t.Errorf("close %d, want %d", code, wire.CloseAnswerTimeout)
-		}
+		connectWantClose(t, ts.url, "a", wire.CloseAnswerTimeout, "")
 	})
 	t.Run("no re-answer", func(t *testing.T) {
-		c := dial(t, ts.url)
-		c.send(connectMsg("b", ""))
-		c.expect(wire.TypeOffer)
+		c := offered(t, ts.url, "b")
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		n := ts.media.count()
 		testutil.Eventually(t, func() bool { a, _ := ts.media.conn(n - 1).counts(); return a == 1 }, 5*time.Second, "answered")
@@ -217,20 +199,14 @@ func TestTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("no pong", func(t *testing.T) {
-		c := dial(t, ts.url)
-		c.send(connectMsg("c", ""))
-		c.expect(wire.TypeOffer)
+		c := offered(t, ts.url, "c")
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		n := ts.media.count()
-		if code, _ := c.closed(); code != wire.ClosePingTimeout {
-			t.Errorf("close %d, want %d", code, wire.ClosePingTimeout)
-		}
+		c.wantClose(wire.ClosePingTimeout, "")
 		testutil.Eventually(t, ts.media.conn(n-1).isClosed, 5*time.Second, "media of the dead client freed")
 	})
 	t.Run("pongs keep it", func(t *testing.T) {
-		c := dial(t, ts.url)
-		c.send(connectMsg("d", ""))
-		c.expect(wire.TypeOffer)
+		c := offered(t, ts.url, "d")
 		c.send(`{"type":"answer","sdp":"v=0"}`)
 		pings := 0
 		for pings < 10 {
@@ -271,11 +247,7 @@ func TestAuth(t *testing.T) {
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			ts := newTestServer(t, Config{Authenticator: &Webhook{URL: hook.URL + tc.path, Timeout: 200 * time.Millisecond}})
-			c := dial(t, ts.url)
-			c.send(connectMsg("room", ""))
-			if code, reason := c.closed(); code != wire.CloseAuthDenied || reason != tc.reason {
-				t.Errorf("close %d %q, want %d %q", code, reason, wire.CloseAuthDenied, tc.reason)
-			}
+			connectWantClose(t, ts.url, "room", wire.CloseAuthDenied, tc.reason)
 			if ts.media.count() != 0 {
 				t.Error("a denied client got a media connection")
 			}
@@ -285,11 +257,7 @@ func TestAuth(t *testing.T) {
 		ts := newTestServer(t, Config{Authenticator: AuthFunc(func(context.Context, *AuthRequest) (AuthResult, error) {
 			return AuthResult{}, errors.New("database down")
 		})})
-		c := dial(t, ts.url)
-		c.send(connectMsg("room", ""))
-		if code, reason := c.closed(); code != wire.CloseAuthDenied || reason != "AUTH-ERROR" {
-			t.Errorf("close %d %q", code, reason)
-		}
+		connectWantClose(t, ts.url, "room", wire.CloseAuthDenied, "AUTH-ERROR")
 	})
 }
 
@@ -297,17 +265,9 @@ func TestMediaRefusals(t *testing.T) {
 	testutil.CheckLeaks(t)
 	ts := newTestServer(t, Config{})
 	ts.media.full = true
-	c := dial(t, ts.url)
-	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != wire.CloseRefused || reason != "NODE-FULL" {
-		t.Errorf("full: close %d %q", code, reason)
-	}
+	connectWantClose(t, ts.url, "room", wire.CloseRefused, "NODE-FULL")
 	ts.media.full, ts.media.err = false, errors.New("boom")
-	c = dial(t, ts.url)
-	c.send(connectMsg("room", ""))
-	if code, reason := c.closed(); code != wire.CloseInternalError || reason != "MEDIA-ERROR" {
-		t.Errorf("error: close %d %q", code, reason)
-	}
+	connectWantClose(t, ts.url, "room", wire.CloseInternalError, "MEDIA-ERROR")
 }
 
 func TestServerCloseAndDisconnect(t *testing.T) {
@@ -321,14 +281,10 @@ func TestServerCloseAndDisconnect(t *testing.T) {
 	if n, err := ts.DisconnectChannel("one", "API"); n != 1 || err != nil {
 		t.Errorf("DisconnectChannel: %d, %v", n, err)
 	}
-	if code, reason := a.closed(); code != 1000 || reason != "API" {
-		t.Errorf("disconnected: close %d %q", code, reason)
-	}
+	a.wantClose(1000, "API")
 	closed := make(chan struct{})
 	go func() { ts.Close(); close(closed) }()
-	if code, _ := b.closed(); code != wire.CloseServerShutdown {
-		t.Errorf("server close: %d, want %d", code, wire.CloseServerShutdown)
-	}
+	b.wantClose(wire.CloseServerShutdown, "")
 	<-closed
 	if err := ts.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -365,9 +321,7 @@ func TestPushAndDisconnectOne(t *testing.T) {
 	}
 	c1, id1 := join(`,"client_id":"alice","audio":{"codec_type":"OPUS"},"video":false`)
 	c2, id2 := join(``)
-	other := dial(t, ts.url)
-	other.send(connectMsg("elsewhere", ""))
-	other.expect(wire.TypeOffer)
+	other := offered(t, ts.url, "elsewhere")
 
 	for _, bad := range []string{``, `null`, `"x"`, `[1]`, `{"a":`, `{} {}`} {
 		if _, err := ts.PushChannel("room", json.RawMessage(bad)); !errors.Is(err, ErrPushData) {
@@ -419,18 +373,14 @@ func TestPushAndDisconnectOne(t *testing.T) {
 	if n, err := ts.DisconnectClient("room", "alice", "BYE-ALICE"); n != 1 || err != nil {
 		t.Errorf("DisconnectClient: %d %v", n, err)
 	}
-	if code, reason := c1.closed(); code != 1000 || reason != "BYE-ALICE" {
-		t.Errorf("c1: %d %q", code, reason)
-	}
+	c1.wantClose(1000, "BYE-ALICE")
 	if n, err := ts.DisconnectConnection("room", id1, "AGAIN"); n != 0 || err != nil {
 		t.Errorf("DisconnectConnection of a closed one: %d %v", n, err)
 	}
 	if n, err := ts.DisconnectConnection("room", id2, "BYE-2"); n != 1 || err != nil {
 		t.Errorf("DisconnectConnection: %d %v", n, err)
 	}
-	if code, reason := c2.closed(); code != 1000 || reason != "BYE-2" {
-		t.Errorf("c2: %d %q", code, reason)
-	}
+	c2.wantClose(1000, "BYE-2")
 	testutil.Eventually(t, func() bool { return len(ts.Connections("")) == 1 }, 5*time.Second, "only the other channel's left")
 	other.send(`{"type":"disconnect"}`)
 	other.closed()
