@@ -1,7 +1,9 @@
 // Package testutil holds helpers shared by Shoal's tests: a *slog.Logger that
 // writes to t.Log, Eventually for conditions reached asynchronously, a
 // goroutine-leak check, and distinct loopback addresses and ports for
-// multi-node tests on one machine.
+// multi-node tests on one machine. The pion API of the tests' WebRTC
+// clients is in the subpackage pionapi, apart so that tests without WebRTC
+// do not build pion.
 //
 // Usage:
 //
