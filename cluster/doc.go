@@ -71,10 +71,12 @@
 //
 //   - config.go — Config, Timing (ProductionTiming, FastTiming), NodeName
 //     and ParseNodeName, defaults and validation.
-//   - node.go — Node: New, Start (ports, Raft, serf), Close, the serf tags,
-//     and rebuild, which gathers the view's inputs and publishes it.
-//   - view.go — the snapshot: computeView and viewChanges (pure), NodeStatus
-//     and ChannelStatus, what gossip tags say of a node.
+//   - node.go — Node: New, Start (ports, Raft, serf), Close, and rebuild,
+//     which gathers the view's inputs and publishes the snapshot.
+//   - view.go — the snapshot: computeView and viewChanges (pure),
+//     NodeStatus and ChannelStatus.
+//   - tags.go — the facts a node gossips about itself (serf tags) and how
+//     they are read back.
 //   - majority.go — majorityAlive, the majority rule (pure).
 //   - events.go — Event, Subscribe and the per-subscriber queue.
 //   - ops.go — the operations: InitCluster, RegisterClusterNode,

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,21 +27,6 @@ import (
 	"github.com/shoal-sfu/shoal/internal/clusterkey"
 	"github.com/shoal-sfu/shoal/internal/lifecycle"
 	"github.com/shoal-sfu/shoal/internal/slogstd"
-)
-
-// serf tags: small node facts gossiped with liveness.
-const (
-	tagRole   = "role" // "regular" or "temporary"
-	tagBoot   = "boot" // one run of the process
-	tagRPC    = "rpc"  // port of Raft and the cluster RPC
-	tagMode   = "mode" // affinity.Mode as a number
-	tagReason = "why"  // why the mode was set
-	tagSig    = "sig"  // external_signaling_url
-	tagAPI    = "api"  // external_api_url
-	tagMax    = "max"  // max_connections
-	tagMaxN   = "maxn" // max_nodes
-	tagVer    = "ver"  // version
-	maxReason = 200
 )
 
 // Node is one cluster member, on serf and Raft.
@@ -357,34 +341,6 @@ func (n *Node) newRaftTransport() *raft.NetworkTransport {
 // rft returns the running Raft instance, or nil before Start. InitCluster
 // after a breakdown replaces it (recoverRaft), so it is read each time.
 func (n *Node) rft() *raft.Raft { return n.raftp.Load() }
-
-func (n *Node) tags() map[string]string {
-	role := "regular"
-	if n.cfg.Temporary {
-		role = "temporary"
-	}
-	_, p, _ := net.SplitHostPort(n.addr)
-	n.local.Lock()
-	mode, reason := n.local.mode, n.local.reason
-	n.local.Unlock()
-	tags := map[string]string{tagRole: role, tagBoot: n.boot, tagRPC: p,
-		tagMode: strconv.Itoa(int(mode)), tagReason: reason}
-	// Facts also travel in the replicated state; here they serve until
-	// that has them. Skipped if they would not fit memberlist's 512 bytes.
-	facts := map[string]string{tagSig: n.cfg.ExternalSignalingURL, tagAPI: n.cfg.ExternalAPIURL,
-		tagMax: strconv.Itoa(n.cfg.MaxConnections), tagMaxN: strconv.Itoa(n.cfg.MaxNodes), tagVer: n.cfg.Version}
-	size := 0
-	for k, v := range tags {
-		size += len(k) + len(v) + 4
-	}
-	for k, v := range facts {
-		size += len(k) + len(v) + 4
-	}
-	if size < 400 {
-		maps.Copy(tags, facts)
-	}
-	return tags
-}
 
 // Close leaves the cluster and stops the node. A temporary node is erased
 // from the cluster; a regular node stays a member and rejoins when it

@@ -231,6 +231,9 @@ func (n *Node) ListClusterChannels(ctx context.Context) ([]ChannelStatus, error)
 	return slices.Clone(n.snap.Load().channels), nil
 }
 
+// maxReason is how many bytes of a mode's reason are kept.
+const maxReason = 200
+
 // SetMode sets this node's mode (see affinity.Mode). reason, shown in
 // ListClusterNodes, says why (empty for an operator's choice); it is cut
 // to 200 bytes.

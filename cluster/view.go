@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"maps"
-	"net"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -159,10 +157,7 @@ func computeView(in viewInputs) *state {
 		if name == in.self {
 			node.Mode, reason = in.selfMode, in.selfReason
 		} else if m, ok := in.members[name]; ok {
-			if v, err := strconv.Atoi(m.Tags[tagMode]); err == nil && v >= 0 && v <= int(affinity.ModeBlockNewConnection) {
-				node.Mode = affinity.Mode(v)
-			}
-			reason = m.Tags[tagReason]
+			node.Mode, reason = modeFromTags(m)
 		}
 		if node.Connected {
 			node.Connections = load(name).Total
@@ -233,19 +228,4 @@ func viewChanges(old, cur *state) []Event {
 		evs = append(evs, Event{Kind: EventChannel, Channel: ch, Removed: true})
 	}
 	return evs
-}
-
-// infoFromTags builds what gossip says of a member, for a node whose
-// facts are not replicated yet.
-func infoFromTags(m serf.Member) NodeInfo {
-	maxc, _ := strconv.Atoi(m.Tags[tagMax])
-	maxn, _ := strconv.Atoi(m.Tags[tagMaxN])
-	return NodeInfo{Name: m.Name, Temporary: m.Tags[tagRole] == "temporary", SignalingURL: m.Tags[tagSig],
-		APIURL: m.Tags[tagAPI], MaxConnections: maxc, MaxNodes: maxn, Version: m.Tags[tagVer],
-		Addr: memberRPCAddr(m)}
-}
-
-// memberRPCAddr is a member's Raft and RPC address, from gossip.
-func memberRPCAddr(m serf.Member) string {
-	return net.JoinHostPort(m.Addr.String(), m.Tags[tagRPC])
 }
