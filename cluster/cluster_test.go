@@ -13,10 +13,7 @@ import (
 )
 
 func TestThreeNodes(t *testing.T) {
-	testutil.CheckLeaks(t)
-	c := newTestCluster(t)
-	ns := c.regular(3)
-	ctx := ctxT(t)
+	c, ns, ctx := runCluster(t, 3)
 
 	// Everyone lists everyone, with facts.
 	for _, n := range ns {
@@ -142,23 +139,8 @@ func TestThreeNodes(t *testing.T) {
 func TestConcurrentFirstClaimRelayOff(t *testing.T) {
 	testutil.CheckLeaks(t)
 	c := newTestCluster(t)
-	var ns []*tnode
-	for i := range 3 {
-		n := c.add("r"+string(rune('1'+i)), false)
-		ns = append(ns, n)
-	}
-	for _, n := range ns {
-		n.Close()
-		n.cfg.Relay = false
-		n.start(t)
-	}
+	ns := c.regularWith(3, func(cfg *Config) { cfg.Relay = false })
 	ctx := ctxT(t)
-	if _, err := ns[0].InitCluster(ctx, c.names(ns...)); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range ns {
-		c.waitMajority(n, true, 10*time.Second)
-	}
 	for round := range 10 {
 		ch := "race-" + string(rune('a'+round))
 		var wg sync.WaitGroup

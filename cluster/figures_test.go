@@ -34,11 +34,7 @@ func TestFigures(t *testing.T) {
 			c := newTestCluster(t)
 			var ns []*tnode
 			for i := range 3 {
-				n := c.add("f"+strconv.Itoa(i+1), false)
-				n.Close()
-				n.cfg.Timing = preset.timing
-				n.start(t)
-				ns = append(ns, n)
+				ns = append(ns, c.addWith("f"+strconv.Itoa(i+1), false, func(cfg *Config) { cfg.Timing = preset.timing }))
 			}
 			if _, err := ns[0].InitCluster(ctxT(t), c.names(ns...)); err != nil {
 				t.Fatal(err)

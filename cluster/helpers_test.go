@@ -31,9 +31,23 @@ func newTestCluster(t *testing.T) *tcluster {
 	return &tcluster{t: t, net: NewFaultNet()}
 }
 
+// runCluster checks the test for leaked goroutines, then starts a cluster
+// of k regular nodes; it returns them with a context for the test.
+func runCluster(t *testing.T, k int) (*tcluster, []*tnode, context.Context) {
+	t.Helper()
+	testutil.CheckLeaks(t)
+	c := newTestCluster(t)
+	return c, c.regular(k), ctxT(t)
+}
+
 // add creates and starts a node (regular unless temporary), not yet in a
 // cluster.
 func (c *tcluster) add(name string, temporary bool) *tnode {
+	return c.addWith(name, temporary, nil)
+}
+
+// addWith is add with set, when not nil, changing the config first.
+func (c *tcluster) addWith(name string, temporary bool, set func(*Config)) *tnode {
 	t := c.t
 	ip := testutil.LoopbackIP(t)
 	if c.port == 0 {
@@ -54,6 +68,9 @@ func (c *tcluster) add(name string, temporary bool) *tnode {
 	cfg.Logger = testutil.LoggerLevel(t, levelFromEnv())
 	if !temporary {
 		cfg.DataDir = t.TempDir()
+	}
+	if set != nil {
+		set(&cfg)
 	}
 	tn := &tnode{cfg: cfg, ip: ip, root: t}
 	tn.start(t)
@@ -102,10 +119,14 @@ func (c *tcluster) ips(nodes ...*tnode) []netip.Addr {
 }
 
 // regular starts k regular nodes and initialises a cluster of them.
-func (c *tcluster) regular(k int) []*tnode {
+func (c *tcluster) regular(k int) []*tnode { return c.regularWith(k, nil) }
+
+// regularWith is regular with set, when not nil, changing each node's
+// config.
+func (c *tcluster) regularWith(k int, set func(*Config)) []*tnode {
 	var ns []*tnode
 	for i := range k {
-		ns = append(ns, c.add("n"+strconv.Itoa(i+1), false))
+		ns = append(ns, c.addWith("n"+strconv.Itoa(i+1), false, set))
 	}
 	ctx := testutil.Context(c.t, 20*time.Second)
 	if _, err := ns[0].InitCluster(ctx, c.names(ns...)); err != nil {

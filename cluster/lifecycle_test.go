@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"errors"
-	"github.com/hashicorp/raft"
 	"net"
 	"slices"
 	"strings"
@@ -10,15 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
 func TestFiveNodesPartitionRegisterPurgeRestart(t *testing.T) {
-	testutil.CheckLeaks(t)
-	c := newTestCluster(t)
-	ns := c.regular(5)
-	ctx := ctxT(t)
+	c, ns, ctx := runCluster(t, 5)
 	var minorityEvents atomic.Int32
 	cancel := ns[0].Subscribe(func(e Event) {
 		if e.Kind == EventMajority && !e.InMajority {
@@ -115,10 +113,7 @@ func TestFiveNodesPartitionRegisterPurgeRestart(t *testing.T) {
 }
 
 func TestTemporaryNodes(t *testing.T) {
-	testutil.CheckLeaks(t)
-	c := newTestCluster(t)
-	ns := c.regular(3)
-	ctx := ctxT(t)
+	c, ns, ctx := runCluster(t, 3)
 	tmp := c.add("tmp", true)
 
 	if _, err := tmp.InitCluster(ctx, []string{tmp.self}); !errors.Is(err, ErrTemporaryNode) {
@@ -259,14 +254,8 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestWrongKeyCannotJoin(t *testing.T) {
-	testutil.CheckLeaks(t)
-	c := newTestCluster(t)
-	ns := c.regular(1)
-	ctx := ctxT(t)
-	intruder := c.add("x", false)
-	intruder.Close()
-	intruder.cfg.ClusterKey = []byte("another key of thirty-two bytes!")
-	intruder.start(t)
+	c, ns, ctx := runCluster(t, 1)
+	intruder := c.addWith("x", false, func(cfg *Config) { cfg.ClusterKey = []byte("another key of thirty-two bytes!") })
 	if _, err := intruder.RegisterClusterNode(ctx, ns[0].self); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("register with the wrong key: %v", err)
 	}

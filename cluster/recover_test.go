@@ -44,10 +44,7 @@ func channelOwners(t *testing.T, n *tnode, ch string) []string {
 // survivors lose the majority, and InitCluster of the two rebuilds a
 // cluster of exactly them that keeps the committed channel state.
 func TestInitClusterAfterBreakdown(t *testing.T) {
-	testutil.CheckLeaks(t)
-	c := newTestCluster(t)
-	ns := c.regular(5)
-	ctx := ctxT(t)
+	c, ns, ctx := runCluster(t, 5)
 	survivors, dead := ns[:2], ns[2:]
 
 	if _, err := ns[0].ClaimChannel(ctx, "kept"); err != nil {
