@@ -22,8 +22,8 @@ type mmsghdr struct {
 	n   uint32
 }
 
-// batchIO is one goroutine's batch reader or writer on the relay's socket.
-type batchIO struct {
+// mmsgIO is the batchIO of a *net.UDPConn on Linux.
+type mmsgIO struct {
 	rc    syscall.RawConn
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
@@ -43,19 +43,25 @@ type batchIO struct {
 	wr    func(fd uintptr) bool
 }
 
-func newBatchIO(c *net.UDPConn, n int) (*batchIO, error) {
-	rc, err := c.SyscallConn()
+// newBatchIO batches the system calls of a *net.UDPConn; other sockets
+// get one datagram per call.
+func newBatchIO(c net.PacketConn, n int) (batchIO, error) {
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		return newSingleIO(c), nil
+	}
+	rc, err := uc.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	b := &batchIO{rc: rc, hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrAny, n),
+	b := &mmsgIO{rc: rc, hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrAny, n),
 		oob: make([]byte, n*gsoCmsgSpace), segs: make([]int, n), gso: true}
 	b.rd, b.wr = b.doRead, b.doWrite
 	return b, nil
 }
 
 // setDest sets where writeBatch sends.
-func (b *batchIO) setDest(ap netip.AddrPort) {
+func (b *mmsgIO) setDest(ap netip.AddrPort) {
 	b.dst = unix.RawSockaddrAny{}
 	if ap.Addr().Is4() {
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&b.dst))
@@ -85,7 +91,7 @@ const (
 )
 
 // writeBatch sends bufs to the destination and returns how many went.
-func (b *batchIO) writeBatch(bufs [][]byte) (int, error) {
+func (b *mmsgIO) writeBatch(bufs [][]byte) (int, error) {
 	for i, p := range bufs {
 		b.iovs[i] = unix.Iovec{Base: &p[0]}
 		b.iovs[i].SetLen(len(p))
@@ -118,7 +124,7 @@ func (b *batchIO) writeBatch(bufs [][]byte) (int, error) {
 // build fills the message headers for bufs (whose iovecs start at index
 // first): one message per datagram, or with GSO one per run of equal sizes.
 // It returns the number of messages and sets segs to the datagrams in each.
-func (b *batchIO) build(bufs [][]byte, first int) int {
+func (b *mmsgIO) build(bufs [][]byte, first int) int {
 	n := 0
 	for i := 0; i < len(bufs); n++ {
 		size, k, total := len(bufs[i]), 1, len(bufs[i])
@@ -161,8 +167,15 @@ func gsoUnsupported(err error) bool {
 	return err == unix.EIO || err == unix.EINVAL || err == unix.ENOPROTOOPT || err == unix.EOPNOTSUPP
 }
 
-func (b *batchIO) doWrite(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.off])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
+func (b *mmsgIO) doWrite(fd uintptr) bool { return b.mmsg(unix.SYS_SENDMMSG, fd, b.off) }
+
+func (b *mmsgIO) doRead(fd uintptr) bool { return b.mmsg(unix.SYS_RECVMMSG, fd, 0) }
+
+// mmsg makes one sendmmsg or recvmmsg call (trap) for b.count messages
+// from hdrs[first]; it sets b.count to the messages done, or b.err. False
+// means the socket is not ready: the runtime waits and calls again.
+func (b *mmsgIO) mmsg(trap, fd uintptr, first int) bool {
+	n, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[first])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
 	if e == unix.EAGAIN {
 		return false
 	}
@@ -177,7 +190,7 @@ func (b *batchIO) doWrite(fd uintptr) bool {
 // enableGRO asks the kernel to hand runs of equal-sized datagrams from one
 // source to readBatch as one buffer (UDP generic receive offload); segSize
 // then tells where to cut it. Without kernel support nothing changes.
-func (b *batchIO) enableGRO() {
+func (b *mmsgIO) enableGRO() {
 	_ = b.rc.Control(func(fd uintptr) {
 		if unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil {
 			b.gro = true
@@ -191,7 +204,7 @@ var groCmsgSpace = unix.CmsgSpace(4)
 
 // segSize is the size of each datagram in readBatch's buffer i (the last
 // may be shorter), or 0 if the buffer holds one datagram.
-func (b *batchIO) segSize(i int) int {
+func (b *mmsgIO) segSize(i int) int {
 	if !b.gro {
 		return 0
 	}
@@ -200,7 +213,7 @@ func (b *batchIO) segSize(i int) int {
 
 // readBatch receives up to len(bufs) datagrams, waiting for the first;
 // sizes and from are filled for each.
-func (b *batchIO) readBatch(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+func (b *mmsgIO) readBatch(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
 	for i, p := range bufs {
 		b.iovs[i] = unix.Iovec{Base: &p[0]}
 		b.iovs[i].SetLen(len(p))
@@ -248,19 +261,6 @@ func groSegSize(oob []byte) int {
 		oob = oob[sp:]
 	}
 	return 0
-}
-
-func (b *batchIO) doRead(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
-	if e == unix.EAGAIN {
-		return false
-	}
-	if e != 0 {
-		b.err = e
-		return true
-	}
-	b.count = int(n)
-	return true
 }
 
 func sockaddrToAddrPort(sa *unix.RawSockaddrAny) netip.AddrPort {

@@ -15,7 +15,7 @@ func (r *Relay) OpenChannel(channel, peer string) error {
 		return fmt.Errorf("relay: channel id %q must be 1 to 255 bytes", channel)
 	}
 	r.mu.Lock()
-	if r.closed {
+	if r.state.Closed() {
 		r.mu.Unlock()
 		return errClosed
 	}
@@ -40,7 +40,7 @@ func (r *Relay) OpenChannel(channel, peer string) error {
 // peers are told, remote tracks close and the sink's Close is called.
 func (r *Relay) CloseChannel(channel string) error {
 	r.mu.Lock()
-	if r.closed {
+	if r.state.Closed() {
 		r.mu.Unlock()
 		return errClosed
 	}
@@ -119,7 +119,7 @@ func (r *Relay) SendMessage(channel string, m Message) error {
 func (r *Relay) channel(name string) (*channel, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	if r.state.Closed() {
 		return nil, errClosed
 	}
 	ch := r.channels[name]
@@ -133,7 +133,7 @@ func (r *Relay) channel(name string) (*channel, error) {
 // sink on first use.
 func (r *Relay) ensureChannel(name string) (*channel, error) {
 	r.mu.Lock()
-	if r.closed {
+	if r.state.Closed() {
 		r.mu.Unlock()
 		return nil, errClosed
 	}

@@ -73,6 +73,9 @@ type Config struct {
 	OnLinkChange func(peer string, up bool, err error)
 	// Logger receives the relay's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Net is the network the relay listens and dials on; nil means the
+	// host's. Tests pass a FaultNet.
+	Net Network
 }
 
 // FastConfig returns cfg with short heartbeats, timeouts and backoff, for
@@ -138,6 +141,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Net == nil {
+		c.Net = hostNet{}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 )
@@ -114,13 +115,7 @@ func (s *session) sendLoop(ctx context.Context) error {
 			if len(bufs) == 0 {
 				break
 			}
-			var sent int
-			var err error
-			if s.l.hole.Load() != nil {
-				sent = len(bufs) // into the black hole (a test seam): gone without a trace
-			} else {
-				sent, err = bio.writeBatch(bufs)
-			}
+			sent, err := bio.writeBatch(bufs)
 			s.sendMu.Lock()
 			s.tail += uint64(len(bufs))
 			s.sendMu.Unlock()
@@ -145,12 +140,13 @@ func newSlots(n, size int) [][]byte {
 	return out
 }
 
-// readDatagrams is the relay's single receive goroutine.
-func (r *Relay) readDatagrams(c *net.UDPConn) {
+// readDatagrams is the relay's single receive goroutine. It returns nil
+// when ctx has ended (Serve closed the socket), or the error of a socket
+// closed under it.
+func (r *Relay) readDatagrams(ctx context.Context, c net.PacketConn) error {
 	bio, err := newBatchIO(c, batchLen)
 	if err != nil {
-		r.log.Error("relay: udp socket", "err", err)
-		return
+		return fmt.Errorf("relay: udp socket: %w", err)
 	}
 	bio.enableGRO()
 	bufs := newSlots(batchLen, 64<<10)
@@ -162,10 +158,13 @@ func (r *Relay) readDatagrams(c *net.UDPConn) {
 	for {
 		n, err := bio.readBatch(bufs, sizes, from)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
+			if !errors.Is(err, net.ErrClosed) {
+				continue // one datagram's error; the socket goes on
 			}
-			continue
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("relay: udp socket: %w", err)
 		}
 		for i := range n {
 			p := bufs[i][:sizes[i]]
@@ -189,9 +188,6 @@ func (r *Relay) handleDatagram(pkt []byte, from netip.AddrPort) {
 	if l == nil {
 		r.unknownSource.Add(1)
 		return
-	}
-	if l.hole.Load() != nil {
-		return // lost in the black hole (a test seam): never arrived
 	}
 	s := l.sess.Load()
 	if s == nil {

@@ -72,15 +72,10 @@ func Example() {
 		if err != nil {
 			panic(err)
 		}
-		errc := make(chan error, 1)
-		go func() { errc <- r.Run(context.Background()) }()
-		for !r.Addr().IsValid() {
-			select {
-			case err := <-errc:
-				panic(err)
-			case <-time.After(time.Millisecond):
-			}
+		if err := r.Listen(); err != nil { // r.Addr() is valid from here
+			panic(err)
 		}
+		go r.Serve(context.Background()) // until Close
 		return r
 	}
 	a, b := start("a", 0), start("b", 0)

@@ -5,7 +5,6 @@ import (
 	"context"
 	cryptorand "crypto/rand"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,46 +13,47 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
+// dial connects to the peer and runs the handshake. An unanswered dial
+// gives up after LinkTimeout.
 func (l *link) dial(ctx context.Context) (*session, error) {
 	l.r.mu.Lock()
 	addr := l.addr
 	l.r.mu.Unlock()
 	l.stats.dials.Add(1)
-	d := net.Dialer{Timeout: l.r.cfg.LinkTimeout}
+	var from netip.AddrPort // any local address
 	if ip := l.r.cfg.ListenAddr.Addr(); !ip.IsUnspecified() {
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))
+		from = netip.AddrPortFrom(ip, 0)
 	}
-	if err := l.holeDial(ctx, d.Timeout); err != nil {
-		return nil, fmt.Errorf("relay: dial %s at %v: %w", l.peer, addr, err)
-	}
-	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	dctx, cancel := context.WithTimeout(ctx, l.r.cfg.LinkTimeout)
+	raw, err := l.r.cfg.Net.DialTCP(dctx, from, addr)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("relay: dial %s at %v: %w", l.peer, addr, err)
 	}
-	hc := newHoleConn(raw, l)
-	c := tls.Client(hc, l.r.id.TLSConfig(alpn))
+	c := tls.Client(raw, l.r.id.TLSConfig(alpn))
 	s, _, err := l.r.handshake(ctx, c, l, addr)
 	if err != nil {
-		hc.Close()
+		raw.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// accept serves links dialled by peers until the listener closes.
-func (r *Relay) accept(ctx context.Context, ln net.Listener) {
+// accept serves links dialled by peers until ctx ends (nil) or accepting
+// fails (the error).
+func (r *Relay) accept(ctx context.Context, ln net.Listener) error {
 	for {
 		raw, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				r.log.Warn("relay accept", "err", err)
+			if ctx.Err() != nil {
+				return nil // Serve closed the listener
 			}
-			return
+			return fmt.Errorf("relay: accept: %w", err)
 		}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			c := tls.Server(newHoleConn(raw, nil), r.id.TLSConfig(alpn))
+			c := tls.Server(raw, r.id.TLSConfig(alpn))
 			s, lctx, err := r.handshake(ctx, c, nil, netip.AddrPort{})
 			if err != nil {
 				raw.Close()
@@ -112,9 +112,6 @@ func (r *Relay) handshake(ctx context.Context, c *tls.Conn, l *link, peerAddr ne
 		}
 		if l, lctx, err = r.acceptedLink(peer.Node); err != nil {
 			return nil, nil, err
-		}
-		if hc, ok := c.NetConn().(*holeConn); ok {
-			hc.link.Store(l) // from now on in the link's black hole, if a test opens one
 		}
 		rip, err := netip.ParseAddrPort(c.RemoteAddr().String())
 		if err != nil {

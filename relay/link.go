@@ -48,7 +48,6 @@ type link struct {
 	kick chan struct{} // wakes the dial loop early (new address)
 
 	sess atomic.Pointer[session]
-	hole atomic.Pointer[blackHole] // a test seam: nil unless a test pulled the cable
 
 	inMu sync.RWMutex
 	in   map[string]map[string]*inTrack // channel → track id → track
@@ -96,7 +95,7 @@ func (r *Relay) startLink(l *link) {
 func (r *Relay) acceptedLink(peer string) (*link, context.Context, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed || r.runCtx == nil {
+	if r.state.Closed() || r.runCtx == nil {
 		return nil, nil, errClosed
 	}
 	l := r.peers[peer]

@@ -11,7 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/shoal-sfu/shoal/internal/clusterkey"
+	"github.com/shoal-sfu/shoal/internal/lifecycle"
 )
 
 // Errors.
@@ -32,19 +35,20 @@ type Relay struct {
 	cfg   Config
 	log   *slog.Logger
 	id    *clusterkey.Identity
-	epoch time.Time // timestamps on the wire are nanoseconds since epoch
+	epoch time.Time       // timestamps on the wire are nanoseconds since epoch
+	state lifecycle.State // Listen starts it, Close closes it
 
 	mu       sync.Mutex
-	closed   bool
-	running  bool
-	runCtx   context.Context // set by Run; parent of the links' goroutines
+	serving  bool
+	runCtx   context.Context // set while Serve serves; parent of the links' goroutines
 	cancel   context.CancelFunc
 	peers    map[string]*link
 	channels map[string]*channel
-	udp      *net.UDPConn
+	udp      net.PacketConn // bound by Listen
+	tcp      net.Listener
 	addr     netip.AddrPort
-	wg       sync.WaitGroup // every goroutine Run starts, directly or not
-	stopped  chan struct{}  // closed when Run returns
+	wg       sync.WaitGroup // every link goroutine Serve starts, directly or not
+	stopped  chan struct{}  // closed when Serve returns
 
 	chMu   sync.RWMutex // guards channels for the receive path
 	byAddr atomic.Pointer[map[netip.AddrPort]*link]
@@ -53,7 +57,8 @@ type Relay struct {
 	unknownSource     atomic.Uint64
 }
 
-// New checks cfg and returns a relay. It starts nothing: call Run.
+// New checks cfg and returns a relay. It starts nothing: call Listen, then
+// Serve (or Run, which does both).
 func New(cfg Config) (*Relay, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -77,105 +82,117 @@ func New(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
-// Addr returns the address the relay listens on, once Run has bound it;
-// before, the zero AddrPort.
+// Addr returns the address the relay listens on once Listen has returned
+// nil; before, the zero AddrPort.
 func (r *Relay) Addr() netip.AddrPort {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.addr
 }
 
-// Run binds the relay's sockets and serves links until ctx ends or Close is
-// called; it returns nil then, or the error that stopped it. It may be
-// called once.
-func (r *Relay) Run(ctx context.Context) error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return errClosed
-	}
-	if r.running {
-		r.mu.Unlock()
-		return errors.New("relay: Run called twice")
-	}
-	r.running = true
-	defer close(r.stopped)
-	udp, tcp, err := listen(r.cfg.ListenAddr)
-	if err != nil {
-		r.mu.Unlock()
+// Listen binds the relay's UDP and TCP sockets on Config.ListenAddr (one
+// port for both); when it returns nil, Addr is valid and peers may dial
+// in, though links are served only once Serve runs. It may be called once:
+// again, it fails with an error wrapping lifecycle.ErrStarted ("already
+// started"), and after Close with one wrapping net.ErrClosed.
+func (r *Relay) Listen() error {
+	if err := r.state.Start("relay: Listen"); err != nil {
 		return err
 	}
+	udp, tcp, err := listen(r.cfg.Net, r.cfg.ListenAddr)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state.Closed() { // Close ran meanwhile
+		udp.Close()
+		tcp.Close()
+		return errClosed
+	}
+	r.udp, r.tcp = udp, tcp
+	r.addr = netip.AddrPortFrom(r.cfg.ListenAddr.Addr(), portOf(udp.LocalAddr()))
+	r.log.Info("relay listening", "addr", r.addr)
+	return nil
+}
+
+// Serve serves links on the sockets Listen bound until ctx ends or Close
+// is called, and returns nil then. If a socket fails first (the UDP socket
+// or the TCP listener is closed under it, or accepting fails), Serve stops
+// every link and returns that error. It may be called once, after a
+// successful Listen; it fails at once otherwise, and after Close with an
+// error wrapping net.ErrClosed.
+func (r *Relay) Serve(ctx context.Context) error {
+	r.mu.Lock()
+	switch {
+	case r.state.Closed():
+		r.mu.Unlock()
+		return errClosed
+	case r.udp == nil:
+		r.mu.Unlock()
+		return errors.New("relay: Serve needs a successful Listen first")
+	case r.serving:
+		r.mu.Unlock()
+		return errors.New("relay: Serve called twice")
+	}
+	r.serving = true
+	defer close(r.stopped)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r.runCtx, r.cancel, r.udp = ctx, cancel, udp
-	r.addr = netip.AddrPortFrom(r.cfg.ListenAddr.Addr(), uint16(udp.LocalAddr().(*net.UDPAddr).Port))
+	g, ctx := errgroup.WithContext(ctx)
+	r.runCtx, r.cancel = ctx, cancel
+	udp, tcp := r.udp, r.tcp
 	for _, l := range r.peers {
 		r.startLink(l)
 	}
 	r.mu.Unlock()
-	r.log.Info("relay listening", "addr", r.addr)
 
-	r.wg.Add(2)
-	go func() {
-		defer r.wg.Done()
-		r.readDatagrams(udp)
-	}()
-	go func() {
-		defer r.wg.Done()
-		r.accept(ctx, tcp)
-	}()
-	<-ctx.Done()
-	r.mu.Lock()
-	r.runCtx = nil // no new links from now on
-	r.mu.Unlock()
-	udp.Close()
-	tcp.Close()
-	r.wg.Wait()
-	return nil
-}
-
-// listen binds UDP and TCP on one port; with port 0 the UDP port is picked
-// first and TCP takes the same.
-func listen(ap netip.AddrPort) (*net.UDPConn, net.Listener, error) {
-	for attempt := 0; ; attempt++ {
-		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
-		if err != nil {
-			return nil, nil, fmt.Errorf("relay: listen udp %v: %w", ap, err)
-		}
-		_ = udp.SetReadBuffer(4 << 20)
-		_ = udp.SetWriteBuffer(4 << 20)
-		port := udp.LocalAddr().(*net.UDPAddr).Port
-		tcp, err := net.Listen("tcp", netip.AddrPortFrom(ap.Addr(), uint16(port)).String())
-		if err == nil {
-			return udp, tcp, nil
-		}
-		udp.Close()
-		if ap.Port() != 0 || attempt == 10 {
-			return nil, nil, fmt.Errorf("relay: listen tcp %v: %w", ap, err)
-		}
-	}
-}
-
-// Close stops the relay: links close, relayed channels end (their remote
-// tracks are closed and their sinks told). It waits for Run to return. It
-// is safe to call more than once.
-func (r *Relay) Close() error {
-	r.mu.Lock()
-	if r.closed {
+	g.Go(func() error { return r.readDatagrams(ctx, udp) })
+	g.Go(func() error { return r.accept(ctx, tcp) })
+	g.Go(func() error {
+		<-ctx.Done() // Close, the caller's ctx, or a socket failed
+		r.mu.Lock()
+		r.runCtx = nil // no new links from now on
 		r.mu.Unlock()
+		udp.Close()
+		tcp.Close()
+		return nil
+	})
+	err := g.Wait()
+	r.wg.Wait()
+	return err
+}
+
+// Run is Listen then Serve.
+func (r *Relay) Run(ctx context.Context) error {
+	if err := r.Listen(); err != nil {
+		return err
+	}
+	return r.Serve(ctx)
+}
+
+// Close stops the relay: its sockets close, links close, relayed channels
+// end (their remote tracks are closed and their sinks told). It waits for
+// Serve to return. It is safe to call more than once.
+func (r *Relay) Close() error {
+	if first, _ := r.state.Close(); !first {
 		return nil
 	}
-	r.closed = true
-	running := r.running
+	r.mu.Lock()
+	serving := r.serving
 	if r.cancel != nil {
 		r.cancel()
+	}
+	if !serving && r.udp != nil { // bound but never served
+		r.udp.Close()
+		r.tcp.Close()
 	}
 	chans := make([]*channel, 0, len(r.channels))
 	for _, ch := range r.channels {
 		chans = append(chans, ch)
 	}
 	r.mu.Unlock()
-	if running {
+	if serving {
 		<-r.stopped
 	}
 	for _, ch := range chans {
@@ -199,7 +216,7 @@ func (r *Relay) SetPeer(node string, addr netip.AddrPort) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	if r.state.Closed() {
 		return errClosed
 	}
 	l := r.peers[node]
@@ -223,7 +240,7 @@ func (r *Relay) SetPeer(node string, addr netip.AddrPort) error {
 // relaying to it.
 func (r *Relay) RemovePeer(node string) error {
 	r.mu.Lock()
-	if r.closed {
+	if r.state.Closed() {
 		r.mu.Unlock()
 		return errClosed
 	}

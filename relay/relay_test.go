@@ -145,7 +145,17 @@ type node struct {
 	local *fakeLocal
 }
 
+// startNode makes a node (newNode) and runs its relay until the test ends.
 func startNode(t testing.TB, name string, key []byte, mod ...func(*Config)) *node {
+	t.Helper()
+	n := newNode(t, name, key, mod...)
+	runRelay(t, n.Relay)
+	return n
+}
+
+// newNode makes a node on its own loopback IP with a fakeLocal; its relay
+// is not started.
+func newNode(t testing.TB, name string, key []byte, mod ...func(*Config)) *node {
 	t.Helper()
 	ip := testutil.LoopbackIP(t)
 	local := newFakeLocal()
@@ -163,22 +173,23 @@ func startNode(t testing.TB, name string, key []byte, mod ...func(*Config)) *nod
 	if err != nil {
 		t.Fatal(err)
 	}
-	runRelay(t, r)
 	return &node{Relay: r, name: cfg.NodeName, local: local}
 }
 
-// runRelay runs r until the test ends and waits until it listens.
+// runRelay binds r and serves it until the test ends.
 func runRelay(t testing.TB, r *Relay) {
 	t.Helper()
+	if err := r.Listen(); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
+	go func() { done <- r.Serve(context.Background()) }()
 	t.Cleanup(func() {
 		r.Close()
 		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
+			t.Errorf("Serve: %v", err)
 		}
 	})
-	testutil.Eventually(t, func() bool { return r.Addr().IsValid() }, 5*time.Second, "relay listening")
 }
 
 func meet(t testing.TB, nodes ...*node) {

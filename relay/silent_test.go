@@ -20,15 +20,14 @@ func (n *node) linkTo(peer *node) *link {
 	return n.peers[peer.name]
 }
 
-// pullCable opens (on) or closes a black hole between a and b, at both ends
-// of their link, as a cable pulled without FIN or RST.
-func pullCable(a, b *node, on bool) {
-	for _, l := range []*link{a.linkTo(b), b.linkTo(a)} {
-		if on {
-			l.openHole()
-		} else {
-			l.closeHole()
-		}
+// pullCable blocks (on) or unblocks the traffic between a and b on fn, the
+// network they share, as a cable pulled without FIN or RST.
+func pullCable(fn *FaultNet, a, b *node, on bool) {
+	ia, ib := a.Addr().Addr(), b.Addr().Addr()
+	if on {
+		fn.Block(ia, ib)
+	} else {
+		fn.Unblock(ia, ib)
 	}
 }
 
@@ -132,11 +131,16 @@ func testSilentLink(t *testing.T, holeDials uint64) {
 	testutil.CheckLeaks(t)
 	var evA, evB linkEvents
 	backoffs := &retries{}
+	fn := NewFaultNet()
 	a := startNode(t, "a", testKey, func(c *Config) {
 		c.OnLinkChange = evA.record
 		c.Logger = slog.New(retryLog{next: c.Logger.Handler(), rec: backoffs})
+		c.Net = fn
 	})
-	b := startNode(t, "b", testKey, func(c *Config) { c.OnLinkChange = evB.record })
+	b := startNode(t, "b", testKey, func(c *Config) {
+		c.OnLinkChange = evB.record
+		c.Net = fn
+	})
 	cfg := a.cfg
 	lt, kf := relayVideo(t, a, b)
 	seq := streamUntilEnd(t, lt)
@@ -152,11 +156,11 @@ func testSilentLink(t *testing.T, holeDials uint64) {
 	dialsAtOpen := a.linkTo(b).stats.dials.Load()
 	retriesAtOpen := len(backoffs.list())
 	opened := time.Now()
-	pullCable(a, b, true)
+	pullCable(fn, a, b, true)
 	holeClosed := false
 	defer func() {
 		if !holeClosed {
-			pullCable(a, b, false)
+			pullCable(fn, a, b, false)
 		}
 	}()
 	margin := time.Second // scheduling, -race, a shared machine
@@ -197,7 +201,7 @@ func testSilentLink(t *testing.T, holeDials uint64) {
 		testutil.Eventually(t, func() bool { return a.linkTo(b).stats.dials.Load()-dialsAtOpen >= holeDials },
 			time.Duration(holeDials+2)*(cfg.LinkTimeout+cfg.ReconnectMax), "%d dials into the hole", holeDials)
 	}
-	pullCable(a, b, false)
+	pullCable(fn, a, b, false)
 	holeClosed = true
 	silent := time.Since(opened)
 	dials := a.linkTo(b).stats.dials.Load() - dialsAtOpen
