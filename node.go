@@ -9,22 +9,24 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
-	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/cluster"
+	"github.com/shoal-sfu/shoal/internal/lifecycle"
 	"github.com/shoal-sfu/shoal/relay"
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
-	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
-// Config configures a Node: the SPEC §2 settings (through the embedded
+// Config configures a Node: the cluster settings (through the embedded
 // cluster.Config: NodeName, Cluster, ExternalSignalingURL, ExternalAPIURL,
 // Relay, DefaultAffinity, AffinityThreshold, ListenMinPort, ListenMaxPort,
-// Temporary, MaxConnections, MaxNodes, ClusterKey, DataDir, Logger, ...) and
-// the configuration of each part. Fields of the parts that the Node fills
-// itself (names, loggers, the links between parts) are overwritten.
+// Temporary, MaxConnections, MaxNodes, ClusterKey, DataDir, Logger, ...;
+// docs/cluster.md says what each does) and the configuration of each part.
+// Fields of the parts that the Node fills itself (names, loggers, the links
+// between parts) are overwritten.
 type Config struct {
 	cluster.Config
 
@@ -36,7 +38,8 @@ type Config struct {
 	// SFU configures the media core; its Network settings matter most (UDP
 	// port, NAT addresses). Its MaxConnections is a hard limit of its own:
 	// leave it 0 so that placement, which knows the capacity a node takes
-	// over from failed nodes (SPEC §4), decides. Logger nil means Logger.
+	// over from failed nodes (docs/placement.md), decides. Logger nil means
+	// Logger.
 	SFU sfu.Config
 
 	// RelayPort is the TCP and UDP port of the relay, the same on every
@@ -60,18 +63,24 @@ type Config struct {
 	Admin signaling.AdminConfig
 }
 
-// DefaultConfig returns a Config with the seed's defaults (cluster.DefaultConfig:
+// DefaultConfig returns a Config with Sora's defaults (cluster.DefaultConfig:
 // relay and affinity on, threshold 20, ports 49010-49020, production timing).
 func DefaultConfig() Config {
 	return Config{Config: cluster.DefaultConfig()}
 }
 
-// ErrNodeClosed is returned by calls on a closed Node; it wraps net.ErrClosed.
+// ErrNodeClosed is returned by calls on a closed Node, and by Err after
+// Close; it wraps net.ErrClosed.
 var ErrNodeClosed = fmt.Errorf("shoal: node closed: %w", net.ErrClosed)
 
 // Node is one SFU node with every part joined: membership (cluster),
 // placement (affinity, run by signaling), the relay, signaling and the SFU.
 // Mount SignalingHandler and AdminHandler on an HTTP server of your own.
+//
+// Its lifecycle is net/http's: New starts nothing; Start binds and starts
+// the parts; Done and Err report a part that stops on its own after Start
+// (as http.Server.Serve returns the error that ended it); Close stops
+// everything and returns that error too.
 //
 // Everything a Node does can be wired by hand from the packages; see the
 // package documentation and examples/minimal-cluster.
@@ -84,20 +93,29 @@ type Node struct {
 	sig    *signaling.Server
 	admin  http.Handler
 
+	state lifecycle.State
+	// life ends first thing in Close; it bounds reconcile's DNS lookups.
+	life context.Context
+	stop context.CancelCauseFunc
+	// group owns the goroutines serving the parts (the relay's Serve). Its
+	// context, served, ends when Close stops the parts (stopParts, after
+	// the signaling sessions are closed) or when a part stops on its own;
+	// its cause is Err.
+	group     *errgroup.Group
+	served    context.Context
+	stopParts context.CancelCauseFunc
+
 	reconcileMu sync.Mutex // held through reconcile
 
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	cancel   context.CancelFunc // ends the relay's Run
-	relayErr chan error         // Run's result
-	unsub    func()
-	peers    map[string]netip.AddrPort  // relay peers set
-	relayed  map[string]map[string]bool // channel -> peers opened
+	mu      sync.Mutex // guards what follows, and orders reconcile against Close
+	unsub   func()
+	peers   map[string]netip.AddrPort  // relay peers set
+	relayed map[string]map[string]bool // channel -> peers opened
 }
 
 // New validates cfg and builds the parts of a node. It starts nothing: call
-// Start.
+// Start. Each part's logs carry its "component" attribute (cluster, sfu,
+// relay, signaling, admin-api); the Node's own carry component=node.
 func New(cfg Config) (*Node, error) {
 	if cfg.Authenticator == nil {
 		return nil, errors.New("shoal: Config.Authenticator is required (signaling.AllowAll allows every connect, for development only)")
@@ -118,21 +136,23 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if cfg.SFU.Logger == nil {
-		cfg.SFU.Logger = log.With("part", "sfu")
+		cfg.SFU.Logger = log
 	}
 	s, err := sfu.New(cfg.SFU)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, member: member, sfu: s,
+	n := &Node{cfg: cfg, log: log.With("component", "node"), member: member, sfu: s,
 		peers: map[string]netip.AddrPort{}, relayed: map[string]map[string]bool{}}
+	n.life, n.stop = context.WithCancelCause(context.Background())
+	parts, stopParts := context.WithCancelCause(context.Background())
+	n.group, n.served = errgroup.WithContext(parts)
+	n.stopParts = stopParts
 
 	if cfg.Cluster && cfg.Relay {
 		rc := cfg.RelayLink
-		rc.NodeName = cfg.NodeName
-		rc.ClusterKey = cfg.ClusterKey
-		rc.Local = relay.NewSFULocal(s, log.With("part", "relay"))
-		rc.Logger = log.With("part", "relay")
+		rc.NodeName, rc.ClusterKey, rc.Logger = cfg.NodeName, cfg.ClusterKey, log
+		rc.Local = relay.NewSFULocal(s, log)
 		ip := cfg.BindAddr
 		if !ip.IsValid() {
 			ip = cfg.AdvertiseAddr
@@ -147,10 +167,7 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	sc := cfg.Signaling
-	sc.Logger = log.With("part", "signaling")
-	sc.NodeName = cfg.NodeName
-	sc.Authenticator = cfg.Authenticator
-	sc.Media = NewMedia(s)
+	sc.Logger, sc.NodeName, sc.Authenticator, sc.Media = log, cfg.NodeName, cfg.Authenticator, NewMedia(s)
 	sc.Cluster = nil
 	if cfg.Cluster {
 		sc.Cluster = member
@@ -159,9 +176,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	ac := cfg.Admin
-	ac.Logger = log.With("part", "admin")
-	ac.NodeName = cfg.NodeName
-	ac.Channels = n.sig
+	ac.Logger, ac.NodeName, ac.Channels = log, cfg.NodeName, n.sig
 	if n.admin, err = signaling.NewAdminHandler[cluster.NodeStatus, cluster.ChannelStatus](member, ac); err != nil {
 		return nil, err
 	}
@@ -183,19 +198,16 @@ func (n *Node) relayPort() int {
 // relay peers and relayed channels follow the channel owners, and on losing
 // the majority every connection of the node is closed (new ones are refused
 // by placement until the majority is back). ctx bounds the start only.
-// After a failed Start, call Close.
+// After a failed Start, call Close. Start runs once: again, it fails with
+// an error wrapping lifecycle.ErrStarted, and after Close with
+// ErrNodeClosed.
 func (n *Node) Start(ctx context.Context) error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return ErrNodeClosed
+	if err := n.state.Start("shoal: node"); err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return ErrNodeClosed
+		}
+		return err
 	}
-	if n.started {
-		n.mu.Unlock()
-		return errors.New("shoal: Start called twice")
-	}
-	n.started = true
-	n.mu.Unlock()
 	if err := n.start(ctx); err != nil {
 		return err
 	}
@@ -207,23 +219,11 @@ func (n *Node) start(ctx context.Context) error {
 	if n.relay != nil {
 		// The relay binds first, so that the membership, which takes the
 		// first free ports of the same range, keeps off its port.
-		rctx, cancel := context.WithCancel(context.Background())
-		relayErr := make(chan error, 1)
-		n.mu.Lock()
-		n.cancel, n.relayErr = cancel, relayErr
-		n.mu.Unlock()
-		go func() { relayErr <- n.relay.Run(rctx) }()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for !n.relay.Addr().IsValid() {
-			select {
-			case err := <-relayErr:
-				relayErr <- err
-				return fmt.Errorf("shoal: start relay: %w", err)
-			case <-ctx.Done():
-				return fmt.Errorf("shoal: start relay: %w", ctx.Err())
-			case <-t.C:
-			}
+		if err := n.relay.Listen(); err != nil {
+			return fmt.Errorf("shoal: start relay: %w", err)
+		}
+		if err := n.serve("relay", n.relay.Serve); err != nil {
+			return err
 		}
 	}
 	if err := n.member.Start(ctx); err != nil {
@@ -232,7 +232,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.cfg.Cluster {
 		unsub := n.member.Subscribe(n.onEvent)
 		n.mu.Lock()
-		closed := n.closed
+		closed := n.state.Closed()
 		n.unsub = unsub
 		n.mu.Unlock()
 		if closed {
@@ -243,117 +243,39 @@ func (n *Node) start(ctx context.Context) error {
 	return nil
 }
 
-// onEvent follows the cluster: called from the membership's subscription
-// goroutine (in order, never concurrently), and once from Start.
-func (n *Node) onEvent(ev cluster.Event) {
-	if ev.Kind == cluster.EventMajority && !ev.InMajority {
-		// SPEC §3.7: a node outside the majority drops its connections;
-		// placement refuses new ones while the view says so.
-		c, _ := n.sig.DisconnectAll(wire.CloseRefused, "NOT-IN-MAJORITY")
-		n.log.Warn("left the cluster majority: connections closed", "connections", c)
-	}
-	n.reconcile()
-}
-
-// reconcile makes the relay's peers and channels match the view: every other
-// node is a peer; a channel is relayed with each other owner of its session
-// while this node is an owner too; a session that ended closes its relay.
-// The decisions are planPeers and planChannels (relayplan.go); here are the
-// I/O around them: the peers' addresses are resolved before n.mu is taken,
-// and the plans are applied under it.
-func (n *Node) reconcile() {
-	if n.relay == nil {
-		return
-	}
-	n.reconcileMu.Lock() // one reconcile at a time, so that views apply in order
-	defer n.reconcileMu.Unlock()
-	v := n.member.Snapshot()
-	self := n.cfg.NodeName
-	addrs := n.resolvePeers(otherNodes(&v, self))
-	n.mu.Lock()
+// serve runs a part's serving loop in the node's group until Close. A loop
+// that returns before Close has stopped on its own: that is logged at Error
+// and becomes the node's Err (its Done closes), and Close returns it.
+func (n *Node) serve(component string, loop func(context.Context) error) error {
+	n.mu.Lock() // Close waits for the group only after it has this lock
 	defer n.mu.Unlock()
-	if n.closed {
-		return
+	if n.state.Closed() {
+		return ErrNodeClosed
 	}
-	n.applyPeers(planPeers(&v, self, addrs, n.peers))
-	n.applyChannels(planChannels(&v, self, n.peers, n.relayed))
+	n.group.Go(func() error {
+		err := loop(n.served)
+		if n.life.Err() != nil {
+			return err // stopped by Close; an error on the way out is still reported by Close
+		}
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		err = fmt.Errorf("shoal: %s: %w", component, err)
+		n.log.Error("a part of the node stopped on its own; Close the node", "err", err)
+		return err
+	})
+	return nil
 }
 
-// resolvePeers returns the relay address of each named node that has one;
-// a node whose address cannot be found is logged and left out.
-func (n *Node) resolvePeers(names []string) map[string]netip.AddrPort {
-	addrs := make(map[string]netip.AddrPort, len(names))
-	for _, name := range names {
-		ap, err := n.peerAddr(name)
-		if err != nil {
-			n.log.Warn("relay: cannot address peer", "node", name, "err", err)
-			continue
-		}
-		addrs[name] = ap
-	}
-	return addrs
-}
+// Done returns a channel that is closed when the node stops serving: at
+// Close, or when one of its parts stops on its own after Start (the
+// relay's sockets fail, say). The parts still running go on until Close.
+func (n *Node) Done() <-chan struct{} { return n.served.Done() }
 
-// applyPeers sets and removes the relay's peers as p says; n.mu is held.
-// A peer the relay refuses is left out of n.peers, so that no channel is
-// opened with it.
-func (n *Node) applyPeers(p peerPlan) {
-	for _, pa := range p.set {
-		if err := n.relay.SetPeer(pa.name, pa.addr); err != nil {
-			n.log.Warn("relay: set peer", "node", pa.name, "err", err)
-			continue
-		}
-		n.peers[pa.name] = pa.addr
-	}
-	for _, name := range p.remove {
-		n.relay.RemovePeer(name)
-		delete(n.peers, name)
-		for _, peers := range n.relayed {
-			delete(peers, name) // opened again if the node comes back
-		}
-	}
-}
-
-// applyChannels opens and closes relayed channels as p says; n.mu is held.
-func (n *Node) applyChannels(p channelPlan) {
-	for _, cp := range p.open {
-		if err := n.relay.OpenChannel(cp.channel, cp.peer); err != nil {
-			n.log.Warn("relay: open channel", "channel", cp.channel, "peer", cp.peer, "err", err)
-			continue
-		}
-		if n.relayed[cp.channel] == nil {
-			n.relayed[cp.channel] = map[string]bool{}
-		}
-		n.relayed[cp.channel][cp.peer] = true
-		n.log.Debug("relay: channel opened", "channel", cp.channel, "peer", cp.peer)
-	}
-	for _, ch := range p.close {
-		if err := n.relay.CloseChannel(ch); err != nil && !errors.Is(err, relay.ErrNotRelayed) {
-			n.log.Warn("relay: close channel", "channel", ch, "err", err)
-		}
-		delete(n.relayed, ch)
-	}
-}
-
-// peerAddr is where a node's relay listens: the HOST of its node_name on the
-// cluster's relay port.
-func (n *Node) peerAddr(node string) (netip.AddrPort, error) {
-	nn, err := cluster.ParseNodeName(node)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	ip := nn.Addr
-	if !ip.IsValid() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", nn.Host)
-		if err != nil || len(ips) == 0 {
-			return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", nn.Host, err)
-		}
-		ip = ips[0].Unmap()
-	}
-	return netip.AddrPortFrom(ip, uint16(n.relayPort())), nil
-}
+// Err returns nil while Done is open. After, it says why the node stopped:
+// the error of the part that stopped on its own (which Close returns too),
+// or ErrNodeClosed after a Close with every part well.
+func (n *Node) Err() error { return context.Cause(n.served) }
 
 // Name returns the node's node_name.
 func (n *Node) Name() string { return n.cfg.NodeName }
@@ -366,7 +288,7 @@ func (n *Node) SignalingHandler() http.Handler { return n.sig }
 // where the node's external_api_url points.
 func (n *Node) AdminHandler() http.Handler { return n.admin }
 
-// Membership returns the node's cluster membership, for the seed's cluster
+// Membership returns the node's cluster membership, for the cluster
 // operations in Go (InitCluster, RegisterClusterNode, ListClusterNodes, ...).
 func (n *Node) Membership() *cluster.Node { return n.member }
 
@@ -380,14 +302,15 @@ func (n *Node) Relay() *relay.Relay { return n.relay }
 // DisconnectChannel).
 func (n *Node) Signaling() *signaling.Server { return n.sig }
 
-// InitCluster builds a cluster of exactly the named regular nodes (SPEC
-// §3.2); see cluster.Node.InitCluster.
+// InitCluster builds a cluster of exactly the named regular nodes, or
+// rebuilds one whose majority is lost for good (docs/cluster.md); see
+// cluster.Node.InitCluster.
 func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, error) {
 	return n.member.InitCluster(ctx, nodeNames)
 }
 
-// RegisterClusterNode adds this node to the cluster of the contact node (SPEC
-// §3.3); see cluster.Node.RegisterClusterNode.
+// RegisterClusterNode adds this node to the cluster of the contact node
+// (docs/cluster.md); see cluster.Node.RegisterClusterNode.
 func (n *Node) RegisterClusterNode(ctx context.Context, contact string) ([]string, error) {
 	return n.member.RegisterClusterNode(ctx, contact)
 }
@@ -404,30 +327,25 @@ func (n *Node) View() affinity.View { return n.member.Snapshot() }
 
 // Close ends every client session, stops the relay, leaves the cluster (a
 // regular node stays a member and rejoins from its DataDir when it starts
-// again) and closes the SFU. Safe to call twice.
+// again) and closes the SFU. It returns their errors, and that of a part
+// that had stopped on its own (Err). Safe to call twice: the second call
+// returns nil.
 func (n *Node) Close() error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	if first, _ := n.state.Close(); !first {
 		return nil
 	}
-	n.closed = true
-	unsub, cancel, relayErr := n.unsub, n.cancel, n.relayErr
+	n.stop(ErrNodeClosed) // ends reconcile's DNS lookups, so that unsub returns soon
+	n.mu.Lock()           // an apply of reconcile, or a serve, in progress ends first
+	unsub := n.unsub
 	n.mu.Unlock()
-
 	if unsub != nil {
 		unsub()
 	}
 	errs := []error{n.sig.Close()}
+	n.stopParts(ErrNodeClosed)
 	if n.relay != nil {
 		errs = append(errs, n.relay.Close())
-		if cancel != nil {
-			cancel()
-			if err := <-relayErr; err != nil {
-				errs = append(errs, err)
-			}
-		}
 	}
-	errs = append(errs, n.member.Close(), n.sfu.Close())
+	errs = append(errs, n.group.Wait(), n.member.Close(), n.sfu.Close())
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package shoal_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,8 +135,19 @@ func TestNodeSingle(t *testing.T) {
 	}
 	c.Close()
 	testutil.Eventually(t, func() bool { return n.SFU().Counts().Total == 0 }, 5*time.Second, "connection gone")
+	if err := n.Err(); err != nil {
+		t.Fatalf("Err of a running node: %v", err)
+	}
 	if err := n.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case <-n.Done():
+	default:
+		t.Fatal("Done still open after Close")
+	}
+	if err := n.Err(); err != shoal.ErrNodeClosed {
+		t.Fatalf("Err after Close: %v, want ErrNodeClosed", err)
 	}
 	if err := n.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
@@ -152,10 +165,7 @@ func TestNodeClusterWiring(t *testing.T) {
 	testutil.CheckLeaks(t)
 	log := testutil.LoggerLevel(t, slog.LevelError)
 	faults := cluster.NewFaultNet()
-	var ips []netip.Addr
-	for range 3 {
-		ips = append(ips, testutil.LoopbackIP(t))
-	}
+	ips := testutil.LoopbackIPs(t, 3)
 	port := testutil.FreePort(t, ips[0])
 	var nodes []*ntNode
 	var names []string
@@ -243,4 +253,87 @@ func TestNodeClusterWiring(t *testing.T) {
 	if _, err := ntClient(t, nodes[2].url, "back"); err != nil {
 		t.Errorf("connect after the partition healed: %v", err)
 	}
+}
+
+// TestNodePartStopsAfterStart: a part that stops on its own after Start (here
+// the relay, whose TCP listener fails under it) is reported: logged at
+// Error, Done closes, Err names it, and Close returns it.
+func TestNodePartStopsAfterStart(t *testing.T) {
+	testutil.CheckLeaks(t)
+	logger, logs := testutil.BufferLogger(slog.LevelWarn)
+	ip := testutil.LoopbackIP(t)
+	port := testutil.FreePort(t, ip)
+	bn := &breakableNet{}
+	cfg := shoal.DefaultConfig()
+	cfg.NodeName = "p1@" + ip.String()
+	cfg.Cluster = true
+	cfg.ClusterKey = e2eKey
+	cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
+	cfg.Timing = cluster.FastTiming()
+	cfg.RelayLink = relay.FastConfig(relay.Config{Net: bn})
+	cfg.Authenticator = signaling.AllowAll
+	cfg.SFU = sfu.LocalConfig(nil)
+	cfg.Logger = logger
+	n := ntStart(t, cfg)
+	select {
+	case <-n.Done():
+		t.Fatalf("Done closed with every part running: %v", n.Err())
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := n.Err(); err != nil {
+		t.Fatalf("Err with every part running: %v", err)
+	}
+
+	bn.breakListener()
+	select {
+	case <-n.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay's listener failed, and Done did not close")
+	}
+	err := n.Err()
+	if err == nil || errors.Is(err, shoal.ErrNodeClosed) || !strings.Contains(err.Error(), "relay") {
+		t.Fatalf("Err = %v; want the relay's failure", err)
+	}
+	if m := logs.Missing("level=ERROR", "relay"); m != nil {
+		t.Errorf("the failure was not logged at Error naming the relay (no %q); logs:\n%s", m, logs)
+	}
+	if cerr := n.Close(); !errors.Is(cerr, err) {
+		t.Errorf("Close = %v; want it to return %v", cerr, err)
+	}
+	if got := n.Err(); got != err {
+		t.Errorf("Err after Close = %v; want still %v", got, err)
+	}
+}
+
+// breakableNet is the host's network for a relay (relay.Network); a test
+// closes the relay's TCP listener under it with breakListener.
+type breakableNet struct {
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func (b *breakableNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
+	return net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+}
+
+func (b *breakableNet) ListenTCP(a netip.AddrPort) (net.Listener, error) {
+	ln, err := net.Listen("tcp", a.String())
+	b.mu.Lock()
+	b.ln = ln
+	b.mu.Unlock()
+	return ln, err
+}
+
+func (b *breakableNet) DialTCP(ctx context.Context, laddr, raddr netip.AddrPort) (net.Conn, error) {
+	var d net.Dialer
+	if laddr.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(laddr)
+	}
+	return d.DialContext(ctx, "tcp", raddr.String())
+}
+
+func (b *breakableNet) breakListener() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ln.Close()
 }
