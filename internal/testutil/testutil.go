@@ -134,6 +134,17 @@ func LoopbackIP(t testing.TB) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, a, b, byte(1 + (n-1)%250)})
 }
 
+// LoopbackIPs returns n LoopbackIP addresses: one per node of a test
+// cluster.
+func LoopbackIPs(t testing.TB, n int) []netip.Addr {
+	t.Helper()
+	ips := make([]netip.Addr, n)
+	for i := range ips {
+		ips[i] = LoopbackIP(t)
+	}
+	return ips
+}
+
 // FreePort returns a port on ip that is free for both TCP and UDP at the time
 // of the call, for services (such as serf) that listen on both with one port.
 func FreePort(t testing.TB, ip netip.Addr) int {
