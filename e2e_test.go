@@ -11,11 +11,11 @@ package shoal_test
 // $SHOAL_SORA_JS_SDK (see soraSDKDir).
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -58,10 +58,7 @@ type e2eNode struct {
 func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e2eNode {
 	t.Helper()
 	log := testutil.LoggerLevel(t, e2eLogLevel())
-	var ips []netip.Addr
-	for range 3 {
-		ips = append(ips, testutil.LoopbackIP(t))
-	}
+	ips := testutil.LoopbackIPs(t, 3)
 	base := testutil.FreePort(t, ips[0])
 	var nodes []*e2eNode
 	var names []string
@@ -512,11 +509,7 @@ setInterval(async () => {
 // a node without the channel, is redirected (307) to the holder, and every
 // SDK client gets the push through the SDK's own "push" callback.
 func TestE2ESoraJSSDK(t *testing.T) {
-	requireBrowser(t)
-	dir := soraSDKDir(t)
-	nodes := e2eCluster(t, true)
-	r := newReports(t)
-	serveSDK(t, r, dir)
+	nodes, r := sdkCluster(t)
 	holder := nodes[2]
 	if _, err := holder.Membership().ClaimChannel(testutil.Context(t, 5*time.Second), "sdk-room"); err != nil {
 		t.Fatalf("claim sdk-room on %s: %v", holder.Name(), err)
@@ -587,11 +580,7 @@ func TestE2ESoraJSSDK(t *testing.T) {
 // channel and ends normally, and the first two see it leave; last, the API
 // disconnects the second page, by close on its data channel.
 func TestE2ESoraJSSDKDataChannelSignaling(t *testing.T) {
-	requireBrowser(t)
-	dir := soraSDKDir(t)
-	nodes := e2eCluster(t, true)
-	r := newReports(t)
-	serveSDK(t, r, dir)
+	nodes, r := sdkCluster(t)
 	var leave sync.Map // page name → true: /cmd answers "leave"
 	r.mux.HandleFunc("/cmd", func(w http.ResponseWriter, req *http.Request) {
 		if _, ok := leave.Load(req.URL.Query().Get("name")); ok {
@@ -675,6 +664,19 @@ func TestE2ESoraJSSDKDataChannelSignaling(t *testing.T) {
 		"the second's session ended")
 }
 
+// sdkCluster is the set-up of the SDK tests: a browser and the published
+// SDK are required; three nodes with affinity on (and mutate), and the
+// test's server serving the SDK and sdkPage.
+func sdkCluster(t *testing.T, mutate ...func(*shoal.Config)) ([]*e2eNode, *reports) {
+	t.Helper()
+	requireBrowser(t)
+	dir := soraSDKDir(t)
+	nodes := e2eCluster(t, true, mutate...)
+	r := newReports(t)
+	serveSDK(t, r, dir)
+	return nodes, r
+}
+
 // serveSDK serves the published SDK (dir's dist/sora.js, unchanged) and
 // sdkPage from the test's server.
 func serveSDK(t *testing.T, r *reports, dir string) {
@@ -703,11 +705,7 @@ func serveSDK(t *testing.T, r *reports, dir string) {
 // both leave offers), then two more publishers; it must decode the later
 // two on the reused m-lines, with an SDP that did not grow.
 func TestE2EChromeReusesMLines(t *testing.T) {
-	requireBrowser(t)
-	dir := soraSDKDir(t)
-	nodes := e2eCluster(t, true, func(c *shoal.Config) { c.SFU.MLineReuse = sfu.ReuseAny })
-	r := newReports(t)
-	serveSDK(t, r, dir)
+	nodes, r := sdkCluster(t, func(c *shoal.Config) { c.SFU.MLineReuse = sfu.ReuseAny })
 	page := func(name, role, leave string) string {
 		v := url.Values{"name": {name}, "role": {role}, "channel": {"reuse-room"}, "signaling": {nodes[0].signaling}}
 		if leave != "" {
@@ -761,10 +759,7 @@ func TestE2ENodeProcessKilled(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the example: %v\n%s", err, out)
 	}
-	var ips []netip.Addr
-	for range 3 {
-		ips = append(ips, testutil.LoopbackIP(t))
-	}
+	ips := testutil.LoopbackIPs(t, 3)
 	httpPort := testutil.FreePort(t, ips[0])
 	minPort := testutil.FreePort(t, ips[0])
 	var names, urls, origins []string
@@ -804,16 +799,8 @@ func TestE2ENodeProcessKilled(t *testing.T) {
 	}
 	// Wait for the cluster: node 1's admin API lists three connected nodes.
 	testutil.Eventually(t, func() bool {
-		nodes, err := listNodes(fmt.Sprintf("http://%v/api", netip.AddrPortFrom(ips[0], uint16(httpPort))))
-		if err != nil || len(nodes) != 3 {
-			return false
-		}
-		for _, n := range nodes {
-			if !n.Connected {
-				return false
-			}
-		}
-		return true
+		nodes, err := testutil.ClusterNodes(fmt.Sprintf("http://%v/api", netip.AddrPortFrom(ips[0], uint16(httpPort))))
+		return err == nil && len(nodes) == 3 && !slices.Contains(slices.Collect(maps.Values(nodes)), false)
 	}, 45*time.Second, "three node processes in one cluster")
 
 	r := newReports(t)
@@ -854,32 +841,15 @@ func TestE2ENodeProcessKilled(t *testing.T) {
 	// The majority keeps serving: a surviving node lists the dead one as
 	// not connected, and itself as connected.
 	alive := (victim + 1) % 3
-	nodes, err := listNodes(fmt.Sprintf("http://%v/api", netip.AddrPortFrom(ips[alive], uint16(httpPort))))
+	nodes, err := testutil.ClusterNodes(fmt.Sprintf("http://%v/api", netip.AddrPortFrom(ips[alive], uint16(httpPort))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range nodes {
-		if want := n.Name != names[victim]; n.Connected != want {
-			t.Errorf("after the kill, %s connected=%v; want %v", n.Name, n.Connected, want)
+	for name, connected := range nodes {
+		if want := name != names[victim]; connected != want {
+			t.Errorf("after the kill, %s connected=%v; want %v", name, connected, want)
 		}
 	}
-}
-
-func listNodes(api string) ([]cluster.NodeStatus, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, api, strings.NewReader("{}"))
-	req.Header.Set("x-sora-target", signaling.TargetListClusterNodes)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	var out []cluster.NodeStatus
-	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
 // testWriter sends a child process's output to t.Log, line by line.

@@ -1,7 +1,6 @@
 package shoal_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -201,56 +200,40 @@ func TestCluster3(t *testing.T) {
 		}
 	}
 
+	// served connects a client of channel at node from and checks that it
+	// is served at want after redirects redirects (any number if -1).
+	served := func(what string, from *itNode, channel, metadata string, want *itNode, redirects int) (*client.Conn, *notes) {
+		t.Helper()
+		cl, ns, err := connect(t, api, from.sigURL, channel, metadata)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if cl.URL != want.sigURL || (redirects >= 0 && cl.Redirects != redirects) {
+			t.Errorf("%s served at %s after %d redirects, want %s after %d", what, cl.URL, cl.Redirects, want.name, redirects)
+		}
+		return cl, ns
+	}
+
 	// 1. The first client of a quiet cluster is served where it lands; a
 	// (capacity 1) is then full.
-	c1, n1, err := connect(t, api, a.sigURL, "x", "")
-	if err != nil {
-		t.Fatalf("client 1: %v", err)
-	}
-	if c1.URL != a.sigURL || c1.Redirects != 0 {
-		t.Errorf("client 1 served at %s after %d redirects, want a", c1.URL, c1.Redirects)
-	}
+	c1, n1 := served("client 1", a, "x", "", a, 0)
 	testutil.Eventually(t, func() bool { return n1.has("connection.created", c1.ConnectionID) }, 5*time.Second, "own connection.created")
 	sees(a, 1, "x", a)
 
 	// 2. A full node redirects a new session to the most free node (b and c
 	// are tied; the lower name wins).
-	c2, _, err := connect(t, api, a.sigURL, "room", "")
-	if err != nil {
-		t.Fatalf("client 2: %v", err)
-	}
-	if c2.URL != b.sigURL || c2.Redirects != 1 {
-		t.Errorf("client 2 served at %s after %d redirects, want b after 1", c2.URL, c2.Redirects)
-	}
+	c2, _ := served("client 2", a, "room", "", b, 1)
 	sees(b, 1, "room", b)
 
 	// 3. A new session contacted at b goes to the most free node, c.
-	c3, _, err := connect(t, api, b.sigURL, "w", "")
-	if err != nil {
-		t.Fatalf("client 3: %v", err)
-	}
-	if c3.URL != c.sigURL || c3.Redirects != 1 {
-		t.Errorf("client 3 served at %s after %d redirects, want c after 1", c3.URL, c3.Redirects)
-	}
+	c3, _ := served("client 3", b, "w", "", c, 1)
 	sees(c, 1, "w", c)
 
 	// 4. An existing session is gathered on its node.
-	c4, _, err := connect(t, api, c.sigURL, "room", "")
-	if err != nil {
-		t.Fatalf("client 4: %v", err)
-	}
-	if c4.URL != b.sigURL {
-		t.Errorf("client 4 (existing session) served at %s, want b", c4.URL)
-	}
+	c4, _ := served("client 4 (existing session)", c, "room", "", b, -1)
 
 	// 5. cluster_affinity false from the webhook keeps it where it landed.
-	c5, _, err := connect(t, api, c.sigURL, "room", `{"affinity":false}`)
-	if err != nil {
-		t.Fatalf("client 5: %v", err)
-	}
-	if c5.URL != c.sigURL || c5.Redirects != 0 {
-		t.Errorf("client 5 (affinity off) served at %s after %d redirects, want c", c5.URL, c5.Redirects)
-	}
+	c5, _ := served("client 5 (affinity off)", c, "room", `{"affinity":false}`, c, 0)
 
 	// 6. API: a channel operation sent to a node not holding the channel
 	// answers 307 to the responsible node, and following it works.
@@ -278,7 +261,7 @@ func TestCluster3(t *testing.T) {
 	// 7. A node cut off from the majority refuses.
 	faults.Partition([]netip.Addr{a.ip, b.ip}, []netip.Addr{c.ip})
 	testutil.Eventually(t, func() bool { return !c.cluster.Snapshot().InMajority }, 15*time.Second, "c leaves the majority")
-	_, _, err = connect(t, api, c.sigURL, "room", "")
+	_, _, err := connect(t, api, c.sigURL, "room", "")
 	var ce *client.CloseError
 	if !errors.As(err, &ce) || ce.Code != wire.CloseRefused || ce.Reason != "NOT-IN-MAJORITY" {
 		t.Errorf("minority node: got %v, want close %d NOT-IN-MAJORITY", err, wire.CloseRefused)
@@ -291,18 +274,11 @@ func TestCluster3(t *testing.T) {
 
 func apiPost(t *testing.T, hc *http.Client, url, target, body string) (int, string, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(body)))
+	status, loc, resp, err := testutil.AdminPost(testutil.Context(t, 10*time.Second), hc, url, target, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("x-sora-target", target)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s %s: %v", url, target, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Location"), string(bytes.TrimSpace(b))
+	return status, loc, resp
 }
 
 // TestMediaPath checks the sfu adapter end to end on one node: offer,

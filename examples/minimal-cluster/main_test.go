@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,25 +52,8 @@ func TestRunThree(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, func() bool {
-		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/api", o.httpPort), strings.NewReader("{}"))
-		req.Header.Set("x-sora-target", "Sora_20211215.ListClusterNodes")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var nodes []struct {
-			Connected bool `json:"connected"`
-		}
-		if json.NewDecoder(resp.Body).Decode(&nodes) != nil || len(nodes) != 3 {
-			return false
-		}
-		for _, n := range nodes {
-			if !n.Connected {
-				return false
-			}
-		}
-		return true
+		nodes, err := testutil.ClusterNodes(fmt.Sprintf("http://127.0.0.1:%d/api", o.httpPort))
+		return err == nil && len(nodes) == 3 && !slices.Contains(slices.Collect(maps.Values(nodes)), false)
 	}, 30*time.Second, "three connected nodes listed")
 
 	cancel()

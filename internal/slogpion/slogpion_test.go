@@ -1,31 +1,27 @@
 package slogpion
 
 import (
-	"bytes"
 	"log/slog"
-	"strings"
 	"testing"
+
+	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
 func TestScopesAndLevels(t *testing.T) {
-	var buf bytes.Buffer
-	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l, buf := testutil.BufferLogger(slog.LevelDebug)
 	ice := New(l).NewLogger("ice")
 	ice.Tracef("hidden %d", 1)
 	ice.Debugf("pair %s", "a-b")
 	ice.Warn("slow")
 	ice.Errorf("failed: %v", "x")
-	out := buf.String()
-	if strings.Contains(out, "hidden") {
-		t.Errorf("trace shown at debug level:\n%s", out)
+	if buf.Missing("hidden") == nil {
+		t.Errorf("trace shown at debug level:\n%s", buf)
 	}
-	for _, want := range []string{
+	for _, want := range buf.Missing(
 		`level=DEBUG msg="pair a-b" pion=ice`,
 		`level=WARN msg=slow pion=ice`,
 		`level=ERROR msg="failed: x" pion=ice`,
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
+	) {
+		t.Errorf("output lacks %q:\n%s", want, buf)
 	}
 }

@@ -1,30 +1,26 @@
 package slogstd
 
 import (
-	"bytes"
 	"log/slog"
-	"strings"
 	"testing"
+
+	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
 func TestLevelsAndComponent(t *testing.T) {
-	var buf bytes.Buffer
-	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l, buf := testutil.BufferLogger(slog.LevelDebug)
 	std := New(l, "serf")
 	std.Printf("[WARN] memberlist: Refuting a suspect message (from: a)")
 	std.Printf("[DEBUG] serf: messageJoinType: b")
 	std.Printf("[ERR] memberlist: Failed to send")
 	std.Printf("no prefix here")
-	out := buf.String()
-	for _, want := range []string{
+	for _, want := range buf.Missing(
 		`level=WARN msg="memberlist: Refuting a suspect message (from: a)" component=serf`,
 		`level=DEBUG msg="serf: messageJoinType: b" component=serf`,
 		`level=ERROR msg="memberlist: Failed to send" component=serf`,
 		`level=INFO msg="no prefix here" component=serf`,
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
+	) {
+		t.Errorf("output lacks %q:\n%s", want, buf)
 	}
 }
 
