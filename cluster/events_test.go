@@ -13,11 +13,7 @@ import (
 // the call in progress and no call follows it.
 func TestSubscribeOrderAndCancel(t *testing.T) {
 	testutil.CheckLeaks(t)
-	n, err := New(Config{NodeName: "solo@10.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := newSolo(t, Config{})
 
 	var got []string
 	var inCall atomic.Int32
@@ -81,4 +77,29 @@ func TestSubscribeOrderAndCancel(t *testing.T) {
 	if after.Load() != 0 {
 		t.Fatal("a call after cancel")
 	}
+}
+
+func TestSubscriberNeverBlocks(t *testing.T) {
+	testutil.CheckLeaks(t)
+	n := newSolo(t, Config{})
+	ctx := ctxT(t)
+	n.Start(ctx)
+	release := make(chan struct{})
+	var got atomic.Int32
+	cancel := n.Subscribe(func(e Event) {
+		<-release // a stuck subscriber
+		got.Add(1)
+	})
+	start := time.Now()
+	for i := range 50 {
+		ch := "c" + string(rune('A'+i))
+		n.ClaimChannel(ctx, ch)
+		n.rebuild()
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("node stalled by a subscriber: %v", d)
+	}
+	close(release)
+	testutil.Eventually(t, func() bool { return got.Load() >= 50 }, 5*time.Second, "queued events delivered (%d)", got.Load())
+	cancel()
 }

@@ -40,6 +40,19 @@ func runCluster(t *testing.T, k int) (*tcluster, []*tnode, context.Context) {
 	return c, c.regular(k), ctxT(t)
 }
 
+// newSolo returns a node with clustering off, not started, closed when
+// the test ends.
+func newSolo(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	cfg.NodeName = "solo@10.0.0.1"
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 // add creates and starts a node (regular unless temporary), not yet in a
 // cluster.
 func (c *tcluster) add(name string, temporary bool) *tnode {
