@@ -8,24 +8,12 @@ import (
 	"net/netip"
 	"testing"
 	"time"
-
-	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
 // Runs of equal sizes go out as GSO messages and come back, through GRO,
 // as the same datagrams in the same order; odd sizes break the runs.
 func TestBatchSegmentation(t *testing.T) {
-	ip := testutil.LoopbackIP(t)
-	tx, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	rx, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
+	tx, rx := udpPair(t)
 	_ = rx.SetReadBuffer(4 << 20)
 	w, err := newBatchIO(tx, batchLen)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
-	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -12,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
 // The relay's hot path, measured beside same-node forwarding in one run:
@@ -64,48 +61,51 @@ func cpuTime() time.Duration {
 // BenchmarkForwardThroughput: as fast as one sender goes.
 func BenchmarkForwardThroughput(b *testing.B) {
 	b.Run("same-node", func(b *testing.B) {
-		var got atomic.Int64
 		w := &fakeWriter{}
-		w.onWrite(func([]byte) { got.Add(1) })
-		pkt := rtpPacket(0, make([]byte, benchPayloadLen))
-		b.SetBytes(benchPayloadLen)
-		b.ReportAllocs()
-		cpu := cpuTime()
-		b.ResetTimer()
-		for i := range b.N {
-			binary.BigEndian.PutUint16(pkt[2:], uint16(i))
-			_ = w.WriteRTP(pkt)
-		}
-		b.StopTimer()
-		b.ReportMetric(float64(got.Load())/(cpuTime()-cpu).Seconds(), "pkts/core-s")
+		got, cpu := forward(b, w, func(pkt []byte) { _ = w.WriteRTP(pkt) })
+		b.ReportMetric(float64(got)/cpu.Seconds(), "pkts/core-s")
 	})
 	b.Run("hop", func(b *testing.B) {
 		lt, w, _ := benchPair(b)
-		var got atomic.Int64
-		w.onWrite(func([]byte) { got.Add(1) })
-		pkt := rtpPacket(0, make([]byte, benchPayloadLen))
-		b.SetBytes(benchPayloadLen)
-		b.ReportAllocs()
-		cpu := cpuTime()
-		b.ResetTimer()
-		for i := range b.N {
-			binary.BigEndian.PutUint16(pkt[2:], uint16(i))
+		got, cpu := forward(b, w, func(pkt []byte) {
 			// A full send queue drops rather than blocks (a slow link must
 			// not stall the SFU); here the sender waits, to find the rate
 			// the link sustains.
 			for errors.Is(lt.WriteRTP(pkt), errQueueFull) {
 				runtime.Gosched()
 			}
-		}
-		for deadline := time.Now().Add(2 * time.Second); got.Load() < int64(b.N) && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
-		b.StopTimer()
-		n := got.Load()
-		b.ReportMetric(float64(n)/(cpuTime()-cpu).Seconds(), "pkts/core-s")
-		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "pkts/s")
-		b.ReportMetric(100*float64(int64(b.N)-min(n, int64(b.N)))/float64(b.N), "loss-%")
+		})
+		b.ReportMetric(float64(got)/cpu.Seconds(), "pkts/core-s")
+		b.ReportMetric(float64(got)/b.Elapsed().Seconds(), "pkts/s")
+		b.ReportMetric(100*float64(int64(b.N)-min(got, int64(b.N)))/float64(b.N), "loss-%")
 	})
+}
+
+// forward sends b.N packets through write, counts those that reach w and
+// returns that count with the CPU time the process used meanwhile.
+func forward(b *testing.B, w *fakeWriter, write func(pkt []byte)) (got int64, cpu time.Duration) {
+	var n atomic.Int64
+	w.onWrite(func([]byte) { n.Add(1) })
+	pkt := rtpPacket(0, make([]byte, benchPayloadLen))
+	b.SetBytes(benchPayloadLen)
+	b.ReportAllocs()
+	start := cpuTime()
+	b.ResetTimer()
+	for i := range b.N {
+		binary.BigEndian.PutUint16(pkt[2:], uint16(i))
+		write(pkt)
+	}
+	awaitDelivery(b, &n)
+	return n.Load(), cpuTime() - start
+}
+
+// awaitDelivery waits up to 2 s for b.N packets to have arrived (n counts
+// them), then stops the timer.
+func awaitDelivery(b *testing.B, n *atomic.Int64) {
+	for deadline := time.Now().Add(2 * time.Second); n.Load() < int64(b.N) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
 }
 
 // BenchmarkForwardLatency: 50,000 packets/s, in bursts of 50 every
@@ -142,10 +142,7 @@ func BenchmarkForwardLatency(b *testing.B) {
 			binary.BigEndian.PutUint64(pkt[12:], uint64(time.Since(epoch)))
 			write(pkt)
 		}
-		for deadline := time.Now().Add(2 * time.Second); got.Load() < int64(b.N) && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
-		b.StopTimer()
+		awaitDelivery(b, &got)
 		mu.Lock()
 		d := slices.Clone(delays)
 		mu.Unlock()
@@ -164,16 +161,7 @@ func BenchmarkForwardLatency(b *testing.B) {
 	// The floor under the hop on this machine: one plain UDP datagram per
 	// packet over loopback, no relay, no cipher.
 	b.Run("raw-udp", func(b *testing.B) {
-		ip := testutil.LoopbackIP(b)
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		d, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		if err != nil {
-			b.Fatal(err)
-		}
+		c, d := udpPair(b)
 		_ = d.SetReadBuffer(4 << 20)
 		to := d.LocalAddr().(*net.UDPAddr).AddrPort()
 		w := &fakeWriter{}

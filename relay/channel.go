@@ -14,15 +14,9 @@ func (r *Relay) OpenChannel(channel, peer string) error {
 	if channel == "" || len(channel) > 255 {
 		return fmt.Errorf("relay: channel id %q must be 1 to 255 bytes", channel)
 	}
-	r.mu.Lock()
-	if r.state.Closed() {
-		r.mu.Unlock()
-		return errClosed
-	}
-	l := r.peers[peer]
-	r.mu.Unlock()
-	if l == nil {
-		return fmt.Errorf("%w: %s", ErrUnknownPeer, peer)
+	l, err := r.peer(peer)
+	if err != nil {
+		return err
 	}
 	ch, err := r.ensureChannel(channel)
 	if err != nil {
@@ -39,15 +33,9 @@ func (r *Relay) OpenChannel(channel, peer string) error {
 // CloseChannel ends the relay of channel on this node (its session ended):
 // peers are told, remote tracks close and the sink's Close is called.
 func (r *Relay) CloseChannel(channel string) error {
-	r.mu.Lock()
-	if r.state.Closed() {
-		r.mu.Unlock()
-		return errClosed
-	}
-	ch := r.channels[channel]
-	r.mu.Unlock()
-	if ch == nil {
-		return fmt.Errorf("%w: %s", ErrNotRelayed, channel)
+	ch, err := r.channel(channel)
+	if err != nil {
+		return err
 	}
 	for _, l := range ch.linkList() {
 		if s := l.sess.Load(); s != nil {
@@ -116,6 +104,8 @@ func (r *Relay) SendMessage(channel string, m Message) error {
 	return nil
 }
 
+// channel returns the relayed channel name, or an error if there is none
+// or the relay is closed.
 func (r *Relay) channel(name string) (*channel, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,28 +99,21 @@ func TestLifecycleOrder(t *testing.T) {
 }
 
 // sockets is a host network that keeps the sockets the relay binds, so
-// that a test can break them under it.
+// that a test can break them under it. Read them once Listen has returned.
 type sockets struct {
 	hostNet
-	mu  sync.Mutex
 	udp net.PacketConn
 	tcp net.Listener
 }
 
-func (s *sockets) ListenUDP(laddr netip.AddrPort) (net.PacketConn, error) {
-	c, err := s.hostNet.ListenUDP(laddr)
-	s.mu.Lock()
-	s.udp = c
-	s.mu.Unlock()
-	return c, err
+func (s *sockets) ListenUDP(laddr netip.AddrPort) (_ net.PacketConn, err error) {
+	s.udp, err = s.hostNet.ListenUDP(laddr)
+	return s.udp, err
 }
 
-func (s *sockets) ListenTCP(laddr netip.AddrPort) (net.Listener, error) {
-	ln, err := s.hostNet.ListenTCP(laddr)
-	s.mu.Lock()
-	s.tcp = ln
-	s.mu.Unlock()
-	return ln, err
+func (s *sockets) ListenTCP(laddr netip.AddrPort) (_ net.Listener, err error) {
+	s.tcp, err = s.hostNet.ListenTCP(laddr)
+	return s.tcp, err
 }
 
 // A socket that fails while the relay serves (closed under it) ends Serve

@@ -262,3 +262,18 @@ func (r *Relay) RemovePeer(node string) error {
 
 // now is the wire clock: nanoseconds since the relay was made.
 func (r *Relay) now() int64 { return int64(time.Since(r.epoch)) }
+
+// peer returns the link to node, or an error if SetPeer has not named it
+// or the relay is closed.
+func (r *Relay) peer(node string) (*link, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state.Closed() {
+		return nil, errClosed
+	}
+	l := r.peers[node]
+	if l == nil {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownPeer, node)
+	}
+	return l, nil
+}

@@ -192,6 +192,23 @@ func runRelay(t testing.TB, r *Relay) {
 	})
 }
 
+// udpPair returns two UDP sockets on a loopback IP, closed when the test
+// ends.
+func udpPair(t testing.TB) (a, b *net.UDPConn) {
+	t.Helper()
+	ip := testutil.LoopbackIP(t)
+	var socks [2]*net.UDPConn
+	for i := range socks {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		socks[i] = c
+	}
+	return socks[0], socks[1]
+}
+
 func meet(t testing.TB, nodes ...*node) {
 	t.Helper()
 	for _, a := range nodes {

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
@@ -49,7 +49,7 @@ func startSFUNode(t *testing.T, name string) *sfuNode {
 	return &sfuNode{Relay: r, name: cfg.NodeName, sfu: s}
 }
 
-// client is a pion peer answering the SFU's offers, as the seed SDK does.
+// client is a pion peer answering the SFU's offers, as Sora's SDKs do.
 type client struct {
 	t     *testing.T
 	pc    *webrtc.PeerConnection
@@ -63,22 +63,8 @@ type client struct {
 	open     atomic.Bool
 }
 
-var clientAPI = func() *webrtc.API {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		panic(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		panic(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(0)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-}()
+// clientAPI is the pion API of the test's clients.
+var clientAPI = pionapi.Local()
 
 func joinSFU(t *testing.T, n *sfuNode, id string, role sfu.Role) *client {
 	t.Helper()

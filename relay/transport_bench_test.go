@@ -29,17 +29,7 @@ var benchKey = []byte("0123456789abcdef0123456789abcdef")
 // BenchmarkTransportSRTP: pion/srtp AEAD_AES_128_GCM over a UDP socket pair,
 // the transport the relay uses.
 func BenchmarkTransportSRTP(b *testing.B) {
-	ip := testutil.LoopbackIP(b)
-	a, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	a, c := udpPair(b)
 	_ = c.SetReadBuffer(8 << 20)
 	key, salt, err := srtpKeys(benchKey, make([]byte, 32), make([]byte, 32), make([]byte, 32), "a", "b")
 	if err != nil {
@@ -90,13 +80,7 @@ func BenchmarkTransportSRTP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for got.Load() < int64(b.N) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(got.Load())/b.Elapsed().Seconds(), "recv_pkts/s")
-	b.ReportMetric(100*float64(int64(b.N)-got.Load())/float64(b.N), "loss_%")
+	reportReceived(b, &got)
 	c.Close()
 	<-done
 }
@@ -157,13 +141,15 @@ func BenchmarkTransportQUIC(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for got.Load() < int64(b.N) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(got.Load())/b.Elapsed().Seconds(), "recv_pkts/s")
-	b.ReportMetric(100*float64(int64(b.N)-got.Load())/float64(b.N), "loss_%")
+	reportReceived(b, &got)
 	cancel()
 	<-done
+}
+
+// reportReceived waits for the packets to arrive (awaitDelivery) and
+// reports the receive rate and the loss.
+func reportReceived(b *testing.B, got *atomic.Int64) {
+	awaitDelivery(b, got)
+	b.ReportMetric(float64(got.Load())/b.Elapsed().Seconds(), "recv_pkts/s")
+	b.ReportMetric(100*float64(int64(b.N)-got.Load())/float64(b.N), "loss_%")
 }
