@@ -1,17 +1,27 @@
-// Package slogstd adapts a *slog.Logger to the standard library *log.Logger
-// that serf and memberlist take (and that raft's hclog can wrap), keeping the
-// level these libraries write as a "[LEVEL]" prefix.
+// Package slogstd adapts a *slog.Logger to the loggers the gossip and Raft
+// libraries take: the standard library *log.Logger of serf and memberlist,
+// which write their level as a "[LEVEL]" prefix, and raft's hclog.Logger.
 //
 // Usage:
 //
+//	lim := slogstd.NewLimiter(0, 0) // shared by the loggers of one node
 //	conf := serf.DefaultConfig()
-//	conf.Logger = slogstd.New(logger, "serf")
-//	conf.MemberlistConfig.Logger = slogstd.New(logger, "memberlist")
+//	conf.Logger = slogstd.New(logger, "serf", slogstd.WithLimiter(lim))
+//	conf.MemberlistConfig.Logger = slogstd.New(logger, "memberlist", slogstd.WithLimiter(lim))
+//	raftConf.Logger = slogstd.NewHCLog(logger, "raft", nil)
 //
 // A line such as "[WARN] memberlist: Refuting a suspect message" becomes a
 // slog record at LevelWarn with the message "memberlist: Refuting a suspect
-// message" and the attribute component=serf. Lines without a known prefix are
-// logged at Info.
+// message" and the attribute component=memberlist. Lines without a known
+// prefix are logged at Info. Warnings and errors naming a source ("from=")
+// pass through a Limiter, so that garbage packets from one sender log one
+// line and then one summary per interval, not one line per packet.
+//
+// Files:
+//   - slogstd.go — New: the *log.Logger adapter; ParseLine.
+//   - limit.go — Limiter: per-source limits on warnings and errors; Source.
+//   - hclog.go — NewHCLog: the hclog.Logger adapter, with a hook to change
+//     the level of known messages.
 package slogstd
 
 import (
@@ -21,19 +31,39 @@ import (
 	"log/slog"
 )
 
+// Option configures New.
+type Option func(*writer)
+
+// WithLimiter makes the logger count its warnings and errors against lim,
+// which several loggers may share. Without it each logger has its own
+// Limiter with the default interval and size.
+func WithLimiter(lim *Limiter) Option {
+	return func(w *writer) { w.lim = lim }
+}
+
 // New returns a *log.Logger whose lines go to logger (nil: slog.Default()),
 // tagged with component.
-func New(logger *slog.Logger, component string) *log.Logger {
+func New(logger *slog.Logger, component string, opts ...Option) *log.Logger {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	if component != "" {
 		logger = logger.With("component", component)
 	}
-	return log.New(&writer{l: logger}, "", 0)
+	w := &writer{l: logger}
+	for _, o := range opts {
+		o(w)
+	}
+	if w.lim == nil {
+		w.lim = NewLimiter(0, 0)
+	}
+	return log.New(w, "", 0)
 }
 
-type writer struct{ l *slog.Logger }
+type writer struct {
+	l   *slog.Logger
+	lim *Limiter
+}
 
 var levels = []struct {
 	prefix []byte
@@ -51,7 +81,16 @@ var levels = []struct {
 func (w *writer) Write(p []byte) (int, error) {
 	n := len(p)
 	line, level := ParseLine(p)
-	w.l.Log(context.Background(), level, string(line))
+	ctx := context.Background()
+	if !w.l.Enabled(ctx, level) {
+		return n, nil
+	}
+	if level >= slog.LevelWarn {
+		if src, ok := Source(line); ok && !w.lim.admit(src, level, string(line), w.l) {
+			return n, nil
+		}
+	}
+	w.l.Log(ctx, level, string(line))
 	return n, nil
 }
 
