@@ -3,22 +3,34 @@
 // messages are relayed between nodes, and the cluster keeps serving through
 // node loss and network partitions.
 //
-// The module is a set of small packages, each one concept with an interface
-// and a default implementation:
+// Shoal is Sora-compatible: its signaling protocol, its cluster settings and
+// operations, and its admin API follow the Sora SFU's published
+// documentation and SDKs, so that clients written for Sora's SDKs (such as
+// sora-js-sdk) connect unchanged and operators recognise the settings. The
+// rest of this documentation says "Sora" when it means that server.
 //
-//	cluster/    Membership: who is in the cluster, who is alive, the majority
-//	            rule, modes, load and channel owners (default: Serf + Raft)
-//	affinity/   Placement: pure decisions (serve, redirect, refuse) over a
+// The module is a set of small packages, each one concept:
+//
+//	cluster/    membership: who is in the cluster, who is alive, the majority
+//	            rule, modes, load and channel owners (on serf and Raft)
+//	affinity/   placement: pure decisions (serve, redirect, refuse) over a
 //	            snapshot of the cluster, and capacity kept through failures
 //	relay/      node-to-node forwarding of a channel's media and messages
-//	signaling/  WebSocket signaling wire-compatible with the seed SFU's SDKs,
-//	            redirects, the auth hook and the admin HTTP API
+//	signaling/  the WebSocket signaling server (the wire is in
+//	            signaling/wire), redirects, the auth hook, the admin HTTP API;
+//	            signaling/client is a Go client
 //	sfu/        a small SFU on pion/webrtc v4: channels, fan-out, data channels
+//
+// The rules they implement are written down in the repository's docs/
+// folder: docs/cluster.md (majority, modes, temporary nodes, InitCluster,
+// purge), docs/placement.md (where a connection goes), docs/signaling.md
+// (the wire protocol as implemented) and docs/relay.md (the links between
+// nodes).
 //
 // # The flow of one connection
 //
 //	client ──ws──▶ signaling ──▶ auth hook ──▶ affinity.Place(view, request)
-//	                                             │ (view from cluster.Membership)
+//	                                             │ (view from cluster.Node.Snapshot)
 //	         ┌── redirect {location} ◀───────────┤
 //	         ├── refuse {reason}     ◀───────────┤
 //	         └── serve ──▶ sfu channel ──▶ offer / answer / candidates
@@ -31,8 +43,8 @@
 //
 // # Ready wiring
 //
-// Node joins every part from one Config (the seed's settings as Go
-// fields) and gives the signaling and admin handlers to mount:
+// Node joins every part from one Config (the cluster settings as Go fields)
+// and gives the signaling and admin handlers to mount:
 //
 //	cfg := shoal.DefaultConfig()
 //	cfg.NodeName = "node1@10.0.0.1"
@@ -46,22 +58,47 @@
 //	err = n.Start(ctx)
 //	http.Handle("/signaling", n.SignalingHandler())
 //	http.Handle("/api/", http.StripPrefix("/api", n.AdminHandler()))
+//	...
+//	select {
+//	case <-ctx.Done():
+//	case <-n.Done(): // a part stopped on its own: n.Err() says which and why
+//	}
+//	err = n.Close()
+//
+// A Node's lifecycle is net/http's: New starts nothing, Start binds and
+// starts, a part that fails later closes Done and is reported by Err (and
+// logged at Error), and Close stops everything, returning that error too.
 //
 // Everything Node does can be wired by hand from the packages (see
 // Example_byHand); examples/minimal-cluster runs three nodes on one machine.
 //
-// # Behaviour
+// # Files
 //
-// The cluster's behaviour (regular and temporary nodes, InitCluster,
-// RegisterClusterNode, PurgeClusterNode, the majority rule, the placement
-// tables, capacity kept through failures) follows the seed SFU's cluster
-// documentation, so that operators and existing client SDKs recognise it. Each
-// package's documentation says which rules it implements.
+//   - doc.go — this overview.
+//   - node.go — Config, Node: building the parts (New), their lifecycle
+//     (Start, Done, Err, Close) and the accessors.
+//   - follow.go — what a Node does on each cluster event: disconnect
+//     everyone on losing the majority, and make the relay's peers and
+//     channels follow the channel owners (reconcile: DNS lookups and the
+//     relay calls around the plan).
+//   - relayplan.go — the plan itself: which peers and relayed channels a
+//     view calls for, as pure functions of the view and of what is open.
+//   - media.go — NewMedia, the adapter from *sfu.SFU to the media side the
+//     signaling server needs.
+//
+// The package's tests include real three-node clusters in one process
+// (node_test.go, integration_test.go), Chromium against three nodes with
+// the example's page and the published sora-js-sdk (e2e_test.go), and the
+// dependency fences (fence_test.go).
 //
 // # Dependencies
 //
-// Only cluster/ imports Serf, memberlist and Raft; only sfu/ and relay/ import
-// pion; affinity/ imports the standard library alone. A test keeps these
-// fences, so a user can take placement without a media stack, or replace the
-// membership layer without touching the SFU.
+// Only cluster/ imports serf, memberlist and Raft. Pion is imported by sfu/,
+// relay/, signaling/client (a Go client is a WebRTC peer) and the internal
+// logging adapter; the root package and signaling/ reach it only through
+// sfu's types. affinity/ imports the standard library alone, and signaling/
+// builds without any media or membership stack. fence_test.go keeps these
+// fences, checking every package's transitive dependencies, so a user can
+// take placement without a media stack, or replace the membership without
+// touching the SFU.
 package shoal

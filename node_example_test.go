@@ -15,7 +15,7 @@ import (
 // Cluster on, set ClusterKey, the external URLs and DataDir, then run
 // InitCluster once (see examples/minimal-cluster).
 func ExampleNode() {
-	cfg := shoal.DefaultConfig() // the seed's defaults: relay and affinity on, threshold 20
+	cfg := shoal.DefaultConfig() // Sora's defaults: relay and affinity on, threshold 20
 	cfg.NodeName = "solo@127.0.0.1"
 	cfg.Authenticator = signaling.AllowAll // development only: a signaling.Webhook in production
 	cfg.Logger = slog.New(slog.DiscardHandler)
@@ -43,7 +43,7 @@ func ExampleNode() {
 // the admin API's operations), a relay.Relay fed by relay.NewSFULocal, and a
 // cluster.Node.Subscribe callback that opens the relay of each channel with
 // the channel's other owners and drops every connection when the majority
-// is lost (see node.go).
+// is lost (see follow.go).
 func Example_byHand() {
 	logger := slog.New(slog.DiscardHandler)
 	s, err := sfu.New(sfu.Config{Logger: logger})

@@ -1,6 +1,6 @@
 package affinity
 
-// Capacity kept through failures (SPEC §4): while regular nodes are failed
+// Capacity kept through failures: while regular nodes are failed
 // (Connected false in the view), every remaining connected node with a
 // capacity, regular or temporary, takes ceil(failed capacity / remaining
 // nodes) on top of its own. A failed temporary node moves nothing. When the

@@ -1,14 +1,15 @@
 // Package affinity is placement: for one connecting client it decides
 // whether the contacted node serves it, redirects it to another node, or
-// refuses it with a reason (SPEC §4). It is a pure function of a snapshot of
+// refuses it with a reason. It is a pure function of a snapshot of
 // the cluster (View, filled by cluster/) and of the connect (Request, built
 // by signaling/); it does no I/O, reads no clock, changes nothing, and
 // allocates nothing. The same view and request always give the same Decision.
 //
 // # The rules
 //
-// The table is the seed's (relay = cluster_relay, affinity =
-// default_cluster_affinity or the auth hook's cluster_affinity override):
+// The table is Sora's (relay = cluster_relay, affinity =
+// default_cluster_affinity or the auth hook's cluster_affinity override);
+// docs/placement.md says the same for users:
 //
 //	case                              relay+affinity         relay, no affinity     no relay                          no cluster
 //	new session                       redirect to most free  contacted node         redirect to most free             contacted node
@@ -22,7 +23,7 @@
 //   - A node can take the connection ("usable") when it is Connected, its
 //     mode admits the connection, and its Connections are below its effective
 //     capacity. Only usable nodes are ever served on or redirected to.
-//   - Modes (SPEC §3.10): ModeNormal admits all; ModeBlockNewSession admits
+//   - Modes: ModeNormal admits all; ModeBlockNewSession admits
 //     only connections of sessions the node already holds (an Owner of the
 //     channel), so with relay it takes no new part of another node's session
 //     either; ModeBlockNewConnection, and any unknown mode, admits none.
@@ -36,7 +37,7 @@
 //     Otherwise the most free usable node at or under the threshold (a node
 //     without the session has 0); if every usable node is over it, the usable
 //     node with the fewest connections overall. AffinityThreshold <= 0 means
-//     no threshold. A full owner is skipped, which gives the seed's "if the
+//     no threshold. A full owner is skipped, which gives Sora's "if the
 //     chosen node is full, the most free node". The row "existing session,
 //     contacted full" therefore goes to the most free node when the
 //     contacted node is the session's node, and to the session's node when
@@ -76,7 +77,7 @@
 //
 // # Usage
 //
-//	v := membership.View()              // an affinity.View from cluster/
+//	v := clusterNode.Snapshot()       // an affinity.View, from *cluster.Node
 //	d := affinity.Place(&v, affinity.Request{
 //		ChannelID:  msg.ChannelID,
 //		Contacted:  localName,
@@ -90,5 +91,21 @@
 //	}
 //
 // A View may be shared by concurrent Place calls. Code that wants to swap
-// the policy takes a Placer; Default is the implementation of SPEC §4.
+// the policy takes a Placer; Default implements the rules above.
+//
+// # Files
+//
+//   - doc.go — this overview and the rules.
+//   - view.go — the inputs: View (nodes, sessions, settings, majority, time),
+//     Node, Owner, Session, Settings, Mode, Request and Affinity.
+//   - place.go — the decision: Place, the Placer interface and Default,
+//     Decision, Action and the refusal reasons (Err*, RefusedError).
+//   - capacity.go — capacity kept through failures: ExtraCapacity,
+//     EffectiveCapacity, EffectiveCapacities.
+//   - validate.go — View.Validate, what placement relies on in a view.
+//
+// The tests hold a case for each cell of the table (place_test.go), an
+// oracle written apart from the implementation checked over random views
+// (property_test.go), a fuzz test (fuzz_test.go) and benchmarks
+// (bench_test.go).
 package affinity

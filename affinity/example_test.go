@@ -6,7 +6,7 @@ import (
 	"github.com/shoal-sfu/shoal/affinity"
 )
 
-// exampleView is three regular nodes of 100 connections with the seed's
+// exampleView is three regular nodes of 100 connections with Sora's
 // default settings; channel "sora" is held by node3.
 func exampleView() affinity.View {
 	node := func(name string, conns int) affinity.Node {

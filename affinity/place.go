@@ -34,7 +34,7 @@ func (a Action) String() string {
 // channel in a *RefusedError.
 var (
 	// ErrNotInMajority: clustering is on and the contacted node is not in a
-	// group holding more than half of the regular nodes (SPEC §3.7).
+	// group holding more than half of the regular nodes.
 	ErrNotInMajority = errors.New("affinity: node is not in the majority group")
 	// ErrUnknownNode: the contacted node is not in the view.
 	ErrUnknownNode = errors.New("affinity: contacted node is not in the view")
@@ -111,7 +111,7 @@ type Placer interface {
 	Place(v *View, r Request) Decision
 }
 
-// Default implements SPEC §4 (see the package documentation for the rules).
+// Default implements the placement rules of the package documentation.
 // Its zero value is ready to use.
 type Default struct{}
 

@@ -239,7 +239,7 @@ func checkDecision(t *testing.T, v *View, r Request, d Decision, want string, re
 	}
 }
 
-// TestPlaceTable has one case for each cell of the table of SPEC §4 (at
+// TestPlaceTable has one case for each cell of the placement table (at
 // least), plus the choices the table leaves open.
 func TestPlaceTable(t *testing.T)     { runPlaceCases(t, tableCases) }
 func TestPlaceThreshold(t *testing.T) { runPlaceCases(t, thresholdCases) }

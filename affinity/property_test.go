@@ -7,8 +7,9 @@ import (
 	"testing"
 )
 
-// The property tests check Place against an oracle written from SPEC §4
-// separately from the implementation, over many seeded random views.
+// The property tests check Place against an oracle written from the rules
+// (docs/placement.md) separately from the implementation, over many seeded
+// random views.
 
 const propertyViews = 20000
 
@@ -73,7 +74,7 @@ func randomRequest(rng *rand.Rand, v *View) Request {
 	return r
 }
 
-// oracle holds what SPEC §4 says about one node for one request.
+// oracle holds what the rules say about one node for one request.
 type oracle struct {
 	v      *View
 	owners []Owner

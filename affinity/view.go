@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Mode is a node's admission mode (SPEC §3.10).
+// Mode is a node's admission mode (docs/cluster.md, "Node modes").
 type Mode uint8
 
 const (
@@ -20,7 +20,7 @@ const (
 
 var modeNames = [...]string{"normal", "block_new_session", "block_new_connection"}
 
-// String returns the seed's name of the mode ("normal", "block_new_session",
+// String returns Sora's name of the mode ("normal", "block_new_session",
 // "block_new_connection").
 func (m Mode) String() string {
 	if int(m) < len(modeNames) {
@@ -43,7 +43,8 @@ func ParseMode(s string) (Mode, error) {
 type Node struct {
 	// Name is the node_name, NAME@HOST.
 	Name string
-	// Temporary is true for a temporary node (SPEC §3.6).
+	// Temporary is true for a temporary node: one that does not count for
+	// the majority (docs/cluster.md).
 	Temporary bool
 	// Connected is false for a node that cannot be reached from the
 	// contacted node, or that is not in its majority group.
@@ -78,7 +79,9 @@ type Session struct {
 	Owners []Owner
 }
 
-// Settings are the cluster-wide settings that placement reads (SPEC §2).
+// Settings are the cluster-wide settings that placement reads; their Sora
+// names are cluster, cluster_relay, default_cluster_affinity and
+// cluster_affinity_threshold.
 type Settings struct {
 	// Cluster is the `cluster` setting; with it off the node is a plain SFU.
 	Cluster bool
@@ -90,7 +93,7 @@ type Settings struct {
 	AffinityThreshold int
 }
 
-// DefaultSettings returns the seed's defaults: cluster on, relay on, affinity
+// DefaultSettings returns Sora's defaults: cluster on, relay on, affinity
 // on, threshold 20.
 func DefaultSettings() Settings {
 	return Settings{Cluster: true, Relay: true, DefaultAffinity: true, AffinityThreshold: 20}

@@ -80,7 +80,7 @@ func main() {
 	flag.IntVar(&o.maxPort, "cluster-max-port", cluster.DefaultListenMaxPort, "cluster_listen_max_port (the relay uses it)")
 	flag.StringVar(&o.adminToken, "admin-token", "", "bearer token required by the admin API (/api)")
 	flag.StringVar(&o.origins, "origins", "", "one node: comma-separated web origins (host:port patterns) whose pages may open signaling here; default the -init nodes' HOST:http-port. A page is redirected between nodes, so each node must accept the others' pages")
-	flag.StringVar(&o.mlineReuse, "mline-reuse", "any", "which inactive m-lines a new track may reuse: any (the SDP stays bounded; for browsers and the seed's SDKs), once (safe for pion clients too), never")
+	flag.StringVar(&o.mlineReuse, "mline-reuse", "any", "which inactive m-lines a new track may reuse: any (the SDP stays bounded; for browsers and Sora's SDKs), once (safe for pion clients too), never")
 	flag.StringVar(&o.logLevel, "log", "warn", "log level: debug, info, warn, error")
 	flag.Parse()
 

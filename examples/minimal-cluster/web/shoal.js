@@ -1,5 +1,6 @@
-// shoal.js: a small browser client of Shoal's signaling, written to the wire
-// of the seed SFU's SDK (PROTOCOL.md). No build step, no dependency.
+// shoal.js: a small browser client of Shoal's signaling, written to the
+// protocol as docs/signaling.md describes it (the one Sora's SDKs speak). No
+// build step, no dependency.
 //
 // The server is the offerer: the client sends `connect`, answers `offer` and
 // every `re-offer`, follows `redirect`, answers `ping`, and receives media

@@ -1,8 +1,8 @@
 // Package web is the example's web page: a small client that publishes the
 // camera and microphone, shows every other participant of a channel, and
 // sends and shows messages. It is plain HTML and JavaScript speaking Shoal's
-// signaling (the seed SFU's wire, PROTOCOL.md), embedded in the binary: no
-// build step, no CDN.
+// signaling protocol (docs/signaling.md), embedded in the binary: no build
+// step, no CDN.
 //
 // Usage:
 //
