@@ -76,7 +76,9 @@ type Config struct {
 	// fault-injecting network for tests. Nil in production.
 	Faults *FaultNet
 	// Logger receives the node's logs, serf's, memberlist's and raft's;
-	// nil means slog.Default().
+	// nil means slog.Default(). The node adds node=<NodeName> and
+	// component=cluster (or serf, memberlist, raft) to every line: a
+	// Logger carrying node= itself would name it twice.
 	Logger *slog.Logger
 }
 

@@ -92,6 +92,9 @@
 //     Raft state machine.
 //   - transport.go — the node-to-node TCP port: TLS, the mux between Raft
 //     and the RPC, the RPC's frames and client.
+//   - logs.go — the loggers given to memberlist, serf and Raft: node= once,
+//     warnings about one source limited (garbage at the gossip port logs
+//     a line and a summary per interval), Raft's start-up warnings demoted.
 //   - faultnet.go — FaultNet, the fault-injecting network for tests.
 //   - errors.go — the sentinel errors and OwnedElsewhereError.
 //

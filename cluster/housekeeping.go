@@ -121,7 +121,7 @@ func (n *Node) reconcileLeader(hk *hkState) {
 		srv, in := inConfig[name]
 		if !info.Temporary {
 			if in && info.Addr != "" && string(srv.Address) != info.Addr {
-				n.logger.Info("cluster: node address changed", "node", name, "addr", info.Addr)
+				n.logger.Info("cluster: node address changed", "changed", name, "addr", info.Addr)
 				n.configChange(n.rft().AddVoter(srv.ID, raft.ServerAddress(info.Addr), 0, timeout))
 			}
 			continue
@@ -167,7 +167,7 @@ func (n *Node) reconcileLeader(hk *hkState) {
 			m, ok := members[o]
 			if ok && m.Status != serf.StatusAlive {
 				if _, err := n.raftApply(command{Op: opReleaseNode, Node: o}, timeout); err != nil {
-					n.logger.Debug("cluster: release failed node's channels", "node", o, "err", err)
+					n.logger.Debug("cluster: release failed node's channels", "failed", o, "err", err)
 				}
 			}
 		}

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
@@ -26,7 +25,6 @@ import (
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/clusterkey"
 	"github.com/shoal-sfu/shoal/internal/lifecycle"
-	"github.com/shoal-sfu/shoal/internal/slogstd"
 )
 
 // Node is one cluster member, on serf and Raft.
@@ -165,7 +163,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	cfg := n.cfg
 	t := cfg.Timing
 	// serf, memberlist and raft log with their own name as the component.
-	libLog := cfg.Logger.With("node", n.self)
+	libLogs := newLibLogs(cfg.Logger, n.self)
 	adv := cfg.AdvertiseAddr
 	if !adv.IsValid() {
 		adv = n.name.Addr
@@ -194,7 +192,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	for ; port <= cfg.ListenMaxPort-1; port++ {
 		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 			BindAddrs: []string{bind.String()}, BindPort: port,
-			Logger: slogstd.New(libLog, "memberlist"),
+			Logger: libLogs.memberlist,
 		})
 		if err == nil {
 			break
@@ -224,7 +222,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	n.rpc = &rpcClient{m: n.mux, idle: map[string][]*rpcConn{}}
 
 	// Raft.
-	hl := hclog.FromStandardLogger(slogstd.New(libLog, "raft"), &hclog.LoggerOptions{Name: "raft", Level: hclog.Info})
+	hl := libLogs.raft
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.self)
 	rc.HeartbeatTimeout = t.HeartbeatTimeout
@@ -245,7 +243,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 		}
 		meta := &metadb.BoltMetaDB{}
 		n.walMeta = meta
-		w, err := raftwal.Open(walDir, raftwal.WithMetaStore(meta))
+		w, err := raftwal.Open(walDir, raftwal.WithMetaStore(meta), raftwal.WithLogger(hl.Named("wal")))
 		if err != nil {
 			return fmt.Errorf("cluster: open raft log in %s: %w", walDir, err)
 		}
@@ -276,7 +274,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	sc.Tags = n.tags()
 	n.serfEvents = make(chan serf.Event, 256)
 	sc.EventCh = n.serfEvents
-	sc.Logger = slogstd.New(libLog, "serf")
+	sc.Logger = libLogs.serf
 	sc.ReconnectInterval = t.ReconnectInterval
 	sc.ReconnectTimeout = t.ReconnectTimeout
 	sc.TombstoneTimeout = t.ReconnectTimeout
@@ -302,7 +300,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
 	mc.PushPullInterval = t.PushPullInterval
 	mc.TCPTimeout = t.RPCTimeout
-	mc.Logger = slogstd.New(libLog, "memberlist")
+	mc.Logger = libLogs.memberlist
 	if cfg.Faults != nil {
 		mc.Transport = newFaultTransport(nt, cfg.Faults, adv)
 	} else {
