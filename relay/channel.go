@@ -11,8 +11,8 @@ import (
 // The first call for a channel calls Local.RelayChannel. Opening again is
 // harmless.
 func (r *Relay) OpenChannel(channel, peer string) error {
-	if channel == "" || len(channel) > 255 {
-		return fmt.Errorf("relay: channel id %q must be 1 to 255 bytes", channel)
+	if channel == "" || len(channel) > maxIDLen {
+		return fmt.Errorf("relay: channel id %q must be 1 to %d bytes", channel, maxIDLen)
 	}
 	l, err := r.peer(peer)
 	if err != nil {

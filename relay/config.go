@@ -10,8 +10,8 @@ import (
 )
 
 // DefaultPort is the relay's TCP and UDP port when Config.ListenAddr has
-// none: the top of the cluster's node-to-node range (49010–49020, SPEC §2),
-// whose bottom the cluster layer uses.
+// none: the top of the cluster's node-to-node port range (49010–49020,
+// see docs/cluster.md), whose bottom the cluster layer uses.
 const DefaultPort = 49020
 
 // Defaults for the zero values of Config.
@@ -32,7 +32,8 @@ const maxPacket = 1500
 // Config configures a Relay. The zero value of each optional field is
 // useful.
 type Config struct {
-	// NodeName is this node's name (SPEC §2, NAME@HOST). Required.
+	// NodeName is this node's name in the cluster, NAME@HOST (see
+	// docs/cluster.md). Required.
 	NodeName string
 	// ClusterKey is the secret every node of the cluster holds, at least
 	// MinClusterKeyLen bytes. Link identities and media keys derive from
@@ -68,7 +69,8 @@ type Config struct {
 	QueueLen int
 	// OnLinkChange, when not nil, is told each time the link to a peer
 	// comes up (err nil) or goes down (err says why), e.g. for the cluster
-	// layer to mark a node unfit (SPEC §3.10). It is called from the link's
+	// layer to mark this node unfit (mode block_new_connection, see
+	// docs/cluster.md). It is called from the link's
 	// goroutine, never concurrently for one peer, and must not block.
 	OnLinkChange func(peer string, up bool, err error)
 	// Logger receives the relay's logs; nil means slog.Default().

@@ -37,8 +37,8 @@ const (
 //
 //	kind(1) flags(1) len(channel)(1) len(track)(1) channel track payload
 //
-// A channel id is at most 255 bytes (SPEC §5), as is a track id. Frames
-// that concern the link itself (hello, ping) have empty ids.
+// A channel or track id is at most maxIDLen bytes. Frames that concern
+// the link itself (hello, ping) have empty ids.
 type Frame struct {
 	Kind    Kind
 	Flags   uint8
@@ -48,6 +48,11 @@ type Frame struct {
 }
 
 const frameHeaderLen = 4
+
+// maxIDLen is the longest channel or track id a frame carries: its length
+// is one byte on the wire. Channel ids are at most as long everywhere
+// (sfu.MaxChannelIDLen).
+const maxIDLen = 255
 
 // Frame errors.
 var (
@@ -59,7 +64,7 @@ var (
 
 // AppendFrame appends f's byte form to dst.
 func AppendFrame(dst []byte, f Frame) ([]byte, error) {
-	if len(f.Channel) > 255 || len(f.Track) > 255 {
+	if len(f.Channel) > maxIDLen || len(f.Track) > maxIDLen {
 		return dst, ErrIDTooLong
 	}
 	if f.Kind == 0 || f.Kind > kindMax {
@@ -155,8 +160,8 @@ type Feedback struct {
 }
 
 func (t TrackInfo) validate() error {
-	if t.ID == "" || len(t.ID) > 255 {
-		return fmt.Errorf("relay: track id %q must be 1 to 255 bytes", t.ID)
+	if t.ID == "" || len(t.ID) > maxIDLen {
+		return fmt.Errorf("relay: track id %q must be 1 to %d bytes", t.ID, maxIDLen)
 	}
 	if len(t.StreamID) > 255 || len(t.Kind) > 255 || len(t.MimeType) > 255 {
 		return fmt.Errorf("relay: track %q: stream id, kind or mime type longer than 255 bytes", t.ID)

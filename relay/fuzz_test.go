@@ -9,23 +9,23 @@ import (
 // payload decoders behind it (messages, track descriptions, hellos): none
 // may panic, and a frame that decodes encodes back to the same bytes.
 func FuzzDecodeFrame(f *testing.F) {
-	seed := func(fr Frame) {
+	corpus := func(fr Frame) {
 		b, err := AppendFrame(nil, fr)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
-	seed(Frame{Kind: KindRTP, Channel: []byte("room"), Track: []byte("c1-video"), Payload: rtpPacket(7, []byte("vp8"))})
-	seed(Frame{Kind: KindRTP, Flags: FlagRetransmit, Channel: []byte("room"), Track: []byte("c1-audio"), Payload: rtpPacket(65535, nil)})
-	seed(Frame{Kind: KindNACK, Channel: []byte("room"), Track: []byte("t"), Payload: []byte{0, 4, 0, 5}})
-	seed(Frame{Kind: KindPing, Payload: []byte{0, 0, 0, 0, 0, 0, 0, 42}})
-	seed(Frame{Kind: KindKeyframe, Channel: []byte("room"), Track: []byte("t")})
+	corpus(Frame{Kind: KindRTP, Channel: []byte("room"), Track: []byte("c1-video"), Payload: rtpPacket(7, []byte("vp8"))})
+	corpus(Frame{Kind: KindRTP, Flags: FlagRetransmit, Channel: []byte("room"), Track: []byte("c1-audio"), Payload: rtpPacket(65535, nil)})
+	corpus(Frame{Kind: KindNACK, Channel: []byte("room"), Track: []byte("t"), Payload: []byte{0, 4, 0, 5}})
+	corpus(Frame{Kind: KindPing, Payload: []byte{0, 0, 0, 0, 0, 0, 0, 42}})
+	corpus(Frame{Kind: KindKeyframe, Channel: []byte("room"), Track: []byte("t")})
 	msg, _ := appendMessage(nil, Message{Label: "#chat", From: "conn1", Data: []byte("hello")})
-	seed(Frame{Kind: KindMessage, Channel: []byte("room"), Payload: msg})
-	seed(Frame{Kind: KindTrackOpen, Channel: []byte("room"), Track: []byte(video.ID), Payload: appendTrackInfo(nil, video)})
-	seed(Frame{Kind: KindChannelOpen, Channel: []byte("room"), Payload: []byte{0, 1, 2, 'a', 'b'}})
-	seed(Frame{Kind: KindHello, Payload: appendHello(nil, hello{Version: protocolVersion, Node: "a@127.0.0.1", Nonce: make([]byte, nonceLen), UDPPort: 49020})})
+	corpus(Frame{Kind: KindMessage, Channel: []byte("room"), Payload: msg})
+	corpus(Frame{Kind: KindTrackOpen, Channel: []byte("room"), Track: []byte(video.ID), Payload: appendTrackInfo(nil, video)})
+	corpus(Frame{Kind: KindChannelOpen, Channel: []byte("room"), Payload: []byte{0, 1, 2, 'a', 'b'}})
+	corpus(Frame{Kind: KindHello, Payload: appendHello(nil, hello{Version: protocolVersion, Node: "a@127.0.0.1", Nonce: make([]byte, nonceLen), UDPPort: 49020})})
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 255, 255})
 	f.Add([]byte{99, 0, 0, 0})

@@ -24,6 +24,10 @@ type SFULocal struct {
 
 var _ Local = (*SFULocal)(nil)
 
+// Every channel id the SFU accepts fits in a frame (this fails to compile
+// if sfu.MaxChannelIDLen grows past maxIDLen).
+var _ [maxIDLen - sfu.MaxChannelIDLen]struct{}
+
 // NewSFULocal returns the adapter for s. logger nil means slog.Default().
 func NewSFULocal(s *sfu.SFU, logger *slog.Logger) *SFULocal {
 	if logger == nil {
