@@ -92,9 +92,9 @@ func (r *Relay) Addr() netip.AddrPort {
 
 // Listen binds the relay's UDP and TCP sockets on Config.ListenAddr (one
 // port for both); when it returns nil, Addr is valid and peers may dial
-// in, though links are served only once Serve runs. It may be called once:
-// again, it fails with an error wrapping lifecycle.ErrStarted ("already
-// started"), and after Close with one wrapping net.ErrClosed.
+// in, though links are served only once Serve runs. It may be called
+// once: a second call fails ("already started"), as does one after Close
+// (with an error wrapping net.ErrClosed).
 func (r *Relay) Listen() error {
 	if err := r.state.Start("relay: Listen"); err != nil {
 		return err
