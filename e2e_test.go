@@ -2,7 +2,7 @@ package shoal_test
 
 // End-to-end tests: a real browser (Debian's chromium, headless, fake camera
 // and microphone) against three Shoal nodes, with the example's web page and
-// with the seed SFU's published JavaScript SDK (sora-js-sdk from npm,
+// with Sora's published JavaScript SDK (sora-js-sdk from npm,
 // unchanged). Pages report their state by POSTing JSON to the test's own
 // HTTP server every second; the tests wait on those reports.
 //
@@ -32,7 +32,6 @@ import (
 	"time"
 
 	shoal "github.com/shoal-sfu/shoal"
-	"github.com/shoal-sfu/shoal/cluster"
 	"github.com/shoal-sfu/shoal/examples/minimal-cluster/web"
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/relay"
@@ -64,21 +63,13 @@ func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e
 	var names []string
 	for i, ip := range ips {
 		hp := netip.AddrPortFrom(ip, uint16(testutil.FreePort(t, ip))).String()
-		cfg := shoal.DefaultConfig()
-		cfg.NodeName = fmt.Sprintf("n%d@%v", i+1, ip)
-		cfg.Cluster = true
+		cfg := testClusterConfig(fmt.Sprintf("n%d@%v", i+1, ip), base)
 		cfg.DefaultAffinity = affinity
 		cfg.MaxConnections = 50
-		cfg.ClusterKey = e2eKey
 		cfg.DataDir = t.TempDir()
-		cfg.ListenMinPort, cfg.ListenMaxPort = base, base+3
-		cfg.Timing = cluster.FastTiming()
-		cfg.RelayLink = relay.FastConfig(relay.Config{})
 		cfg.ExternalSignalingURL = "ws://" + hp + "/signaling"
 		cfg.ExternalAPIURL = "http://" + hp + "/api"
-		cfg.Authenticator = signaling.AllowAll
 		cfg.Signaling.AnyOrigin = true // the SDK page is served by the test's server
-		cfg.SFU = sfu.LocalConfig(nil)
 		for _, m := range mutate {
 			m(&cfg)
 		}
@@ -505,7 +496,7 @@ setInterval(async () => {
 // on). The channel's session is held by the third node, whose signaling
 // answers later than the others', so each client first reaches another node:
 // each must be redirected where placement says (the session's node) and
-// receive the others' media there. Then the seed's PushChannel API, sent to
+// receive the others' media there. Then Sora's PushChannel API, sent to
 // a node without the channel, is redirected (307) to the holder, and every
 // SDK client gets the push through the SDK's own "push" callback.
 func TestE2ESoraJSSDK(t *testing.T) {
@@ -554,7 +545,7 @@ func TestE2ESoraJSSDK(t *testing.T) {
 		}
 	})
 
-	// The seed's push API, sent to a node that holds no part of the channel:
+	// Sora's push API, sent to a node that holds no part of the channel:
 	// it answers 307 to the holder, which pushes to every SDK client.
 	status, loc, _ := apiPost(t, &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		nodes[0].base+"/api", signaling.TargetPushChannel, `{"channel_id":"sdk-room","data":{"hello":"shoal"}}`)

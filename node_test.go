@@ -58,6 +58,22 @@ func TestNodeConfigErrors(t *testing.T) {
 	n.Close()
 }
 
+// testClusterConfig is the Config of a node of a test cluster: cluster on
+// with the tests' key, node-to-node ports port..port+3, fast timing and
+// relay links, every connect allowed, an SFU on loopback.
+func testClusterConfig(name string, port int) shoal.Config {
+	cfg := shoal.DefaultConfig()
+	cfg.NodeName = name
+	cfg.Cluster = true
+	cfg.ClusterKey = e2eKey
+	cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
+	cfg.Timing = cluster.FastTiming()
+	cfg.RelayLink = relay.FastConfig(relay.Config{})
+	cfg.Authenticator = signaling.AllowAll
+	cfg.SFU = sfu.LocalConfig(nil)
+	return cfg
+}
+
 // ntNode is a node of these tests, with its signaling on an HTTP server.
 type ntNode struct {
 	*shoal.Node
@@ -170,18 +186,10 @@ func TestNodeClusterWiring(t *testing.T) {
 	var nodes []*ntNode
 	var names []string
 	for i, ip := range ips {
-		cfg := shoal.DefaultConfig()
-		cfg.NodeName = fmt.Sprintf("w%d@%v", i+1, ip)
-		cfg.Cluster = true
+		cfg := testClusterConfig(fmt.Sprintf("w%d@%v", i+1, ip), port)
 		cfg.DefaultAffinity = false
 		cfg.MaxConnections = 10
-		cfg.ClusterKey = e2eKey
-		cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
-		cfg.Timing = cluster.FastTiming()
 		cfg.Faults = faults
-		cfg.RelayLink = relay.FastConfig(relay.Config{})
-		cfg.Authenticator = signaling.AllowAll
-		cfg.SFU = sfu.LocalConfig(nil)
 		cfg.Logger = log.With("node", cfg.NodeName)
 		nodes = append(nodes, ntStart(t, cfg))
 		names = append(names, cfg.NodeName)
@@ -264,15 +272,8 @@ func TestNodePartStopsAfterStart(t *testing.T) {
 	ip := testutil.LoopbackIP(t)
 	port := testutil.FreePort(t, ip)
 	bn := &breakableNet{}
-	cfg := shoal.DefaultConfig()
-	cfg.NodeName = "p1@" + ip.String()
-	cfg.Cluster = true
-	cfg.ClusterKey = e2eKey
-	cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
-	cfg.Timing = cluster.FastTiming()
-	cfg.RelayLink = relay.FastConfig(relay.Config{Net: bn})
-	cfg.Authenticator = signaling.AllowAll
-	cfg.SFU = sfu.LocalConfig(nil)
+	cfg := testClusterConfig("p1@"+ip.String(), port)
+	cfg.RelayLink.Net = bn
 	cfg.Logger = logger
 	n := ntStart(t, cfg)
 	select {
