@@ -123,7 +123,7 @@ func nodeConfig(o options, name string, key []byte, dataDir string, log *slog.Lo
 	cfg.DataDir = dataDir
 	cfg.ListenMinPort, cfg.ListenMaxPort = o.minPort, o.maxPort
 	cfg.Version = "minimal-cluster"
-	cfg.Logger = log.With("node", name)
+	cfg.Logger = log // the node adds node=<name> to every line
 	if o.fast {
 		cfg.Timing = cluster.FastTiming()
 		cfg.RelayLink = relay.FastConfig(relay.Config{})
@@ -201,8 +201,8 @@ func bindHint(err error, host netip.Addr) string {
 	return ""
 }
 
-// serve runs the nodes' HTTP servers until ctx ends, then stops them and the
-// nodes.
+// serve runs the nodes' HTTP servers until ctx ends, or a server or a part
+// of a node fails, then stops them and the nodes.
 func serve(ctx context.Context, nodes []*node, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, n := range nodes {
@@ -211,6 +211,17 @@ func serve(ctx context.Context, nodes []*node, log *slog.Logger) error {
 				return err
 			}
 			return nil
+		})
+		g.Go(func() error {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-n.Done(): // a part of the node (its relay) stopped on its own
+				if err := n.Err(); !errors.Is(err, shoal.ErrNodeClosed) {
+					return fmt.Errorf("node %s: %w", n.Name(), err)
+				}
+				return nil
+			}
 		})
 	}
 	g.Go(func() error {
