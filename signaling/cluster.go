@@ -10,8 +10,10 @@ import (
 // *cluster.Node satisfies it; MemCluster is an in-memory twin for tests and
 // single-process demos.
 type Cluster interface {
-	// Snapshot returns the current view, which placement reads. It must be
-	// cheap and must not be modified by the caller.
+	// Snapshot returns the current view, which placement reads, and which
+	// the server also reads every 50 ms to close its connections while the
+	// view says this node is out of the majority. It must be cheap and is
+	// not modified by the server.
 	Snapshot() affinity.View
 	// ClaimChannel makes this node an owner of the channel's session before
 	// it serves the channel's first local connection.

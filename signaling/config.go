@@ -36,8 +36,11 @@ type Config struct {
 	// Media creates the peer connections of served clients.
 	Media Media
 	// Cluster, when set, makes the server place every connect and redirect
-	// or refuse as placement decides. Nil means a plain single node, whose
-	// only limit is Media's capacity.
+	// or refuse as placement decides, hold this node's max_connections (the
+	// view's Capacity) as a hard limit, and close every connection while the
+	// view says the node is out of the majority (see the package doc,
+	// Admission). Nil means a plain single node, whose only limit is
+	// Media's capacity.
 	Cluster Cluster
 	// Placer decides placement; nil means affinity.Default{}.
 	Placer affinity.Placer

@@ -109,13 +109,12 @@ func (se *session) placeBeforeAuth(ctx context.Context, p *connecting) *ending {
 	if cfg.Cluster == nil {
 		return nil
 	}
-	v := cfg.Cluster.Snapshot()
-	p.view = &v
-	d := cfg.Placer.Place(p.view, p.req)
+	var d affinity.Decision
+	p.view, d = se.srv.place(p.req, false)
 	switch {
 	case d.Action == affinity.ActionRefuse:
 		return &ending{code: wire.CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
-	case d.Action == affinity.ActionRedirect && !(v.Settings.Cluster && v.Settings.Relay):
+	case d.Action == affinity.ActionRedirect && !(p.view.Settings.Cluster && p.view.Settings.Relay):
 		return ended(se.redirect(ctx, d))
 	}
 	return nil
@@ -158,7 +157,8 @@ func (se *session) authenticate(ctx context.Context, p *connecting) (AuthResult,
 }
 
 // placeAfterAuth is step 4: placement on a fresh view, with the hook's
-// cluster_affinity: redirect, refuse, or go on to serve.
+// cluster_affinity: redirect, refuse, or go on to serve with a slot taken
+// (admission.go).
 func (se *session) placeAfterAuth(ctx context.Context, p *connecting, res AuthResult) *ending {
 	cfg := &se.srv.cfg
 	if res.ClusterAffinity != nil {
@@ -170,9 +170,9 @@ func (se *session) placeAfterAuth(ctx context.Context, p *connecting, res AuthRe
 	if cfg.Cluster == nil {
 		return nil
 	}
-	v := cfg.Cluster.Snapshot()
-	p.view = &v
-	d := cfg.Placer.Place(p.view, p.req)
+	var d affinity.Decision
+	p.view, d = se.srv.place(p.req, true)
+	se.slot = d.Action == affinity.ActionServe
 	switch d.Action {
 	case affinity.ActionRefuse:
 		return &ending{code: wire.CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
@@ -190,11 +190,11 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 	c := p.c
 	owners, err := se.srv.acquire(jctx, c.ChannelID)
 	if err != nil {
+		se.releaseSlot()
 		// The view may have been stale (another node created the session
 		// meanwhile): place again on a fresh one.
 		if cfg.Cluster != nil {
-			v := cfg.Cluster.Snapshot()
-			if d := cfg.Placer.Place(&v, p.req); d.Action == affinity.ActionRedirect {
+			if _, d := se.srv.place(p.req, false); d.Action == affinity.ActionRedirect {
 				return nil, ended(se.redirect(ctx, d))
 			}
 		}
@@ -206,6 +206,7 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 	// claim came first, the client goes to that node instead.
 	if d, ok := gatherOnCreator(p.view, p.req, owners); ok {
 		se.srv.release(c.ChannelID)
+		se.releaseSlot()
 		return nil, ended(se.redirect(ctx, d))
 	}
 	media, err := cfg.Media.Join(jctx, MediaRequest{
@@ -222,6 +223,7 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 	})
 	if err != nil {
 		se.srv.release(c.ChannelID)
+		se.releaseSlot()
 		if errors.Is(err, ErrMediaFull) {
 			return nil, &ending{code: wire.CloseRefused, reason: "NODE-FULL", err: err}
 		}
@@ -234,8 +236,9 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 }
 
 // sendOffer is step 5's second half: the connection is counted as served
-// (listed, pushed to, published in the load), data-channel signaling is
-// settled, and the offer goes out.
+// (listed, pushed to, published in the load) unless the node left the
+// majority meanwhile (admission.go), data-channel signaling is settled,
+// and the offer goes out.
 func (se *session) sendOffer(ctx context.Context, p *connecting, res AuthResult, media MediaConn) *ending {
 	cfg := &se.srv.cfg
 	c, connID := p.c, p.connID
@@ -246,10 +249,11 @@ func (se *session) sendOffer(ctx context.Context, p *connecting, res AuthResult,
 	info := ConnectionInfo{ChannelID: c.ChannelID, ConnectionID: connID, ClientID: clientID, Role: c.Role,
 		NodeName: cfg.NodeName, CreatedTime: time.Now().UTC().Truncate(time.Microsecond),
 		Audio: connectionMedia(c.Audio), Video: connectionMedia(c.Video)}
-	se.mu.Lock()
-	se.media, se.served, se.infoV = media, true, info
-	se.mu.Unlock()
-	se.srv.served(c.ChannelID, +1)
+	if end := se.srv.markServed(se, info, media); end != nil {
+		_ = media.Close()
+		se.srv.release(c.ChannelID)
+		return end
+	}
 
 	offer := media.Offer()
 	se.wantDC, se.ignoreWS = cfg.DataChannelSignaling, cfg.IgnoreDisconnectWebSocket

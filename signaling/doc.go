@@ -36,18 +36,41 @@
 //     to RedirectLinger for the client to close), refuse, or serve. A
 //     connect with "redirect": true is passed to placement, which serves it
 //     where it landed whenever it can (no redirect ping-pong). A redirect is
-//     never sent after the offer.
+//     never sent after the offer. A decision to serve takes one of this
+//     node's slots at once (see "Admission" below).
 //  5. Serve: the channel is claimed in the cluster (for its first local
-//     connection), Media.Join creates the peer connection, and the offer
-//     goes out with connection_id, client_id, bundle_id, mid, data_channels
-//     and the hook's metadata. notify connection.created (this connection's
-//     own included) and connection.destroyed follow, with channel counts.
+//     connection), Media.Join creates the peer connection, the majority is
+//     checked once more, and the offer goes out with connection_id,
+//     client_id, bundle_id, mid, data_channels and the hook's metadata.
+//     notify connection.created (this connection's own included) and
+//     connection.destroyed follow, with channel counts.
 //  6. Then: answer (once), re-offer / re-answer (one outstanding; the
 //     re-answer may come on the WebSocket or the "signaling" data channel),
 //     trickled candidates (bounded by MaxCandidates), ping every
 //     PingInterval (5 s) answered by pong within PongTimeout (15 s),
 //     disconnect. The load and the channel's release are published to the
 //     cluster as connections come and go.
+//
+// # Admission
+//
+// With a Cluster, two rules hold whatever the timing (admission.go):
+//
+//   - max_connections is a hard limit. Placement reads this node's load as
+//     at least the slots it has reserved (connections placed here and not
+//     yet ended, joining or served), not only the load the view shows,
+//     which is published after the fact; a decision to serve takes a slot
+//     in the same critical section, and the slot comes back when the
+//     connection fails or ends. So a burst of connects to a node with room
+//     for k serves exactly k, and the others get what the placement table
+//     says for a full node: a redirect to the most free node, or a refusal
+//     (NO-CAPACITY with clustering off).
+//   - No connection survives leaving the majority. The server reads its
+//     Cluster's view every 50 ms and, while it says the node is out of the
+//     majority (clustering on), closes every served connection with 4503
+//     NOT-IN-MAJORITY; placement refuses new ones. A connection placed before
+//     the change and still joining is refused where it would become served,
+//     under the same lock as the drop. A server wired by hand gets this as
+//     the ready-made node does; nothing has to call DisconnectAll.
 //
 // Push messages ({"type":"push","data":{...}}, from the admin API's
 // PushChannel, PushConnection and PushClient, or Server.PushChannel and
@@ -219,8 +242,8 @@
 //	go http.ListenAndServe(":5000", mux)
 //	go http.ListenAndServe("127.0.0.1:3000", admin)
 //
-//	// When the node leaves the majority (cluster.EventMajority):
-//	srv.DisconnectAll(wire.CloseRefused, "NOT-IN-MAJORITY")
+// The server closes its connections by itself when clusterNode leaves the
+// majority (see Admission).
 //
 // Benchmarks and their figures are in README.md.
 //
@@ -238,6 +261,9 @@
 //     close handshake, data channels, media), the reader and the writes.
 //   - connect.go — the steps from connect to the offer: handle and the
 //     steps it calls in order, redirects, placement's helpers.
+//   - admission.go — the rules placement alone cannot hold: a slot per
+//     connection (max_connections as a hard limit) and the majority (the
+//     drop, and the check where a connection becomes served).
 //   - loop.go — an offered connection's loop: answers, candidates, pings,
 //     re-offers, notify, push, the switch to data-channel signaling.
 //   - media.go — Media and MediaConn, the media side as the server sees it.

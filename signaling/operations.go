@@ -167,9 +167,9 @@ func (s *Server) DisconnectClient(channelID, clientID, reason string) (int, erro
 }
 
 // DisconnectAll closes every connection this node serves with the code and
-// reason given, e.g. wire.CloseRefused and "NOT-IN-MAJORITY" when the node
-// leaves the cluster's majority (a node outside the majority serves no
-// one). It returns how many it closed.
+// reason given, and returns how many it closed. (Leaving the cluster's
+// majority needs no call: with a Cluster the server closes its connections
+// itself, 4503 NOT-IN-MAJORITY.)
 func (s *Server) DisconnectAll(code int, reason string) (int, error) {
 	return s.disconnect(func(ConnectionInfo) bool { return true }, code, reason)
 }

@@ -30,10 +30,16 @@ type Server struct {
 
 	mu         sync.Mutex
 	closed     bool
+	watching   bool                  // watchMajority runs
 	sessions   map[*session]struct{} // every open socket
 	channels   map[string]*channelState
 	total      int            // served connections
 	perChannel map[string]int // served connections per channel
+	// reserved counts the slots taken by connections placement chose to
+	// serve here, from that decision until their session ends: the served
+	// ones and those still joining. It is this node's load as placement
+	// reads it (see place).
+	reserved int
 }
 
 // channelState serialises the claim and release of one channel and counts
@@ -85,6 +91,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.wg.Add(1)
+	if s.cfg.Cluster != nil && !s.watching {
+		s.watching = true
+		s.wg.Add(1)
+		go s.watchMajority()
+	}
 	s.mu.Unlock()
 	defer s.wg.Done()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -183,6 +194,11 @@ func (s *Server) unref(channelID string, st *channelState) {
 func (s *Server) served(channelID string, delta int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addServed(channelID, delta)
+}
+
+// addServed is served with s.mu held.
+func (s *Server) addServed(channelID string, delta int) {
 	s.total += delta
 	if s.perChannel[channelID] += delta; s.perChannel[channelID] <= 0 {
 		delete(s.perChannel, channelID)

@@ -48,6 +48,10 @@ type session struct {
 	// goroutine, at most maxQueued.
 	events *mailbox.Box[queued]
 
+	// slot: placement chose to serve here and a slot is taken (see
+	// Server.place); owned by the session goroutine.
+	slot bool
+
 	mu       sync.Mutex
 	served   bool
 	infoV    ConnectionInfo
@@ -208,6 +212,7 @@ func (se *session) run(parent context.Context) {
 		se.srv.served(info.ChannelID, -1)
 		se.srv.release(info.ChannelID)
 	}
+	se.releaseSlot()
 	<-closed
 	rcancel()
 	<-readDone
