@@ -53,7 +53,10 @@ type Config struct {
 	AdvertiseAddr netip.Addr
 	// Temporary is cluster_temporary_node.
 	Temporary bool
-	// MaxConnections is max_connections, this node's capacity.
+	// MaxConnections is max_connections, this node's capacity: placement
+	// serves at most this many connections here (more while other nodes
+	// have failed, docs/placement.md). Required (above 0) when Cluster is
+	// on; with Cluster off, 0 means no limit.
 	MaxConnections int
 	// MaxNodes is max_nodes, the most nodes the cluster may have; 0 means
 	// no limit.
@@ -273,6 +276,9 @@ func (c Config) validate() (NodeName, error) {
 		errs = append(errs, fmt.Errorf("cluster: max_nodes %d is negative", c.MaxNodes))
 	}
 	if c.Cluster {
+		if c.MaxConnections == 0 {
+			errs = append(errs, errors.New("cluster: max_connections (Config.MaxConnections) is 0: with cluster on it is the node's capacity, which placement needs to serve anyone; set it above 0"))
+		}
 		if c.ListenMinPort < 1 || c.ListenMinPort > 65535 {
 			errs = append(errs, fmt.Errorf("cluster: cluster_listen_min_port %d is out of range 1-65535", c.ListenMinPort))
 		}

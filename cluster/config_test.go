@@ -3,6 +3,8 @@ package cluster
 import (
 	"strings"
 	"testing"
+
+	"github.com/shoal-sfu/shoal/affinity"
 )
 
 func TestParseNodeName(t *testing.T) {
@@ -36,6 +38,7 @@ func TestConfigValidation(t *testing.T) {
 		c.ExternalSignalingURL = "wss://a.example/signaling"
 		c.ExternalAPIURL = "https://a.example/api"
 		c.ClusterKey = testKey
+		c.MaxConnections = 100
 		return c
 	}
 	if _, err := New(good()); err != nil {
@@ -54,6 +57,8 @@ func TestConfigValidation(t *testing.T) {
 		{"no api url", func(c *Config) { c.ExternalAPIURL = "" }, "external_api_url is required"},
 		{"short key", func(c *Config) { c.ClusterKey = []byte("short") }, "cluster key is 5 bytes"},
 		{"negative max", func(c *Config) { c.MaxConnections = -1 }, "max_connections -1 is negative"},
+		// It would pass and then refuse every connect: placement sees no room.
+		{"no max", func(c *Config) { c.MaxConnections = 0 }, "max_connections (Config.MaxConnections) is 0"},
 		{"bad timing", func(c *Config) { c.Timing.Tick = -1 }, "Timing has a zero or negative field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,5 +73,22 @@ func TestConfigValidation(t *testing.T) {
 	// With clustering off, URLs and key are not needed.
 	if _, err := New(Config{NodeName: "solo@10.0.0.1"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMaxConnectionsZeroClusterOff: with cluster off, max_connections 0 is
+// no limit (a plain SFU); placement serves and the listing still says 0.
+func TestMaxConnectionsZeroClusterOff(t *testing.T) {
+	n, err := New(Config{NodeName: "solo@10.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := n.Snapshot()
+	v.Nodes[0].Connections = 1 << 30
+	if d := affinity.Place(&v, affinity.Request{ChannelID: "x", Contacted: "solo@10.0.0.1"}); d.Action != affinity.ActionServe {
+		t.Errorf("placement with cluster off and max_connections 0: %v %v, want serve", d.Action, d.Reason)
+	}
+	if st := n.snap.Load().nodes; len(st) != 1 || st[0].MaxConnections != 0 {
+		t.Errorf("ListClusterNodes: %+v, want license_max_connections 0", st)
 	}
 }

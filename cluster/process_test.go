@@ -47,6 +47,7 @@ func childMain() int {
 	cfg.ExternalAPIURL = "https://x.example/api"
 	cfg.ListenMinPort, cfg.ListenMaxPort = lo, lo+3
 	cfg.ClusterKey = testKey
+	cfg.MaxConnections = 100
 	cfg.DataDir = env("SHOAL_CHILD_DIR")
 	cfg.Timing = FastTiming()
 	n, err := New(cfg)

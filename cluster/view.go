@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -153,6 +154,9 @@ func computeView(in viewInputs) *state {
 		}
 		node := affinity.Node{Name: name, Temporary: temporary[name], Connected: alive(name),
 			Capacity: info.MaxConnections, SignalingURL: info.SignalingURL, APIURL: info.APIURL}
+		if !in.cluster && node.Capacity == 0 {
+			node.Capacity = math.MaxInt // max_connections 0 with cluster off: no limit
+		}
 		reason := ""
 		if name == in.self {
 			node.Mode, reason = in.selfMode, in.selfReason
