@@ -83,6 +83,8 @@
 //   - config.go: Config, NetworkConfig, Reuse, LocalConfig and their checks.
 //   - sfu.go: the SFU: New, the pion API and UDP mux built by the first Join,
 //     Channel, CloseChannel, DisconnectAll, Counts, Close.
+//   - mediaengine.go: the codecs, RTP header extensions and interceptors
+//     every connection negotiates.
 //   - channel.go: Channel: its connections, sources and observers; events,
 //     message delivery, AddRemoteTrack, InjectMessage, Observe.
 //   - connection.go: Connection, JoinRequest, ConnectionHooks, Role; Join,

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/lifecycle"
@@ -96,16 +95,9 @@ func (s *SFU) start() error {
 	if s.state.Started() {
 		return nil
 	}
-	m := &webrtc.MediaEngine{}
-	if err := registerCodecs(m); err != nil {
-		return fmt.Errorf("sfu: register codecs: %w", err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return fmt.Errorf("sfu: configure NACK: %w", err)
-	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return fmt.Errorf("sfu: configure RTCP reports: %w", err)
+	m, ir, err := newMediaEngine()
+	if err != nil {
+		return err
 	}
 	lf := slogpion.New(s.cfg.Logger)
 	se := webrtc.SettingEngine{LoggerFactory: lf}
@@ -162,32 +154,6 @@ func (s *SFU) start() error {
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return s.state.Start("sfu")
-}
-
-// registerCodecs registers the codecs the SFU forwards. No header extension
-// is registered, so publishers send none that a subscriber could misread.
-func registerCodecs(m *webrtc.MediaEngine) error {
-	fb := []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
-	audio := []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
-	}
-	video := []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: fb}, PayloadType: 98},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb}, PayloadType: 102},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 45},
-	}
-	for _, c := range audio {
-		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
-			return err
-		}
-	}
-	for _, c := range video {
-		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Counts is a snapshot of the node's connection counts.

@@ -1,0 +1,93 @@
+package sfu
+
+// The codecs, RTP header extensions and interceptors every connection of
+// the SFU negotiates. The server is always the offerer, so the payload
+// types and extension ids registered here are the ones every publisher and
+// every subscriber uses.
+
+import (
+	"fmt"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// headerExtensions are the RTP header extensions offered, per kind: mid,
+// rid and repaired-rid identify simulcast layers and their repair streams,
+// transport-cc and abs-send-time feed bandwidth estimation, audio level
+// tells who speaks.
+var headerExtensions = []struct {
+	uri   string
+	kinds []webrtc.RTPCodecType
+}{
+	{sdp.SDESMidURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},
+	{sdp.SDESRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+	{sdp.SDESRepairRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+	{sdp.ABSSendTimeURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},
+	{sdp.AudioLevelURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}},
+	// transport-cc is registered by configureInterceptors, with its feedback.
+}
+
+// newMediaEngine returns the media engine and interceptor registry of the
+// SFU's pion API.
+func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, nil, fmt.Errorf("sfu: register codecs: %w", err)
+	}
+	for _, e := range headerExtensions {
+		for _, k := range e.kinds {
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, k); err != nil {
+				return nil, nil, fmt.Errorf("sfu: register header extension %s: %w", e.uri, err)
+			}
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := configureInterceptors(m, ir); err != nil {
+		return nil, nil, err
+	}
+	return m, ir, nil
+}
+
+// configureInterceptors adds the interceptors every connection runs: NACK
+// generation and response, RTCP sender and receiver reports, and
+// transport-cc feedback on what publishers send (with the transport-cc
+// header extension and rtcp-fb).
+func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
+	if err := webrtc.ConfigureNack(m, ir); err != nil {
+		return fmt.Errorf("sfu: configure NACK: %w", err)
+	}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return fmt.Errorf("sfu: configure RTCP reports: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return fmt.Errorf("sfu: configure transport-cc: %w", err)
+	}
+	return nil
+}
+
+// registerCodecs registers the codecs the SFU forwards.
+func registerCodecs(m *webrtc.MediaEngine) error {
+	fb := []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	audio := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
+	}
+	video := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: fb}, PayloadType: 98},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb}, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 45},
+	}
+	for _, c := range audio {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+	}
+	for _, c := range video {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
