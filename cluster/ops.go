@@ -351,7 +351,7 @@ func (n *Node) ReleaseChannel(ctx context.Context, channelID string) error {
 // applyCmd commits cmd through the Raft leader, forwarding it when this
 // node is a follower.
 func (n *Node) applyCmd(ctx context.Context, cmd command) (claimResult, error) {
-	resp, err := n.leaderDo(ctx, rpcRequest{Op: rpcApply, Cmd: &cmd})
+	resp, err := n.leaderCommit(ctx, rpcRequest{Op: rpcApply, Cmd: &cmd})
 	if err != nil {
 		return claimResult{}, err
 	}
