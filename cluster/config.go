@@ -83,6 +83,11 @@ type Config struct {
 	// component=cluster (or serf, memberlist, raft) to every line: a
 	// Logger carrying node= itself would name it twice.
 	Logger *slog.Logger
+
+	// confChangeFault, for tests, is called before each change of the
+	// Raft configuration that housekeeping makes, with its description;
+	// an error fails the change without it reaching Raft.
+	confChangeFault func(change string) error
 }
 
 // DefaultConfig returns a Config with Sora's defaults: relay and
@@ -120,8 +125,13 @@ type Timing struct {
 	// ReconnectInterval is how often serf tries to reach failed nodes.
 	ReconnectInterval time.Duration
 	// ReconnectTimeout is how long a failed node is kept before it is
-	// forgotten by gossip (a temporary node is then erased).
+	// forgotten by gossip.
 	ReconnectTimeout time.Duration
+	// TemporaryReapTimeout is how long a temporary node that failed
+	// without leaving (it crashed, or is cut off) stays listed, as not
+	// connected, before the leader erases it. One back before then is
+	// re-admitted by itself; one back after must register again.
+	TemporaryReapTimeout time.Duration
 	// LeavePropagateDelay lets a leaving node's intent spread before it stops.
 	LeavePropagateDelay time.Duration
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
@@ -154,6 +164,7 @@ func ProductionTiming() Timing {
 		PushPullInterval:       30 * time.Second,
 		ReconnectInterval:      5 * time.Second,
 		ReconnectTimeout:       24 * time.Hour,
+		TemporaryReapTimeout:   5 * time.Minute,
 		LeavePropagateDelay:    time.Second,
 		HeartbeatTimeout:       time.Second,
 		ElectionTimeout:        time.Second,
@@ -179,6 +190,7 @@ func FastTiming() Timing {
 		PushPullInterval:       2 * time.Second,
 		ReconnectInterval:      300 * time.Millisecond,
 		ReconnectTimeout:       10 * time.Minute,
+		TemporaryReapTimeout:   5 * time.Second,
 		LeavePropagateDelay:    100 * time.Millisecond,
 		HeartbeatTimeout:       400 * time.Millisecond,
 		ElectionTimeout:        400 * time.Millisecond,
@@ -301,7 +313,7 @@ func (c Config) validate() (NodeName, error) {
 		}
 		t := c.Timing
 		if t.ProbeInterval <= 0 || t.ProbeTimeout <= 0 || t.SuspicionMult <= 0 || t.AwarenessMaxMultiplier <= 0 || t.GossipInterval <= 0 ||
-			t.PushPullInterval <= 0 || t.ReconnectInterval <= 0 || t.ReconnectTimeout <= 0 ||
+			t.PushPullInterval <= 0 || t.ReconnectInterval <= 0 || t.ReconnectTimeout <= 0 || t.TemporaryReapTimeout <= 0 ||
 			t.HeartbeatTimeout <= 0 || t.ElectionTimeout <= 0 || t.LeaderLeaseTimeout <= 0 || t.CommitTimeout <= 0 ||
 			t.LoadInterval <= 0 || t.LoadRefresh <= 0 || t.Tick <= 0 || t.RPCTimeout <= 0 {
 			errs = append(errs, errors.New("cluster: Timing has a zero or negative field; start from ProductionTiming() or FastTiming()"))

@@ -64,8 +64,8 @@
 // failure is re-admitted when it comes back. A temporary node that stops
 // (Close) asks the leader to erase it, and leaves gossip; should the
 // request fail, the leader erases it once gossip shows it left, as it does
-// a restarted one. One that vanishes without leaving is erased once gossip
-// forgets it (Timing.ReconnectTimeout).
+// a restarted one. One that vanishes without leaving (crashed, or cut off)
+// is erased once gossip has shown it failed for Timing.TemporaryReapTimeout.
 //
 // # Files
 //
