@@ -3,38 +3,59 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Sentinel errors. Operations wrap them with %w; test with errors.Is.
+// Each has a method HTTPStatus, the status the admin API answers a call
+// that failed with it (signaling's admin handler reads it): 4xx for the
+// caller's mistakes, 503 while the node cannot serve the call, 502 when a
+// node it needed could not be reached.
 var (
 	// ErrClusterDisabled: a cluster operation on a node whose Cluster is off.
-	ErrClusterDisabled = errors.New("cluster: clustering is off on this node")
+	ErrClusterDisabled error = &sentinel{"cluster: clustering is off on this node", http.StatusConflict}
 	// ErrNotInitialized: the cluster was never initialised (InitCluster),
 	// or this node is not (or no longer) a member of it.
-	ErrNotInitialized = errors.New("cluster: cluster is not initialised")
+	ErrNotInitialized error = &sentinel{"cluster: cluster is not initialised", http.StatusConflict}
 	// ErrAlreadyInitialized: InitCluster or RegisterClusterNode on a node
 	// that is already a member of a running cluster.
-	ErrAlreadyInitialized = errors.New("cluster: this node is already a member of a cluster")
+	ErrAlreadyInitialized error = &sentinel{"cluster: this node is already a member of a cluster", http.StatusConflict}
 	// ErrNoMajority: the operation needs the majority of the regular nodes
 	// and this node (or its contact) is not in it.
-	ErrNoMajority = errors.New("cluster: not in the majority of regular nodes")
+	ErrNoMajority error = &sentinel{"cluster: not in the majority of regular nodes", http.StatusServiceUnavailable}
 	// ErrTemporaryNode: a temporary node named where only regular nodes are
 	// allowed (InitCluster list, PurgeClusterNode target), or InitCluster
 	// run on a temporary node.
-	ErrTemporaryNode = errors.New("cluster: not allowed for a temporary node")
-	// ErrNodeAlive: PurgeClusterNode of a node that is running.
-	ErrNodeAlive = errors.New("cluster: node is alive; only a stopped node can be purged")
+	ErrTemporaryNode error = &sentinel{"cluster: not allowed for a temporary node", http.StatusConflict}
+	// ErrNodeAlive: PurgeClusterNode of a node that is running (this node
+	// included).
+	ErrNodeAlive error = &sentinel{"cluster: node is alive; only a stopped node can be purged", http.StatusConflict}
 	// ErrTooManyNodes: the cluster would exceed max_nodes.
-	ErrTooManyNodes = errors.New("cluster: max_nodes reached")
+	ErrTooManyNodes error = &sentinel{"cluster: max_nodes reached", http.StatusConflict}
 	// ErrNotInList: InitCluster's list does not name this node.
-	ErrNotInList = errors.New("cluster: node_name_list does not name this node")
+	ErrNotInList error = &sentinel{"cluster: node_name_list does not name this node", http.StatusBadRequest}
 	// ErrUnknownNode: a node name that is not a member of the cluster.
-	ErrUnknownNode = errors.New("cluster: no such node in the cluster")
+	ErrUnknownNode error = &sentinel{"cluster: no such node in the cluster", http.StatusNotFound}
 	// ErrUnreachable: a named node could not be reached.
-	ErrUnreachable = errors.New("cluster: node cannot be reached")
+	ErrUnreachable error = &sentinel{"cluster: node cannot be reached", http.StatusBadGateway}
 	// ErrNotStarted: an operation before Start.
-	ErrNotStarted = errors.New("cluster: node not started")
+	ErrNotStarted error = &sentinel{"cluster: node not started", http.StatusServiceUnavailable}
+	// ErrInvalid: a malformed argument, such as a node_name that does not
+	// parse (ParseNodeName). The error's message is the problem's.
+	ErrInvalid error = &sentinel{"cluster: invalid argument", http.StatusBadRequest}
 )
+
+// sentinel is the type of the sentinel errors.
+type sentinel struct {
+	msg    string
+	status int
+}
+
+func (e *sentinel) Error() string { return e.msg }
+
+// HTTPStatus is the status of the admin API's answer to a call failing
+// with e.
+func (e *sentinel) HTTPStatus() int { return e.status }
 
 // OwnedElsewhereError is returned by ClaimChannel when relay is off and
 // another node already holds the channel's session. The API layer turns it
@@ -54,6 +75,7 @@ var errByCode = map[string]error{
 	"already_initialized": ErrAlreadyInitialized, "no_majority": ErrNoMajority,
 	"temporary": ErrTemporaryNode, "alive": ErrNodeAlive, "too_many": ErrTooManyNodes,
 	"not_in_list": ErrNotInList, "unknown_node": ErrUnknownNode, "unreachable": ErrUnreachable,
+	"invalid": ErrInvalid,
 }
 
 func codeOf(err error) string {
