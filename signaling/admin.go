@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -179,6 +180,9 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 			if n == "" {
 				return req, badRequest(`node_name_list[%d] is empty`, i)
 			}
+			if slices.Contains(req.NodeNameList[:i], n) {
+				return req, badRequest(`node_name_list names %.80q twice`, n)
+			}
 		}
 	case TargetRegisterClusterNode:
 		req.ContactNodeName, err = str("contact_node_name", true)
@@ -263,8 +267,10 @@ type adminHandler[N, C any] struct {
 
 // NewAdminHandler returns the admin API: POST / with an x-sora-target
 // header and a JSON body; JSON answers; 400 {"error": "..."} for bad input;
-// 307 to the responsible node for channel operations; 500 or 503 when an
-// operation fails. It is a thin layer over admin and cfg.Channels, except
+// 307 to the responsible node for channel operations; when an operation
+// fails, {"error": "..."} with the status its error carries (see
+// HTTPStatuser: 4xx for the caller's mistakes, 503 while the node is not
+// in the majority), 500 for any other failure. It is a thin layer over admin and cfg.Channels, except
 // that channel operations reach every node holding part of the channel
 // (see ScopeHeader), and answer 502 when some of them failed.
 func NewAdminHandler[N, C any](admin Admin[N, C], cfg AdminConfig) (http.Handler, error) {
@@ -369,7 +375,21 @@ func (h *adminHandler[N, C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, v)
 }
 
+// HTTPStatuser is an error that says which status the admin API answers
+// a call failing with it: an Admin's error whose chain holds one (found
+// with errors.As) is answered with its HTTPStatus, when that is 4xx or
+// 5xx. *cluster.Node's sentinel errors are: 400 for a malformed node_name
+// or a list not naming the node, 404 for an unknown node, 409 for a call
+// the cluster's state refuses (already initialised, not initialised, a
+// live node purged, ...), 503 while the node is not in the majority, 502
+// when a node it needed could not be reached. Other errors are 500.
+type HTTPStatuser interface {
+	error
+	HTTPStatus() int
+}
+
 func opStatus(err error) int {
+	var hs HTTPStatuser
 	switch {
 	case errors.Is(err, net.ErrClosed):
 		return http.StatusServiceUnavailable
@@ -377,6 +397,8 @@ func opStatus(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, ErrPushData):
 		return http.StatusBadRequest
+	case errors.As(err, &hs) && hs.HTTPStatus() >= 400 && hs.HTTPStatus() <= 599:
+		return hs.HTTPStatus()
 	}
 	return http.StatusInternalServerError
 }
@@ -388,6 +410,9 @@ func (h *adminHandler[N, C]) do(ctx context.Context, w http.ResponseWriter, req 
 	case TargetInitCluster:
 		return nodeNameList(h.admin.InitCluster(ctx, req.NodeNameList))
 	case TargetRegisterClusterNode:
+		if req.ContactNodeName == h.cfg.NodeName {
+			return http.StatusBadRequest, nil, fmt.Errorf("contact_node_name %s is this node: name a node of the cluster to join", req.ContactNodeName)
+		}
 		return nodeNameList(h.admin.RegisterClusterNode(ctx, req.ContactNodeName))
 	case TargetPurgeClusterNode:
 		return answer(map[string]string{"target_node_name": req.TargetNodeName}, h.admin.PurgeClusterNode(ctx, req.TargetNodeName))

@@ -191,6 +191,8 @@ func TestAdminAPI(t *testing.T) {
 		{TargetInitCluster, `{"node_name_list":"a"}`, 400, `{"error":"field \"node_name_list\" must be an array of strings"}`},
 		{TargetInitCluster, `{}`, 400, `{"error":"missing field \"node_name_list\""}`},
 		{TargetInitCluster, `{"node_name_list":[]}`, 400, `{"error":"field \"node_name_list\" is empty"}`},
+		{TargetInitCluster, `{"node_name_list":["a@127.0.0.1","b@127.0.0.1","a@127.0.0.1"]}`, 400, `{"error":"node_name_list names \"a@127.0.0.1\" twice"}`},
+		{TargetRegisterClusterNode, `{"contact_node_name":"a@127.0.0.1"}`, 400, `{"error":"contact_node_name a@127.0.0.1 is this node: name a node of the cluster to join"}`},
 		{TargetRegisterClusterNode, `{"contact_node_name":5}`, 400, `{"error":"field \"contact_node_name\" must be a string"}`},
 		{TargetPurgeClusterNode, `not json`, 400, `{"error":"body is not a JSON object"}`},
 		{TargetSetNodeMode, `{"mode":"off"}`, 400, `{"error":"field \"mode\": \"off\" is not normal, block_new_session or block_new_connection"}`},
@@ -247,6 +249,23 @@ func TestAdminAPI(t *testing.T) {
 	admin.err = errors.New("cluster: node is alive")
 	if code, body, _ := post(t, h, TargetPurgeClusterNode, `{"target_node_name":"c@127.0.0.1"}`); code != 500 || !strings.Contains(body, "node is alive") {
 		t.Errorf("failed op: %d %s", code, body)
+	}
+	// An error carrying its status (HTTPStatuser), wrapped or not, is
+	// answered with it; a status out of 4xx-5xx is ignored.
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{statusErr{"no such node", 404}, 404},
+		{fmt.Errorf("purge c: %w", statusErr{"node is alive", 409}), 409},
+		{fmt.Errorf("purge: %w", statusErr{"not in the majority", 503}), 503},
+		{statusErr{"odd", 200}, 500},
+	} {
+		admin.err = tc.err
+		code, body, _ := post(t, h, TargetPurgeClusterNode, `{"target_node_name":"c@127.0.0.1"}`)
+		if want, _ := json.Marshal(map[string]string{"error": tc.err.Error()}); code != tc.code || body != string(want) {
+			t.Errorf("%v: %d %s, want %d %s", tc.err, code, body, tc.code, want)
+		}
 	}
 
 	// Method, path, body size.
@@ -377,3 +396,12 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 		}
 	})
 }
+
+// statusErr is an error carrying an HTTP status, as cluster's are.
+type statusErr struct {
+	msg    string
+	status int
+}
+
+func (e statusErr) Error() string   { return e.msg }
+func (e statusErr) HTTPStatus() int { return e.status }

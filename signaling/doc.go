@@ -173,9 +173,17 @@
 // Bad input answers 400 {"error": "..."}: a missing or empty channel_id,
 // connection_id or client_id, one over 255 bytes, a push without "data" or
 // whose "data" is not a JSON object (the whole body is bounded by
-// AdminConfig.MaxBodySize, 64 KiB by default, which bounds the push). A
-// bearer token and Sora's CORS headers are options (CORS off by
-// default).
+// AdminConfig.MaxBodySize, 64 KiB by default, which bounds the push); so
+// does a node_name_list naming a node twice, and a contact_node_name that
+// is this node. An operation that fails answers {"error": "..."} with the
+// status its error carries (HTTPStatuser; *cluster.Node's errors do): 400
+// for a malformed node name or a list not naming this node, 404 for an
+// unknown purge target, 409 for what the cluster's state refuses
+// (InitCluster on a running cluster, a purge of a live node or of this
+// one, a cluster not initialised), 503 while the node is not in the
+// majority, 502 when a node it needed could not be reached, and 500 only
+// for other failures. A bearer token and Sora's CORS headers are options
+// (CORS off by default).
 //
 // Sora's 200 answers to the push and per-connection targets are not
 // known to us: they answer {"channel_id"} plus the connection_id or
