@@ -10,7 +10,6 @@ import (
 
 	"github.com/shoal-sfu/shoal/cluster"
 	"github.com/shoal-sfu/shoal/relay"
-	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // Following the cluster: what a Node does on each membership event. The
@@ -18,14 +17,10 @@ import (
 // file holds the I/O around them.
 
 // onEvent follows the cluster: called from the membership's subscription
-// goroutine (in order, never concurrently), and once from Start.
-func (n *Node) onEvent(ev cluster.Event) {
-	if ev.Kind == cluster.EventMajority && !ev.InMajority {
-		// A node outside the majority drops its connections; placement
-		// refuses new ones while the view says so (docs/cluster.md).
-		c, _ := n.sig.DisconnectAll(wire.CloseRefused, "NOT-IN-MAJORITY")
-		n.log.Warn("left the cluster majority: connections closed", "connections", c)
-	}
+// goroutine (in order, never concurrently), and once from Start. Leaving
+// the majority needs nothing here: the signaling server drops its
+// connections itself while the view says so (signaling's Admission).
+func (n *Node) onEvent(cluster.Event) {
 	n.reconcile()
 }
 

@@ -168,10 +168,11 @@ func New(cfg Config) (*Node, error) {
 
 	sc := cfg.Signaling
 	sc.Logger, sc.NodeName, sc.Authenticator, sc.Media = log, cfg.NodeName, cfg.Authenticator, NewMedia(s)
-	sc.Cluster = nil
-	if cfg.Cluster {
-		sc.Cluster = member
-	}
+	// The membership is the server's Cluster even with cluster off: its
+	// view then holds this node alone, so that placement applies the "no
+	// cluster" column (max_connections, modes) and signaling holds
+	// max_connections as a hard limit.
+	sc.Cluster = member
 	if n.sig, err = signaling.New(sc); err != nil {
 		return nil, err
 	}

@@ -65,6 +65,7 @@ func testClusterConfig(name string, port int) shoal.Config {
 	cfg := shoal.DefaultConfig()
 	cfg.NodeName = name
 	cfg.Cluster = true
+	cfg.MaxConnections = 10
 	cfg.ClusterKey = e2eKey
 	cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
 	cfg.Timing = cluster.FastTiming()
