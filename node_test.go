@@ -59,8 +59,8 @@ func TestNodeConfigErrors(t *testing.T) {
 }
 
 // testClusterConfig is the Config of a node of a test cluster: cluster on
-// with the tests' key, node-to-node ports port..port+3, fast timing and
-// relay links, every connect allowed, an SFU on loopback.
+// with the tests' key, capacity 10, node-to-node ports port..port+3, fast
+// timing and relay links, every connect allowed, an SFU on loopback.
 func testClusterConfig(name string, port int) shoal.Config {
 	cfg := shoal.DefaultConfig()
 	cfg.NodeName = name
@@ -189,7 +189,6 @@ func TestNodeClusterWiring(t *testing.T) {
 	for i, ip := range ips {
 		cfg := testClusterConfig(fmt.Sprintf("w%d@%v", i+1, ip), port)
 		cfg.DefaultAffinity = false
-		cfg.MaxConnections = 10
 		cfg.Faults = faults
 		cfg.Logger = log.With("node", cfg.NodeName)
 		nodes = append(nodes, ntStart(t, cfg))
