@@ -100,10 +100,10 @@ func (c sfuConn) Offer() signaling.MediaOffer {
 
 func (c sfuConn) SetAnswer(sdp string) error { return c.c.SetAnswer(sdp) }
 
-// AddCandidate passes the candidate to the SFU. The root package may not
-// import pion (a fence keeps it in sfu/ and relay/), so the candidate is
-// converted through its JSON form, which is the RTCIceCandidateInit the
-// client sent.
+// AddCandidate passes the candidate to the SFU. The root package does not
+// import pion itself (fence_test.go keeps pion's types behind sfu's API),
+// so the candidate is converted through its JSON form, which is the
+// RTCIceCandidateInit the client sent.
 func (c sfuConn) AddCandidate(cand wire.Candidate) error {
 	return addCandidate(c.c.AddICECandidate, cand)
 }
