@@ -65,10 +65,11 @@ type Config struct {
 	// traffic: 16, 24 or 32 bytes, the same on every node. Required when
 	// Cluster is on.
 	ClusterKey []byte
-	// DataDir keeps a regular node's membership across restarts (Raft log
-	// and snapshots, gossip snapshot). Empty keeps it in memory: the node
-	// then does not rejoin by itself after a restart. Temporary nodes keep
-	// nothing on disk whatever it says.
+	// DataDir keeps a regular node's membership (Raft log and snapshots,
+	// gossip snapshot) and its mode (mode.json) across restarts; with
+	// Cluster off, only the mode. Empty keeps them in memory: the node then
+	// does not rejoin by itself after a restart, and starts normal.
+	// Temporary nodes keep nothing on disk whatever it says.
 	DataDir string
 	// Version is reported in ListClusterNodes.
 	Version string

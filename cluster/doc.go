@@ -57,11 +57,12 @@
 // DataDir; wipe it and register it again.
 //
 // Persistence: a regular node with a DataDir keeps its Raft log
-// (raft-wal), Raft snapshots and serf's snapshot there, and rejoins by
-// itself after a restart. A temporary node keeps nothing: each run has its
-// own boot id, so a restarted temporary node is not the member that was
-// registered and must register again, while one cut off by a network
-// failure is re-admitted when it comes back. A temporary node that stops
+// (raft-wal), Raft snapshots, serf's snapshot and its mode (mode.json)
+// there, and rejoins by itself, in that mode, after a restart. A
+// temporary node keeps nothing: each run has its own boot id, so a
+// restarted temporary node is not the member that was registered and must
+// register again, while one cut off by a network failure is re-admitted
+// when it comes back (within Timing.TemporaryReapTimeout). One that stops
 // (Close) asks the leader to erase it, and leaves gossip; should the
 // request fail, the leader erases it once gossip shows it left, as it does
 // a restarted one. One that vanishes without leaving (crashed, or cut off)
@@ -87,6 +88,9 @@
 //   - load.go — PublishLoad and the load pushes between nodes.
 //   - housekeeping.go — the per-tick repairs: this node's facts and claims,
 //     and on the leader temporary nodes, addresses and failed owners.
+//   - claim.go — commits through the leader that survive a leader loss:
+//     short attempts, retried against the new leader.
+//   - modefile.go — the mode kept in DataDir across restarts.
 //   - recover.go — InitCluster after a breakdown (raft.RecoverCluster).
 //   - fsm.go — the replicated state (channel owners, node facts) and its
 //     Raft state machine.

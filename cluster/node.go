@@ -77,6 +77,7 @@ type Node struct {
 		seq      uint64
 	}
 	loadDirty chan struct{}
+	modeMu    sync.Mutex // one SetMode at a time: save, then set (modefile.go)
 
 	// leaderMu serialises the leader's membership changes (register,
 	// purge, housekeeping) so that they decide on fresh state.
@@ -141,6 +142,9 @@ func (n *Node) Start(ctx context.Context) error {
 	defer n.mu.Unlock()
 	if n.life.Started() || n.life.Closed() {
 		return n.life.Start("cluster") // the error that says which
+	}
+	if err := n.loadMode(); err != nil {
+		return err // the node stays new
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel

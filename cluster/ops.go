@@ -247,9 +247,9 @@ func (n *Node) SetMode(ctx context.Context, mode affinity.Mode, reason string) e
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
 	}
-	n.local.Lock()
-	n.local.mode, n.local.reason = mode, reason
-	n.local.Unlock()
+	if err := n.storeMode(mode, reason); err != nil {
+		return fmt.Errorf("cluster: set mode: %w", err)
+	}
 	if n.serf != nil {
 		if err := n.serf.SetTags(n.tags()); err != nil {
 			return fmt.Errorf("cluster: set mode: %w", err)
