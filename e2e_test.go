@@ -73,7 +73,7 @@ func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e
 		for _, m := range mutate {
 			m(&cfg)
 		}
-		cfg.Logger = log.With("node", cfg.NodeName)
+		cfg.Logger = log // the node adds node=<NodeName>
 		n, err := shoal.New(cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -55,7 +55,7 @@ func (n *Node) resolvePeers(names []string) map[string]netip.AddrPort {
 	for _, name := range names {
 		ap, err := n.peerAddr(name)
 		if err != nil {
-			n.log.Warn("relay: cannot address peer", "node", name, "err", err)
+			n.log.Warn("relay: cannot address peer", "peer", name, "err", err)
 			continue
 		}
 		addrs[name] = ap
@@ -69,7 +69,7 @@ func (n *Node) resolvePeers(names []string) map[string]netip.AddrPort {
 func (n *Node) applyPeers(p peerPlan) {
 	for _, pa := range p.set {
 		if err := n.relay.SetPeer(pa.name, pa.addr); err != nil {
-			n.log.Warn("relay: set peer", "node", pa.name, "err", err)
+			n.log.Warn("relay: set peer", "peer", pa.name, "err", err)
 			continue
 		}
 		n.peers[pa.name] = pa.addr

@@ -76,18 +76,18 @@ func startNode(t *testing.T, short string, port, capacity int, faults *cluster.F
 	cfg.ClusterKey = []byte("0123456789abcdef0123456789abcdef")
 	cfg.Timing = cluster.FastTiming()
 	cfg.Faults = faults
-	cfg.Logger = logger.With("node", short)
+	cfg.Logger = logger // the cluster adds node=<NodeName>
 	if n.cluster, err = cluster.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.cluster.Start(testutil.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	scfg := sfu.LocalConfig(logger.With("node", short))
+	scfg := sfu.LocalConfig(logger.With("node", n.name))
 	if n.sfu, err = sfu.New(scfg); err != nil {
 		t.Fatal(err)
 	}
-	n.sig, err = signaling.New(signaling.Config{Logger: logger.With("node", short), NodeName: n.name,
+	n.sig, err = signaling.New(signaling.Config{Logger: logger.With("node", n.name), NodeName: n.name,
 		Authenticator: &signaling.Webhook{URL: hook}, Media: shoal.NewMedia(n.sfu), Cluster: n.cluster,
 		PingInterval: time.Second, PongTimeout: 3 * time.Second})
 	if err != nil {

@@ -115,7 +115,8 @@ type Node struct {
 
 // New validates cfg and builds the parts of a node. It starts nothing: call
 // Start. Each part's logs carry its "component" attribute (cluster, sfu,
-// relay, signaling, admin-api); the Node's own carry component=node.
+// relay, signaling, admin-api; the Node's own carry component=node) and
+// node=<NodeName>, once: give a Logger that does not carry node= itself.
 func New(cfg Config) (*Node, error) {
 	if cfg.Authenticator == nil {
 		return nil, errors.New("shoal: Config.Authenticator is required (signaling.AllowAll allows every connect, for development only)")
@@ -123,7 +124,10 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	log := cfg.Logger
+	// Every line names the node once: the cluster and the relay add
+	// node= themselves (cfg.Logger goes to them as it is), the other parts
+	// get it here.
+	log := cfg.Logger.With("node", cfg.NodeName)
 	if cfg.RelayPort < 0 || cfg.RelayPort > 65535 {
 		return nil, fmt.Errorf("shoal: RelayPort %d is out of range 0-65535", cfg.RelayPort)
 	}
@@ -151,7 +155,7 @@ func New(cfg Config) (*Node, error) {
 
 	if cfg.Cluster && cfg.Relay {
 		rc := cfg.RelayLink
-		rc.NodeName, rc.ClusterKey, rc.Logger = cfg.NodeName, cfg.ClusterKey, log
+		rc.NodeName, rc.ClusterKey, rc.Logger = cfg.NodeName, cfg.ClusterKey, cfg.Logger
 		rc.Local = relay.NewSFULocal(s, log)
 		ip := cfg.BindAddr
 		if !ip.IsValid() {

@@ -190,7 +190,7 @@ func TestNodeClusterWiring(t *testing.T) {
 		cfg := testClusterConfig(fmt.Sprintf("w%d@%v", i+1, ip), port)
 		cfg.DefaultAffinity = false
 		cfg.Faults = faults
-		cfg.Logger = log.With("node", cfg.NodeName)
+		cfg.Logger = log // the node adds node=<NodeName>
 		nodes = append(nodes, ntStart(t, cfg))
 		names = append(names, cfg.NodeName)
 	}
