@@ -217,7 +217,22 @@ func (n NodeName) String() string { return n.Name + "@" + n.Host }
 
 // ParseNodeName parses and checks a node_name, NAME@HOST: NAME matches
 // [0-9A-Za-z_\-]+ and HOST is an IP address or a host name containing a dot.
+// Its error says what is wrong and is an ErrInvalid (errors.Is).
 func ParseNodeName(s string) (NodeName, error) {
+	nn, err := parseNodeName(s)
+	if err != nil {
+		return NodeName{}, &invalidError{err}
+	}
+	return nn, nil
+}
+
+// invalidError is an error that is also an ErrInvalid, with its message.
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string   { return e.err.Error() }
+func (e *invalidError) Unwrap() []error { return []error{e.err, ErrInvalid} }
+
+func parseNodeName(s string) (NodeName, error) {
 	name, host, ok := strings.Cut(s, "@")
 	if !ok {
 		return NodeName{}, fmt.Errorf("cluster: node_name %q: want NAME@HOST", s)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -26,6 +27,9 @@ func TestParseNodeName(t *testing.T) {
 		_, err := ParseNodeName(tc.in)
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("ParseNodeName(%q) = %v, want error containing %q", tc.in, err, tc.err)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseNodeName(%q) = %v, not an ErrInvalid", tc.in, err)
 		}
 	}
 }
