@@ -16,9 +16,11 @@ import (
 // the observers. Get one with SFU.Channel or through Join.
 type Channel struct {
 	// Lock order: SFU.mu alone; Channel.mu, then Connection.mu, then
-	// source.subMu or source.kfMu (SetAnswer binds down tracks, which asks
-	// for a keyframe). A connection never calls into its channel with its
-	// own lock held, and closes itself with no lock held.
+	// source.subMu or a keyframe limiter's mu (SetAnswer binds down
+	// tracks, which asks for a keyframe). A track's write lock (source.mu)
+	// is taken under none of them; under it, only a keyframe limiter's.
+	// A connection never calls into its channel with its own lock held,
+	// and closes itself with no lock held.
 
 	sfu  *SFU
 	id   string

@@ -31,12 +31,15 @@ type testClient struct {
 
 	audio, video *webrtc.TrackLocalStaticRTP
 	videoSender  *webrtc.RTPSender
+	layers       []*simTrack // a simulcast publisher's layers, r0 first
 	plis         atomic.Int64
 
 	mu       sync.Mutex
 	reoffers []string
-	answered int                 // re-offers whose answer the server took
-	received map[string][][]byte // stream id/track id -> payloads
+	answered int                     // re-offers whose answer the server took
+	received map[string][][]byte     // stream id/track id -> payloads
+	hdrs     map[string][]rtp.Header // stream id/track id -> headers
+	switches []sfu.SimulcastSwitch
 	streams  map[string]string   // track id -> stream id
 	ssrcs    map[string]uint32   // stream id/track id -> SSRC
 	msgs     map[string][][]byte // label -> messages
@@ -52,8 +55,12 @@ type clientOpts struct {
 	audio   bool
 	video   bool
 	labels  []string
-	discard bool        // read received RTP without keeping it (benchmarks)
-	api     *webrtc.API // nil: sharedClientAPI
+	discard bool // read received RTP without keeping it (benchmarks)
+	// simulcast publishes the video as three layers (simTrack), rid the
+	// layer received of simulcast tracks.
+	simulcast bool
+	rid       sfu.SimulcastRid
+	api       *webrtc.API // nil: sharedClientAPI
 	// onReoffer, when set, is called with each re-offer (after it is
 	// recorded) instead of answering it.
 	onReoffer func(c *testClient, offer string)
@@ -83,12 +90,15 @@ func tryJoin(t testing.TB, s *sfu.SFU, o clientOpts) (*testClient, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testClient{t: t, pc: pc, received: map[string][][]byte{}, streams: map[string]string{}, ssrcs: map[string]uint32{}, msgs: map[string][][]byte{}, dcs: map[string]*webrtc.DataChannel{}, open: map[string]bool{}}
+	c := &testClient{t: t, pc: pc, received: map[string][][]byte{}, hdrs: map[string][]rtp.Header{}, streams: map[string]string{}, ssrcs: map[string]uint32{}, msgs: map[string][][]byte{}, dcs: map[string]*webrtc.DataChannel{}, open: map[string]bool{}}
 	t.Cleanup(func() { _ = pc.Close() })
 	if o.audio {
 		c.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", "local")
 	}
-	if o.video {
+	switch {
+	case o.video && o.simulcast:
+		c.layers = newSimTracks()
+	case o.video:
 		c.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "local")
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -115,6 +125,7 @@ func tryJoin(t testing.TB, s *sfu.SFU, o clientOpts) (*testClient, error) {
 			}
 			c.mu.Lock()
 			c.received[key] = append(c.received[key], append([]byte(nil), p.Payload...))
+			c.hdrs[key] = append(c.hdrs[key], p.Header)
 			c.mu.Unlock()
 		}
 	})
@@ -149,7 +160,13 @@ func tryJoin(t testing.TB, s *sfu.SFU, o clientOpts) (*testClient, error) {
 	defer cancel()
 	conn, err := s.Join(ctx, sfu.JoinRequest{
 		ChannelID: o.channel, ConnectionID: o.id, Role: o.role, Audio: o.audio, Video: o.video, DataChannels: specs,
+		Simulcast: o.simulcast, SimulcastRid: o.rid,
 		Hooks: sfu.ConnectionHooks{
+			SimulcastSwitched: func(ev sfu.SimulcastSwitch) {
+				c.mu.Lock()
+				c.switches = append(c.switches, ev)
+				c.mu.Unlock()
+			},
 			ReOffer: func(offer string) {
 				c.mu.Lock()
 				c.reoffers = append(c.reoffers, offer)
@@ -230,12 +247,20 @@ func (c *testClient) answer(offer string) (string, error) {
 			}
 		}()
 	}
+	if c.layers != nil && c.senderOf(c.layers[0]) == nil {
+		if err := c.addLayers(); err != nil {
+			return "", err
+		}
+	}
 	answer, err := c.pc.CreateAnswer(nil)
 	if err != nil {
 		return "", err
 	}
 	if err := c.pc.SetLocalDescription(answer); err != nil {
 		return "", err
+	}
+	if c.layers != nil {
+		return dropRecvSimulcast(answer.SDP), nil
 	}
 	return answer.SDP, nil
 }

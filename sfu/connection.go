@@ -76,6 +76,9 @@ type ConnectionHooks struct {
 	// messaging ones) is open on the server's side. The client may get its
 	// datachannel events a little later.
 	DataChannelsOpen func()
+	// SimulcastSwitched reports, from the event goroutine, that the layer
+	// the connection receives of a publisher's simulcast video changed.
+	SimulcastSwitched func(ev SimulcastSwitch)
 }
 
 // JoinRequest is what the signaling layer read from connect.
@@ -94,6 +97,13 @@ type JoinRequest struct {
 	// DataChannels are the messaging channels requested; labels start with
 	// "#". The signaling, notify and push channels are always opened.
 	DataChannels []DataChannelSpec
+	// Simulcast offers a sending connection's video m-line as simulcast:
+	// the client sends up to three layers, r0 to r2 (Offer.Encodings).
+	Simulcast bool
+	// SimulcastRid is the layer the connection receives of simulcast
+	// video (connect's simulcast_request_rid or simulcast_rid); empty
+	// means RidR0, the lowest.
+	SimulcastRid SimulcastRid
 	// Hooks are the connection's callbacks.
 	Hooks ConnectionHooks
 }
@@ -114,6 +124,10 @@ type Offer struct {
 	// DataChannels lists every data channel the server opens, for
 	// offer.data_channels.
 	DataChannels []DataChannelSpec
+	// Simulcast is true when the video m-line is offered as simulcast;
+	// Encodings are then the layers, for offer.encodings.
+	Simulcast bool
+	Encodings []Encoding
 }
 
 // Connection is one client's peer connection in a channel. The server is
@@ -154,9 +168,13 @@ type Connection struct {
 	offerMids    []string
 	midTr        [2]*webrtc.RTPTransceiver // upstream audio, video
 	downs        map[*source]*downTrack
+	rids         subscriptionRids                 // layers asked for of simulcast tracks
+	simulcast    bool                             // the upstream video is offered as simulcast
 	free         map[webrtc.RTPCodecType][]freeTr // inactive forwarded m-lines, per kind
 	pendingCands []webrtc.ICECandidateInit
 	wg           sync.WaitGroup // media goroutines
+
+	up upLayers // the simulcast layers published
 }
 
 func validateJoin(req *JoinRequest) error {
@@ -165,6 +183,11 @@ func validateJoin(req *JoinRequest) error {
 	}
 	if _, err := ParseRole(string(req.Role)); err != nil {
 		return err
+	}
+	if req.SimulcastRid != "" {
+		if _, err := ParseSimulcastRid(string(req.SimulcastRid)); err != nil {
+			return err
+		}
 	}
 	seen := map[string]bool{}
 	for _, d := range req.DataChannels {
@@ -211,6 +234,15 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 		downs:     map[*source]*downTrack{},
 		free:      map[webrtc.RTPCodecType][]freeTr{},
 		done:      make(chan struct{}),
+		rids:      subscriptionRids{def: req.SimulcastRid},
+		simulcast: req.Simulcast && req.Video && req.Role.sends(),
+	}
+	if c.rids.def == "" {
+		c.rids.def = RidR0
+	}
+	if c.simulcast {
+		c.offer.Simulcast = true
+		c.offer.Encodings = DefaultSimulcastEncodings()
 	}
 	if err := s.reserve(c); err != nil {
 		return nil, err
@@ -284,7 +316,7 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	if !closed {
 		// With gathering complete the description holds every candidate.
 		if ld = pc.LocalDescription(); ld != nil {
-			c.offer.SDP = ld.SDP
+			c.offer.SDP = c.clientSDP(ld.SDP)
 			c.armAnswerTimerLocked()
 		}
 	}
@@ -331,6 +363,7 @@ func (c *Connection) Role() Role { return c.role }
 func (c *Connection) Offer() Offer {
 	o := c.offer
 	o.DataChannels = slices.Clone(o.DataChannels)
+	o.Encodings = slices.Clone(o.Encodings)
 	return o
 }
 

@@ -28,6 +28,19 @@
 // channel in-band (Offer.DataChannels lists them, for offer.data_channels)
 // and never closes one on its own: the SDK disconnects when any closes.
 //
+// Simulcast: a publisher that joins with JoinRequest.Simulcast is offered
+// its video m-line with the receive rids r0, r1, r2 (a=rid, a=simulcast)
+// and Offer.Encodings for offer.encodings; what it sends is one track of
+// the channel with up to three layers. Each subscriber receives one layer:
+// JoinRequest.SimulcastRid (default r0), changed at run time with
+// Connection.SetSimulcastRid; "none" stops the video. A layer that does
+// not arrive gives the nearest lower one, else the nearest higher one. A
+// switch happens on a keyframe of the new layer, asked for at once, and
+// the subscriber's stream goes on without a seam: same SSRC, the next
+// sequence number, a timestamp advanced by the time elapsed, the next VP8
+// or VP9 picture id and TL0PICIDX. ConnectionHooks.SimulcastSwitched
+// reports each switch.
+//
 // A track of a channel is a source: a local publisher, or a remote track
 // injected with Channel.AddRemoteTrack (the relay). Subscribers cannot tell
 // them apart. Channel.Observe hands local tracks, messages and connection
@@ -99,6 +112,12 @@
 //     channels, Send, SendText, CloseDataChannels, forwarding messages.
 //   - fanout.go: source and downTrack, the allocation-free per-packet
 //     fan-out and keyframe request coalescing.
+//   - simulcast.go: simulcast layers: the rids, the layer each subscriber
+//     gets, the switch and its rewrite of sequence numbers, timestamps
+//     and picture ids, SetSimulcastRid, the offer's rid lines.
+//   - layer_keyframe.go: what the layer switch reads in a video payload:
+//     keyframe starts (VP8, VP9, H.264, H.265, AV1), VP8 and VP9 picture
+//     ids.
 //   - source.go: what the relay sees: TrackInfo, TrackWriter, TrackTap,
 //     Observer, Message, ConnectionEvent, KeyframeRequester.
 //   - queue.go: eventQueue, the per-connection and per-observer callback

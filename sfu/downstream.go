@@ -36,7 +36,10 @@ func (c *Connection) addDown(src *source) error {
 	if c.closed || c.downs[src] != nil {
 		return nil
 	}
-	d := &downTrack{src: src}
+	d := &downTrack{src: src, conn: c}
+	if src.sim != nil {
+		d.sim = newSimSub(c.rids.of(src.info.StreamID))
+	}
 	if f := c.takeFreeLocked(src.info.Kind); f != nil {
 		if sender, err := c.reuseLocked(f.tr, d); err != nil {
 			c.logger.Debug("inactive m-line not reused", "mid", f.tr.Mid(), "err", err)
@@ -210,7 +213,7 @@ func (c *Connection) readRTCP(d *downTrack) {
 			return
 		}
 		if hasKeyframeRequest(buf[:n]) {
-			d.src.requestKeyframe()
+			d.requestKeyframe()
 		}
 	}
 }

@@ -31,15 +31,19 @@ type source struct {
 
 	subMu sync.Mutex
 
-	// keyframe requests: at most one per interval, the rest coalesced.
-	kfMu      sync.Mutex
-	kfLast    time.Time
-	kfTimer   *time.Timer
-	kfPending bool
+	// keyframe requests of a track without layers: at most one per
+	// interval, the rest coalesced.
+	kf kfLimiter
+
+	// sim is nil for a track without simulcast layers.
+	sim *simSource
 }
 
 func newSource(ch *Channel, info TrackInfo, kr KeyframeRequester, local *Connection) *source {
 	s := &source{ch: ch, info: info, kr: kr, local: local}
+	if info.Simulcast {
+		s.sim = newSimSource(info)
+	}
 	s.hdr.CSRC = make([]uint32, 0, 15)
 	s.hdr.Extensions = make([]rtp.Extension, 0, 16)
 	empty := []*downTrack{}
@@ -103,46 +107,76 @@ func (s *source) removeSub(d *downTrack) {
 
 // requestKeyframe passes a keyframe request to the publisher, at most once
 // per interval; requests inside the interval are coalesced into one sent at
-// its end.
+// its end. For a track with simulcast layers it asks for a keyframe of every
+// layer some subscriber receives or waits for.
 func (s *source) requestKeyframe() {
-	if s.kr == nil || s.info.Kind != webrtc.RTPCodecTypeVideo {
+	if s.info.Kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
-	s.kfMu.Lock()
-	defer s.kfMu.Unlock()
-	if s.closed.Load() || s.kfPending {
+	if s.sim != nil {
+		s.sim.requestForwarded(s)
 		return
 	}
-	interval := s.ch.sfu.cfg.KeyframeInterval
-	since := time.Since(s.kfLast)
-	if since >= interval {
-		s.kfLast = time.Now()
-		s.kr.RequestKeyframe()
+	if s.kr == nil {
 		return
 	}
-	s.kfPending = true
-	s.kfTimer = time.AfterFunc(interval-since, s.fireKeyframe)
+	s.kf.request(s, s.ch.sfu.cfg.KeyframeInterval, s.kr)
 }
 
-func (s *source) fireKeyframe() {
-	s.kfMu.Lock()
-	defer s.kfMu.Unlock()
-	s.kfPending = false
+// kfLimiter passes keyframe requests to a KeyframeRequester at most once
+// per interval; requests inside the interval are coalesced into one sent at
+// its end.
+type kfLimiter struct {
+	mu      sync.Mutex
+	last    time.Time
+	timer   *time.Timer
+	pending bool
+	kr      KeyframeRequester // of the pending request
+}
+
+func (k *kfLimiter) request(s *source, interval time.Duration, kr KeyframeRequester) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if s.closed.Load() || k.pending {
+		return
+	}
+	since := time.Since(k.last)
+	if since >= interval {
+		k.last = time.Now()
+		kr.RequestKeyframe()
+		return
+	}
+	k.pending = true
+	k.kr = kr
+	k.timer = time.AfterFunc(interval-since, func() { k.fire(s) })
+}
+
+func (k *kfLimiter) fire(s *source) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pending = false
 	if s.closed.Load() {
 		return
 	}
-	s.kfLast = time.Now()
-	s.kr.RequestKeyframe()
+	k.last = time.Now()
+	k.kr.RequestKeyframe()
+}
+
+func (k *kfLimiter) stop() {
+	k.mu.Lock()
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+	k.mu.Unlock()
 }
 
 // close stops the source; writes fail from now on.
 func (s *source) close() {
 	s.closed.Store(true)
-	s.kfMu.Lock()
-	if s.kfTimer != nil {
-		s.kfTimer.Stop()
+	s.kf.stop()
+	if s.sim != nil {
+		s.sim.stop()
 	}
-	s.kfMu.Unlock()
 	s.sink.Store(nil)
 }
 
@@ -157,6 +191,8 @@ type binding struct {
 // to one RTPSender.
 type downTrack struct {
 	src     *source
+	conn    *Connection // the subscriber; nil in unit tests
+	sim     *simSub     // nil unless src has simulcast layers
 	binding atomic.Pointer[binding]
 	tr      *webrtc.RTPTransceiver
 	sender  *webrtc.RTPSender
@@ -198,8 +234,13 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("sfu: subscriber did not accept %s: %w", want.MimeType, webrtc.ErrUnsupportedCodec)
 	}
 	d.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(found.PayloadType), ws: ctx.WriteStream()})
-	// A new subscriber needs a keyframe to start decoding.
-	d.src.requestKeyframe()
+	// A new subscriber needs a keyframe to start decoding. For a simulcast
+	// track the write path asks for one of the layer it picks.
+	if d.sim != nil {
+		d.sim.dirty.Store(true)
+	} else {
+		d.src.requestKeyframe()
+	}
 	return *found, nil
 }
 

@@ -38,6 +38,19 @@ func (c *Connection) offerLocked() error {
 	return nil
 }
 
+// clientSDP is the text of a local offer as the client gets it. For a
+// simulcast publisher it adds the receive simulcast lines to the video
+// m-line: pion offers them only once an answer has named the rids, and
+// refuses to set a local offer other than the one it made, so its own
+// description lacks them in the first offer. Its answer handling takes the
+// rids from the answer.
+func (c *Connection) clientSDP(s string) string {
+	if c.simulcast {
+		return addSimulcastRecv(s, c.midTr[1].Mid())
+	}
+	return s
+}
+
 // armAnswerTimerLocked starts the answer timeout of the offer just made.
 func (c *Connection) armAnswerTimerLocked() {
 	c.stopAnswerTimerLocked()
@@ -162,7 +175,7 @@ func (c *Connection) reoffer() {
 	err := c.offerLocked()
 	var sdpText string
 	if err == nil {
-		sdpText = c.pc.LocalDescription().SDP
+		sdpText = c.clientSDP(c.pc.LocalDescription().SDP)
 		if c.hooks.ReOffer != nil {
 			c.armAnswerTimerLocked()
 		}

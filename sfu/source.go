@@ -24,6 +24,9 @@ type TrackInfo struct {
 	// Codec is the codec of the RTP the source writes. MimeType and ClockRate
 	// must be set; subscribers negotiate a payload type for it.
 	Codec webrtc.RTPCodecCapability
+	// Simulcast says the video comes as simulcast layers (r0, r1, r2),
+	// each subscriber receiving one of them.
+	Simulcast bool
 }
 
 // KeyframeRequester receives the keyframe requests (PLI/FIR) of a track's

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -51,8 +52,15 @@ func (c *Connection) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 	go func() {
 		defer c.wg.Done()
 		buf := make([]byte, 1500)
+		rid := track.RID()
 		for {
-			if _, _, err := recv.Read(buf); err != nil {
+			var err error
+			if rid != "" {
+				_, _, err = recv.ReadSimulcast(buf, rid)
+			} else {
+				_, _, err = recv.Read(buf)
+			}
+			if err != nil {
 				return
 			}
 		}
@@ -65,6 +73,10 @@ func (c *Connection) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 			c.logger.Debug("keyframe request", "err", err)
 		}
 	})
+	if rid := track.RID(); rid != "" {
+		c.pumpLayer(track, info, SimulcastRid(rid), kr)
+		return
+	}
 	src, err := c.ch.addLocalSource(c, info, kr)
 	if err != nil {
 		c.logger.Warn("upstream track refused", "track", info.ID, "err", err)
@@ -78,6 +90,57 @@ func (c *Connection) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 			return
 		}
 		if err := src.write(buf[:n]); errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+// upLayers is the simulcast video a connection publishes: one source, fed
+// by one pump per layer, that leaves the channel with the last pump.
+type upLayers struct {
+	mu    sync.Mutex
+	src   *source
+	pumps int
+}
+
+// pumpLayer feeds one simulcast layer of the upstream video into the
+// channel; the first layer to arrive adds the track.
+func (c *Connection) pumpLayer(track *webrtc.TrackRemote, info TrackInfo, rid SimulcastRid, kr KeyframeRequester) {
+	l := rid.layer()
+	if l < 0 {
+		c.logger.Warn("simulcast layer with an unknown rid ignored", "rid", rid)
+		return
+	}
+	info.Simulcast = true
+	c.up.mu.Lock()
+	src := c.up.src
+	if src == nil {
+		var err error
+		if src, err = c.ch.addLocalSource(c, info, nil); err != nil {
+			c.up.mu.Unlock()
+			c.logger.Warn("upstream track refused", "track", info.ID, "err", err)
+			return
+		}
+		c.up.src = src
+	}
+	c.up.pumps++
+	src.sim.addLayer(l, kr)
+	c.up.mu.Unlock()
+	defer func() {
+		c.up.mu.Lock()
+		defer c.up.mu.Unlock()
+		if c.up.pumps--; c.up.pumps == 0 {
+			c.ch.removeSource(src)
+			c.up.src = nil
+		}
+	}()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		if err := src.writeLayer(l, buf[:n]); errors.Is(err, net.ErrClosed) {
 			return
 		}
 	}

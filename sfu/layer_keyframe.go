@@ -1,0 +1,272 @@
+package sfu
+
+// What the simulcast forwarder reads in a video payload: whether a packet
+// starts a keyframe (a layer switch may only happen there), and the VP8 and
+// VP9 picture ids and TL0PICIDX, which it rewrites so that a subscriber sees
+// one continuous stream across switches. Every function here reads the
+// payload in place and allocates nothing.
+
+import "strings"
+
+// codecKind is a video codec as far as payload parsing goes.
+type codecKind uint8
+
+const (
+	codecOther codecKind = iota
+	codecVP8
+	codecVP9
+	codecH264
+	codecH265
+	codecAV1
+)
+
+func codecKindOf(mimeType string) codecKind {
+	_, name, ok := strings.Cut(mimeType, "/")
+	if !ok || !strings.HasPrefix(strings.ToLower(mimeType), "video/") {
+		return codecOther
+	}
+	switch strings.ToUpper(name) {
+	case "VP8":
+		return codecVP8
+	case "VP9":
+		return codecVP9
+	case "H264":
+		return codecH264
+	case "H265":
+		return codecH265
+	case "AV1":
+		return codecAV1
+	}
+	return codecOther
+}
+
+// isKeyframeStart reports whether payload is the first packet of a
+// keyframe (for H.264 and H.265, of the parameter sets or the IDR picture
+// that start one). For a codec it does not know it reports false: such a
+// layer is never switched to once another is forwarded.
+func isKeyframeStart(k codecKind, payload []byte) bool {
+	switch k {
+	case codecVP8:
+		return vp8KeyframeStart(payload)
+	case codecVP9:
+		return vp9KeyframeStart(payload)
+	case codecH264:
+		return h264KeyframeStart(payload)
+	case codecH265:
+		return h265KeyframeStart(payload)
+	case codecAV1:
+		// RFC 9066-style aggregation header Z|Y|W W|N|-|-|-: N is set on the
+		// first packet of a coded video sequence, which starts with a
+		// keyframe.
+		return len(payload) > 0 && payload[0]&0x08 != 0
+	}
+	return false
+}
+
+// vp8KeyframeStart: RFC 7741 payload descriptor with S set and partition
+// index 0, then a VP8 payload header whose P bit (inverse key frame) is 0.
+func vp8KeyframeStart(p []byte) bool {
+	d, ok := parseVP8(p)
+	if !ok || !d.start || d.hdrLen >= len(p) {
+		return false
+	}
+	return p[d.hdrLen]&0x01 == 0
+}
+
+// vp9KeyframeStart: the descriptor's B (start of frame) set, P (inter
+// predicted) clear, and the spatial layer, if any, 0.
+func vp9KeyframeStart(p []byte) bool {
+	d, ok := parseVP9(p)
+	if !ok || !d.start || d.interPredicted {
+		return false
+	}
+	return d.sid == 0
+}
+
+// h264KeyframeStart: a single NAL unit, a STAP-A holding one, or the
+// first fragment of an FU-A, that is an SPS (7) or an IDR slice (5). The
+// browsers send the SPS and PPS in front of every IDR.
+func h264KeyframeStart(p []byte) bool {
+	if len(p) < 1 {
+		return false
+	}
+	switch t := p[0] & 0x1f; t {
+	case 5, 7:
+		return true
+	case 24: // STAP-A: 16-bit sizes, then NAL units
+		for i := 1; i+2 < len(p); {
+			size := int(p[i])<<8 | int(p[i+1])
+			i += 2
+			if size == 0 || i+size > len(p) {
+				return false
+			}
+			if nt := p[i] & 0x1f; nt == 5 || nt == 7 {
+				return true
+			}
+			i += size
+		}
+	case 28: // FU-A: indicator, then header S|E|R|type
+		return len(p) > 1 && p[1]&0x80 != 0 && (p[1]&0x1f == 5 || p[1]&0x1f == 7)
+	}
+	return false
+}
+
+// h265KeyframeStart: a NAL unit, an aggregation packet's first one, or
+// the first fragment of a fragmentation unit, that is a VPS (32), an SPS
+// (33) or an IRAP picture (16 to 21).
+func h265KeyframeStart(p []byte) bool {
+	if len(p) < 2 {
+		return false
+	}
+	key := func(t byte) bool { return t == 32 || t == 33 || (t >= 16 && t <= 21) }
+	switch t := (p[0] >> 1) & 0x3f; t {
+	case 48: // AP: 2-byte header, then 16-bit size and NAL unit
+		return len(p) > 4 && key((p[4]>>1)&0x3f)
+	case 49: // FU: 2-byte header, then S|E|type
+		return len(p) > 2 && p[2]&0x80 != 0 && key(p[2]&0x3f)
+	default:
+		return key(t)
+	}
+}
+
+// picIDs are the picture id and TL0PICIDX of a VP8 or VP9 descriptor, with
+// their offsets in the payload (0: absent; a picture id at picAt is 7 bits
+// when !wide).
+type picIDs struct {
+	pic    uint16
+	picAt  int
+	wide   bool
+	tl0    uint8
+	tl0At  int
+	hdrLen int // length of the descriptor (VP8: where the VP8 header starts)
+
+	start          bool // S (VP8, with partition 0) or B (VP9)
+	interPredicted bool // VP9 P
+	sid            uint8
+}
+
+// parseVP8 reads an RFC 7741 payload descriptor.
+func parseVP8(p []byte) (d picIDs, ok bool) {
+	if len(p) < 1 {
+		return d, false
+	}
+	d.start = p[0]&0x10 != 0 && p[0]&0x07 == 0
+	i := 1
+	if p[0]&0x80 != 0 { // X
+		if len(p) < 2 {
+			return d, false
+		}
+		x := p[1]
+		i = 2
+		if x&0x80 != 0 { // I
+			if i >= len(p) {
+				return d, false
+			}
+			d.picAt = i
+			if p[i]&0x80 != 0 { // M: 15 bits
+				if i+1 >= len(p) {
+					return d, false
+				}
+				d.wide = true
+				d.pic = uint16(p[i]&0x7f)<<8 | uint16(p[i+1])
+				i += 2
+			} else {
+				d.pic = uint16(p[i] & 0x7f)
+				i++
+			}
+		}
+		if x&0x40 != 0 { // L
+			if i >= len(p) {
+				return d, false
+			}
+			d.tl0At = i
+			d.tl0 = p[i]
+			i++
+		}
+		if x&0x30 != 0 { // T or K: one byte
+			i++
+		}
+	}
+	if i > len(p) {
+		return d, false
+	}
+	d.hdrLen = i
+	return d, true
+}
+
+// parseVP9 reads the VP9 payload descriptor (RFC 9628) up to the
+// TL0PICIDX.
+func parseVP9(p []byte) (d picIDs, ok bool) {
+	if len(p) < 1 {
+		return d, false
+	}
+	b0 := p[0]
+	d.interPredicted = b0&0x40 != 0
+	d.start = b0&0x08 != 0
+	flexible := b0&0x10 != 0
+	i := 1
+	if b0&0x80 != 0 { // I
+		if i >= len(p) {
+			return d, false
+		}
+		d.picAt = i
+		if p[i]&0x80 != 0 {
+			if i+1 >= len(p) {
+				return d, false
+			}
+			d.wide = true
+			d.pic = uint16(p[i]&0x7f)<<8 | uint16(p[i+1])
+			i += 2
+		} else {
+			d.pic = uint16(p[i] & 0x7f)
+			i++
+		}
+	}
+	if b0&0x20 != 0 { // L: TID|U|SID|D
+		if i >= len(p) {
+			return d, false
+		}
+		d.sid = (p[i] >> 1) & 0x07
+		i++
+		if !flexible {
+			if i >= len(p) {
+				return d, false
+			}
+			d.tl0At = i
+			d.tl0 = p[i]
+			i++
+		}
+	}
+	d.hdrLen = i
+	return d, true
+}
+
+// parsePicIDs reads the ids of a VP8 or VP9 payload; ok is false for other
+// codecs and for payloads too short to hold their descriptor.
+func parsePicIDs(k codecKind, p []byte) (picIDs, bool) {
+	switch k {
+	case codecVP8:
+		return parseVP8(p)
+	case codecVP9:
+		return parseVP9(p)
+	}
+	return picIDs{}, false
+}
+
+// putPic writes picture id v at d.picAt in p, in the width it has there.
+func (d *picIDs) putPic(p []byte, v uint16) {
+	if d.wide {
+		p[d.picAt] = 0x80 | byte(v>>8)&0x7f
+		p[d.picAt+1] = byte(v)
+		return
+	}
+	p[d.picAt] = byte(v) & 0x7f
+}
+
+// picMask is the modulus of the picture id as sent (7 or 15 bits), less one.
+func (d *picIDs) picMask() uint16 {
+	if d.wide {
+		return 0x7fff
+	}
+	return 0x7f
+}

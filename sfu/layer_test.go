@@ -1,0 +1,254 @@
+package sfu
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+func TestKeyframeStart(t *testing.T) {
+	cases := []struct {
+		name    string
+		k       codecKind
+		payload []byte
+		want    bool
+	}{
+		{"vp8 key, no ext", codecVP8, []byte{0x10, 0x00}, true},
+		{"vp8 delta", codecVP8, []byte{0x10, 0x01}, false},
+		{"vp8 key, not start", codecVP8, []byte{0x00, 0x00}, false},
+		{"vp8 key, partition 1", codecVP8, []byte{0x11, 0x00}, false},
+		{"vp8 key, picture id + tl0 + tid", codecVP8, []byte{0x90, 0xE0, 0x81, 0x02, 7, 0x20, 0x00}, true},
+		{"vp8 delta, picture id 7 bits", codecVP8, []byte{0x90, 0x80, 0x05, 0x01}, false},
+		{"vp8 truncated", codecVP8, []byte{0x90, 0x80}, false},
+		{"vp9 key", codecVP9, []byte{0x08}, true},
+		{"vp9 key with pic id and layers", codecVP9, []byte{0xA8, 0x80, 0x01, 0x00, 5}, true},
+		{"vp9 inter", codecVP9, []byte{0x48}, false},
+		{"vp9 not start", codecVP9, []byte{0x00}, false},
+		{"vp9 spatial layer 1", codecVP9, []byte{0xA8, 0x80, 0x01, 0x02, 5}, false},
+		{"h264 sps", codecH264, []byte{0x67, 0x42}, true},
+		{"h264 idr", codecH264, []byte{0x65, 0x88}, true},
+		{"h264 non-idr", codecH264, []byte{0x41, 0x9a}, false},
+		{"h264 stap-a sps", codecH264, []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce}, true},
+		{"h264 stap-a non-key", codecH264, []byte{0x78, 0x00, 0x02, 0x41, 0x42}, false},
+		{"h264 stap-a bad size", codecH264, []byte{0x78, 0x00, 0x09, 0x67}, false},
+		{"h264 fu-a idr start", codecH264, []byte{0x7c, 0x85, 0x00}, true},
+		{"h264 fu-a idr middle", codecH264, []byte{0x7c, 0x05, 0x00}, false},
+		{"h265 vps", codecH265, []byte{0x40, 0x01}, true},
+		{"h265 trail", codecH265, []byte{0x02, 0x01}, false},
+		{"h265 fu idr start", codecH265, []byte{0x62, 0x01, 0x93}, true},
+		{"h265 ap vps", codecH265, []byte{0x60, 0x01, 0x00, 0x02, 0x40, 0x01}, true},
+		{"av1 new sequence", codecAV1, []byte{0x18}, true},
+		{"av1 other", codecAV1, []byte{0x10}, false},
+		{"opus", codecOther, []byte{0x10, 0x00}, false},
+		{"empty", codecVP8, nil, false},
+	}
+	for _, c := range cases {
+		if got := isKeyframeStart(c.k, c.payload); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestCodecKindOf(t *testing.T) {
+	for mime, want := range map[string]codecKind{"video/VP8": codecVP8, "video/vp9": codecVP9, "video/H264": codecH264, "video/H265": codecH265, "video/AV1": codecAV1, "audio/opus": codecOther, "video/rtx": codecOther, "VP8": codecOther} {
+		if got := codecKindOf(mime); got != want {
+			t.Errorf("%s: %v, want %v", mime, got, want)
+		}
+	}
+}
+
+func TestPickLayer(t *testing.T) {
+	cases := []struct {
+		want   int8
+		active uint8
+		keep   int8
+		got    int8
+	}{
+		{2, 0b111, -1, 2},
+		{2, 0b011, -1, 1},
+		{2, 0b001, 1, 0},
+		{0, 0b110, -1, 1},
+		{1, 0b100, -1, 2},
+		{-1, 0b111, 2, -1},
+		{1, 0, 0, 0}, // nothing active: keep
+	}
+	for _, c := range cases {
+		if got := pickLayer(c.want, c.active, c.keep); got != c.got {
+			t.Errorf("pickLayer(%d, %03b, %d) = %d, want %d", c.want, c.active, c.keep, got, c.got)
+		}
+	}
+}
+
+func TestAddSimulcastRecv(t *testing.T) {
+	in := "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\n"
+	out := addSimulcastRecv(in, "1")
+	want := "a=mid:1\r\na=recvonly\r\na=rid:r0 recv\r\na=rid:r1 recv\r\na=rid:r2 recv\r\na=simulcast:recv r0;r1;r2\r\nm=video"
+	if !strings.Contains(out, want) || strings.Count(out, "a=simulcast") != 1 {
+		t.Fatalf("got\n%s", out)
+	}
+	if again := addSimulcastRecv(out, "1"); again != out {
+		t.Fatalf("added twice:\n%s", again)
+	}
+	// The last m-line too.
+	if out := addSimulcastRecv(in, "2"); !strings.HasSuffix(out, "a=sendonly\r\na=rid:r0 recv\r\na=rid:r1 recv\r\na=rid:r2 recv\r\na=simulcast:recv r0;r1;r2\r\n") {
+		t.Fatalf("got\n%s", out)
+	}
+	if out := addSimulcastRecv(in, "7"); out != in {
+		t.Fatalf("changed an SDP without that mid:\n%s", out)
+	}
+}
+
+// newSimTestSource builds a simulcast source with n subscribers wanting
+// want, bound to marshalWriters.
+func newSimTestSource(tb testing.TB, n int, want SimulcastRid) (*source, []*downTrack, []*marshalWriter) {
+	s, err := New(Config{KeyframeInterval: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ch := newChannel(s, "bench")
+	src := newSource(ch, TrackInfo{ID: "t", StreamID: "P", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8, Simulcast: true}, nil, nil)
+	for l := int8(0); l < maxLayers; l++ {
+		src.sim.addLayer(l, KeyframeRequesterFunc(func() {}))
+	}
+	ws := make([]*marshalWriter, n)
+	ds := make([]*downTrack, n)
+	for i := range ws {
+		ws[i] = &marshalWriter{}
+		d := &downTrack{src: src, sim: newSimSub(want)}
+		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(1000 + i), pt: 96, ws: ws[i]}); err != nil {
+			tb.Fatal(err)
+		}
+		src.addSub(d)
+		ds[i] = d
+	}
+	return src, ds, ws
+}
+
+// vp8Packet is one single-packet VP8 frame of a layer, with a 15-bit
+// picture id and a TL0PICIDX.
+func vp8Packet(seq uint16, ts uint32, pic uint16, tl0 uint8, key bool) []byte {
+	vp8 := byte(1)
+	if key {
+		vp8 = 0
+	}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, SSRC: 5, Marker: true}, Payload: make([]byte, 1100)}
+	copy(p.Payload, []byte{0x90, 0xC0, 0x80 | byte(pic>>8), byte(pic), tl0, vp8})
+	b, _ := p.Marshal()
+	return b
+}
+
+// TestWriteLayerSwitch drives the forwarder directly: a switch waits for a
+// keyframe of the target layer, then continues the numbering.
+func TestWriteLayerSwitch(t *testing.T) {
+	src, ds, ws := newSimTestSource(t, 1, RidR0)
+	w, d := ws[0], ds[0]
+	read := func() (rtp.Packet, picIDs) {
+		var p rtp.Packet
+		if err := p.Unmarshal(w.buf[:w.n]); err != nil {
+			t.Fatal(err)
+		}
+		ids, _ := parseVP8(p.Payload)
+		return p, ids
+	}
+	// Layer 0 from seq 100, layer 2 from seq 5000; one frame every 10 ms.
+	for i := range 5 {
+		if err := src.writeLayer(0, vp8Packet(uint16(100+i), uint32(9000+3000*i), uint16(50+i), uint8(3+i), i == 0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.writeLayer(2, vp8Packet(uint16(5000+i), uint32(700000+3000*i), uint16(7000+i), uint8(90+i), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, ids := read()
+	if w.count != 5 || p.SequenceNumber != 104 || p.Timestamp != 21000 || ids.pic != 54 || ids.tl0 != 7 || p.SSRC != 1000 {
+		t.Fatalf("layer 0: %d packets, last %v %+v", w.count, p.Header, ids)
+	}
+	d.sim.setWant(RidR2)
+	// Delta frames of layer 2 are not forwarded, nor layer 0 once the
+	// target is 2 (until the keyframe comes, layer 0 goes on).
+	_ = src.writeLayer(2, vp8Packet(5005, 715000, 7005, 95, false))
+	_ = src.writeLayer(0, vp8Packet(105, 24000, 55, 8, false))
+	if w.count != 6 || d.sim.target.Load() != 2 || d.sim.cur.Load() != 0 {
+		t.Fatalf("before the keyframe: %d packets, target %d cur %d", w.count, d.sim.target.Load(), d.sim.cur.Load())
+	}
+	_ = src.writeLayer(2, vp8Packet(5006, 718000, 7006, 96, true))
+	p, ids = read()
+	if w.count != 7 || p.SequenceNumber != 106 || int32(p.Timestamp-24000) <= 0 || ids.pic != 56 || ids.tl0 != 9 {
+		t.Fatalf("switch packet %v %+v", p.Header, ids)
+	}
+	ts := p.Timestamp
+	_ = src.writeLayer(0, vp8Packet(106, 27000, 56, 9, true)) // old layer: dropped
+	_ = src.writeLayer(2, vp8Packet(5004, 712000, 7004, 94, false))
+	if w.count != 7 {
+		t.Fatalf("old layer or pre-switch packet forwarded: %d", w.count)
+	}
+	_ = src.writeLayer(2, vp8Packet(5007, 721000, 7007, 97, false))
+	p, ids = read()
+	if p.SequenceNumber != 107 || p.Timestamp != ts+3000 || ids.pic != 57 || ids.tl0 != 10 {
+		t.Fatalf("after the switch %v %+v", p.Header, ids)
+	}
+	if d.sim.cur.Load() != 2 {
+		t.Fatalf("cur %d", d.sim.cur.Load())
+	}
+}
+
+func TestWriteLayerAllocs(t *testing.T) {
+	src, ds, _ := newSimTestSource(t, 10, RidR0)
+	for i, d := range ds {
+		d.sim.setWant([]SimulcastRid{RidR0, RidR2}[i%2])
+	}
+	seq := [3]uint16{100, 2000, 9000}
+	write := func(key bool) {
+		for l := int8(0); l < maxLayers; l++ {
+			_ = src.writeLayer(l, vp8Packet(seq[l], uint32(seq[l])*3000, seq[l]&0x7fff, uint8(seq[l]), key))
+			seq[l]++
+		}
+	}
+	write(true)
+	for range 10 {
+		write(false)
+	}
+	for _, d := range ds {
+		if d.sim.cur.Load() < 0 {
+			t.Fatal("a subscriber receives nothing")
+		}
+	}
+	// Switch some, so that offsets and picture id rewrites are in use.
+	for i, d := range ds {
+		d.sim.setWant([]SimulcastRid{RidR2, RidR1}[i%2])
+	}
+	write(true)
+	pkts := [3][]byte{}
+	for l := range pkts {
+		pkts[l] = vp8Packet(seq[l], uint32(seq[l])*3000, seq[l]&0x7fff, uint8(seq[l]), false)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		for l := int8(0); l < maxLayers; l++ {
+			_ = src.writeLayer(l, pkts[l])
+		}
+	}); allocs != 0 {
+		t.Fatalf("writeLayer allocates %v per packet", allocs)
+	}
+}
+
+func FuzzParsePicIDs(f *testing.F) {
+	f.Add(byte(codecVP8), []byte{0x90, 0xE0, 0x81, 0x02, 7, 0x20, 0x00})
+	f.Add(byte(codecVP9), []byte{0xA8, 0x80, 0x01, 0x00, 5})
+	f.Add(byte(codecH264), []byte{0x78, 0x00, 0x02, 0x67, 0x42})
+	f.Fuzz(func(t *testing.T, k byte, p []byte) {
+		kind := codecKind(k % 6)
+		_ = isKeyframeStart(kind, p)
+		d, ok := parsePicIDs(kind, p)
+		if !ok {
+			return
+		}
+		if d.hdrLen > len(p) || d.picAt >= len(p) && d.picAt != 0 || d.tl0At >= len(p) && d.tl0At != 0 || d.wide && d.picAt+1 >= len(p) {
+			t.Fatalf("offsets out of the payload: %+v for %d bytes", d, len(p))
+		}
+		var st simSub
+		st.picOff, st.tl0Off = 3, 4
+		_ = st.rewriteIDs(p, &d)
+	})
+}

@@ -1,0 +1,401 @@
+package sfu_test
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/sfu"
+)
+
+// simTrack is one simulcast layer of a test publisher, sent the way a
+// browser sends it: VP8 with picture ids and TL0PICIDX, the mid and rid
+// header extensions on every packet, its own SSRC, sequence numbers and
+// timestamps, and a keyframe on its first frame and after each PLI.
+type simTrack struct {
+	rid   string
+	layer int
+
+	mu           sync.Mutex
+	ssrc         uint32
+	pt           uint8
+	ws           webrtc.TrackLocalWriter
+	midID, ridID uint8
+	mid          string
+	seq          uint16
+	ts           uint32
+	pic          uint16
+	tl0          uint8
+	frames       int
+
+	keyNext atomic.Bool
+	plis    atomic.Int64
+}
+
+func newSimTracks() []*simTrack {
+	ls := make([]*simTrack, 3)
+	for i := range ls {
+		// Different bases per layer, so a forward without rewrite shows.
+		ls[i] = &simTrack{rid: "r" + string(rune('0'+i)), layer: i, seq: uint16(1000 + 20000*i), ts: uint32(5000 + 1e6*i), pic: uint16(100 + 9000*i), tl0: uint8(10 + 70*i)}
+		ls[i].keyNext.Store(true)
+	}
+	return ls
+}
+
+func (t *simTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range ctx.HeaderExtensions() {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			t.midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			t.ridID = uint8(e.ID)
+		}
+	}
+	for _, c := range ctx.CodecParameters() {
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeVP8) {
+			t.ssrc, t.pt, t.ws = uint32(ctx.SSRC()), uint8(c.PayloadType), ctx.WriteStream()
+			return c, nil
+		}
+	}
+	return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+}
+
+func (t *simTrack) Unbind(webrtc.TrackLocalContext) error {
+	t.mu.Lock()
+	t.ws = nil
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *simTrack) ID() string                { return "cam" }
+func (t *simTrack) RID() string               { return t.rid }
+func (t *simTrack) StreamID() string          { return "local" }
+func (t *simTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeVideo }
+
+// writeFrame sends one frame in one packet: the VP8 descriptor (S, picture
+// id, TL0PICIDX), the VP8 header's keyframe bit, then 'A'+layer and the
+// layer's frame count.
+func (t *simTrack) writeFrame() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ws == nil || t.mid == "" {
+		return
+	}
+	key := t.keyNext.Swap(false)
+	vp8 := byte(0x01)
+	if key {
+		vp8 = 0x00
+	}
+	payload := []byte{0x90, 0xC0, 0x80 | byte(t.pic>>8), byte(t.pic), t.tl0, vp8, 'A' + byte(t.layer), byte(t.frames >> 8), byte(t.frames)}
+	h := rtp.Header{Version: 2, Marker: true, PayloadType: t.pt, SequenceNumber: t.seq, Timestamp: t.ts, SSRC: t.ssrc}
+	_ = h.SetExtension(t.midID, []byte(t.mid))
+	_ = h.SetExtension(t.ridID, []byte(t.rid))
+	_, _ = t.ws.WriteRTP(&h, payload)
+	t.seq++
+	t.ts += 3000
+	t.pic = (t.pic + 1) & 0x7fff
+	t.tl0++
+	t.frames++
+}
+
+// addLayers attaches the layers as the SDK does: addTrack after SRD, which
+// takes the upstream video m-line, with the other layers as encodings of
+// its sender; their PLIs set keyNext.
+func (c *testClient) addLayers() error {
+	sender, err := c.pc.AddTrack(c.layers[0])
+	if err != nil {
+		return err
+	}
+	for _, l := range c.layers[1:] {
+		if err := sender.AddEncoding(l); err != nil {
+			return err
+		}
+	}
+	var mid string
+	for _, tr := range c.pc.GetTransceivers() {
+		if tr.Sender() == sender {
+			mid = tr.Mid()
+		}
+	}
+	for _, l := range c.layers {
+		l.mu.Lock()
+		l.mid = mid
+		l.mu.Unlock()
+		go func() {
+			for {
+				pkts, _, err := sender.ReadSimulcastRTCP(l.rid)
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					if _, ok := p.(*rtcp.PictureLossIndication); ok {
+						l.plis.Add(1)
+						l.keyNext.Store(true)
+					}
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// dropRecvSimulcast removes from a pion answer the a=rid recv and
+// a=simulcast:recv lines it copies from the offer's receive simulcast
+// (pion v4.2.26 writes them back whatever the direction); the send lines
+// of its own encodings stay.
+func dropRecvSimulcast(s string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(s, "\r\n") {
+		if strings.HasPrefix(l, "a=rid:") && strings.HasSuffix(l, " recv\r\n") || strings.HasPrefix(l, "a=simulcast:recv") {
+			continue
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// pumpLayers sends a frame on every layer every 10 ms until the test ends.
+func (c *testClient) pumpLayers(t testing.TB) {
+	every(t, 10*time.Millisecond, func(int) {
+		for _, l := range c.layers {
+			l.writeFrame()
+		}
+	})
+}
+
+// recvFrame is a received packet of a simTrack.
+type recvFrame struct {
+	hdr    rtp.Header
+	layer  byte // 'A' + layer
+	key    bool
+	pic    uint16
+	tl0    uint8
+	frames int
+}
+
+func (c *testClient) frames(key string) []recvFrame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []recvFrame
+	for i, p := range c.received[key] {
+		if len(p) < 9 {
+			continue
+		}
+		out = append(out, recvFrame{hdr: c.hdrs[key][i], layer: p[6], key: p[5]&1 == 0, pic: uint16(p[2]&0x7f)<<8 | uint16(p[3]), tl0: p[4], frames: int(p[7])<<8 | int(p[8])})
+	}
+	return out
+}
+
+func (c *testClient) switchEvents() []sfu.SimulcastSwitch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]sfu.SimulcastSwitch(nil), c.switches...)
+}
+
+// lastLayer returns the layer tag of the last frame received, 0 if none.
+func lastLayer(fs []recvFrame) byte {
+	if len(fs) == 0 {
+		return 0
+	}
+	return fs[len(fs)-1].layer
+}
+
+// checkContinuous fails unless fs is one stream: sequence numbers, picture
+// ids and TL0PICIDX each one more than the last, timestamps increasing, one
+// SSRC, and every change of layer on a keyframe.
+func checkContinuous(t *testing.T, fs []recvFrame) {
+	t.Helper()
+	for i := 1; i < len(fs); i++ {
+		a, b := fs[i-1], fs[i]
+		switch {
+		case b.hdr.SequenceNumber != a.hdr.SequenceNumber+1:
+			t.Fatalf("frame %d: sequence number %d after %d", i, b.hdr.SequenceNumber, a.hdr.SequenceNumber)
+		case int32(b.hdr.Timestamp-a.hdr.Timestamp) <= 0:
+			t.Fatalf("frame %d: timestamp %d after %d", i, b.hdr.Timestamp, a.hdr.Timestamp)
+		case b.pic != (a.pic+1)&0x7fff || b.tl0 != a.tl0+1:
+			t.Fatalf("frame %d: picture id %d, tl0 %d after %d, %d", i, b.pic, b.tl0, a.pic, a.tl0)
+		case b.hdr.SSRC != a.hdr.SSRC:
+			t.Fatalf("frame %d: SSRC %d after %d", i, b.hdr.SSRC, a.hdr.SSRC)
+		case b.layer != a.layer && !b.key:
+			t.Fatalf("frame %d: layer %c after %c on a delta frame", i, b.layer, a.layer)
+		case b.layer == a.layer && b.frames != a.frames+1:
+			t.Fatalf("frame %d: layer %c frame %d after %d (lost or reordered)", i, b.layer, b.frames, a.frames)
+		}
+	}
+}
+
+func TestSimulcastOfferHasRids(t *testing.T) {
+	s := newSFU(t, nil)
+	pub := join(t, s, clientOpts{channel: "sc", id: "pub", role: sfu.RoleSendonly, video: true, simulcast: true})
+	o := pub.conn.Offer()
+	if !o.Simulcast || len(o.Encodings) != 3 || o.Encodings[0].RID != sfu.RidR0 || o.Encodings[2].RID != sfu.RidR2 {
+		t.Fatalf("offer simulcast %v encodings %+v", o.Simulcast, o.Encodings)
+	}
+	video := ""
+	for _, sec := range strings.Split(o.SDP, "\r\nm=")[1:] {
+		if attr(sec, "mid") == o.Mids.Video {
+			video = sec
+		}
+	}
+	for _, want := range []string{"a=rid:r0 recv", "a=rid:r1 recv", "a=rid:r2 recv", "a=simulcast:recv r0;r1;r2", "a=recvonly", sdp.SDESRTPStreamIDURI, sdp.SDESMidURI} {
+		if !strings.Contains(video, want) {
+			t.Errorf("video m-line lacks %q:\n%s", want, video)
+		}
+	}
+	// A subscriber is offered no simulcast, and a publisher that did not
+	// ask for it neither.
+	sub := join(t, s, clientOpts{channel: "sc", id: "sub", role: sfu.RoleSendrecv, video: true})
+	if o := sub.conn.Offer(); o.Simulcast || o.Encodings != nil || strings.Contains(o.SDP, "a=simulcast") {
+		t.Fatalf("non-simulcast offer has simulcast: %v %v", o.Simulcast, o.Encodings)
+	}
+}
+
+// TestSimulcastLayerPerSubscriber: a publisher sends three layers; a
+// subscriber asking for r0 gets r0 and one asking for r2 gets r2, each as
+// one stream whose SSRC is its sender's.
+func TestSimulcastLayerPerSubscriber(t *testing.T) {
+	s := newSFU(t, nil)
+	pub := join(t, s, clientOpts{channel: "sc", id: "pub", role: sfu.RoleSendonly, video: true, simulcast: true})
+	pub.pumpLayers(t)
+	low := join(t, s, clientOpts{channel: "sc", id: "low", role: sfu.RoleRecvonly, rid: sfu.RidR0})
+	high := join(t, s, clientOpts{channel: "sc", id: "high", role: sfu.RoleRecvonly, rid: sfu.RidR2})
+	def := join(t, s, clientOpts{channel: "sc", id: "def", role: sfu.RoleRecvonly})
+	key := "pub/pub-video"
+	testutil.Eventually(t, func() bool {
+		return len(low.frames(key)) > 30 && lastLayer(high.frames(key)) == 'C' && len(def.frames(key)) > 30
+	}, wait, "subscribers receive their layers")
+	for name, c := range map[string]*testClient{"low": low, "def": def} {
+		for _, f := range c.frames(key) {
+			if f.layer != 'A' {
+				t.Fatalf("%s got layer %c", name, f.layer)
+			}
+		}
+	}
+	// high may start on a lower layer while r2's first packets are on
+	// their way, but ends on r2, and switches only on keyframes.
+	fs := high.frames(key)
+	checkContinuous(t, fs)
+	checkContinuous(t, low.frames(key))
+	// The SSRC is the subscriber's sender's, declared in its offer.
+	for name, c := range map[string]*testClient{"low": low, "high": high} {
+		ssrc := c.frames(key)[0].hdr.SSRC
+		if !strings.Contains(c.lastOffer(), "a=ssrc:"+itoa(ssrc)+" ") {
+			t.Fatalf("%s: SSRC %d not in its offer", name, ssrc)
+		}
+	}
+	if req, cur := high.conn.SimulcastRid("pub"); req != sfu.RidR2 || cur != sfu.RidR2 {
+		t.Fatalf("high: requested %s, current %s", req, cur)
+	}
+}
+
+// TestSimulcastSwitchSeamless: switching a subscriber's layer at run time
+// asks the publisher for a keyframe of the new layer, switches on it and
+// keeps one continuous stream (sequence numbers, timestamps, picture ids);
+// the subscriber is told of the switch; none stops the video.
+func TestSimulcastSwitchSeamless(t *testing.T) {
+	s := newSFU(t, nil)
+	pub := join(t, s, clientOpts{channel: "sc", id: "pub", role: sfu.RoleSendonly, video: true, simulcast: true})
+	pub.pumpLayers(t)
+	sub := join(t, s, clientOpts{channel: "sc", id: "sub", role: sfu.RoleRecvonly, rid: sfu.RidR0})
+	key := "pub/pub-video"
+	testutil.Eventually(t, func() bool { return len(sub.frames(key)) > 20 }, wait, "r0 flows")
+	plis := pub.layers[2].plis.Load()
+	if err := sub.conn.SetSimulcastRid("pub", sfu.RidR2); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'C' }, wait, "switched to r2")
+	if pub.layers[2].plis.Load() == plis {
+		t.Fatal("no keyframe request to r2 on the switch")
+	}
+	testutil.Eventually(t, func() bool { return len(sub.switchEvents()) == 1 }, wait, "switch reported")
+	if ev := sub.switchEvents()[0]; ev.Previous != sfu.RidR0 || ev.Current != sfu.RidR2 || ev.Requested != sfu.RidR2 || ev.Trigger != sfu.TriggerReceiver || ev.SenderConnectionID != "pub" {
+		t.Fatalf("switch event %+v", ev)
+	}
+	// Down again, to r1, through the admin-style call for every publisher.
+	if err := sub.conn.SetSimulcastRid("", sfu.RidR1); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'B' }, wait, "switched to r1")
+	n := len(sub.frames(key))
+	testutil.Eventually(t, func() bool { return len(sub.frames(key)) > n+20 }, wait, "r1 flows")
+	checkContinuous(t, sub.frames(key))
+	layers := map[byte]bool{}
+	for _, f := range sub.frames(key) {
+		layers[f.layer] = true
+	}
+	if len(layers) != 3 {
+		t.Fatalf("layers seen %v", layers)
+	}
+
+	if err := sub.conn.SetSimulcastRid("pub", sfu.RidNone); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	n = len(sub.frames(key))
+	time.Sleep(300 * time.Millisecond)
+	if got := len(sub.frames(key)); got != n {
+		t.Fatalf("none: %d frames still came", got-n)
+	}
+	if _, cur := sub.conn.SimulcastRid("pub"); cur != sfu.RidNone {
+		t.Fatalf("current %s after none", cur)
+	}
+	// And back: it starts again on a keyframe, continuing the stream.
+	if err := sub.conn.SetSimulcastRid("pub", sfu.RidR0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return len(sub.frames(key)) > n+20 }, wait, "r0 again")
+	checkContinuous(t, sub.frames(key))
+	if err := sub.conn.SetSimulcastRid("pub", "r3"); err == nil {
+		t.Fatal("r3 accepted")
+	}
+}
+
+// TestSimulcastFallsBackWhenLayerStops: a subscriber of r2 gets r1 when
+// the publisher stops sending r2, and r2 again when it comes back.
+func TestSimulcastFallsBackWhenLayerStops(t *testing.T) {
+	s := newSFU(t, nil)
+	pub := join(t, s, clientOpts{channel: "sc", id: "pub", role: sfu.RoleSendonly, video: true, simulcast: true})
+	var stopped atomic.Bool
+	every(t, 10*time.Millisecond, func(int) {
+		for _, l := range pub.layers {
+			if l.layer != 2 || !stopped.Load() {
+				l.writeFrame()
+			}
+		}
+	})
+	sub := join(t, s, clientOpts{channel: "sc", id: "sub", role: sfu.RoleRecvonly, rid: sfu.RidR2})
+	key := "pub/pub-video"
+	testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'C' }, wait, "r2 flows")
+	stopped.Store(true)
+	testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'B' }, wait, "falls back to r1")
+	stopped.Store(false)
+	testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'C' }, wait, "back to r2")
+	checkContinuous(t, sub.frames(key))
+	evs := sub.switchEvents()
+	if len(evs) < 2 || evs[len(evs)-2].Trigger != sfu.TriggerSender || evs[len(evs)-2].Current != sfu.RidR1 {
+		t.Fatalf("switch events %+v", evs)
+	}
+}
+
+func itoa(v uint32) string {
+	var b [10]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
