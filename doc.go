@@ -77,19 +77,22 @@
 //   - doc.go — this overview.
 //   - node.go — Config, Node: building the parts (New), their lifecycle
 //     (Start, Done, Err, Close) and the accessors.
-//   - follow.go — what a Node does on each cluster event: disconnect
-//     everyone on losing the majority, and make the relay's peers and
-//     channels follow the channel owners (reconcile: DNS lookups and the
-//     relay calls around the plan).
+//   - follow.go — what a Node does on each cluster event: make the relay's
+//     peers and channels follow the channel owners (reconcile: DNS lookups
+//     and the relay calls around the plan). Leaving the majority needs
+//     nothing here: the signaling server drops its connections itself.
 //   - relayplan.go — the plan itself: which peers and relayed channels a
 //     view calls for, as pure functions of the view and of what is open.
 //   - media.go — NewMedia, the adapter from *sfu.SFU to the media side the
 //     signaling server needs.
 //
 // The package's tests include real three-node clusters in one process
-// (node_test.go, integration_test.go), Chromium against three nodes with
-// the example's page and the published sora-js-sdk (e2e_test.go), and the
-// dependency fences (fence_test.go).
+// (node_test.go, integration_test.go, admission_test.go for the "no
+// cluster" column, admin_errors_test.go for the admin API's statuses,
+// logs_test.go for what every log line carries), Chromium against three
+// nodes with the example's page and the published sora-js-sdk
+// (e2e*_test.go), the relay plan's table tests
+// (relayplan_test.go) and the dependency fences (fence_test.go).
 //
 // # Dependencies
 //
