@@ -39,6 +39,8 @@ func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signali
 	conn, err := m.s.Join(ctx, sfu.JoinRequest{
 		ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
 		Role: sfu.Role(req.Role), Audio: req.Audio, Video: req.Video, DataChannels: dcs,
+		AudioCodec: req.AudioCodec, VideoCodec: req.VideoCodec,
+		AudioBitRate: req.AudioBitRate, VideoBitRate: req.VideoBitRate, ClientSDP: req.ClientSDP,
 		Hooks: sfu.ConnectionHooks{
 			ReOffer: ev.ReOffer,
 			Event: func(e sfu.ConnectionEvent) {
@@ -61,6 +63,9 @@ func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signali
 		var ce *sfu.CapacityError
 		if errors.As(err, &ce) {
 			return nil, fmt.Errorf("%w: %w", signaling.ErrMediaFull, err)
+		}
+		if errors.Is(err, sfu.ErrUnsupportedCodec) {
+			return nil, fmt.Errorf("%w: %w", signaling.ErrMediaCodec, err)
 		}
 		return nil, err
 	}

@@ -104,6 +104,22 @@ type JoinRequest struct {
 	// video (connect's simulcast_request_rid or simulcast_rid); empty
 	// means RidR0, the lowest.
 	SimulcastRid SimulcastRid
+	// AudioCodec and VideoCodec are connect's audio.codec_type and
+	// video.codec_type: "OPUS"; "VP8", "VP9", "H264", "H265" or "AV1" (any
+	// case). The upstream m-line of that kind offers this codec first, so a
+	// client that publishes sends it. Empty means the server's order: Opus;
+	// VP8, VP9, H264, AV1, H265. Another name, or one the client's SDP does
+	// not list, fails Join with ErrUnsupportedCodec.
+	AudioCodec, VideoCodec string
+	// AudioBitRate and VideoBitRate are connect's bit_rate, in kbps: the
+	// most the client should send on its upstream m-line of that kind
+	// (b=AS and b=TIAS in every offer). 0 means no limit.
+	AudioBitRate, VideoBitRate int
+	// ClientSDP is connect's sdp, an offer the client made only to show
+	// what it can receive. When set, a codec it does not list is never
+	// forwarded to it (such tracks get no m-line) nor accepted as its
+	// AudioCodec or VideoCodec. Empty means the client takes any codec.
+	ClientSDP string
 	// Hooks are the connection's callbacks.
 	Hooks ConnectionHooks
 }
@@ -172,6 +188,7 @@ type Connection struct {
 	simulcast    bool                             // the upstream video is offered as simulcast
 	free         map[webrtc.RTPCodecType][]freeTr // inactive forwarded m-lines, per kind
 	pendingCands []webrtc.ICECandidateInit
+	codecs       codecChoice    // what the client asked for and can receive
 	wg           sync.WaitGroup // media goroutines
 
 	up upLayers // the simulcast layers published
@@ -219,6 +236,10 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	if err := validateJoin(&req); err != nil {
 		return nil, err
 	}
+	codecs, err := checkCodecs(&req)
+	if err != nil {
+		return nil, err
+	}
 	if req.ConnectionID == "" {
 		req.ConnectionID = NewConnectionID()
 	}
@@ -234,6 +255,7 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 		downs:     map[*source]*downTrack{},
 		free:      map[webrtc.RTPCodecType][]freeTr{},
 		done:      make(chan struct{}),
+		codecs:    codecs,
 		rids:      subscriptionRids{def: req.SimulcastRid},
 		simulcast: req.Simulcast && req.Video && req.Role.sends(),
 	}

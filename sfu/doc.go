@@ -28,6 +28,15 @@
 // channel in-band (Offer.DataChannels lists them, for offer.data_channels)
 // and never closes one on its own: the SDK disconnects when any closes.
 //
+// Codecs: a publisher's upstream m-lines offer the codec its connect asked
+// for first (JoinRequest.AudioCodec, VideoCodec; VP8, VP9, H264, AV1, H265,
+// Opus), so the client sends it; its bit_rate becomes b=AS and b=TIAS on
+// them. A forwarded m-line offers the publisher's codec first and still
+// lists the others. A subscriber whose connect SDP (JoinRequest.ClientSDP)
+// does not list a publisher's codec gets no m-line for that track; one
+// whose answer leaves the codec out keeps a silent m-line for it. Either
+// way it still sees the publisher in notify, and its other tracks flow.
+//
 // Simulcast: a publisher that joins with JoinRequest.Simulcast is offered
 // its video m-line with the receive rids r0, r1, r2 (a=rid, a=simulcast)
 // and Offer.Encodings for offer.encodings; what it sends is one track of
@@ -98,6 +107,8 @@
 //     Channel, CloseChannel, DisconnectAll, Counts, Close.
 //   - mediaengine.go: the codecs, RTP header extensions and interceptors
 //     every connection negotiates.
+//   - codec.go: codec choice: connect's codec_type and bit_rate, what a
+//     subscriber is offered and what it cannot decode.
 //   - channel.go: Channel: its connections, sources and observers; events,
 //     message delivery, AddRemoteTrack, InjectMessage, Observe.
 //   - connection.go: Connection, JoinRequest, ConnectionHooks, Role; Join,

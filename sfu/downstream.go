@@ -36,6 +36,10 @@ func (c *Connection) addDown(src *source) error {
 	if c.closed || c.downs[src] != nil {
 		return nil
 	}
+	if !c.codecs.canDecode(src.info.Codec) {
+		c.logger.Info("track not forwarded: the client's SDP does not list its codec", "track", src.info.ID, "codec", src.info.Codec.MimeType)
+		return nil
+	}
 	d := &downTrack{src: src, conn: c}
 	if src.sim != nil {
 		d.sim = newSimSub(c.rids.of(src.info.StreamID))
@@ -55,6 +59,12 @@ func (c *Connection) addDown(src *source) error {
 			return fmt.Errorf("sfu: add transceiver: %w", err)
 		}
 		d.tr, d.sender = tr, tr.Sender()
+	}
+	// The source's codec first; the others stay listed so that the
+	// client's answer keeps them all negotiable (pion offers only the
+	// codecs a client once accepted).
+	if err := setCodecOrder(d.tr, src.info.Kind, src.info.Codec); err != nil {
+		c.logger.Debug("codec preferences", "mid", d.tr.Mid(), "err", err)
 	}
 	c.downs[src] = d
 	src.addSub(d)

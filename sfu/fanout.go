@@ -194,8 +194,10 @@ type downTrack struct {
 	conn    *Connection // the subscriber; nil in unit tests
 	sim     *simSub     // nil unless src has simulcast layers
 	binding atomic.Pointer[binding]
-	tr      *webrtc.RTPTransceiver
-	sender  *webrtc.RTPSender
+	// undecodable: the subscriber's answer left out the source's codec.
+	undecodable atomic.Bool
+	tr          *webrtc.RTPTransceiver
+	sender      *webrtc.RTPSender
 	// When the track took a free m-line (Connection.reuseLocked): that
 	// m-line's entry, and the offer count then. Should the track leave
 	// before an offer carries it, the m-line goes back as it was.
@@ -231,7 +233,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 	}
 	if found == nil {
-		return webrtc.RTPCodecParameters{}, fmt.Errorf("sfu: subscriber did not accept %s: %w", want.MimeType, webrtc.ErrUnsupportedCodec)
+		return d.bindUndecodable(ctx), nil
 	}
 	d.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(found.PayloadType), ws: ctx.WriteStream()})
 	// A new subscriber needs a keyframe to start decoding. For a simulcast

@@ -67,26 +67,57 @@ func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry) erro
 	return nil
 }
 
-// registerCodecs registers the codecs the SFU forwards.
-func registerCodecs(m *webrtc.MediaEngine) error {
-	fb := []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
-	audio := []webrtc.RTPCodecParameters{
+// videoFeedback is the RTCP feedback of every video codec.
+var videoFeedback = []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+
+// audioCodecs and videoCodecs are the codecs the SFU forwards, in the
+// order offered when a connection asks for none in particular: a client
+// that publishes sends the first it supports.
+var (
+	audioCodecs = []webrtc.RTPCodecParameters{
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
 	}
-	video := []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: fb}, PayloadType: 98},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb}, PayloadType: 102},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 45},
+	videoCodecs = []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: videoFeedback}, PayloadType: 98},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFeedback}, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, RTCPFeedback: videoFeedback}, PayloadType: 45},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000, SDPFmtpLine: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST", RTCPFeedback: videoFeedback}, PayloadType: 116},
 	}
-	for _, c := range audio {
+	// rtxCodecs maps a video codec's payload type to its retransmission
+	// codec (RFC 4588); empty until retransmission is negotiated.
+	rtxCodecs = map[webrtc.PayloadType]webrtc.RTPCodecParameters{}
+)
+
+// registered returns the codecs of kind, without retransmission codecs.
+func registered(kind webrtc.RTPCodecType) []webrtc.RTPCodecParameters {
+	if kind == webrtc.RTPCodecTypeAudio {
+		return audioCodecs
+	}
+	return videoCodecs
+}
+
+// rtxOf returns the retransmission codec of the codec with payload type pt.
+func rtxOf(pt webrtc.PayloadType) (webrtc.RTPCodecParameters, bool) {
+	c, ok := rtxCodecs[pt]
+	return c, ok
+}
+
+// registerCodecs registers the codecs the SFU forwards.
+func registerCodecs(m *webrtc.MediaEngine) error {
+	for _, c := range audioCodecs {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
 			return err
 		}
 	}
-	for _, c := range video {
+	for _, c := range videoCodecs {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
 			return err
+		}
+		if r, ok := rtxOf(c.PayloadType); ok {
+			if err := m.RegisterCodec(r, webrtc.RTPCodecTypeVideo); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -45,6 +45,7 @@ func (c *Connection) offerLocked() error {
 // description lacks them in the first offer. Its answer handling takes the
 // rids from the answer.
 func (c *Connection) clientSDP(s string) string {
+	s = c.addBandwidthLocked(s)
 	if c.simulcast {
 		return addSimulcastRecv(s, c.midTr[1].Mid())
 	}

@@ -30,6 +30,12 @@ func (c *Connection) addUpstream(audio, video bool) error {
 		if err != nil {
 			return fmt.Errorf("sfu: join: %s transceiver: %w", kind, err)
 		}
+		want := [2]string{c.codecs.audio, c.codecs.video}[i]
+		if want != "" {
+			if err := setCodecOrder(tr, kind, webrtc.RTPCodecCapability{MimeType: want}); err != nil {
+				return fmt.Errorf("sfu: join: %s codec %s: %w", kind, want, err)
+			}
+		}
 		c.midTr[i] = tr
 	}
 	c.pc.OnTrack(c.onTrack)

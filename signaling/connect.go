@@ -212,6 +212,8 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 	media, err := cfg.Media.Join(jctx, MediaRequest{
 		ChannelID: c.ChannelID, ConnectionID: p.connID, ClientID: c.ClientID, Role: c.Role,
 		Audio: c.Audio.Enabled, Video: c.Video.Enabled, DataChannels: c.DataChannels,
+		AudioCodec: c.Audio.CodecType, VideoCodec: c.Video.CodecType,
+		AudioBitRate: c.Audio.BitRate, VideoBitRate: c.Video.BitRate, ClientSDP: c.SDP,
 		Events: MediaEvents{
 			ReOffer: func(sdp string) { se.push(queued{reOffer: sdp}) },
 			Event:   func(ev ConnectionEvent) { se.push(queued{event: &ev}) },
@@ -226,6 +228,9 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 		se.releaseSlot()
 		if errors.Is(err, ErrMediaFull) {
 			return nil, &ending{code: wire.CloseRefused, reason: "NODE-FULL", err: err}
+		}
+		if errors.Is(err, ErrMediaCodec) {
+			return nil, &ending{code: wire.CloseInvalidMessage, reason: "UNSUPPORTED-CODEC", err: err}
 		}
 		if ctx.Err() != nil {
 			return nil, &ending{code: wire.CloseServerShutdown, reason: "SERVER-SHUTDOWN"}

@@ -13,13 +13,19 @@ import (
 type Media interface {
 	// Join creates the client's connection in its channel and returns it
 	// with its initial offer, every server candidate inside. An error
-	// wrapping ErrMediaFull refuses the client as "node full"; any other
+	// wrapping ErrMediaFull refuses the client as "node full", one wrapping
+	// ErrMediaCodec as an invalid connect; any other
 	// error refuses it as an internal error.
 	Join(ctx context.Context, req MediaRequest) (MediaConn, error)
 }
 
 // ErrMediaFull is wrapped by a Media.Join error when the node has no room.
 var ErrMediaFull = errors.New("signaling: media: node is full")
+
+// ErrMediaCodec is wrapped by a Media.Join error when the media side does
+// not forward the codec_type connect asked for, or the client's own SDP
+// shows it cannot use it.
+var ErrMediaCodec = errors.New("signaling: media: unsupported codec")
 
 // MediaRequest is what the server read from connect, for Media.Join.
 type MediaRequest struct {
@@ -29,6 +35,13 @@ type MediaRequest struct {
 	Role         wire.Role
 	// Audio and Video ask for upstream m-lines (send roles only).
 	Audio, Video bool
+	// AudioCodec and VideoCodec are connect's codec_type of each ("" when
+	// not given), AudioBitRate and VideoBitRate its bit_rate (kbps, 0 when
+	// not given).
+	AudioCodec, VideoCodec     string
+	AudioBitRate, VideoBitRate int
+	// ClientSDP is connect's sdp: what the client can receive.
+	ClientSDP string
 	// DataChannels are the messaging channels requested (labels "#...").
 	DataChannels []wire.DataChannelSpec
 	// Events receives the connection's events.
