@@ -12,15 +12,20 @@ import (
 // leaderCommit runs an rpcApply request (a claim, a release, this node's
 // facts) on the Raft leader, as leaderDo does, but a lost leader costs a
 // connect little: each attempt has a short timeout, starting at the
-// election timeout and doubling up to the RPC timeout, and is cut short as
+// election timeout for each leader and doubling up to the RPC timeout (a
+// leader that is slow, not gone, gets its answer in), and is cut short as
 // soon as Raft here names another leader or none; a failed attempt is
 // retried, against the new leader once Raft knows it, until ctx ends. The
 // commands are idempotent: an attempt that timed out but was committed
 // does no harm when the next one commits again.
 func (n *Node) leaderCommit(ctx context.Context, req rpcRequest) (rpcResponse, error) {
 	t := n.cfg.Timing
-	per := t.ElectionTimeout
-	var lastErr error
+	base := min(t.ElectionTimeout, t.RPCTimeout)
+	per := base
+	var (
+		lastErr  error
+		lastAddr raft.ServerAddress
+	)
 	for {
 		r := n.rft()
 		var (
@@ -36,8 +41,11 @@ func (n *Node) leaderCommit(ctx context.Context, req rpcRequest) (rpcResponse, e
 			if addr == "" || string(id) == n.self {
 				err = errNotLeader
 			} else {
-				resp, err = n.forwardAttempt(ctx, r, addr, min(per, t.RPCTimeout), req)
-				per *= 2
+				if addr != lastAddr {
+					per, lastAddr = base, addr // a new leader gets a short timeout again
+				}
+				resp, err = n.forwardAttempt(ctx, r, addr, per, req)
+				per = min(2*per, t.RPCTimeout)
 			}
 		}
 		if err == nil || !retryable(err) {

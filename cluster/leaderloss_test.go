@@ -18,16 +18,25 @@ import (
 // claimsAcrossCut claims new channels on n from workers goroutines, one
 // claim after another, for span after cut() returns; each claim has its own
 // context of connectTimeout, as a connect would. It returns every claim's
-// latency and error.
-func claimsAcrossCut(n *Node, cut func(), span time.Duration, workers int, connectTimeout time.Duration) ([]time.Duration, []error) {
+// latency and error, and when n first knew a leader other than cutLeader,
+// the one cut.
+func claimsAcrossCut(n *Node, cutLeader string, cut func(), span time.Duration, workers int, connectTimeout time.Duration) (lat []time.Duration, errs []error, newLeader time.Duration) {
 	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		errs []error
-		wg   sync.WaitGroup
+		mu sync.Mutex
+		wg sync.WaitGroup
 	)
 	cut()
-	end := time.Now().Add(span)
+	start := time.Now()
+	end := start.Add(span)
+	wg.Go(func() {
+		for time.Now().Before(end) {
+			if _, id := n.rft().LeaderWithID(); id != "" && string(id) != cutLeader {
+				newLeader = time.Since(start)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
 	for w := range workers {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(end); i++ {
@@ -39,7 +48,7 @@ func claimsAcrossCut(n *Node, cut func(), span time.Duration, workers int, conne
 				mu.Lock()
 				lat = append(lat, d)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("claim %d.%d after %v: %w", w, i, d, err))
+					errs = append(errs, fmt.Errorf("claim %d.%d, %v after the cut, failed after %v: %w", w, i, s.Sub(start), d, err))
 				}
 				mu.Unlock()
 				time.Sleep(20 * time.Millisecond)
@@ -47,18 +56,18 @@ func claimsAcrossCut(n *Node, cut func(), span time.Duration, workers int, conne
 		})
 	}
 	wg.Wait()
-	return lat, errs
+	return lat, errs, newLeader
 }
 
 // checkClaimsAcrossCut fails the test when a claim failed or took longer
 // than bound, and logs the latencies' p50, p99 and max.
-func checkClaimsAcrossCut(t *testing.T, what string, lat []time.Duration, errs []error, bound time.Duration) {
+func checkClaimsAcrossCut(t *testing.T, what string, lat []time.Duration, errs []error, newLeader, bound time.Duration) {
 	t.Helper()
 	if len(lat) == 0 {
 		t.Fatal("no claim was made")
 	}
-	t.Logf("FIGURE %s: %d claims in the 10 s after the cut: p50 %v, p99 %v, max %v, %d failed",
-		what, len(lat), pct(lat, 50), pct(lat, 99), slices.Max(lat), len(errs))
+	t.Logf("FIGURE %s: %d claims in the 10 s after the cut: p50 %v, p99 %v, max %v, %d failed; new leader known %v after the cut",
+		what, len(lat), pct(lat, 50), pct(lat, 99), slices.Max(lat).Round(time.Millisecond), len(errs), newLeader.Round(time.Millisecond))
 	for i, err := range errs {
 		if i == 5 {
 			t.Errorf("... and %d more", len(errs)-5)
@@ -102,9 +111,9 @@ func TestLeaderCutClaims(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lat, errs := claimsAcrossCut(rest[0].Node, func() { c.net.Partition(c.ips(leader), c.ips(rest...)) },
+	lat, errs, newLeader := claimsAcrossCut(rest[0].Node, leader.self, func() { c.net.Partition(c.ips(leader), c.ips(rest...)) },
 		10*time.Second, 3, 10*time.Second)
-	checkClaimsAcrossCut(t, "leader cut off (FaultNet), claims on a follower", lat, errs, 5*time.Second)
+	checkClaimsAcrossCut(t, "leader cut off (FaultNet), claims on a follower", lat, errs, newLeader, 5*time.Second)
 	c.net.Heal()
 	c.waitMajority(leader, true, 15*time.Second)
 }
@@ -127,15 +136,15 @@ func TestProcessLeaderFrozenClaims(t *testing.T) {
 	}
 	names := []string{ps[0].name, ps[1].name, self.self}
 	ctx := testutil.Context(t, 60*time.Second)
-	testutil.Eventually(t, func() bool {
+	var initErr error
+	if !testutil.WaitFor(func() bool { // the processes take a while to start
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, err := self.InitCluster(ictx, names)
-		if err != nil {
-			t.Logf("init: %v", err)
-		}
-		return err == nil
-	}, 30*time.Second, "init cluster of %s", strings.Join(names, ","))
+		_, initErr = self.InitCluster(ictx, names)
+		return initErr == nil
+	}, 30*time.Second) {
+		t.Fatalf("init cluster of %s: %v", strings.Join(names, ","), initErr)
+	}
 	for _, p := range ps {
 		testutil.Eventually(t, func() bool { return p.status().InMajority }, 20*time.Second, "%s in majority", p.name)
 	}
@@ -159,11 +168,11 @@ func TestProcessLeaderFrozenClaims(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lat, errs := claimsAcrossCut(self.Node, func() {
+	lat, errs, newLeader := claimsAcrossCut(self.Node, leader.name, func() {
 		if err := leader.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 	}, 10*time.Second, 3, 10*time.Second)
 	leader.kill() // before this node closes: it must not hand its leadership to a frozen process
-	checkClaimsAcrossCut(t, "leader process frozen (SIGSTOP), claims on a node of the majority", lat, errs, 5*time.Second)
+	checkClaimsAcrossCut(t, "leader process frozen (SIGSTOP), claims on a node of the majority", lat, errs, newLeader, 5*time.Second)
 }
