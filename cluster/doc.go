@@ -87,7 +87,9 @@
 //     register, purge, deregister, erase) and the RPC server side.
 //   - load.go — PublishLoad and the load pushes between nodes.
 //   - housekeeping.go — the per-tick repairs: this node's facts and claims,
-//     and on the leader temporary nodes, addresses and failed owners.
+//     and on the leader temporary nodes (a vanished one erased after
+//     Timing.TemporaryReapTimeout), addresses and failed owners; a change
+//     that fails is logged and retried with backoff.
 //   - claim.go — commits through the leader that survive a leader loss:
 //     short attempts, retried against the new leader.
 //   - modefile.go — the mode kept in DataDir across restarts.
