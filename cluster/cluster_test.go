@@ -111,20 +111,7 @@ func TestThreeNodes(t *testing.T) {
 	})
 
 	t.Run("leader killed", func(t *testing.T) {
-		var id raft.ServerID
-		testutil.Eventually(t, func() bool { _, id = ns[0].rft().LeaderWithID(); return id != "" }, 10*time.Second, "a leader")
-		var leader *tnode
-		var rest []*tnode
-		for _, n := range ns {
-			if n.self == string(id) {
-				leader = n
-			} else {
-				rest = append(rest, n)
-			}
-		}
-		if leader == nil {
-			t.Fatal("no leader")
-		}
+		leader, rest := leaderOf(t, ns)
 		// Stop the leader abruptly: cut it off, then close.
 		c.net.Partition(c.ips(leader), c.ips(rest...))
 		testutil.Eventually(t, func() bool {
