@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 )
 
 // Sentinel errors. Operations wrap them with %w; test with errors.Is.
@@ -18,7 +20,9 @@ var (
 	// or this node is not (or no longer) a member of it.
 	ErrNotInitialized error = &sentinel{"cluster: cluster is not initialised", http.StatusConflict}
 	// ErrAlreadyInitialized: InitCluster or RegisterClusterNode on a node
-	// that is already a member of a running cluster.
+	// that is already a member of a running cluster, or InitCluster naming
+	// a node that is. The error is an *AlreadyInitializedError naming the
+	// nodes.
 	ErrAlreadyInitialized error = &sentinel{"cluster: this node is already a member of a cluster", http.StatusConflict}
 	// ErrNoMajority: the operation needs the majority of the regular nodes
 	// and this node (or its contact) is not in it.
@@ -67,6 +71,26 @@ type OwnedElsewhereError struct {
 
 func (e *OwnedElsewhereError) Error() string {
 	return fmt.Sprintf("cluster: channel %q is held by node %s", e.ChannelID, e.Owner.Name)
+}
+
+// AlreadyInitializedError is the error of InitCluster and
+// RegisterClusterNode when a node they would make a member already belongs
+// to a cluster (a running one, for InitCluster after a breakdown). Nodes
+// names those nodes, sorted. It wraps ErrAlreadyInitialized.
+type AlreadyInitializedError struct {
+	Nodes []string
+}
+
+func (e *AlreadyInitializedError) Error() string {
+	return fmt.Sprintf("%v: %s", ErrAlreadyInitialized, strings.Join(e.Nodes, ", "))
+}
+
+// Unwrap returns ErrAlreadyInitialized.
+func (e *AlreadyInitializedError) Unwrap() error { return ErrAlreadyInitialized }
+
+// alreadyInitialized returns an *AlreadyInitializedError naming nodes.
+func alreadyInitialized(nodes ...string) error {
+	return &AlreadyInitializedError{Nodes: slices.Sorted(slices.Values(nodes))}
 }
 
 // error codes carried over the node-to-node RPC.

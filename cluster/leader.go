@@ -57,7 +57,7 @@ func (n *Node) leaderHandle(ctx context.Context, req rpcRequest) (rpcResponse, e
 	}
 	switch req.Op {
 	case rpcApply:
-		res, err := n.raftApply(*req.Cmd, timeout)
+		res, err := n.applyForMember(*req.Cmd, timeout)
 		if err != nil {
 			return rpcResponse{}, err
 		}
@@ -130,21 +130,36 @@ func (n *Node) leaderRegister(info NodeInfo, timeout time.Duration) (rpcResponse
 	if existing == nil && n.cfg.MaxNodes > 0 && len(servers)+1 > n.cfg.MaxNodes {
 		return rpcResponse{}, fmt.Errorf("cluster: register %s: the cluster has %d nodes, max_nodes is %d: %w", info.Name, len(servers), n.cfg.MaxNodes, ErrTooManyNodes)
 	}
+	// The facts first, then the configuration: facts of a node not in the
+	// configuration are not listed, so the node appears (and can serve)
+	// only once both steps are done; if the second fails, the facts are
+	// taken back.
+	prev, had := n.fsm.info(info.Name)
 	if _, err := n.raftApply(command{Op: opSetInfo, Info: &info}, timeout); err != nil {
 		return rpcResponse{}, err
 	}
 	n.registeredAt[info.Name] = time.Now()
-	var f raft.IndexFuture
-	if info.Temporary {
-		f = n.rft().AddNonvoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
+	n.mem.unblockRaft(info.Addr)
+	var err error
+	if e := n.mem.registerFault.Load(); e != nil {
+		err = *e
+	} else if info.Temporary {
+		err = n.configChange(n.rft().AddNonvoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout))
 	} else {
-		f = n.rft().AddVoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout)
-		if existing == nil {
-			voters = append(voters, info.Name)
-		}
+		err = n.configChange(n.rft().AddVoter(raft.ServerID(info.Name), raft.ServerAddress(info.Addr), 0, timeout))
 	}
-	if err := n.configChange(f); err != nil {
+	if err != nil {
+		undo := command{Op: opDeleteInfo, Node: info.Name}
+		if had {
+			undo = command{Op: opSetInfo, Info: &prev}
+		}
+		if _, uerr := n.raftApply(undo, timeout); uerr != nil {
+			n.logger.Warn("cluster: register failed, and taking its facts back failed too; they are not listed", "registering", info.Name, "err", uerr)
+		}
 		return rpcResponse{}, err
+	}
+	if !info.Temporary && existing == nil {
+		voters = append(voters, info.Name)
 	}
 	n.logger.Info("cluster: node registered", "registered", info.Name, "temporary", info.Temporary)
 	slices.Sort(voters)
@@ -168,6 +183,9 @@ func (n *Node) leaderPurge(target string, timeout time.Duration) error {
 	}
 	if m, ok := n.members()[target]; ok && m.Status == serf.StatusAlive {
 		return fmt.Errorf("%s: %w", target, ErrNodeAlive)
+	}
+	if srv != nil {
+		n.mem.blockRaft(string(srv.Address), time.Now())
 	}
 	if err := n.leaderErase(target, srv != nil, timeout); err != nil {
 		return err
@@ -208,7 +226,7 @@ func (n *Node) leaderDeregister(run NodeInfo, timeout time.Duration) error {
 // its facts.
 func (n *Node) leaderErase(name string, inConfig bool, timeout time.Duration) error {
 	if inConfig {
-		if err := n.configChange(n.rft().RemoveServer(raft.ServerID(name), 0, timeout)); err != nil {
+		if err := n.removeServer(name, timeout); err != nil {
 			return err
 		}
 	}
@@ -250,6 +268,9 @@ func (n *Node) serveRPC(c net.Conn) {
 func (n *Node) handleRPC(ctx context.Context, req rpcRequest) (rpcResponse, error) {
 	switch req.Op {
 	case rpcLoad:
+		if err := n.checkLoadFrom(req.Load.Node); err != nil {
+			return rpcResponse{}, err
+		}
 		n.storeLoad(*req.Load)
 		return rpcResponse{}, nil
 	case rpcApply:
@@ -272,7 +293,7 @@ func (n *Node) handleRPC(ctx context.Context, req rpcRequest) (rpcResponse, erro
 		}
 		return n.leaderHandle(ctx, req)
 	case rpcRecoverCheck:
-		st := n.recoverStatus()
+		st := n.recoverStatus(req.Target)
 		return rpcResponse{Status: &st}, nil
 	case rpcRecover:
 		return rpcResponse{}, n.recoverHere(req.Servers)

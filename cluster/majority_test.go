@@ -1,6 +1,10 @@
 package cluster
 
-import "testing"
+import (
+	"slices"
+	"testing"
+	"time"
+)
 
 func TestMajorityAlive(t *testing.T) {
 	for _, tc := range []struct {
@@ -35,5 +39,73 @@ func TestMajorityAlive(t *testing.T) {
 				t.Fatalf("majorityAlive(%v, alive %v) = %v, want %v", tc.voters, tc.alive, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestLeaderHeard(t *testing.T) {
+	const bound = 3 * time.Second
+	for _, tc := range []struct {
+		name              string
+		leaderAge, outAge time.Duration
+		want              bool
+	}{
+		{"leads, never out", 0, -1, true},
+		{"leads, was out a second ago", 0, time.Second, true},
+		{"recent contact, never out", 100 * time.Millisecond, -1, true},
+		{"contact at the bound", bound, -1, true},
+		{"contact older than the bound", bound + time.Millisecond, -1, false},
+		{"never heard from a leader", -1, -1, false},
+		{"never heard from a leader, leading nothing", -1, time.Hour, false},
+		{"contact since the last loss of the majority", 100 * time.Millisecond, 200 * time.Millisecond, true},
+		{"contact only before the last loss of the majority", 200 * time.Millisecond, 100 * time.Millisecond, false},
+		{"contact in the same instant as the loss", 100 * time.Millisecond, 100 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := leaderHeard(tc.leaderAge, tc.outAge, bound); got != tc.want {
+				t.Fatalf("leaderHeard(%v, %v, %v) = %v, want %v", tc.leaderAge, tc.outAge, bound, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestInMajority(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	alive := func(up ...string) func(string) bool {
+		return func(n string) bool { return slices.Contains(up, n) }
+	}
+	const bound = 3 * time.Second
+	for _, tc := range []struct {
+		name              string
+		member            bool
+		alive             func(string) bool
+		leaderAge, outAge time.Duration
+		want              bool
+	}{
+		{"member, majority alive, leader heard", true, alive("a", "b"), 50 * time.Millisecond, -1, true},
+		{"the leader itself", true, alive("a", "b"), 0, time.Minute, true},
+		{"not a member (purged, or never registered)", false, alive("a", "b", "c"), 0, -1, false},
+		{"gossip majority, no leader ever (a configuration no leader serves)", true, alive("a", "b", "c"), -1, -1, false},
+		{"gossip majority, leader contact stale", true, alive("a", "b", "c"), 4 * time.Second, -1, false},
+		{"back from a partition, no leader since", true, alive("a", "b", "c"), 2 * time.Second, time.Second, false},
+		{"back from a partition, leader heard since", true, alive("a", "b", "c"), 20 * time.Millisecond, time.Second, true},
+		{"leader heard, gossip minority", true, alive("a"), 20 * time.Millisecond, -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := inMajority(tc.member, voters, tc.alive, tc.leaderAge, tc.outAge, bound); got != tc.want {
+				t.Fatalf("inMajority = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLeaderContactBound(t *testing.T) {
+	// Longer than a leader change takes: noticing the loss (up to twice
+	// HeartbeatTimeout) and an election round (up to twice
+	// ElectionTimeout), three times over, so that the majority keeps
+	// serving across one.
+	for _, tm := range []Timing{FastTiming(), ProductionTiming()} {
+		if b, change := leaderContactBound(tm), 2*tm.HeartbeatTimeout+2*tm.ElectionTimeout; b < 3*change {
+			t.Errorf("bound %v for a leader change of up to %v", b, change)
+		}
 	}
 }

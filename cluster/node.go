@@ -85,6 +85,7 @@ type Node struct {
 	// registeredAt records, under leaderMu, when this leader registered a
 	// node, so that housekeeping gives gossip time to show the new run.
 	registeredAt map[string]time.Time
+	mem          membership
 
 	loadsMu sync.Mutex
 	loads   map[string]loadReport
@@ -322,6 +323,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	n.eg.Go(func() error { n.viewLoop(rctx); return nil })
 	n.eg.Go(func() error { n.housekeeping(rctx); return nil })
 	n.eg.Go(func() error { n.loadLoop(rctx); return nil })
+	n.eg.Go(func() error { n.membershipLoop(rctx); return nil })
 	n.logger.Info("cluster: node started", "gossip", netip.AddrPortFrom(adv, uint16(port)), "rpc", n.addr,
 		"temporary", cfg.Temporary)
 	return nil
@@ -332,7 +334,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 func (n *Node) newRaftTransport() *raft.NetworkTransport {
 	sl := &streamLayer{m: n.mux, addr: &net.TCPAddr{IP: n.advertise.AsSlice(), Port: n.muxPort}, closed: make(chan struct{})}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: sl, MaxPool: 3, Timeout: n.cfg.Timing.RPCTimeout, Logger: n.raftConf.Logger,
+		Stream: guardedStream{sl, &n.mem}, MaxPool: 3, Timeout: n.cfg.Timing.RPCTimeout, Logger: n.raftConf.Logger,
 		// 1 turns pipelining off: raft v1.8.0's pipeline can deadlock on
 		// shutdown (pipelineSend blocked on a full in-flight channel whose
 		// decoder waits for a consumer that has stopped), seen in tests.
@@ -536,15 +538,12 @@ func (n *Node) rebuild() {
 	in.loads = maps.Clone(n.loads)
 	n.loadsMu.Unlock()
 	if n.cfg.Cluster {
-		in.servers = n.raftServers()
-		if r := n.rft(); r != nil {
-			_, id := r.LeaderWithID()
-			in.leader = string(id)
-		}
+		n.raftInputs(&in)
 	}
 	in.members = n.members()
 	st := computeView(in)
 	if old := n.snap.Swap(st); old != nil {
+		n.noteView(old, st, in.now)
 		for _, e := range viewChanges(old, st) {
 			n.emit(e)
 		}

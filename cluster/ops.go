@@ -116,7 +116,11 @@ func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, e
 		// Already a member: only a cluster that broke down is rebuilt.
 		return n.reinitCluster(ctx, parsed)
 	}
+	// Every other listed node must answer, and belong to no cluster: one
+	// that does would never take this configuration, and this node would
+	// wait for a leader forever.
 	conf := raft.Configuration{}
+	var members []string
 	for _, nn := range parsed {
 		addr := n.addr
 		if nn.String() != n.self {
@@ -128,12 +132,25 @@ func (n *Node) InitCluster(ctx context.Context, nodeNames []string) ([]string, e
 				return nil, fmt.Errorf("cluster: init cluster: %s: %w", nn, ErrTemporaryNode)
 			}
 			addr = memberRPCAddr(m)
+			resp, err := n.rpc.call(ctx, addr, rpcRequest{Op: rpcRecoverCheck})
+			if err == nil && resp.Status == nil {
+				err = errors.New("no status in the answer")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("cluster: init cluster: %s: %w", nn, err)
+			}
+			if resp.Status.Initialised {
+				members = append(members, nn.String())
+			}
 		}
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(nn.String()), Address: raft.ServerAddress(addr)})
 	}
+	if len(members) > 0 {
+		return nil, fmt.Errorf("cluster: init cluster: nodes of the list already belong to a cluster (register this node with RegisterClusterNode instead): %w", alreadyInitialized(members...))
+	}
 	if err := n.rft().BootstrapCluster(conf).Error(); err != nil {
 		if errors.Is(err, raft.ErrCantBootstrap) {
-			return nil, fmt.Errorf("cluster: init cluster: %w", ErrAlreadyInitialized)
+			return nil, fmt.Errorf("cluster: init cluster: %w", alreadyInitialized(n.self))
 		}
 		return nil, fmt.Errorf("cluster: init cluster: %w", err)
 	}
@@ -163,7 +180,7 @@ func (n *Node) RegisterClusterNode(ctx context.Context, contact string) ([]strin
 		return nil, fmt.Errorf("cluster: register cluster node: contact %s is this node", contact)
 	}
 	if n.snap.Load().initialised {
-		return nil, fmt.Errorf("cluster: register cluster node: %w", ErrAlreadyInitialized)
+		return nil, fmt.Errorf("cluster: register cluster node: %w", alreadyInitialized(n.self))
 	}
 	ctx, cancel := n.withTimeout(ctx, 3)
 	defer cancel()

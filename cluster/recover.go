@@ -30,11 +30,19 @@ type recoverServer struct {
 	Addr string `json:"addr"`
 }
 
-// recoverStatus answers a recover check.
+// recoverStatus answers a status check (rpcRecoverCheck): InitCluster
+// asks it of each listed node, and a node probing its membership asks it
+// naming itself (Target).
 type recoverStatus struct {
-	Temporary   bool `json:"temporary_node,omitempty"`
+	Temporary bool `json:"temporary_node,omitempty"`
+	// Initialised: the node belongs to a cluster (a member, or a node
+	// removed from one that keeps its Raft state).
 	Initialised bool `json:"initialised,omitempty"`
 	InMajority  bool `json:"in_majority,omitempty"`
+	// InConfig: the node named in the request is in this node's latest
+	// Raft configuration; CommitIndex is this node's Raft commit index.
+	InConfig    bool   `json:"in_config,omitempty"`
+	CommitIndex uint64 `json:"commit_index,omitempty"`
 }
 
 func checkRecoverServers(servers []recoverServer) error {
@@ -52,9 +60,18 @@ func checkRecoverServers(servers []recoverServer) error {
 	return nil
 }
 
-func (n *Node) recoverStatus() recoverStatus {
+func (n *Node) recoverStatus(asker string) recoverStatus {
 	st := n.snap.Load()
-	return recoverStatus{Temporary: n.cfg.Temporary, Initialised: st.initialised, InMajority: st.view.InMajority}
+	s := recoverStatus{Temporary: n.cfg.Temporary, Initialised: st.initialised || st.excluded, InMajority: st.view.InMajority}
+	if r := n.rft(); asker != "" && r != nil {
+		s.CommitIndex = r.CommitIndex()
+		if f := r.GetConfiguration(); f.Error() == nil {
+			for _, srv := range f.Configuration().Servers {
+				s.InConfig = s.InConfig || string(srv.ID) == asker
+			}
+		}
+	}
+	return s
 }
 
 // reinitCluster is InitCluster on a node that is already a member: it
@@ -62,7 +79,7 @@ func (n *Node) recoverStatus() recoverStatus {
 // can reach is in a majority.
 func (n *Node) reinitCluster(ctx context.Context, parsed []NodeName) ([]string, error) {
 	if n.snap.Load().view.InMajority {
-		return nil, fmt.Errorf("cluster: init cluster: the majority is running: %w", ErrAlreadyInitialized)
+		return nil, fmt.Errorf("cluster: init cluster: the majority is running: %w", alreadyInitialized(n.self))
 	}
 	listed := map[string]bool{}
 	for _, nn := range parsed {
@@ -95,7 +112,7 @@ func (n *Node) reinitCluster(ctx context.Context, parsed []NodeName) ([]string, 
 			return nil, fmt.Errorf("cluster: init cluster: %s: %w", nn, ErrTemporaryNode)
 		}
 		if resp.Status.InMajority {
-			return nil, fmt.Errorf("cluster: init cluster: %s is in a running majority: %w", name, ErrAlreadyInitialized)
+			return nil, fmt.Errorf("cluster: init cluster: %s is in a running majority: %w", name, alreadyInitialized(name))
 		}
 		servers = append(servers, recoverServer{Name: name, Addr: addr})
 	}
@@ -110,7 +127,7 @@ func (n *Node) reinitCluster(ctx context.Context, parsed []NodeName) ([]string, 
 		}
 		resp, err := n.rpc.call(ctx, memberRPCAddr(m), rpcRequest{Op: rpcRecoverCheck})
 		if err == nil && resp.Status != nil && resp.Status.InMajority {
-			return nil, fmt.Errorf("cluster: init cluster: %s is in a running majority: %w", name, ErrAlreadyInitialized)
+			return nil, fmt.Errorf("cluster: init cluster: %s is in a running majority: %w", name, alreadyInitialized(name))
 		}
 	}
 
@@ -180,7 +197,7 @@ func (n *Node) recoverHere(servers []recoverServer) error {
 		return fmt.Errorf("recover: %w (%s)", ErrNotInList, n.self)
 	}
 	if n.snap.Load().view.InMajority {
-		return fmt.Errorf("recover %s: the majority is running: %w", n.self, ErrAlreadyInitialized)
+		return fmt.Errorf("recover %s: the majority is running: %w", n.self, alreadyInitialized(n.self))
 	}
 	// n.mu keeps Close out while Raft is replaced.
 	n.mu.Lock()

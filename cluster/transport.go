@@ -280,7 +280,7 @@ const (
 	rpcDeregister = "deregister"
 	rpcLoad       = "load" // a node's load, to every node
 	// InitCluster after a breakdown, from the initiating node to each node:
-	rpcRecoverCheck = "recover_check" // may this node be recovered?
+	rpcRecoverCheck = "recover_check" // this node's status (also: is Target in its configuration?)
 	rpcRecover      = "recover"       // adopt this Raft configuration
 )
 

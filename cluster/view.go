@@ -21,6 +21,15 @@ type state struct {
 	initialised bool
 	leader      string
 	voters      []string
+	// excluded: this node was a member and learnt that it is no longer
+	// (removed from the configuration, or told so by the majority).
+	excluded bool
+	// gossipMajority (majorityAlive over the voters) and leaderHeard are
+	// parts of the majority rule; lastIndex is the index of the last entry
+	// of this node's Raft log when the snapshot was computed.
+	gossipMajority bool
+	leaderHeard    bool
+	lastIndex      uint64
 }
 
 // NodeStatus is one entry of ListClusterNodes, with the JSON names of
@@ -66,9 +75,21 @@ type viewInputs struct {
 	selfReason string
 	selfLoad   loadReport
 	// servers is Raft's latest configuration (nil before Start or when it
-	// cannot be read) and leader the Raft leader's name ("" when unknown).
-	servers []raft.Server
-	leader  string
+	// cannot be read), lastIndex the index of the last entry of this
+	// node's Raft log, and leader the Raft leader's name ("" when unknown).
+	servers   []raft.Server
+	lastIndex uint64
+	leader    string
+	// leaderAge is how long ago this node last heard from a Raft leader (0
+	// while it leads, negative if never); outAge how long ago gossip last
+	// showed no majority of alive voters (negative if never); contactBound
+	// is leaderContactBound. See leaderHeard.
+	leaderAge, outAge, contactBound time.Duration
+	// excludedAt is the highest commit index of a node of the majority
+	// whose configuration leaves this node out (0: none). It excludes this
+	// node while its own log ends before it: that configuration is then a
+	// later one than this node's.
+	excludedAt uint64
 	// fsm is a copy of the replicated state (channel owners, node facts).
 	fsm fsmState
 	// members is what gossip says, by node name.
@@ -81,13 +102,16 @@ type viewInputs struct {
 // computeView computes a snapshot from its inputs. It does no I/O, takes no
 // lock and reads no clock; it does not modify in.
 //
-// The members are the names in Raft's configuration and in the replicated
-// node facts, sorted; a node that is not a member (not in the
-// configuration, or a temporary node whose registered run is another)
-// sees itself alone and no sessions. A node is connected when gossip says
-// it is alive (this node always is); the majority is majorityAlive over
-// the voters. With Cluster off the node is its own one-node cluster and
-// always in the majority.
+// The members are the names in Raft's configuration, sorted, with their
+// replicated facts (the facts of a node not in the configuration are not
+// listed: a register that failed halfway, a purged node). A node that is
+// not a member (not in the configuration, told by the majority that a
+// later configuration left it out, or a temporary node whose registered
+// run is another) sees itself alone and no sessions; one that was a member
+// and learnt it is no longer lists itself blocked, with the reason. A
+// node is connected when gossip says it is alive (this node always is);
+// the majority is inMajority (majority.go). With Cluster off the node is
+// its own one-node cluster and always in the majority.
 func computeView(in viewInputs) *state {
 	st := &state{}
 	fs := in.fsm
@@ -100,10 +124,11 @@ func computeView(in viewInputs) *state {
 
 	names := map[string]bool{in.self: true}
 	temporary := map[string]bool{in.self: in.temporary}
+	member := !in.cluster // a voter, or the registered run of a temporary node
 	if !in.cluster {
 		st.initialised = true
 	} else {
-		inConfig := false
+		inConfig, voter := false, false
 		for _, s := range in.servers {
 			name := string(s.ID)
 			names[name] = true
@@ -113,22 +138,27 @@ func computeView(in viewInputs) *state {
 				temporary[name] = true
 			}
 			if name == in.self {
-				inConfig = true
+				inConfig, voter = true, s.Suffrage == raft.Voter
 			}
 		}
 		for name, info := range fs.Infos {
-			names[name] = true
 			if info.Temporary {
 				temporary[name] = true
 			}
 		}
 		st.leader = in.leader
+		st.lastIndex = in.lastIndex
+		// Removed: a configuration that leaves this node out, its own (a
+		// temporary node's new run is not a member anyway) or a later one
+		// the majority told it about.
+		st.excluded = (!in.temporary && !inConfig && len(in.servers) > 0) || (inConfig && in.excludedAt > in.lastIndex)
 		if inConfig && in.temporary {
 			// A temporary node is a member only in the run it registered.
 			info, ok := fs.Infos[in.self]
 			inConfig = ok && info.Boot == in.boot
 		}
-		st.initialised = inConfig
+		st.initialised = inConfig && !st.excluded
+		member = st.initialised && (voter || in.temporary)
 	}
 	alive := func(name string) bool {
 		if name == in.self {
@@ -137,9 +167,11 @@ func computeView(in viewInputs) *state {
 		m, ok := in.members[name]
 		return ok && m.Status == serf.StatusAlive
 	}
-	inMajority := !in.cluster || (st.initialised && majorityAlive(st.voters, alive))
+	st.gossipMajority = majorityAlive(st.voters, alive)
+	st.leaderHeard = leaderHeard(in.leaderAge, in.outAge, in.contactBound)
+	serving := !in.cluster || inMajority(member, st.voters, alive, in.leaderAge, in.outAge, in.contactBound)
 
-	st.view = affinity.View{Settings: in.settings, InMajority: inMajority, Now: in.now,
+	st.view = affinity.View{Settings: in.settings, InMajority: serving, Now: in.now,
 		Sessions: make(map[string]affinity.Session, len(fs.Channels))}
 	sorted := slices.Sorted(maps.Keys(names))
 	if !st.initialised {
@@ -160,6 +192,9 @@ func computeView(in viewInputs) *state {
 		reason := ""
 		if name == in.self {
 			node.Mode, reason = in.selfMode, in.selfReason
+			if st.excluded {
+				node.Mode, reason = affinity.ModeBlockNewConnection, excludedReason
+			}
 		} else if m, ok := in.members[name]; ok {
 			node.Mode, reason = modeFromTags(m)
 		}

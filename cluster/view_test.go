@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"maps"
 	"net"
 	"reflect"
 	"slices"
@@ -36,7 +37,7 @@ func clusterInputs() viewInputs {
 			{ID: vA, Suffrage: raft.Voter}, {ID: vB, Suffrage: raft.Voter},
 			{ID: vC, Suffrage: raft.Voter}, {ID: vT, Suffrage: raft.Nonvoter},
 		},
-		leader: vB,
+		leader: vB, lastIndex: 7, leaderAge: 50 * time.Millisecond, outAge: time.Minute, contactBound: 3 * time.Second,
 		fsm: fsmState{
 			Channels: map[string][]string{"x": {vB, vA}, "gone": {"z@10.0.0.26"}},
 			Infos:    map[string]NodeInfo{vB: {Name: vB, MaxConnections: 20, APIURL: "https://b/api", Version: "v1"}},
@@ -209,5 +210,92 @@ func TestViewChanges(t *testing.T) {
 	}
 	if got := viewChanges(cur, cur); len(got) != 0 {
 		t.Fatalf("no change gave %+v", got)
+	}
+}
+
+// The Raft part of the majority: gossip says every voter is alive, but no
+// leader reached this node (a configuration no leader serves, as InitCluster
+// beside a running cluster made), or none since it was cut off.
+func TestComputeViewLeaderContact(t *testing.T) {
+	in := clusterInputs()
+	in.members[vC] = member(vC, serf.StatusAlive, nil)
+	if st := computeView(in); !st.view.InMajority || !st.gossipMajority || !st.leaderHeard {
+		t.Fatalf("all alive, leader heard: InMajority %v", st.view.InMajority)
+	}
+	for _, tc := range []struct {
+		name              string
+		leaderAge, outAge time.Duration
+	}{
+		{"never heard from a leader", -1, -1},
+		{"leader contact older than the bound", in.contactBound + time.Second, -1},
+		{"no leader contact since the majority came back", 2 * time.Second, time.Second},
+	} {
+		in := in
+		in.leaderAge, in.outAge = tc.leaderAge, tc.outAge
+		st := computeView(in)
+		if st.view.InMajority || !st.initialised || !st.gossipMajority || st.leaderHeard {
+			t.Errorf("%s: InMajority %v, initialised %v, gossip majority %v; want false, true, true", tc.name, st.view.InMajority, st.initialised, st.gossipMajority)
+		}
+	}
+	// A regular node that is not a voter does not count itself in.
+	in.servers = slices.Clone(in.servers)
+	in.servers[0].Suffrage = raft.Nonvoter
+	if st := computeView(in); st.view.InMajority {
+		t.Error("a regular node that is a non-voter counted itself in the majority")
+	}
+}
+
+// Only the nodes of the configuration are listed: the facts of a node that
+// is not in it (a register that failed halfway, a purged node that wrote
+// after its purge) show nothing.
+func TestComputeViewListsOnlyTheConfiguration(t *testing.T) {
+	const late = "late@10.0.0.9"
+	in := clusterInputs()
+	in.fsm.Infos = maps.Clone(in.fsm.Infos)
+	in.fsm.Infos[late] = NodeInfo{Name: late, MaxConnections: 50, APIURL: "https://late/api"}
+	in.members[late] = member(late, serf.StatusAlive, nil)
+	in.fsm.Channels = map[string][]string{"y": {late}}
+	st := computeView(in)
+	if st.view.NodeIndex(late) >= 0 || len(st.nodes) != 4 {
+		t.Fatalf("a node outside the configuration is listed: %+v", st.nodes)
+	}
+	if len(st.view.Sessions) != 0 || len(st.channels) != 0 {
+		t.Fatalf("its session is listed: %+v", st.channels)
+	}
+}
+
+// A purged node: its own configuration left it out, or a node of the
+// majority told it that a later one does. It does not serve, lists itself
+// alone, blocked, with the reason.
+func TestComputeViewExcluded(t *testing.T) {
+	check := func(name string, in viewInputs) {
+		t.Helper()
+		st := computeView(in)
+		if !st.excluded || st.initialised || st.view.InMajority {
+			t.Fatalf("%s: excluded %v, initialised %v, InMajority %v", name, st.excluded, st.initialised, st.view.InMajority)
+		}
+		want := NodeStatus{Name: vA, Connected: true, Mode: "block_new_connection", ModeReason: excludedReason, MaxConnections: 10, APIURL: "https://a/api", Connections: 1}
+		if len(st.nodes) != 1 || st.nodes[0] != want {
+			t.Fatalf("%s: lists %+v", name, st.nodes)
+		}
+	}
+	in := clusterInputs()
+	in.servers = in.servers[1:]
+	check("its removal reached it", in)
+
+	in = clusterInputs()
+	in.excludedAt = in.lastIndex + 1
+	check("told by the majority", in)
+
+	// Its log went past what it was told (registered again): a member.
+	in.lastIndex = in.excludedAt
+	if st := computeView(in); st.excluded || !st.initialised || !st.view.InMajority {
+		t.Fatalf("registered again: excluded %v, initialised %v, InMajority %v", st.excluded, st.initialised, st.view.InMajority)
+	}
+	// Never a member: not excluded, just not initialised.
+	in = clusterInputs()
+	in.servers = nil
+	if st := computeView(in); st.excluded || st.initialised {
+		t.Fatalf("never a member: excluded %v, initialised %v", st.excluded, st.initialised)
 	}
 }
