@@ -26,10 +26,16 @@
 //
 // Majority: a node counts the regular nodes (Raft voters) that gossip says
 // are alive, itself included; it serves while that is more than half
-// (majorityAlive). On losing it, subscribers get an EventMajority with
-// InMajority false (the SFU then disconnects everyone and refuses new
+// (majorityAlive), it is a member (a voter of the Raft configuration; a
+// temporary node: the registered run, in it) and Raft agrees: it heard
+// from a Raft leader recently, and since gossip last showed it without a
+// majority (leaderHeard). On losing it, subscribers get an EventMajority
+// with InMajority false (the SFU then disconnects everyone and refuses new
 // connections) and the node comes back by itself when the partition heals.
-// Temporary nodes follow the side they are on.
+// Temporary nodes follow the side they are on. Only the nodes of the
+// configuration are members: the leader refuses the writes of any other
+// node, and a node purged while cut off learns it and stops serving
+// (membership.go).
 //
 // The view: every change (gossip, Raft, load, mode) and every tick, the
 // node gathers what Raft, serf and its own state say and computes a new
@@ -78,7 +84,12 @@
 //     NodeStatus and ChannelStatus.
 //   - tags.go — the facts a node gossips about itself (serf tags) and how
 //     they are read back.
-//   - majority.go — majorityAlive, the majority rule (pure).
+//   - majority.go — the majority rule (pure): inMajority, majorityAlive,
+//     leaderHeard, leaderContactBound.
+//   - membership.go — who is a member: the view's Raft inputs, the
+//     leader's refusal of writes from non-members, the probe by which a
+//     purged node learns it, and the guard that keeps the leader's Raft
+//     from reaching a node it purged.
 //   - events.go — Event, Subscribe and the per-subscriber queue.
 //   - ops.go — the operations: InitCluster, RegisterClusterNode,
 //     PurgeClusterNode, ListClusterNodes, ListClusterChannels, SetMode,
