@@ -46,9 +46,11 @@ type membership struct {
 	// that no write of a removed node commits after its erasure.
 	writeMu sync.RWMutex
 
-	// outAt is when gossip last showed no majority of alive voters; it is
-	// read and written by rebuild only, under rebuildMu.
-	outAt time.Time
+	// outAt is when gossip last showed no majority of alive voters, and
+	// wasMember whether this node was a member (regular) in this run; both
+	// are read and written by rebuild only, under rebuildMu.
+	outAt     time.Time
+	wasMember bool
 	// excludedAt is the highest commit index of a node of the majority
 	// whose configuration leaves this node out; excludedBy names it.
 	excludedAt atomic.Uint64
@@ -77,6 +79,7 @@ func (n *Node) raftInputs(in *viewInputs) {
 		in.outAge = in.now.Sub(n.mem.outAt)
 	}
 	in.excludedAt = n.mem.excludedAt.Load()
+	in.wasMember = n.mem.wasMember
 	r := n.rft()
 	if r == nil {
 		return
@@ -107,6 +110,9 @@ func (n *Node) raftInputs(in *viewInputs) {
 func (n *Node) noteView(old, cur *state, now time.Time) {
 	if !cur.gossipMajority {
 		n.mem.outAt = now
+	}
+	if cur.initialised && !n.cfg.Temporary {
+		n.mem.wasMember = true
 	}
 	if cur.excluded && !old.excluded {
 		args := []any{"last_index", cur.lastIndex}

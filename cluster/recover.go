@@ -36,7 +36,7 @@ type recoverServer struct {
 type recoverStatus struct {
 	Temporary bool `json:"temporary_node,omitempty"`
 	// Initialised: the node belongs to a cluster (a member, or a node
-	// removed from one that keeps its Raft state).
+	// that keeps the Raft state of one: removed, or dropped).
 	Initialised bool `json:"initialised,omitempty"`
 	InMajority  bool `json:"in_majority,omitempty"`
 	// InConfig: the node named in the request is in this node's latest
@@ -62,7 +62,7 @@ func checkRecoverServers(servers []recoverServer) error {
 
 func (n *Node) recoverStatus(asker string) recoverStatus {
 	st := n.snap.Load()
-	s := recoverStatus{Temporary: n.cfg.Temporary, Initialised: st.initialised || st.excluded, InMajority: st.view.InMajority}
+	s := recoverStatus{Temporary: n.cfg.Temporary, Initialised: st.initialised || st.excluded || st.lastIndex > 0, InMajority: st.view.InMajority}
 	if r := n.rft(); asker != "" && r != nil {
 		s.CommitIndex = r.CommitIndex()
 		if f := r.GetConfiguration(); f.Error() == nil {

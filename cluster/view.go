@@ -90,6 +90,8 @@ type viewInputs struct {
 	// node while its own log ends before it: that configuration is then a
 	// later one than this node's.
 	excludedAt uint64
+	// wasMember: this node was a member earlier in this run.
+	wasMember bool
 	// fsm is a copy of the replicated state (channel owners, node facts).
 	fsm fsmState
 	// members is what gossip says, by node name.
@@ -148,10 +150,12 @@ func computeView(in viewInputs) *state {
 		}
 		st.leader = in.leader
 		st.lastIndex = in.lastIndex
-		// Removed: a configuration that leaves this node out, its own (a
-		// temporary node's new run is not a member anyway) or a later one
-		// the majority told it about.
-		st.excluded = (!in.temporary && !inConfig && len(in.servers) > 0) || (inConfig && in.excludedAt > in.lastIndex)
+		// Removed: a configuration that leaves this node out, its own
+		// after it was a member (a node catching up goes through older
+		// configurations without itself; a temporary node that is erased
+		// must just register again) or a later one the majority told it
+		// about.
+		st.excluded = (in.wasMember && !in.temporary && !inConfig && len(in.servers) > 0) || (inConfig && in.excludedAt > in.lastIndex)
 		if inConfig && in.temporary {
 			// A temporary node is a member only in the run it registered.
 			info, ok := fs.Infos[in.self]

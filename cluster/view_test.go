@@ -280,8 +280,15 @@ func TestComputeViewExcluded(t *testing.T) {
 		}
 	}
 	in := clusterInputs()
-	in.servers = in.servers[1:]
+	in.servers, in.wasMember = in.servers[1:], true
 	check("its removal reached it", in)
+
+	// Catching up after a register, it goes through configurations without
+	// itself: not a member yet, not excluded.
+	in.wasMember = false
+	if st := computeView(in); st.excluded || st.initialised {
+		t.Fatalf("catching up: excluded %v, initialised %v", st.excluded, st.initialised)
+	}
 
 	in = clusterInputs()
 	in.excludedAt = in.lastIndex + 1
