@@ -39,6 +39,7 @@ func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signali
 	conn, err := m.s.Join(ctx, sfu.JoinRequest{
 		ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID,
 		Role: sfu.Role(req.Role), Audio: req.Audio, Video: req.Video, DataChannels: dcs,
+		Simulcast: req.Simulcast, SimulcastRid: sfu.SimulcastRid(req.SimulcastRid),
 		AudioCodec: req.AudioCodec, VideoCodec: req.VideoCodec,
 		AudioBitRate: req.AudioBitRate, VideoBitRate: req.VideoBitRate, ClientSDP: req.ClientSDP,
 		Hooks: sfu.ConnectionHooks{
@@ -57,6 +58,13 @@ func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signali
 			},
 			DataChannelMessage: ev.Message,
 			DataChannelsOpen:   ev.DataChannelsOpen,
+			SimulcastSwitched: func(e sfu.SimulcastSwitch) {
+				if ev.SimulcastSwitched != nil {
+					ev.SimulcastSwitched(signaling.SimulcastSwitch{SenderConnectionID: e.SenderConnectionID,
+						Requested: string(e.Requested), Previous: string(e.Previous), Current: string(e.Current),
+						Trigger: string(e.Trigger)})
+				}
+			},
 		},
 	})
 	if err != nil {
@@ -86,8 +94,9 @@ func u16(p *int) (*uint16, error) {
 type sfuConn struct{ c *sfu.Connection }
 
 var (
-	_ signaling.MediaConn         = sfuConn{}
-	_ signaling.DataChannelCloser = sfuConn{}
+	_ signaling.MediaConn          = sfuConn{}
+	_ signaling.DataChannelCloser  = sfuConn{}
+	_ signaling.SimulcastRidSetter = sfuConn{}
 )
 
 func (c sfuConn) Offer() signaling.MediaOffer {
@@ -100,7 +109,17 @@ func (c sfuConn) Offer() signaling.MediaOffer {
 		}
 		mo.DataChannels = append(mo.DataChannels, wire.OfferDataChannel{Label: d.Label, Direction: dir, Compress: d.Compress})
 	}
+	mo.Simulcast = o.Simulcast
+	for _, e := range o.Encodings {
+		mo.Encodings = append(mo.Encodings, wire.Encoding{RID: string(e.RID), Active: e.Active,
+			ScaleResolutionDownBy: e.ScaleResolutionDownBy, MaxBitrate: e.MaxBitrate, MaxFramerate: e.MaxFramerate})
+	}
 	return mo
+}
+
+// SetSimulcastRid implements signaling.SimulcastRidSetter.
+func (c sfuConn) SetSimulcastRid(sender, rid string) error {
+	return c.c.SetSimulcastRid(sender, sfu.SimulcastRid(rid))
 }
 
 func (c sfuConn) SetAnswer(sdp string) error { return c.c.SetAnswer(sdp) }

@@ -3,6 +3,7 @@ package sfu
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -251,4 +252,33 @@ func FuzzParsePicIDs(f *testing.F) {
 		st.picOff, st.tl0Off = 3, 4
 		_ = st.rewriteIDs(p, &d)
 	})
+}
+
+func TestActiveMask(t *testing.T) {
+	ss := &simSource{}
+	for l := range ss.layers {
+		ss.layers[l].present.Store(true)
+	}
+	sec := int64(time.Second)
+	now := 10 * sec
+	ss.winStart = now
+	// Layer 0 at 30 fps, layer 1 at one frame a second (a browser short of
+	// bandwidth), layer 2 at 30 fps but silent for 2 s.
+	ss.layers[0].lastSeen.Store(now + sec)
+	ss.layers[1].lastSeen.Store(now + sec)
+	ss.layers[2].lastSeen.Store(now - sec)
+	ss.winFrames = [maxLayers]int32{30, 1, 30}
+	active, seen := ss.activeMask(now + sec)
+	if active != 0b001 || seen != 0b011 {
+		t.Fatalf("active %03b seen %03b, want 001 and 011", active, seen)
+	}
+	// A new window: layer 1 picks up; its current window counts.
+	ss.winFrames[1] = 5
+	if active, _ := ss.activeMask(now + sec + sec/2); active != 0b011 {
+		t.Fatalf("active %03b, want 011", active)
+	}
+	// After two silent windows nothing is active, though seen lately.
+	if active, _ := ss.activeMask(now + 4*sec); active != 0 {
+		t.Fatalf("active %03b after silence", active)
+	}
 }

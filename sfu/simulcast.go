@@ -11,7 +11,9 @@ package sfu
 // (selectLocked), from what it asked for (Connection.SetSimulcastRid, connect's
 // simulcast_rid) and which layers arrive: the highest layer at or below the
 // one asked for that is active, else the lowest active one above. A layer is
-// active while its packets keep coming (layerIdle).
+// active while its media keeps coming at minLayerFPS frames a second or more
+// (a browser short of bandwidth keeps a layer alive with a frame now and
+// then, and pads it when probing: neither counts).
 
 import (
 	"fmt"
@@ -124,8 +126,12 @@ type SimulcastSwitch struct {
 
 // Timing of the layer selection.
 const (
-	// layerIdle is how long a layer may send nothing and still be active.
+	// layerIdle is how long a layer may send no media and still be active.
 	layerIdle = 1500 * time.Millisecond
+	// minLayerFPS is the frame rate, over a rateWindow, below which a
+	// layer is not active.
+	minLayerFPS = 2
+	rateWindow  = time.Second
 	// selectEvery is how often a track's write path re-decides every
 	// subscriber's layer (and asks again for a keyframe a switch waits for).
 	selectEvery = 250 * time.Millisecond
@@ -145,12 +151,15 @@ type simSource struct {
 
 	// under source.mu
 	selectedAt int64
+	winStart   int64            // of the frame count window
+	winFrames  [maxLayers]int32 // frames ended in the window, per layer
+	prevFrames [maxLayers]int32 // in the window before
 }
 
 // simLayer is one layer of a simulcast source.
 type simLayer struct {
 	present  atomic.Bool
-	lastSeen atomic.Int64 // mono() of its last packet
+	lastSeen atomic.Int64 // mono() of its last media packet
 	kf       kfLimiter
 	kr       atomic.Pointer[KeyframeRequester]
 	sink     atomic.Pointer[func([]byte)]
@@ -169,16 +178,31 @@ func (ss *simSource) addLayer(l int8, kr KeyframeRequester) {
 	ss.layers[l].present.Store(true)
 }
 
-// activeMask returns the layers active at now, one bit per layer.
-func (ss *simSource) activeMask(now int64) uint8 {
-	var m uint8
+// activeMask returns the layers active at now, one bit per layer: media
+// seen within layerIdle, and minLayerFPS frames in the last full rateWindow
+// or the one going on; and the layers whose media was seen within
+// layerIdle, whatever their rate. Called with source.mu held.
+func (ss *simSource) activeMask(now int64) (active, seen uint8) {
+	if d := now - ss.winStart; d >= int64(rateWindow) {
+		ss.prevFrames = ss.winFrames
+		if d >= 2*int64(rateWindow) {
+			ss.prevFrames = [maxLayers]int32{}
+		}
+		ss.winFrames = [maxLayers]int32{}
+		ss.winStart = now
+	}
+	min := int32(minLayerFPS * rateWindow / time.Second)
 	for l := range ss.layers {
 		ly := &ss.layers[l]
-		if ly.present.Load() && now-ly.lastSeen.Load() < int64(layerIdle) {
-			m |= 1 << l
+		if !ly.present.Load() || now-ly.lastSeen.Load() >= int64(layerIdle) {
+			continue
+		}
+		seen |= 1 << l
+		if ss.prevFrames[l] >= min || ss.winFrames[l] >= min {
+			active |= 1 << l
 		}
 	}
-	return m
+	return active, seen
 }
 
 // requestLayer asks layer l's publisher for a keyframe, rate-limited.
@@ -342,22 +366,30 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 	s.hdr.Extension = false
 	s.hdr.Extensions = s.hdr.Extensions[:0]
 	now := mono()
+	payload := pkt[n:]
 	ss.layers[l].present.Store(true)
-	ss.layers[l].lastSeen.Store(now)
+	if !paddingOnly(&s.hdr, payload) {
+		ss.layers[l].lastSeen.Store(now)
+		if s.hdr.Marker {
+			ss.winFrames[l]++
+		}
+	}
 	subs := *s.subs.Load()
 	all := now-ss.selectedAt >= int64(selectEvery)
-	var active uint8
+	var active, seen uint8
+	masks := false
 	if all {
 		ss.selectedAt = now
 	}
-	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: pkt[n:], now: now}
+	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now}
 	for _, d := range subs {
 		st := d.sim
 		if all || st.dirty.Load() {
-			if active == 0 {
-				active = ss.activeMask(now)
+			if !masks {
+				active, seen = ss.activeMask(now)
+				masks = true
 			}
-			s.selectLocked(d, active, all)
+			s.selectLocked(d, active, seen, all)
 		}
 		if st.cur.Load() != int32(l) && st.target.Load() != int32(l) {
 			continue
@@ -370,17 +402,28 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 	return nil
 }
 
+// paddingOnly reports whether a packet carries padding only (its payload,
+// padding included, is all padding).
+func paddingOnly(h *rtp.Header, payload []byte) bool {
+	return len(payload) == 0 || h.Padding && int(payload[len(payload)-1]) >= len(payload)
+}
+
 // selectLocked decides the layer of subscriber d: its target, and for a
 // target other than the layer forwarded, a keyframe request on it; none
-// stops the video at once. With again, a keyframe a switch waits for is
+// stops the video at once. A subscriber that receives nothing yet takes
+// any layer seen (a new layer has no rate yet); one that receives a layer
+// moves only to active ones. With again, a keyframe a switch waits for is
 // asked for again (rate-limited).
-func (s *source) selectLocked(d *downTrack, active uint8, again bool) {
+func (s *source) selectLocked(d *downTrack, active, seen uint8, again bool) {
 	st := d.sim
 	trigger := TriggerSender
 	if st.dirty.Swap(false) {
 		trigger = TriggerReceiver
 	}
 	cur, old := int8(st.cur.Load()), int8(st.target.Load())
+	if cur < 0 {
+		active = seen
+	}
 	t := pickLayer(int8(st.want.Load()), active, old)
 	if t != old {
 		st.target.Store(int32(t))

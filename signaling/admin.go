@@ -36,6 +36,15 @@ const (
 	TargetPushClient             = "Sora_20160711.PushClient"
 	TargetListChannelConnections = "Sora_20201013.ListChannelConnections"
 	TargetSetNodeMode            = "Shoal_20261123.SetClusterNodeMode"
+	// TargetRequestSimulcastRid changes the simulcast layer a connection
+	// receives: {"channel_id", "receiver_connection_id", "rid": "none" |
+	// "r0" | "r1" | "r2", "sender_connection_id" (optional: every
+	// publisher when absent)}.
+	TargetRequestSimulcastRid = "Sora_20251210.RequestSimulcastRid"
+	// TargetRequestRtpStream is RequestSimulcastRid's older Sora name, with
+	// the keys recv_connection_id and send_connection_id; DecodeAdminRequest
+	// turns it into TargetRequestSimulcastRid.
+	TargetRequestRtpStream = "Sora_20201005.RequestRtpStream"
 
 	// TargetListChannelConnectionsShoal is the name ListChannelConnections
 	// had before Sora's was known. It is still accepted, as an alias
@@ -77,6 +86,16 @@ type ChannelOps interface {
 
 var _ ChannelOps = (*Server)(nil)
 
+// SimulcastOps is the simulcast operation of the admin API, on this node's
+// own connections: an optional interface of ChannelOps (without it,
+// RequestSimulcastRid answers 400). *Server implements it. It returns how
+// many connections it asked: 0 or 1.
+type SimulcastOps interface {
+	RequestSimulcastRid(channelID, receiverID, senderID, rid string) (int, error)
+}
+
+var _ SimulcastOps = (*Server)(nil)
+
 // AdminConfig configures the admin handler.
 type AdminConfig struct {
 	// Logger receives the handler's logs; nil means slog.Default().
@@ -114,7 +133,9 @@ type AdminRequest struct {
 	ContactNodeName string
 	TargetNodeName  string
 	ChannelID       string
-	ConnectionID    string          // DisconnectConnection, PushConnection
+	ConnectionID    string          // DisconnectConnection, PushConnection; RequestSimulcastRid's receiver
+	SenderID        string          // RequestSimulcastRid's sender_connection_id
+	Rid             string          // RequestSimulcastRid's rid
 	ClientID        string          // DisconnectClient, PushClient
 	Data            json.RawMessage // the push targets: a JSON object
 	Mode            affinity.Mode
@@ -128,6 +149,9 @@ type AdminError struct {
 }
 
 func (e *AdminError) Error() string { return "signaling: admin: " + e.Msg }
+
+// HTTPStatus makes an AdminError an HTTPStatuser.
+func (e *AdminError) HTTPStatus() int { return e.Status }
 
 func badRequest(format string, args ...any) *AdminError {
 	return &AdminError{Status: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
@@ -200,9 +224,13 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 			req.Reason, err = str("reason", false)
 		}
 	case TargetListChannelConnectionsShoal, TargetListChannelConnections, TargetDisconnectChannel,
-		TargetDisconnectConnection, TargetDisconnectClient, TargetPushChannel, TargetPushConnection, TargetPushClient:
-		if target == TargetListChannelConnectionsShoal {
+		TargetDisconnectConnection, TargetDisconnectClient, TargetPushChannel, TargetPushConnection, TargetPushClient,
+		TargetRequestSimulcastRid, TargetRequestRtpStream:
+		switch target {
+		case TargetListChannelConnectionsShoal:
 			req.Target = TargetListChannelConnections
+		case TargetRequestRtpStream:
+			req.Target = TargetRequestSimulcastRid
 		}
 		// An id: required, at most wire.MaxChannelIDLen bytes, UTF-8.
 		id := func(key string) (string, error) {
@@ -223,6 +251,26 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 				req.ConnectionID, err = id("connection_id")
 			case TargetDisconnectClient, TargetPushClient:
 				req.ClientID, err = id("client_id")
+			case TargetRequestSimulcastRid:
+				req.ConnectionID, err = id("receiver_connection_id")
+				if err == nil {
+					req.SenderID, err = str("sender_connection_id", false)
+				}
+			case TargetRequestRtpStream:
+				req.ConnectionID, err = id("recv_connection_id")
+				if err == nil {
+					req.SenderID, err = str("send_connection_id", false)
+				}
+			}
+			if err == nil && req.Target == TargetRequestSimulcastRid {
+				req.Rid, err = str("rid", true)
+				switch {
+				case err != nil:
+				case req.Rid == "auto":
+					err = badRequest(`field "rid": "auto" is not supported; name the layer`)
+				case req.Rid != "none" && req.Rid != "r0" && req.Rid != "r1" && req.Rid != "r2":
+					err = badRequest(`field "rid": %.20q is not none, r0, r1 or r2`, req.Rid)
+				}
 			}
 		}
 		if err != nil {

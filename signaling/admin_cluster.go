@@ -118,6 +118,35 @@ var countedOps = map[string]countedOp{
 	TargetPushClient: {"pushed", true, func(c ChannelOps, r AdminRequest) (int, error) {
 		return c.PushClient(r.ChannelID, r.ClientID, r.Data)
 	}},
+	TargetRequestSimulcastRid: {"requested", true, func(c ChannelOps, r AdminRequest) (int, error) {
+		so, ok := c.(SimulcastOps)
+		if !ok {
+			return 0, &AdminError{Status: http.StatusBadRequest, Msg: "simulcast operations are not available on this node"}
+		}
+		return so.RequestSimulcastRid(r.ChannelID, r.ConnectionID, r.SenderID, r.Rid)
+	}},
+}
+
+// RequestSimulcastRidResult is the answer of RequestSimulcastRid: Sora's
+// echo of the request ({"channel_id", "receiver_connection_id", "rid",
+// "sender_connection_id"}), plus the connections asked ("requested", 1
+// when the receiver was found) and per node, shaped like PushResult: 404
+// with Error when no node serves the receiver, 502 when a node failed.
+type RequestSimulcastRidResult struct {
+	ChannelID            string          `json:"channel_id"`
+	ReceiverConnectionID string          `json:"receiver_connection_id"`
+	Rid                  string          `json:"rid"`
+	SenderConnectionID   string          `json:"sender_connection_id,omitempty"`
+	Requested            int             `json:"requested"`
+	Nodes                []NodeRequested `json:"nodes"`
+	Error                string          `json:"error,omitempty"`
+	FailedNodes          []NodeFailure   `json:"failed_nodes,omitempty"`
+}
+
+// NodeRequested is one node's part of a RequestSimulcastRid.
+type NodeRequested struct {
+	NodeName  string `json:"node_name"`
+	Requested int    `json:"requested"`
 }
 
 // ChannelConnectionsFailure is the 502 answer of ListChannelConnections
@@ -378,6 +407,12 @@ func (h *adminHandler[N, C]) merge(req AdminRequest, local part, answers []peerA
 			} else {
 				msg = fmt.Sprintf("no connection with client_id %q in channel %q on any node (%d asked)", clip(req.ClientID, 80), clip(req.ChannelID, 80), len(all))
 			}
+		}
+		if op.field == "requested" {
+			return status, RequestSimulcastRidResult{ChannelID: req.ChannelID, ReceiverConnectionID: req.ConnectionID, Rid: req.Rid,
+				SenderConnectionID: req.SenderID, Requested: total,
+				Nodes: nodeCounts(all, func(a peerAnswer) NodeRequested { return NodeRequested{NodeName: a.node, Requested: a.n} }),
+				Error: msg, FailedNodes: failed}, nil
 		}
 		if op.field == "pushed" {
 			return status, PushResult{ChannelID: req.ChannelID, ConnectionID: req.ConnectionID, ClientID: req.ClientID, Pushed: total,

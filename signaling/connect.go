@@ -212,6 +212,7 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 	media, err := cfg.Media.Join(jctx, MediaRequest{
 		ChannelID: c.ChannelID, ConnectionID: p.connID, ClientID: c.ClientID, Role: c.Role,
 		Audio: c.Audio.Enabled, Video: c.Video.Enabled, DataChannels: c.DataChannels,
+		Simulcast: c.SimulcastOn(), SimulcastRid: c.ReceiveRid(),
 		AudioCodec: c.Audio.CodecType, VideoCodec: c.Video.CodecType,
 		AudioBitRate: c.Audio.BitRate, VideoBitRate: c.Video.BitRate, ClientSDP: c.SDP,
 		Events: MediaEvents{
@@ -220,7 +221,8 @@ func (se *session) join(ctx, jctx context.Context, p *connecting) (MediaConn, *e
 			Message: func(label string, data []byte, isText bool) {
 				se.push(queued{label: label, data: append([]byte(nil), data...)})
 			},
-			DataChannelsOpen: func() { se.push(queued{dcOpen: true}) },
+			DataChannelsOpen:  func() { se.push(queued{dcOpen: true}) },
+			SimulcastSwitched: func(ev SimulcastSwitch) { se.push(queued{switched: &ev}) },
 		},
 	})
 	if err != nil {
@@ -281,6 +283,9 @@ func (se *session) sendOffer(ctx context.Context, p *connecting, res AuthResult,
 		ChannelID: c.ChannelID, Metadata: res.Metadata, DataChannels: offer.DataChannels}
 	if offer.AudioMid != "" || offer.VideoMid != "" {
 		om.Mid = &wire.OfferMid{Audio: offer.AudioMid, Video: offer.VideoMid}
+	}
+	if offer.Simulcast {
+		om.Simulcast, om.Encodings = true, offer.Encodings
 	}
 	if err := se.write(ctx, om); err != nil {
 		return &ending{err: fmt.Errorf("write offer: %w", err), now: true}

@@ -166,7 +166,11 @@
 // RegisterClusterNode, PurgeClusterNode, ListClusterNodes,
 // ListClusterChannels, Sora_20201013.ListChannelConnections,
 // Sora_20151104.DisconnectChannel, DisconnectConnection, DisconnectClient,
-// and Sora_20160711.PushChannel, PushConnection, PushClient, plus
+// and Sora_20160711.PushChannel, PushConnection, PushClient,
+// Sora_20251210.RequestSimulcastRid (the older Sora_20201005.RequestRtpStream
+// with recv_connection_id and send_connection_id is accepted too; it needs
+// SimulcastOps, which *Server implements, and reaches the receiver on
+// whichever node serves it), plus
 // Shoal_20261123.SetClusterNodeMode (Sora has none). The name we used for
 // ListChannelConnections before Sora's was known,
 // Shoal_20261123.ListChannelConnections, is still accepted (deprecated).

@@ -190,6 +190,16 @@ func (l *serving) deliver(q []queued) *ending {
 			if e := l.send(labelPush, it.raw); e != nil {
 				return e
 			}
+		case it.switched != nil:
+			if e := l.sendJSON(labelNotify, simulcastNotify(it.switched, time.Now())); e != nil {
+				return e
+			}
+		case it.rid != nil:
+			if rs, ok := l.media.(SimulcastRidSetter); ok {
+				if err := rs.SetSimulcastRid(it.rid.sender, it.rid.rid); err != nil {
+					l.se.logger.Info("simulcast rid not changed", "rid", it.rid.rid, "err", err)
+				}
+			}
 		case it.dcOpen:
 			l.dcOpen = true
 			l.maybeSwitch()
@@ -253,6 +263,18 @@ func notifyFor(ev *ConnectionEvent) wire.Notify {
 	return wire.Notify{Type: wire.TypeNotify, EventType: ev.Type, ConnectionID: ev.ConnectionID, ClientID: ev.ClientID,
 		Role: ev.Role, ChannelConnections: ev.Counts.Connections, ChannelSendrecvConnections: ev.Counts.SendRecv,
 		ChannelSendonlyConnections: ev.Counts.SendOnly, ChannelRecvonlyConnections: ev.Counts.RecvOnly}
+}
+
+// simulcastNotify is the notify of a layer switch.
+func simulcastNotify(ev *SimulcastSwitch, now time.Time) wire.NotifySimulcastSwitched {
+	priority := "lower"
+	if ev.Current > ev.Previous { // "r0" < "r1" < "r2"
+		priority = "higher"
+	}
+	return wire.NotifySimulcastSwitched{Type: wire.TypeNotify, EventType: wire.EventSimulcastSwitched,
+		Timestamp: now.UTC().Format(time.RFC3339Nano), SenderConnectionID: ev.SenderConnectionID,
+		Priority: priority, Trigger: ev.Trigger, RPCRids: []string{}, AutoRids: []string{},
+		RequestRid: ev.Requested, CurrentRid: ev.Current, PreviousRid: ev.Previous}
 }
 
 func upper(s string) string {

@@ -44,6 +44,11 @@ type MediaRequest struct {
 	ClientSDP string
 	// DataChannels are the messaging channels requested (labels "#...").
 	DataChannels []wire.DataChannelSpec
+	// Simulcast asks for the upstream video as simulcast layers (connect's
+	// simulcast); SimulcastRid is the layer to receive of simulcast video
+	// ("none", "r0", "r1", "r2"; "" for the media side's default).
+	Simulcast    bool
+	SimulcastRid string
 	// Events receives the connection's events.
 	Events MediaEvents
 }
@@ -66,6 +71,26 @@ type MediaEvents struct {
 	// that asked for data_channel_signaling to its data channels only after
 	// it; a Media that never calls it keeps every session on the WebSocket.
 	DataChannelsOpen func()
+	// SimulcastSwitched reports that the layer the connection receives of
+	// a publisher's simulcast video changed (a notify).
+	SimulcastSwitched func(ev SimulcastSwitch)
+}
+
+// SimulcastSwitch is a change of the simulcast layer a connection
+// receives of one publisher. The rids are "r0", "r1" or "r2"; Trigger is
+// "receiver" or "sender" (see wire.NotifySimulcastSwitched).
+type SimulcastSwitch struct {
+	SenderConnectionID           string
+	Requested, Previous, Current string
+	Trigger                      string
+}
+
+// SimulcastRidSetter is an optional interface of a MediaConn: it changes
+// the layer the connection receives of the simulcast video of the
+// publisher sender (a connection id; "" for every publisher). The admin
+// API's RequestSimulcastRid needs it.
+type SimulcastRidSetter interface {
+	SetSimulcastRid(sender, rid string) error
 }
 
 // ConnectionEvent is a connection joining or leaving a channel, with the
@@ -94,6 +119,10 @@ type MediaOffer struct {
 	AudioMid, VideoMid string
 	// DataChannels lists every channel the server opens (offer.data_channels).
 	DataChannels []wire.OfferDataChannel
+	// Simulcast is true when the video m-line receives simulcast;
+	// Encodings are then offer.encodings.
+	Simulcast bool
+	Encodings []wire.Encoding
 }
 
 // MediaConn is one client's media connection.

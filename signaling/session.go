@@ -35,7 +35,14 @@ type queued struct {
 	data    []byte
 	raw     []byte // a server message to write as is (push)
 	dcOpen  bool   // every data channel is open (MediaEvents.DataChannelsOpen)
+	// switched is a layer switch to notify (MediaEvents.SimulcastSwitched).
+	switched *SimulcastSwitch
+	// rid is a layer to receive, from the admin API (RequestSimulcastRid).
+	rid *ridRequest
 }
+
+// ridRequest is RequestSimulcastRid for one session's connection.
+type ridRequest struct{ sender, rid string }
 
 // session is one WebSocket. Its goroutine (the ServeHTTP one) owns it and
 // does every write; a reader goroutine it starts feeds `in`.

@@ -29,6 +29,73 @@ type Connect struct {
 	IgnoreDisconnectWebSocket *bool             `json:"ignore_disconnect_websocket,omitempty"`
 	DataChannels              []DataChannelSpec `json:"data_channels,omitempty"`
 	SignalingNotifyMetadata   json.RawMessage   `json:"signaling_notify_metadata,omitempty"`
+	// Simulcast is true for a client that publishes its video as simulcast
+	// layers (r0, r1, r2); nil when not sent.
+	Simulcast *SimulcastOption `json:"simulcast,omitempty"`
+	// SimulcastRid and SimulcastRequestRid name the layer a client
+	// receives of simulcast video ("r0", "r1", "r2"; the second also
+	// "none"); SimulcastRequestRid, the newer name, wins. See ReceiveRid.
+	SimulcastRid        string `json:"simulcast_rid,omitempty"`
+	SimulcastRequestRid string `json:"simulcast_request_rid,omitempty"`
+}
+
+// SimulcastOption is connect's simulcast: a boolean, or (older SDKs) an
+// object {"rid": "r0"|"r1"|"r2"} that means true and names the layer to
+// receive.
+type SimulcastOption struct {
+	Enabled bool
+	Rid     string
+}
+
+// UnmarshalJSON accepts true, false, null (false) or {"rid": ...}.
+func (s *SimulcastOption) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("true")):
+		*s = SimulcastOption{Enabled: true}
+		return nil
+	case bytes.Equal(b, []byte("false")), bytes.Equal(b, []byte("null")):
+		*s = SimulcastOption{}
+		return nil
+	case len(b) > 0 && b[0] == '{':
+		var o struct {
+			Rid string `json:"rid"`
+		}
+		if err := json.Unmarshal(b, &o); err != nil {
+			return err
+		}
+		*s = SimulcastOption{Enabled: true, Rid: o.Rid}
+		return nil
+	}
+	return errors.New("want a boolean or an object")
+}
+
+// MarshalJSON writes a boolean, or {"rid"} when Rid is set.
+func (s SimulcastOption) MarshalJSON() ([]byte, error) {
+	if s.Rid != "" {
+		return json.Marshal(struct {
+			Rid string `json:"rid"`
+		}{s.Rid})
+	}
+	return json.Marshal(s.Enabled)
+}
+
+// SimulcastOn reports whether connect asked to publish simulcast.
+func (c *Connect) SimulcastOn() bool { return c.Simulcast != nil && c.Simulcast.Enabled }
+
+// ReceiveRid is the layer the client asks to receive of simulcast video:
+// simulcast_request_rid, else simulcast_rid, else the rid of an object
+// simulcast; "" when none is given.
+func (c *Connect) ReceiveRid() string {
+	switch {
+	case c.SimulcastRequestRid != "":
+		return c.SimulcastRequestRid
+	case c.SimulcastRid != "":
+		return c.SimulcastRid
+	case c.Simulcast != nil:
+		return c.Simulcast.Rid
+	}
+	return ""
 }
 
 // MediaOptions is the `audio` or `video` field of connect: either a boolean

@@ -19,6 +19,20 @@ type Offer struct {
 	// Config is the RTCConfiguration (ICE servers) a Sora server may send;
 	// Shoal's sends none.
 	Config json.RawMessage `json:"config,omitempty"`
+	// Simulcast is true when the video m-line receives simulcast; the SDK
+	// then gives Encodings to its video sender's setParameters.
+	Simulcast bool       `json:"simulcast,omitempty"`
+	Encodings []Encoding `json:"encodings,omitempty"`
+}
+
+// Encoding is one entry of offer.encodings: an RTCRtpEncodingParameters of
+// one simulcast layer. Zero numbers are left out.
+type Encoding struct {
+	RID                   string  `json:"rid"`
+	Active                bool    `json:"active"`
+	ScaleResolutionDownBy float64 `json:"scaleResolutionDownBy,omitempty"`
+	MaxBitrate            int     `json:"maxBitrate,omitempty"`
+	MaxFramerate          float64 `json:"maxFramerate,omitempty"`
 }
 
 // OfferMid is offer.mid: the mids of the upstream audio and video m-lines.
@@ -66,6 +80,27 @@ type Notify struct {
 	ChannelSendrecvConnections int       `json:"channel_sendrecv_connections"`
 	ChannelSendonlyConnections int       `json:"channel_sendonly_connections"`
 	ChannelRecvonlyConnections int       `json:"channel_recvonly_connections"`
+}
+
+// NotifySimulcastSwitched tells a subscriber that the simulcast layer it
+// receives of one publisher changed (event_type "simulcast.switched"), in
+// the shape of Sora's: Timestamp is RFC 3339 UTC; Priority is "higher" or
+// "lower" (the new layer against the previous); Trigger is "receiver" (the
+// subscriber's request changed) or "sender" (the publisher's layers
+// changed); RequestRid is the layer asked for; RPCRids and AutoRids are
+// always empty lists.
+type NotifySimulcastSwitched struct {
+	Type               string    `json:"type"`
+	EventType          EventType `json:"event_type"`
+	Timestamp          string    `json:"timestamp"`
+	SenderConnectionID string    `json:"sender_connection_id"`
+	Priority           string    `json:"priority"`
+	Trigger            string    `json:"trigger"`
+	RPCRids            []string  `json:"rpc_rids"`
+	AutoRids           []string  `json:"auto_rids"`
+	RequestRid         string    `json:"request_rid"`
+	CurrentRid         string    `json:"current_rid"`
+	PreviousRid        string    `json:"previous_rid"`
 }
 
 // Push carries data (a JSON object) from the admin API to the client.

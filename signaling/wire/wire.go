@@ -82,6 +82,7 @@ type EventType string
 const (
 	EventConnectionCreated   EventType = "connection.created"
 	EventConnectionDestroyed EventType = "connection.destroyed"
+	EventSimulcastSwitched   EventType = "simulcast.switched"
 )
 
 // ProtocolError is a message or request the server refuses. Code is the
