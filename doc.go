@@ -85,11 +85,14 @@
 //     view calls for, as pure functions of the view and of what is open.
 //   - media.go — NewMedia, the adapter from *sfu.SFU to the media side the
 //     signaling server needs.
+//   - faults.go — SelfBlockConfig and the fault monitor: the node blocks
+//     itself while its relay, data directory or media socket fails.
 //
 // The package's tests include real three-node clusters in one process
 // (node_test.go, integration_test.go, admission_test.go for the "no
 // cluster" column, admin_errors_test.go for the admin API's statuses,
-// logs_test.go for what every log line carries), Chromium against three
+// logs_test.go for what every log line carries, faults_test.go for the
+// node blocking itself on a local fault), Chromium against three
 // nodes with the example's page and the published sora-js-sdk
 // (e2e*_test.go), the relay plan's table tests
 // (relayplan_test.go) and the dependency fences (fence_test.go).

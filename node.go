@@ -61,6 +61,11 @@ type Config struct {
 	// Logger are filled by the Node. Every node needs the same Token: the
 	// nodes call each other's admin APIs with it.
 	Admin signaling.AdminConfig
+
+	// SelfBlock sets how the node blocks itself on a local fault (a relay
+	// that stays down, a data directory it cannot write, a failed media
+	// socket; docs/cluster.md).
+	SelfBlock SelfBlockConfig
 }
 
 // DefaultConfig returns a Config with Sora's defaults (cluster.DefaultConfig:
@@ -130,6 +135,9 @@ func New(cfg Config) (*Node, error) {
 	log := cfg.Logger.With("node", cfg.NodeName)
 	if cfg.RelayPort < 0 || cfg.RelayPort > 65535 {
 		return nil, fmt.Errorf("shoal: RelayPort %d is out of range 0-65535", cfg.RelayPort)
+	}
+	if _, err := cfg.SelfBlock.withDefaults(); err != nil {
+		return nil, err
 	}
 	member, err := cluster.New(cfg.Config)
 	if err != nil {
@@ -217,6 +225,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.reconcile() // the state before the first event
+	n.watchFaults()
 	return nil
 }
 

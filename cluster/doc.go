@@ -104,6 +104,8 @@
 //   - claim.go — commits through the leader that survive a leader loss:
 //     short attempts, retried against the new leader.
 //   - modefile.go — the mode kept in DataDir across restarts.
+//   - swapmode.go — Mode, and SwapMode: a mode the node sets on its own,
+//     in memory only, unless the mode changed meanwhile.
 //   - recover.go — InitCluster after a breakdown (raft.RecoverCluster).
 //   - fsm.go — the replicated state (channel owners, node facts) and its
 //     Raft state machine.

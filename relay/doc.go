@@ -161,6 +161,7 @@
 //   - keys.go: key derivation from the cluster key
 //   - ring.go: the per-track buffer that answers NACKs
 //   - stats.go: Stats, LinkStats, ChannelStats
+//   - health.go: LinksDown, which links are down and since when
 //   - net.go: Network, the host's network (Config.Net's default) and
 //     binding both sockets on one port
 //   - faultnet.go: FaultNet, the network for tests that pulls cables

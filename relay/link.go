@@ -48,6 +48,9 @@ type link struct {
 	kick chan struct{} // wakes the dial loop early (new address)
 
 	sess atomic.Pointer[session]
+	// downSince is when the link last went down, or was made, in
+	// UnixNano; 0 while a session is up (health.go).
+	downSince atomic.Int64
 
 	inMu sync.RWMutex
 	in   map[string]map[string]*inTrack // channel → track id → track
@@ -56,13 +59,15 @@ type link struct {
 }
 
 func (r *Relay) newLink(peer string) *link {
-	return &link{
+	l := &link{
 		r:      r,
 		peer:   peer,
 		dialer: r.cfg.NodeName < peer,
 		kick:   make(chan struct{}, 1),
 		in:     map[string]map[string]*inTrack{},
 	}
+	l.downSince.Store(time.Now().UnixNano())
+	return l
 }
 
 // linkCtx returns the link's context, making it on first use. r.mu is held
@@ -217,6 +222,7 @@ func (l *link) run(ctx context.Context, s *session) error {
 		old.close()
 	}
 	r.setAddr(s.udpAP, l)
+	l.downSince.Store(0)
 	if l.stats.sessions.Add(1) > 1 {
 		l.stats.reconnects.Add(1)
 	}
@@ -251,7 +257,9 @@ func (l *link) run(ctx context.Context, s *session) error {
 		return nil
 	})
 	err := g.Wait()
-	l.sess.CompareAndSwap(s, nil)
+	if l.sess.CompareAndSwap(s, nil) {
+		l.downSince.Store(time.Now().UnixNano())
+	}
 	if ctx.Err() == nil {
 		r.log.Info("relay link down", "peer", l.peer, "err", err)
 	}

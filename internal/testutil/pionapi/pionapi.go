@@ -3,7 +3,9 @@
 // its own, apart from testutil, so that the tests of packages without WebRTC
 // (cluster, affinity, signaling) do not build pion.
 //
-// The file pionapi.go holds the whole package.
+//   - pionapi.go — Local, the clients' API.
+//   - closablenet.go — ClosableNet, a network for an SFU whose UDP sockets
+//     a test closes under it.
 package pionapi
 
 import (
