@@ -34,6 +34,11 @@ func TestInitClusterNamingAnotherClustersNodes(t *testing.T) {
 	if !errors.As(err, &already) || !errors.Is(err, ErrAlreadyInitialized) || !slices.Equal(already.Nodes, c.names(ns...)) {
 		t.Fatalf("init naming initialised nodes: %v; want an *AlreadyInitializedError naming %v", err, c.names(ns...))
 	}
+	// The admin API answers 409 with the message, which names them.
+	var hs interface{ HTTPStatus() int }
+	if !errors.As(err, &hs) || hs.HTTPStatus() != 409 || !strings.Contains(err.Error(), ns[2].self) {
+		t.Fatalf("init naming initialised nodes: %v: no status 409 naming the nodes", err)
+	}
 	never(t, 2*time.Second, func() bool { return fresh.Snapshot().InMajority }, "%s counts itself in the majority", fresh.self)
 	for _, n := range ns {
 		if !n.Snapshot().InMajority || listed(n, fresh.self) || voterCount(n) != 3 {
