@@ -167,9 +167,10 @@ func TestNodeBlocksOnDataDirFault(t *testing.T) {
 	self := n.Name()
 	ctx := testutil.Context(t, 60*time.Second)
 	probe := filepath.Join(dir, ".shoal-write-probe")
-	breakDir := func() {
+	breakDir := func() { // the probe file may be there for a moment: try again
 		t.Helper()
-		if err := os.MkdirAll(filepath.Join(probe, "x"), 0o700); err != nil {
+		var err error
+		if !testutil.WaitFor(func() bool { err = os.MkdirAll(filepath.Join(probe, "x"), 0o700); return err == nil }, 5*time.Second) {
 			t.Fatal(err)
 		}
 	}
