@@ -18,8 +18,8 @@ import (
 // simulcastPage loads the published SDK unchanged and publishes
 // (role=sendonly: simulcast:true, VP8, a 1280x720 camera) or receives
 // (role=recvonly, simulcastRid=rid). Besides the usual report it POSTs its
-// video RTP stats to /simreport every second: per outbound rid, and per
-// inbound stream.
+// video RTP stats to /simreport every second: per outbound rid (bytes with
+// the RTP headers), and per inbound stream.
 const simulcastPage = `<!doctype html><body><script type="module">
 import Sora from "./sora.js";
 const q = new URLSearchParams(location.search);
@@ -48,7 +48,7 @@ setInterval(async () => {
   if (c && c.pc && T.state === "connected") {
     (await c.pc.getStats()).forEach((s) => {
       if (s.kind !== "video") return;
-      if (s.type === "outbound-rtp") S.out[s.rid || "-"] = {bytes: s.bytesSent || 0, frames: s.framesEncoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0, limit: s.qualityLimitationReason || ""};
+      if (s.type === "outbound-rtp") S.out[s.rid || "-"] = {bytes: (s.bytesSent || 0) + (s.headerBytesSent || 0), frames: s.framesEncoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0, limit: s.qualityLimitationReason || ""};
       if (s.type === "inbound-rtp") S.in[String(s.ssrc)] = {frames: s.framesDecoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0};
     });
   }
@@ -104,51 +104,10 @@ func (r simReport) inbound() rtpStats {
 // frame.
 func TestE2ESimulcastSoraJSSDK(t *testing.T) {
 	nodes, r := sdkCluster(t)
-	sims := &simReports{m: map[string]simReport{}}
-	r.mux.HandleFunc("/simreport", func(w http.ResponseWriter, req *http.Request) {
-		b, _ := io.ReadAll(req.Body)
-		var s simReport
-		if json.Unmarshal(b, &s) == nil {
-			sims.mu.Lock()
-			sims.m[s.Name] = s
-			sims.mu.Unlock()
-		}
-	})
-	r.mux.HandleFunc("/simulcast.html", func(w http.ResponseWriter, req *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		io.WriteString(w, simulcastPage)
-	})
+	sims := serveSimulcast(t, r)
 	node := nodes[0]
-	page := func(name, role, rid string) string {
-		v := url.Values{"name": {name}, "role": {role}, "channel": {"sim-room"}, "signaling": {node.signaling}}
-		if rid != "" {
-			v.Set("rid", rid)
-		}
-		return r.base + "/simulcast.html?" + v.Encode()
-	}
-	r.open(page("pub", "sendonly", ""))
-	r.waitAll(60*time.Second, "the publisher connected", []string{"pub"}, func(st pageState) bool { return st.State == "connected" })
-	start := time.Now()
-	defer func() {
-		if t.Failed() {
-			for _, n := range []string{"pub", "lo", "hi"} {
-				t.Logf("last stats of %s: %+v", n, sims.get(n))
-			}
-		}
-	}()
-	testutil.Eventually(t, func() bool {
-		out := sims.get("pub").Out
-		for _, rid := range []string{"r0", "r1", "r2"} {
-			if out[rid].Frames < 30 || out[rid].Bytes == 0 {
-				return false
-			}
-		}
-		return true
-	}, 60*time.Second, "the publisher sends three rids")
-	out := sims.get("pub").Out
-	t.Logf("publisher's outbound after %v: r0 %dx%d (%d frames), r1 %dx%d (%d), r2 %dx%d (%d)", time.Since(start).Round(time.Second),
-		out["r0"].Width, out["r0"].Height, out["r0"].Frames, out["r1"].Width, out["r1"].Height, out["r1"].Frames,
-		out["r2"].Width, out["r2"].Height, out["r2"].Frames)
+	page := func(name, role, rid string) string { return simulcastURL(r, node, name, role, rid) }
+	simulcastPublisher(t, r, sims, page("pub", "sendonly", ""))
 
 	r.open(page("lo", "recvonly", "r0"), page("hi", "recvonly", "r2"))
 	r.waitAll(60*time.Second, "the receivers connected", []string{"lo", "hi"}, func(st pageState) bool { return st.State == "connected" })
@@ -183,4 +142,129 @@ func TestE2ESimulcastSoraJSSDK(t *testing.T) {
 		lo.Width, lo.Height, lo.Frames, r.state("lo").Log)
 	frames := lo.Frames
 	testutil.Eventually(t, func() bool { return sims.get("lo").inbound().Frames > frames+30 }, 10*time.Second, "lo keeps decoding")
+}
+
+// serveSimulcast serves simulcastPage and keeps its reports; the test
+// logs the last ones if it fails.
+func serveSimulcast(t *testing.T, r *reports) *simReports {
+	sims := &simReports{m: map[string]simReport{}}
+	r.mux.HandleFunc("/simreport", func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		var s simReport
+		if json.Unmarshal(b, &s) == nil {
+			sims.mu.Lock()
+			sims.m[s.Name] = s
+			sims.mu.Unlock()
+		}
+	})
+	r.mux.HandleFunc("/simulcast.html", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, simulcastPage)
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			sims.mu.Lock()
+			defer sims.mu.Unlock()
+			for n, s := range sims.m {
+				t.Logf("last stats of %s: %+v", n, s)
+			}
+		}
+	})
+	return sims
+}
+
+// simulcastURL is the URL of a simulcastPage on node's signaling.
+func simulcastURL(r *reports, node *e2eNode, name, role, rid string) string {
+	v := url.Values{"name": {name}, "role": {role}, "channel": {"sim-room"}, "signaling": {node.signaling}}
+	if rid != "" {
+		v.Set("rid", rid)
+	}
+	return r.base + "/simulcast.html?" + v.Encode()
+}
+
+// simulcastPublisher opens the publisher's page ("pub") and waits until it
+// sends three rids.
+func simulcastPublisher(t *testing.T, r *reports, sims *simReports, page string) {
+	t.Helper()
+	r.open(page)
+	r.waitAll(60*time.Second, "the publisher connected", []string{"pub"}, func(st pageState) bool { return st.State == "connected" })
+	start := time.Now()
+	testutil.Eventually(t, func() bool {
+		out := sims.get("pub").Out
+		for _, rid := range []string{"r0", "r1", "r2"} {
+			if out[rid].Frames < 30 || out[rid].Bytes == 0 {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, "the publisher sends three rids")
+	out := sims.get("pub").Out
+	t.Logf("publisher's outbound after %v: r0 %dx%d (%d frames), r1 %dx%d (%d), r2 %dx%d (%d)", time.Since(start).Round(time.Second),
+		out["r0"].Width, out["r0"].Height, out["r0"].Frames, out["r1"].Width, out["r1"].Height, out["r1"].Frames,
+		out["r2"].Width, out["r2"].Height, out["r2"].Frames)
+}
+
+// rates measures, over d, the publisher's sending rate per rid and what
+// node's relay received for sim-room, in kbit/s.
+func rates(t *testing.T, sims *simReports, node *e2eNode, d time.Duration) (rid map[string]float64, relayed float64) {
+	t.Helper()
+	in := func() uint64 {
+		for _, c := range node.Relay().Stats().Channels {
+			if c.Channel == "sim-room" {
+				return c.BytesIn
+			}
+		}
+		return 0
+	}
+	out0, in0, t0 := sims.get("pub").Out, in(), time.Now()
+	time.Sleep(d)
+	out1, in1 := sims.get("pub").Out, in()
+	secs := time.Since(t0).Seconds()
+	rid = map[string]float64{}
+	for _, r := range []string{"r0", "r1", "r2"} {
+		rid[r] = float64(out1[r].Bytes-out0[r].Bytes) * 8 / 1000 / secs
+	}
+	return rid, float64(in1-in0) * 8 / 1000 / secs
+}
+
+// TestE2ESimulcastThroughRelay: the publisher on one node, receivers on
+// another (affinity off, so each stays where it connected): every layer
+// crosses the relay as a track of its own, and only the layers the
+// receivers there want cross. With one r0 receiver only r0 crosses; with an
+// r2 receiver added, r0 and r2; each decodes its own frame size.
+func TestE2ESimulcastThroughRelay(t *testing.T) {
+	requireBrowser(t)
+	dir := soraSDKDir(t)
+	nodes := e2eCluster(t, false)
+	r := newReports(t)
+	serveSDK(t, r, dir)
+	sims := serveSimulcast(t, r)
+	a, b := nodes[0], nodes[1]
+	simulcastPublisher(t, r, sims, simulcastURL(r, a, "pub", "sendonly", ""))
+
+	r.open(simulcastURL(r, b, "lo", "recvonly", "r0"))
+	r.waitAll(60*time.Second, "lo connected", []string{"lo"}, func(st pageState) bool { return st.State == "connected" })
+	testutil.Eventually(t, func() bool { return sims.get("lo").inbound().Frames > 30 }, 60*time.Second, "lo decodes through the relay")
+	time.Sleep(2 * time.Second) // the start's other layers leave the window
+	rid, relayed := rates(t, sims, b, 3*time.Second)
+	t.Logf("lo (r0) on %s decodes %dx%d; publisher sends r0 %.0f, r1 %.0f, r2 %.0f kbit/s; the relay brings %.0f kbit/s to %s",
+		b.Name(), sims.get("lo").inbound().Width, sims.get("lo").inbound().Height, rid["r0"], rid["r1"], rid["r2"], relayed, b.Name())
+	if relayed > rid["r0"]+rid["r1"]/2 {
+		t.Errorf("with one r0 receiver the relay brings %.0f kbit/s: more than r0 (%.0f) crosses", relayed, rid["r0"])
+	}
+
+	r.open(simulcastURL(r, b, "hi", "recvonly", "r2"))
+	r.waitAll(60*time.Second, "hi connected", []string{"hi"}, func(st pageState) bool { return st.State == "connected" })
+	testutil.Eventually(t, func() bool {
+		lo, hi := sims.get("lo").inbound(), sims.get("hi").inbound()
+		return hi.Frames > 30 && lo.Height > 0 && lo.Height < hi.Height
+	}, 60*time.Second, "through the relay, r0 decodes a smaller frame than r2")
+	lo, hi := sims.get("lo").inbound(), sims.get("hi").inbound()
+	time.Sleep(2 * time.Second)
+	rid, relayed = rates(t, sims, b, 3*time.Second)
+	t.Logf("through the relay: r0 receiver decodes %dx%d, r2 receiver %dx%d; publisher sends r0 %.0f, r1 %.0f, r2 %.0f kbit/s; the relay brings %.0f kbit/s",
+		lo.Width, lo.Height, hi.Width, hi.Height, rid["r0"], rid["r1"], rid["r2"], relayed)
+	if hi.Height == sims.get("pub").Out["r2"].Height && relayed > rid["r0"]+rid["r2"]+rid["r1"]/2 {
+		t.Errorf("with r0 and r2 receivers the relay brings %.0f kbit/s: r1 (%.0f) crosses too", relayed, rid["r1"])
+	}
 }

@@ -290,13 +290,49 @@ type LocalTrack struct {
 	keyframe KeyframeRequester
 	ring     *ring
 	closed   atomic.Bool
+
+	// paused lists the links whose peer does not want the track (copy on
+	// write under pauseMu); WriteRTP skips them.
+	pauseMu sync.Mutex
+	paused  atomic.Pointer[[]*link]
+}
+
+// setWanted records whether the peer of l wants the track's packets.
+func (t *LocalTrack) setWanted(l *link, wanted bool) {
+	t.pauseMu.Lock()
+	defer t.pauseMu.Unlock()
+	var next []*link
+	if p := t.paused.Load(); p != nil {
+		for _, x := range *p {
+			if x != l {
+				next = append(next, x)
+			}
+		}
+	}
+	if !wanted {
+		next = append(next, l)
+	}
+	t.paused.Store(&next)
+}
+
+// isPaused reports whether the peer of l said it does not want the track.
+func (t *LocalTrack) isPaused(l *link) bool {
+	if p := t.paused.Load(); p != nil {
+		for _, x := range *p {
+			if x == l {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Info returns the track's description.
 func (t *LocalTrack) Info() TrackInfo { return t.info }
 
 // WriteRTP sends one RTP packet of the track to every peer the channel is
-// open with, and keeps a copy to answer NACKs. It allocates nothing, does
+// open with but those that said they do not want it (Wanter), and keeps a
+// copy to answer NACKs. It allocates nothing, does
 // not block on the network and does not keep pkt; it is safe for
 // concurrent use. A link that is down, or whose send queue is full, drops
 // the packet (counted in the stats) and WriteRTP returns an error for it.
@@ -313,6 +349,9 @@ func (t *LocalTrack) WriteRTP(pkt []byte) error {
 	}
 	var err error
 	for _, l := range t.ch.linkList() {
+		if t.isPaused(l) {
+			continue
+		}
 		if e := l.sendRTP(t.ch, t.info.ID, pkt, 0); e != nil && err == nil {
 			err = e
 		}

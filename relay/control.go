@@ -200,6 +200,20 @@ func (l *link) handleControl(s *session, f Frame) error {
 	case KindTrackClose:
 		l.removeInbound(string(f.Channel), string(f.Track))
 		return nil
+	case KindTrackDemand:
+		if len(f.Payload) != 1 {
+			return fmt.Errorf("%w: track demand of %d bytes", ErrFrameLength, len(f.Payload))
+		}
+		r.chMu.RLock()
+		ch := r.channels[string(f.Channel)]
+		r.chMu.RUnlock()
+		if ch == nil {
+			return nil
+		}
+		if t := ch.localTrack(f.Track); t != nil {
+			t.setWanted(l, f.Payload[0] != 0)
+		}
+		return nil
 	case KindKeyframe:
 		r.chMu.RLock()
 		ch := r.channels[string(f.Channel)]

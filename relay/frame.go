@@ -24,7 +24,8 @@ const (
 	KindChannelClose Kind = 10 // control: the channel's session ended
 	KindHello        Kind = 11 // control: first frame each way; node name, nonce, UDP port
 	KindHeartbeat    Kind = 12 // control: keeps the control stream's read deadline alive
-	kindMax               = KindHeartbeat
+	KindTrackDemand  Kind = 13 // control: the receiver wants a track's packets (payload 1) or not (0)
+	kindMax               = KindTrackDemand
 )
 
 // Frame flags.
@@ -152,6 +153,11 @@ type TrackInfo struct {
 	Channels    uint16
 	SDPFmtpLine string
 	Feedback    []Feedback // RTCP feedback the codec supports, e.g. {"nack", "pli"}
+	// Layer, for one layer of a simulcast track, is its rid ("r0", "r1",
+	// "r2") and Group the id of the simulcast track; both are empty for
+	// any other track. Each layer is relayed as a track of its own, and
+	// the receiving node joins a Group's layers into one track again.
+	Layer, Group string
 }
 
 // Feedback is one RTCP feedback type of a codec (SDP a=rtcp-fb).
@@ -171,6 +177,9 @@ func (t TrackInfo) validate() error {
 	}
 	if len(t.Feedback) > 255 {
 		return fmt.Errorf("relay: track %q: more than 255 feedback types", t.ID)
+	}
+	if (t.Layer == "") != (t.Group == "") || len(t.Layer) > 255 || len(t.Group) > maxIDLen {
+		return fmt.Errorf("relay: track %q: a layer needs a group and the other way round, each at most 255 bytes", t.ID)
 	}
 	for _, f := range t.Feedback {
 		if len(f.Type) > 255 || len(f.Parameter) > 255 {
@@ -199,6 +208,12 @@ func appendTrackInfo(dst []byte, t TrackInfo) []byte {
 		dst = append(dst, byte(len(f.Parameter)))
 		dst = append(dst, f.Parameter...)
 	}
+	if t.Layer != "" { // absent for other tracks: their form is unchanged
+		dst = append(dst, byte(len(t.Layer)))
+		dst = append(dst, t.Layer...)
+		dst = append(dst, byte(len(t.Group)))
+		dst = append(dst, t.Group...)
+	}
 	return dst
 }
 
@@ -215,6 +230,12 @@ func decodeTrackInfo(id string, p []byte) (TrackInfo, error) {
 		t.Feedback = make([]Feedback, 0, min(n, len(r.b)/2))
 		for range n {
 			t.Feedback = append(t.Feedback, Feedback{Type: r.str8(), Parameter: r.str8()})
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		t.Layer, t.Group = r.str8(), r.str8()
+		if r.err == nil && t.Layer == "" {
+			r.err = ErrFrameLength // written only when set
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {

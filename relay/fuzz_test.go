@@ -67,7 +67,7 @@ func FuzzDecodeFrame(f *testing.F) {
 }
 
 func TestDecodeFrameErrors(t *testing.T) {
-	for _, b := range [][]byte{nil, {1, 0, 0}, {0, 0, 0, 0}, {13, 0, 0, 0}, {1, 0, 5, 0, 'a'}, {1, 0, 1, 3, 'a', 'b'}} {
+	for _, b := range [][]byte{nil, {1, 0, 0}, {0, 0, 0, 0}, {byte(kindMax + 1), 0, 0, 0}, {1, 0, 5, 0, 'a'}, {1, 0, 1, 3, 'a', 'b'}} {
 		if _, err := DecodeFrame(b); err == nil {
 			t.Errorf("DecodeFrame(%x) accepted", b)
 		}

@@ -17,6 +17,11 @@ type inTrack struct {
 	info   TrackInfo
 	w      atomic.Pointer[writerRef] // nil until AddRemoteTrack returns; read per packet
 	lastKF atomic.Int64
+	// unwanted: this node told the peer it does not want the packets
+	// (Wanter); demandMu orders the changes and their frames.
+	unwanted atomic.Bool
+	asked    atomic.Bool
+	demandMu sync.Mutex
 
 	mu     sync.Mutex // orders setWriter against close
 	closed bool
@@ -57,7 +62,36 @@ func (t *inTrack) close() {
 	}
 }
 
-var _ KeyframeRequester = (*inTrack)(nil)
+var (
+	_ KeyframeRequester = (*inTrack)(nil)
+	_ Wanter            = (*inTrack)(nil)
+)
+
+// SetWanted tells the peer whether this node wants the track's packets.
+func (t *inTrack) SetWanted(wanted bool) {
+	t.asked.Store(true)
+	if t.unwanted.Swap(!wanted) == !wanted {
+		return
+	}
+	t.sendDemand()
+}
+
+// demanded reports whether the peer must hear this node's demand for the
+// track (again): always for a simulcast layer, whose node may have paused
+// it for an earlier run of this node, else once SetWanted was called.
+func (t *inTrack) demanded() bool { return t.info.Layer != "" || t.asked.Load() }
+
+func (t *inTrack) sendDemand() {
+	t.demandMu.Lock()
+	defer t.demandMu.Unlock()
+	v := byte(1)
+	if t.unwanted.Load() {
+		v = 0
+	}
+	if s := t.l.sess.Load(); s != nil {
+		s.control(KindTrackDemand, t.ch.name, t.info.ID, []byte{v})
+	}
+}
 
 func (l *link) addInbound(channel string, info TrackInfo) error {
 	r := l.r
@@ -83,6 +117,9 @@ func (l *link) addInbound(channel string, info TrackInfo) error {
 	}
 	l.inMu.Unlock()
 	if resumed { // the track carries on
+		if t.demanded() { // the peer may have forgotten
+			t.sendDemand()
+		}
 		t.requestKeyframe(true)
 		return nil
 	}
@@ -103,6 +140,9 @@ func (l *link) addInbound(channel string, info TrackInfo) error {
 	if !t.setWriter(w) { // removed while AddRemoteTrack ran
 		_ = w.Close()
 		return nil
+	}
+	if t.demanded() {
+		t.sendDemand()
 	}
 	t.requestKeyframe(true)
 	return nil

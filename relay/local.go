@@ -52,6 +52,16 @@ type KeyframeRequester interface {
 	RequestKeyframe()
 }
 
+// Wanter is implemented by the KeyframeRequester that ChannelSink's
+// AddRemoteTrack gets: SetWanted(false) asks the track's node to stop
+// sending the track's packets to this node (a simulcast layer no local
+// subscriber wants), SetWanted(true) to send them again. A track is wanted
+// when it opens; the state is sent again when the link comes back. It does
+// not block.
+type Wanter interface {
+	SetWanted(wanted bool)
+}
+
 // KeyframeFunc adapts a function to a KeyframeRequester.
 type KeyframeFunc func()
 

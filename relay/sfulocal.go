@@ -42,23 +42,33 @@ func (a *SFULocal) RelayChannel(r *Relay, channel string) (ChannelSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &sfuSink{ch: ch, taps: map[string]*sfu.TrackTap{}, tracks: map[string]*LocalTrack{}}
+	k := &sfuSink{ch: ch, taps: map[string]func(){}, tracks: map[string]*LocalTrack{}, groups: map[string]*layerGroup{}}
 	stop, err := ch.Observe(sfu.Observer{
 		TrackAdded: func(info sfu.TrackInfo, tap *sfu.TrackTap) {
+			if info.Simulcast {
+				a.addLayers(r, channel, k, info, tap)
+				return
+			}
 			lt, err := r.AddLocalTrack(channel, fromSFU(info), KeyframeFunc(tap.RequestKeyframe))
 			if err != nil {
 				a.log.Warn("relay: local track not relayed", "channel", channel, "track", info.ID, "err", err)
 				return
 			}
-			if !k.add(info.ID, tap, lt) {
+			if !k.add(info.ID, func() { tap.SetSink(nil) }, lt) {
 				_ = lt.Close()
 				return
 			}
 			tap.SetSink(func(pkt []byte) { _ = lt.WriteRTP(pkt) })
 		},
 		TrackRemoved: func(info sfu.TrackInfo) {
-			if lt := k.remove(info.ID); lt != nil {
-				_ = lt.Close()
+			ids := []string{info.ID}
+			if info.Simulcast {
+				ids = layerIDs(info.ID)
+			}
+			for _, id := range ids {
+				if lt := k.remove(id); lt != nil {
+					_ = lt.Close()
+				}
 			}
 		},
 		MessageReceived: func(m sfu.Message) {
@@ -74,6 +84,41 @@ func (a *SFULocal) RelayChannel(r *Relay, channel string) (ChannelSink, error) {
 	return k, nil
 }
 
+// simulcastRids are the layers of a simulcast track, each relayed as a
+// track of its own.
+var simulcastRids = [...]sfu.SimulcastRid{sfu.RidR0, sfu.RidR1, sfu.RidR2}
+
+// layerIDs are the relay's track ids of the layers of the simulcast track
+// id.
+func layerIDs(id string) []string {
+	out := make([]string, len(simulcastRids))
+	for i, rid := range simulcastRids {
+		out[i] = id + "~" + string(rid)
+	}
+	return out
+}
+
+// addLayers relays each layer of a local simulcast track as a track of its
+// own (Layer, Group), with its own keyframe requests. A layer that no
+// subscriber of a peer wants is not sent to that peer (Wanter).
+func (a *SFULocal) addLayers(r *Relay, channel string, k *sfuSink, info sfu.TrackInfo, tap *sfu.TrackTap) {
+	for i, id := range layerIDs(info.ID) {
+		rid := simulcastRids[i]
+		li := fromSFU(info)
+		li.ID, li.Layer, li.Group = id, string(rid), info.ID
+		lt, err := r.AddLocalTrack(channel, li, KeyframeFunc(func() { tap.RequestLayerKeyframe(rid) }))
+		if err != nil {
+			a.log.Warn("relay: local track not relayed", "channel", channel, "track", id, "err", err)
+			continue
+		}
+		if !k.add(id, func() { tap.SetLayerSink(rid, nil) }, lt) {
+			_ = lt.Close()
+			return
+		}
+		tap.SetLayerSink(rid, func(pkt []byte) { _ = lt.WriteRTP(pkt) })
+	}
+}
+
 // sfuSink is one relayed channel's side in the sfu.
 type sfuSink struct {
 	ch   *sfu.Channel
@@ -81,19 +126,111 @@ type sfuSink struct {
 
 	mu     sync.Mutex
 	closed bool
-	taps   map[string]*sfu.TrackTap
+	taps   map[string]func() // removes the tap's sink
 	tracks map[string]*LocalTrack
+	groups map[string]*layerGroup // remote simulcast tracks, by Group
+}
+
+// layerGroup is a peer's simulcast track: one sfu track, fed by one relay
+// track per layer.
+type layerGroup struct {
+	w *sfu.TrackWriter
+
+	mu      sync.Mutex
+	wanters map[sfu.SimulcastRid]Wanter
+	n       int // layers open
+}
+
+// demand passes the sfu's demand for a layer to its relay track.
+func (g *layerGroup) demand(rid sfu.SimulcastRid, wanted bool) {
+	g.mu.Lock()
+	w := g.wanters[rid]
+	g.mu.Unlock()
+	if w != nil {
+		w.SetWanted(wanted)
+	}
+}
+
+// layerWriter writes one relayed layer into its group's sfu track.
+type layerWriter struct {
+	k     *sfuSink
+	g     *layerGroup
+	rid   sfu.SimulcastRid
+	group string
+	once  sync.Once
+}
+
+func (w *layerWriter) WriteRTP(pkt []byte) error { return w.g.w.WriteLayerRTP(w.rid, pkt) }
+
+// Close ends the layer; the last one ends the sfu track.
+func (w *layerWriter) Close() error {
+	w.once.Do(func() {
+		w.g.w.RemoveLayer(w.rid)
+		w.g.mu.Lock()
+		delete(w.g.wanters, w.rid)
+		w.g.n--
+		last := w.g.n == 0
+		w.g.mu.Unlock()
+		if !last {
+			return
+		}
+		w.k.mu.Lock()
+		if w.k.groups[w.group] == w.g {
+			delete(w.k.groups, w.group)
+		}
+		w.k.mu.Unlock()
+		_ = w.g.w.Close()
+	})
+	return nil
+}
+
+// addLayer adds a peer's relayed layer to its simulcast track in the sfu,
+// creating the track with its first layer.
+func (k *sfuSink) addLayer(info TrackInfo, kf KeyframeRequester) (TrackWriter, error) {
+	rid, err := sfu.ParseSimulcastRid(info.Layer)
+	if err != nil || rid == sfu.RidNone {
+		return nil, fmt.Errorf("relay: track %s: layer %q is not r0, r1 or r2", info.ID, info.Layer)
+	}
+	k.mu.Lock()
+	g := k.groups[info.Group]
+	if g == nil {
+		si, err := toSFU(info)
+		if err != nil {
+			k.mu.Unlock()
+			return nil, err
+		}
+		si.ID, si.Simulcast = info.Group, true
+		w, err := k.ch.AddRemoteTrack(si, nil)
+		if err != nil {
+			k.mu.Unlock()
+			return nil, err
+		}
+		g = &layerGroup{w: w, wanters: map[sfu.SimulcastRid]Wanter{}}
+		w.OnDemand(g.demand)
+		k.groups[info.Group] = g
+	}
+	g.mu.Lock()
+	if wt, ok := kf.(Wanter); ok {
+		g.wanters[rid] = wt
+	}
+	g.n++
+	g.mu.Unlock()
+	k.mu.Unlock()
+	if err := g.w.AddLayer(rid, kf); err != nil {
+		return nil, err
+	}
+	return &layerWriter{k: k, g: g, rid: rid, group: info.Group}, nil
 }
 
 var _ ChannelSink = (*sfuSink)(nil)
 
-func (k *sfuSink) add(id string, tap *sfu.TrackTap, lt *LocalTrack) bool {
+func (k *sfuSink) add(id string, unsink func(), lt *LocalTrack) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
 		return false
 	}
-	k.taps[id], k.tracks[id] = tap, lt
+	k.taps[id], k.tracks[id] = unsink, lt
 	return true
 }
 
@@ -107,6 +244,9 @@ func (k *sfuSink) remove(id string) *LocalTrack {
 }
 
 func (k *sfuSink) AddRemoteTrack(_ string, info TrackInfo, kf KeyframeRequester) (TrackWriter, error) {
+	if info.Layer != "" {
+		return k.addLayer(info, kf)
+	}
 	si, err := toSFU(info)
 	if err != nil {
 		return nil, err
@@ -127,10 +267,10 @@ func (k *sfuSink) Close() {
 	k.mu.Lock()
 	k.closed = true
 	taps := k.taps
-	k.taps, k.tracks = map[string]*sfu.TrackTap{}, map[string]*LocalTrack{}
+	k.taps, k.tracks = map[string]func(){}, map[string]*LocalTrack{}
 	k.mu.Unlock()
-	for _, t := range taps {
-		t.SetSink(nil)
+	for _, unsink := range taps {
+		unsink()
 	}
 	k.stop()
 }

@@ -123,9 +123,13 @@
 //     channels, Send, SendText, CloseDataChannels, forwarding messages.
 //   - fanout.go: source and downTrack, the allocation-free per-packet
 //     fan-out and keyframe request coalescing.
-//   - simulcast.go: simulcast layers: the rids, the layer each subscriber
-//     gets, the switch and its rewrite of sequence numbers, timestamps
-//     and picture ids, SetSimulcastRid, the offer's rid lines.
+//   - simulcast.go: simulcast's API: the rids, offer.encodings, the switch
+//     event, SetSimulcastRid and SimulcastRid, the offer's rid lines.
+//   - layer_source.go: a simulcast track's layers: which are active, which
+//     the subscribers want (OnDemand), and the write path that picks each
+//     subscriber's layer and fans a packet out.
+//   - layer_forward.go: a subscriber's layer and the switch to another,
+//     with its rewrite of sequence numbers, timestamps and picture ids.
 //   - layer_keyframe.go: what the layer switch reads in a video payload:
 //     keyframe starts (VP8, VP9, H.264, H.265, AV1), VP8 and VP9 picture
 //     ids.

@@ -12,7 +12,10 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-var errTrackClosed = fmt.Errorf("sfu: track closed: %w", net.ErrClosed)
+var (
+	errTrackClosed = fmt.Errorf("sfu: track closed: %w", net.ErrClosed)
+	errLayersOnly  = fmt.Errorf("%w: a simulcast track takes its packets by layer (WriteLayerRTP)", ErrInvalidRTP)
+)
 
 // source is one track of a channel, local or remote: it fans RTP out to its
 // subscribers' down tracks and takes their keyframe requests.
@@ -57,6 +60,9 @@ func (s *source) write(pkt []byte) error {
 	if s.closed.Load() {
 		return errTrackClosed
 	}
+	if s.sim != nil {
+		return errLayersOnly
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n, err := s.hdr.Unmarshal(pkt)
@@ -90,6 +96,9 @@ func (s *source) addSub(d *downTrack) {
 	copy(next, old)
 	next = append(next, d)
 	s.subs.Store(&next)
+	if s.sim != nil {
+		s.sim.updateDemand(s, -1)
+	}
 }
 
 func (s *source) removeSub(d *downTrack) {
@@ -103,6 +112,9 @@ func (s *source) removeSub(d *downTrack) {
 		}
 	}
 	s.subs.Store(&next)
+	if s.sim != nil {
+		s.sim.updateDemand(s, -1)
+	}
 }
 
 // requestKeyframe passes a keyframe request to the publisher, at most once

@@ -1,6 +1,7 @@
 package sfu_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -93,11 +94,7 @@ func (t *simTrack) writeFrame() {
 		return
 	}
 	key := t.keyNext.Swap(false)
-	vp8 := byte(0x01)
-	if key {
-		vp8 = 0x00
-	}
-	payload := []byte{0x90, 0xC0, 0x80 | byte(t.pic>>8), byte(t.pic), t.tl0, vp8, 'A' + byte(t.layer), byte(t.frames >> 8), byte(t.frames)}
+	payload := simPayload(t.layer, t.pic, t.tl0, key, t.frames)
 	h := rtp.Header{Version: 2, Marker: true, PayloadType: t.pt, SequenceNumber: t.seq, Timestamp: t.ts, SSRC: t.ssrc}
 	_ = h.SetExtension(t.midID, []byte(t.mid))
 	_ = h.SetExtension(t.ridID, []byte(t.rid))
@@ -107,6 +104,17 @@ func (t *simTrack) writeFrame() {
 	t.pic = (t.pic + 1) & 0x7fff
 	t.tl0++
 	t.frames++
+}
+
+// simPayload is the payload of one frame of a layer: the VP8 descriptor
+// (S, 15-bit picture id, TL0PICIDX), the VP8 header's keyframe bit, then
+// 'A'+layer and the layer's frame count (what recvFrame reads back).
+func simPayload(layer int, pic uint16, tl0 uint8, key bool, frames int) []byte {
+	vp8 := byte(0x01)
+	if key {
+		vp8 = 0x00
+	}
+	return []byte{0x90, 0xC0, 0x80 | byte(pic>>8), byte(pic), tl0, vp8, 'A' + byte(layer), byte(frames >> 8), byte(frames)}
 }
 
 // addLayers attaches the layers as the SDK does: addTrack after SRD, which
@@ -404,4 +412,89 @@ func itoa(v uint32) string {
 			return string(b[i:])
 		}
 	}
+}
+
+// TestSimulcastRemoteTrack: a simulcast track added with AddRemoteTrack
+// (as the relay does) takes its layers by WriteLayerRTP; its subscribers
+// get their layers, keyframe requests go to each layer's requester, and
+// OnDemand follows which layers the subscribers want.
+func TestSimulcastRemoteTrack(t *testing.T) {
+	s := newSFU(t, nil)
+	ch := channel(t, s, "rm")
+	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: "P-video", StreamID: "P", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8, Simulcast: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	if err := w.WriteRTP(vp8FrameOf(0, 0, true)); err == nil {
+		t.Fatal("WriteRTP on a simulcast track accepted")
+	}
+	var mu sync.Mutex
+	demand := map[sfu.SimulcastRid]bool{}
+	var changes []string
+	w.OnDemand(func(rid sfu.SimulcastRid, wanted bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		demand[rid] = wanted
+		changes = append(changes, fmt.Sprintf("%s=%v", rid, wanted))
+	})
+	wanted := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, r := range []sfu.SimulcastRid{sfu.RidR0, sfu.RidR1, sfu.RidR2} {
+			if demand[r] {
+				out = append(out, string(r))
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	var keys [3]atomic.Bool
+	for l, rid := range []sfu.SimulcastRid{sfu.RidR0, sfu.RidR1, sfu.RidR2} {
+		keys[l].Store(true)
+		if err := w.AddLayer(rid, sfu.KeyframeRequesterFunc(func() { keys[l].Store(true) })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.AddLayer("r5", nil); err == nil {
+		t.Fatal("layer r5 accepted")
+	}
+	if got := wanted(); got != "" {
+		t.Fatalf("wanted %q with no subscriber", got)
+	}
+	every(t, 10*time.Millisecond, func(i int) {
+		for l := range 3 {
+			_ = w.WriteLayerRTP([]sfu.SimulcastRid{sfu.RidR0, sfu.RidR1, sfu.RidR2}[l], vp8FrameOf(l, i, keys[l].Swap(false)))
+		}
+	})
+	low := join(t, s, clientOpts{channel: "rm", id: "low", role: sfu.RoleRecvonly, rid: sfu.RidR0})
+	high := join(t, s, clientOpts{channel: "rm", id: "high", role: sfu.RoleRecvonly, rid: sfu.RidR2})
+	key := "P/P-video"
+	testutil.Eventually(t, func() bool {
+		return lastLayer(low.frames(key)) == 'A' && lastLayer(high.frames(key)) == 'C' && wanted() == "r0,r2"
+	}, wait, "low gets r0, high r2, r0 and r2 wanted")
+	checkContinuous(t, high.frames(key))
+	// high leaves: r2 is no longer wanted; low asks for none: nothing is.
+	_ = high.conn.Close()
+	testutil.Eventually(t, func() bool { return wanted() == "r0" }, wait, "only r0 wanted")
+	if err := low.conn.SetSimulcastRid("", sfu.RidNone); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return wanted() == "" }, wait, "nothing wanted")
+	if err := low.conn.SetSimulcastRid("P", sfu.RidR1); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return lastLayer(low.frames(key)) == 'B' && wanted() == "r1" }, wait, "low gets r1, only r1 wanted")
+	mu.Lock()
+	t.Logf("demand changes: %v", changes)
+	mu.Unlock()
+}
+
+// vp8FrameOf is frame i of layer l, in one RTP packet of that layer's own
+// numbering (as a publisher sends it).
+func vp8FrameOf(l, i int, key bool) []byte {
+	p := rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, PayloadType: 96, SequenceNumber: uint16(1000*l*7 + i), Timestamp: uint32(90000*l + 3000*i), SSRC: uint32(10 + l)},
+		Payload: simPayload(l, uint16(500*l+i)&0x7fff, uint8(30*l+i), key, i)}
+	b, _ := p.Marshal()
+	return b
 }

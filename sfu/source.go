@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"fmt"
+
 	"github.com/pion/webrtc/v4"
 )
 
@@ -56,13 +58,83 @@ type TrackWriter struct {
 // Info returns the description the track was added with.
 func (w *TrackWriter) Info() TrackInfo { return w.src.info }
 
-// WriteRTP fans one RTP packet out to every subscriber of the track. The
+// WriteRTP fans one RTP packet out to every subscriber of the track (not
+// of a simulcast track: see WriteLayerRTP). The
 // payload type and SSRC are rewritten per subscriber and header extensions
 // are dropped; pkt is not retained and may be reused once WriteRTP returns.
 // It allocates nothing. Calls may come from any goroutine; they are
 // serialized per track. It returns an error wrapping net.ErrClosed after
 // Close, and ErrInvalidRTP for a packet that does not parse.
 func (w *TrackWriter) WriteRTP(pkt []byte) error { return w.src.write(pkt) }
+
+// AddLayer makes rid a layer of a simulcast track (one added with
+// TrackInfo.Simulcast); subscribers' keyframe requests for it go to kr,
+// coalesced and rate-limited per layer. The demand function, if any, hears
+// of the layer's demand at once.
+func (w *TrackWriter) AddLayer(rid SimulcastRid, kr KeyframeRequester) error {
+	ss, l, err := w.layer(rid)
+	if err != nil {
+		return err
+	}
+	ss.addLayer(l, kr)
+	ss.updateDemand(w.src, l)
+	return nil
+}
+
+// RemoveLayer says layer rid ended: its subscribers move to another layer.
+func (w *TrackWriter) RemoveLayer(rid SimulcastRid) {
+	if ss, l, err := w.layer(rid); err == nil {
+		ss.layers[l].present.Store(false)
+		ss.layers[l].lastSeen.Store(0)
+	}
+}
+
+// WriteLayerRTP is WriteRTP for layer rid of a simulcast track: each
+// subscriber gets one layer, rewritten into one stream (see
+// Connection.SetSimulcastRid). It allocates nothing.
+func (w *TrackWriter) WriteLayerRTP(rid SimulcastRid, pkt []byte) error {
+	l := rid.layer()
+	if w.src.sim == nil || l < 0 {
+		return fmt.Errorf("%w: no simulcast layer %q", ErrInvalidRTP, rid)
+	}
+	return w.src.writeLayer(l, pkt)
+}
+
+// OnDemand installs fn, called each time whether layer rid of a simulcast
+// track is wanted by some subscriber changes, and at once for every layer
+// added: a layer is wanted while a subscriber asks for it, receives it or
+// is to switch to it, or asks for a layer above it and receives one below
+// (the layers between may be taken on the way). A layer nobody wants need
+// not be written: the relay stops sending it across. fn must not block or
+// call into the channel; nil removes it.
+func (w *TrackWriter) OnDemand(fn func(rid SimulcastRid, wanted bool)) {
+	ss := w.src.sim
+	if ss == nil {
+		return
+	}
+	if fn == nil {
+		ss.demandFn.Store(nil)
+		return
+	}
+	ss.demandFn.Store(&fn)
+	ss.demandMu.Lock()
+	ss.demand = w.src.demandMask()
+	m := ss.demand
+	ss.demandMu.Unlock()
+	for l := int8(0); l < maxLayers; l++ {
+		if ss.layers[l].present.Load() {
+			fn(ridOf(l), m&(1<<l) != 0)
+		}
+	}
+}
+
+func (w *TrackWriter) layer(rid SimulcastRid) (*simSource, int8, error) {
+	l := rid.layer()
+	if w.src.sim == nil || l < 0 {
+		return nil, 0, fmt.Errorf("%w: track %q has no simulcast layer %q", ErrInvalidTrack, w.src.info.ID, rid)
+	}
+	return w.src.sim, l, nil
+}
 
 // Close removes the track from the channel: subscribers get a re-offer that
 // makes its m-lines inactive. Close is safe to call more than once.
@@ -98,7 +170,32 @@ func (t *TrackTap) SetSink(fn func(pkt []byte)) {
 
 // RequestKeyframe asks the track's publisher for a keyframe, under the same
 // coalescing and rate limit as subscribers' requests. It does not block.
+// For a simulcast track it asks for one of each layer a subscriber of this
+// node receives; see RequestLayerKeyframe.
 func (t *TrackTap) RequestKeyframe() { t.src.requestKeyframe() }
+
+// SetLayerSink is SetSink for layer rid of a simulcast track
+// (Info().Simulcast): fn gets that layer's packets, as the publisher sent
+// them, under the same rules. SetSink gets nothing of a simulcast track.
+func (t *TrackTap) SetLayerSink(rid SimulcastRid, fn func(pkt []byte)) {
+	l := rid.layer()
+	if t.src.sim == nil || l < 0 {
+		return
+	}
+	if fn == nil {
+		t.src.sim.layers[l].sink.Store(nil)
+		return
+	}
+	t.src.sim.layers[l].sink.Store(&fn)
+}
+
+// RequestLayerKeyframe asks the publisher for a keyframe of layer rid of a
+// simulcast track, coalesced and rate-limited per layer. It does not block.
+func (t *TrackTap) RequestLayerKeyframe(rid SimulcastRid) {
+	if t.src.sim != nil {
+		t.src.sim.requestLayer(t.src, rid.layer())
+	}
+}
 
 // Message is one data channel message of a channel.
 type Message struct {

@@ -1,0 +1,226 @@
+package sfu
+
+// The subscriber side of simulcast: the layer a subscriber receives and the
+// switch to another, which makes the subscriber's one stream go on without a
+// seam: the next sequence number, a timestamp advanced by the time elapsed,
+// the next VP8 or VP9 picture id and TL0PICIDX.
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// simSub is a subscriber's state for a simulcast source.
+type simSub struct {
+	// want is the layer asked for (-1: none); dirty says it changed and
+	// the write path must decide again. Both are set from any goroutine.
+	want  atomic.Int32
+	dirty atomic.Bool
+	// cur is the layer forwarded (-1: none), target the one to switch to
+	// at its next keyframe. Written under source.mu, read anywhere.
+	cur    atomic.Int32
+	target atomic.Int32
+
+	// The rest is the write path's, under source.mu.
+	reason  SwitchTrigger // of the last target change
+	started bool          // a layer was forwarded: offsets are relative
+	startSN uint16        // first sequence number of cur after the switch
+	snOff   uint16
+	tsOff   uint32
+	lastSN  uint16 // highest sequence number sent
+	lastTS  uint32 // timestamp of that packet
+	lastAt  int64  // mono() when it was sent
+	picOff  uint16
+	tl0Off  uint8
+	lastPic uint16
+	lastTl0 uint8
+	scratch []byte // payload copy for the picture id rewrite
+}
+
+func newSimSub(want SimulcastRid) *simSub {
+	st := &simSub{}
+	st.want.Store(int32(want.layer()))
+	st.cur.Store(-1)
+	st.target.Store(-1)
+	st.dirty.Store(true)
+	return st
+}
+
+// setWant asks for layer rid from now on.
+func (st *simSub) setWant(rid SimulcastRid) {
+	st.want.Store(int32(rid.layer()))
+	st.dirty.Store(true)
+}
+
+// simPacket is one packet of a layer as the write path sees it, with what
+// is parsed from it at most once whatever the number of subscribers.
+type simPacket struct {
+	layer   int8
+	sn      uint16
+	ts      uint32
+	payload []byte
+	now     int64
+	kf      int8 // keyframe start: 0 not known yet, 1 yes, -1 no
+	ids     picIDs
+	idsOK   int8 // like kf
+}
+
+func (p *simPacket) keyframe(k codecKind) bool {
+	if p.kf == 0 {
+		p.kf = -1
+		if isKeyframeStart(k, p.payload) {
+			p.kf = 1
+		}
+	}
+	return p.kf == 1
+}
+
+func (p *simPacket) picIDs(k codecKind) (*picIDs, bool) {
+	if p.idsOK == 0 {
+		p.idsOK = -1
+		if d, ok := parsePicIDs(k, p.payload); ok && (d.picAt != 0 || d.tl0At != 0) {
+			p.ids, p.idsOK = d, 1
+		}
+	}
+	return &p.ids, p.idsOK == 1
+}
+
+// writeLayer forwards p to the subscriber if it is of the layer forwarded,
+// or switches to p's layer when it is the target and p starts a keyframe.
+// Called with source.mu held.
+func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	st := d.sim
+	if int8(st.cur.Load()) != p.layer {
+		if int8(st.target.Load()) != p.layer || !p.keyframe(ss.codec) {
+			return
+		}
+		prev := int8(st.cur.Load())
+		st.switchTo(p, ss)
+		d.src.sim.updateDemand(d.src, -1)
+		if prev >= 0 && prev != p.layer {
+			d.switched(prev, p.layer, st.reason)
+		}
+	}
+	if int16(p.sn-st.startSN) < 0 {
+		return // a packet of this layer from before the switch
+	}
+	sn := p.sn - st.snOff
+	ts := p.ts - st.tsOff
+	if int16(sn-st.lastSN) > 0 {
+		st.lastSN, st.lastTS, st.lastAt = sn, ts, p.now
+	}
+	payload := p.payload
+	if ids, ok := p.picIDs(ss.codec); ok {
+		payload = st.rewriteIDs(payload, ids)
+	}
+	h.SequenceNumber = sn
+	h.Timestamp = ts
+	h.PayloadType = b.pt
+	h.SSRC = b.ssrc
+	_, _ = b.ws.WriteRTP(h, payload)
+	h.SequenceNumber, h.Timestamp = p.sn, p.ts
+}
+
+// switchTo makes p's layer the one forwarded, p (a keyframe's first packet)
+// the first packet sent of it. The offsets make p follow the last packet
+// sent: next sequence number, a timestamp advanced by the time elapsed,
+// next picture id and TL0PICIDX. The first layer ever forwarded keeps its
+// numbers.
+func (st *simSub) switchTo(p *simPacket, ss *simSource) {
+	st.cur.Store(int32(p.layer))
+	st.startSN = p.sn
+	if !st.started {
+		st.started = true
+		st.lastSN, st.lastTS, st.lastAt = p.sn-1, p.ts, p.now
+		if ids, ok := p.picIDs(ss.codec); ok {
+			st.lastPic, st.lastTl0 = (ids.pic-1)&ids.picMask(), ids.tl0-1
+		}
+		return
+	}
+	st.snOff = p.sn - (st.lastSN + 1)
+	step := uint32(1)
+	if elapsed := p.now - st.lastAt; elapsed > 0 {
+		if n := uint32(uint64(elapsed) * uint64(ss.clock) / uint64(time.Second)); n > step {
+			step = n
+		}
+	}
+	st.tsOff = p.ts - (st.lastTS + step)
+	if ids, ok := p.picIDs(ss.codec); ok {
+		st.picOff = (ids.pic - (st.lastPic + 1)) & ids.picMask()
+		st.tl0Off = ids.tl0 - (st.lastTl0 + 1)
+	}
+}
+
+// rewriteIDs returns payload with its picture id and TL0PICIDX moved by the
+// subscriber's offsets (a copy when they are not 0), and notes the last ones
+// sent.
+func (st *simSub) rewriteIDs(payload []byte, ids *picIDs) []byte {
+	pic := (ids.pic - st.picOff) & ids.picMask()
+	tl0 := ids.tl0 - st.tl0Off
+	if ids.picAt != 0 && newerMod(pic, st.lastPic, ids.picMask()) {
+		st.lastPic = pic
+	}
+	if ids.tl0At != 0 && int8(tl0-st.lastTl0) > 0 {
+		st.lastTl0 = tl0
+	}
+	if st.picOff == 0 && st.tl0Off == 0 {
+		return payload
+	}
+	if cap(st.scratch) < len(payload) {
+		st.scratch = make([]byte, len(payload), max(len(payload), 1500))
+	}
+	out := st.scratch[:len(payload)]
+	copy(out, payload)
+	if ids.picAt != 0 {
+		ids.putPic(out, pic)
+	}
+	if ids.tl0At != 0 {
+		out[ids.tl0At] = tl0
+	}
+	return out
+}
+
+// newerMod reports whether a is after b in a sequence counted modulo
+// mask+1 (a power of two).
+func newerMod(a, b, mask uint16) bool {
+	d := (a - b) & mask
+	return d != 0 && d <= mask/2
+}
+
+// switched reports a layer switch to the subscriber's connection.
+func (d *downTrack) switched(prev, cur int8, trigger SwitchTrigger) {
+	c := d.conn
+	if c == nil || c.hooks.SimulcastSwitched == nil {
+		return
+	}
+	ev := SimulcastSwitch{
+		SenderConnectionID: d.src.info.StreamID,
+		TrackID:            d.src.info.ID,
+		Requested:          ridOf(int8(d.sim.want.Load())),
+		Previous:           ridOf(prev),
+		Current:            ridOf(cur),
+		Trigger:            trigger,
+	}
+	fn := c.hooks.SimulcastSwitched
+	c.q.push(func() { fn(ev) })
+}
+
+// requestKeyframe passes a subscriber's keyframe request on: for a
+// simulcast track, to the layer it receives (or waits for).
+func (d *downTrack) requestKeyframe() {
+	if d.sim == nil {
+		d.src.requestKeyframe()
+		return
+	}
+	l := int8(d.sim.cur.Load())
+	if l < 0 {
+		l = int8(d.sim.target.Load())
+	}
+	d.src.sim.requestLayer(d.src, l)
+}

@@ -1,0 +1,302 @@
+package sfu
+
+// The source side of simulcast: a track's layers as they arrive, which are
+// active (frame rate over a window), which the subscribers want (the
+// demand the relay acts on), and the write path that decides each
+// subscriber's layer and fans a layer's packet out.
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// Timing of the layer selection.
+const (
+	// layerIdle is how long a layer may send no media and still be active.
+	layerIdle = 1500 * time.Millisecond
+	// minLayerFPS is the frame rate, over a rateWindow, below which a
+	// layer is not active.
+	minLayerFPS = 2
+	rateWindow  = time.Second
+	// selectEvery is how often a track's write path re-decides every
+	// subscriber's layer (and asks again for a keyframe a switch waits for).
+	selectEvery = 250 * time.Millisecond
+)
+
+// monoEpoch makes mono's clock monotonic.
+var monoEpoch = time.Now()
+
+// mono returns monotonic nanoseconds.
+func mono() int64 { return int64(time.Since(monoEpoch)) }
+
+// simSource is the simulcast part of a source.
+type simSource struct {
+	codec  codecKind
+	clock  uint32 // RTP clock rate
+	layers [maxLayers]simLayer
+
+	// demand is the layers the subscribers want or move between, a bit per
+	// layer; demandFn hears of its changes (the relay, for a remote track).
+	demandMu sync.Mutex
+	demand   uint8
+	demandFn atomic.Pointer[func(rid SimulcastRid, wanted bool)]
+
+	// under source.mu
+	selectedAt int64
+	winStart   int64            // of the frame count window
+	winFrames  [maxLayers]int32 // frames ended in the window, per layer
+	prevFrames [maxLayers]int32 // in the window before
+}
+
+// simLayer is one layer of a simulcast source.
+type simLayer struct {
+	present  atomic.Bool
+	lastSeen atomic.Int64 // mono() of its last media packet
+	kf       kfLimiter
+	kr       atomic.Pointer[KeyframeRequester]
+	sink     atomic.Pointer[func([]byte)]
+}
+
+func newSimSource(info TrackInfo) *simSource {
+	return &simSource{codec: codecKindOf(info.Codec.MimeType), clock: info.Codec.ClockRate}
+}
+
+// addLayer makes layer l of the source present, its keyframe requests
+// going to kr (nil: none).
+func (ss *simSource) addLayer(l int8, kr KeyframeRequester) {
+	if kr != nil {
+		ss.layers[l].kr.Store(&kr)
+	}
+	ss.layers[l].present.Store(true)
+}
+
+// activeMask returns the layers active at now, one bit per layer: media
+// seen within layerIdle, and minLayerFPS frames in the last full rateWindow
+// or the one going on; and the layers whose media was seen within
+// layerIdle, whatever their rate. Called with source.mu held.
+func (ss *simSource) activeMask(now int64) (active, seen uint8) {
+	if d := now - ss.winStart; d >= int64(rateWindow) {
+		ss.prevFrames = ss.winFrames
+		if d >= 2*int64(rateWindow) {
+			ss.prevFrames = [maxLayers]int32{}
+		}
+		ss.winFrames = [maxLayers]int32{}
+		ss.winStart = now
+	}
+	min := int32(minLayerFPS * rateWindow / time.Second)
+	for l := range ss.layers {
+		ly := &ss.layers[l]
+		if !ly.present.Load() || now-ly.lastSeen.Load() >= int64(layerIdle) {
+			continue
+		}
+		seen |= 1 << l
+		if ss.prevFrames[l] >= min || ss.winFrames[l] >= min {
+			active |= 1 << l
+		}
+	}
+	return active, seen
+}
+
+// requestLayer asks layer l's publisher for a keyframe, rate-limited.
+func (ss *simSource) requestLayer(s *source, l int8) {
+	if l < 0 || int(l) >= maxLayers {
+		return
+	}
+	ly := &ss.layers[l]
+	kr := ly.kr.Load()
+	if kr == nil {
+		return
+	}
+	ly.kf.request(s, s.ch.sfu.cfg.KeyframeInterval, *kr)
+}
+
+// requestForwarded asks for a keyframe of every layer a subscriber
+// receives or waits for (the relay's requests for the whole track).
+func (ss *simSource) requestForwarded(s *source) {
+	var m uint8
+	for _, d := range *s.subs.Load() {
+		if l := d.sim.cur.Load(); l >= 0 {
+			m |= 1 << l
+		}
+		if l := d.sim.target.Load(); l >= 0 {
+			m |= 1 << l
+		}
+	}
+	for l := int8(0); l < maxLayers; l++ {
+		if m&(1<<l) != 0 {
+			ss.requestLayer(s, l)
+		}
+	}
+}
+
+// demandMask returns the layers some subscriber of s wants, receives or
+// is to switch to, and every layer between those: a bit per layer.
+func (s *source) demandMask() uint8 {
+	var m uint8
+	for _, d := range *s.subs.Load() {
+		lo, hi := int8(maxLayers), int8(-1)
+		for _, v := range [3]int32{d.sim.want.Load(), d.sim.cur.Load(), d.sim.target.Load()} {
+			if v >= 0 {
+				lo, hi = min(lo, int8(v)), max(hi, int8(v))
+			}
+		}
+		for l := lo; l <= hi; l++ {
+			m |= 1 << l
+		}
+	}
+	return m
+}
+
+// updateDemand tells the demand function of the layers whose demand
+// changed; with report, also of layer report's, changed or not.
+func (ss *simSource) updateDemand(s *source, report int8) {
+	fn := ss.demandFn.Load()
+	if fn == nil {
+		return
+	}
+	ss.demandMu.Lock()
+	defer ss.demandMu.Unlock()
+	m := s.demandMask()
+	changed := m ^ ss.demand
+	ss.demand = m
+	if report >= 0 {
+		changed |= 1 << report
+	}
+	for l := int8(0); l < maxLayers; l++ {
+		if changed&(1<<l) != 0 {
+			(*fn)(ridOf(l), m&(1<<l) != 0)
+		}
+	}
+}
+
+func (ss *simSource) stop() {
+	for l := range ss.layers {
+		ss.layers[l].kf.stop()
+		ss.layers[l].sink.Store(nil)
+	}
+}
+
+// pickLayer returns the layer to forward to a subscriber that wants layer
+// want (-1: none), given the active layers: the highest active at or below
+// want, else the lowest active above it. With no layer active it returns
+// keep (nothing to decide on).
+func pickLayer(want int8, active uint8, keep int8) int8 {
+	if want < 0 {
+		return -1
+	}
+	if active == 0 {
+		return keep
+	}
+	for l := want; l >= 0; l-- {
+		if active&(1<<l) != 0 {
+			return l
+		}
+	}
+	for l := want + 1; l < maxLayers; l++ {
+		if active&(1<<l) != 0 {
+			return l
+		}
+	}
+	return keep
+}
+
+// writeLayer fans out one packet of layer l of a simulcast source. It
+// allocates nothing once the header scratch has grown, but for the first
+// picture id rewrite of a subscriber.
+func (s *source) writeLayer(l int8, pkt []byte) error {
+	if s.closed.Load() {
+		return errTrackClosed
+	}
+	if l < 0 || int(l) >= maxLayers {
+		return fmt.Errorf("%w: no simulcast layer %d", ErrInvalidRTP, l)
+	}
+	ss := s.sim
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.hdr.Unmarshal(pkt)
+	if err != nil {
+		return ErrInvalidRTP
+	}
+	if s.hdr.Padding {
+		s.hdr.PaddingSize = 0
+	}
+	s.hdr.Extension = false
+	s.hdr.Extensions = s.hdr.Extensions[:0]
+	now := mono()
+	payload := pkt[n:]
+	ss.layers[l].present.Store(true)
+	if !paddingOnly(&s.hdr, payload) {
+		ss.layers[l].lastSeen.Store(now)
+		if s.hdr.Marker {
+			ss.winFrames[l]++
+		}
+	}
+	subs := *s.subs.Load()
+	all := now-ss.selectedAt >= int64(selectEvery)
+	var active, seen uint8
+	masks := false
+	if all {
+		ss.selectedAt = now
+	}
+	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now}
+	for _, d := range subs {
+		st := d.sim
+		if all || st.dirty.Load() {
+			if !masks {
+				active, seen = ss.activeMask(now)
+				masks = true
+			}
+			s.selectLocked(d, active, seen, all)
+		}
+		if st.cur.Load() != int32(l) && st.target.Load() != int32(l) {
+			continue
+		}
+		d.writeLayer(&s.hdr, &p, ss)
+	}
+	if fn := ss.layers[l].sink.Load(); fn != nil {
+		(*fn)(pkt)
+	}
+	return nil
+}
+
+// paddingOnly reports whether a packet carries padding only (its payload,
+// padding included, is all padding).
+func paddingOnly(h *rtp.Header, payload []byte) bool {
+	return len(payload) == 0 || h.Padding && int(payload[len(payload)-1]) >= len(payload)
+}
+
+// selectLocked decides the layer of subscriber d: its target, and for a
+// target other than the layer forwarded, a keyframe request on it; none
+// stops the video at once. A subscriber that receives nothing yet takes
+// any layer seen (a new layer has no rate yet); one that receives a layer
+// moves only to active ones. With again, a keyframe a switch waits for is
+// asked for again (rate-limited).
+func (s *source) selectLocked(d *downTrack, active, seen uint8, again bool) {
+	st := d.sim
+	trigger := TriggerSender
+	if st.dirty.Swap(false) {
+		trigger = TriggerReceiver
+	}
+	cur, old := int8(st.cur.Load()), int8(st.target.Load())
+	if cur < 0 {
+		active = seen
+	}
+	t := pickLayer(int8(st.want.Load()), active, old)
+	if t != old {
+		st.target.Store(int32(t))
+		st.reason = trigger
+	}
+	switch {
+	case t < 0 && cur >= 0:
+		st.cur.Store(-1) // stopped; a later start waits for a keyframe
+	case t >= 0 && t != cur && (t != old || again):
+		s.sim.requestLayer(s, t)
+	}
+	if t != old || t < 0 && cur >= 0 {
+		s.sim.updateDemand(s, -1)
+	}
+}
