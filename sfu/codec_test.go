@@ -237,29 +237,7 @@ func TestCodecSubscriberCannotDecode(t *testing.T) {
 	vp8Only := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n"
 	listed := joinCodecPeer(t, s, sfu.JoinRequest{ChannelID: "dec", ConnectionID: "LISTED", Role: sfu.RoleRecvonly, ClientSDP: vp8Only}, nil, webrtc.RTPCodecCapability{})
 
-	m := &webrtc.MediaEngine{}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96},
-	} {
-		kind := webrtc.RTPCodecTypeVideo
-		if c.MimeType == webrtc.MimeTypeOpus {
-			kind = webrtc.RTPCodecTypeAudio
-		}
-		if err := m.RegisterCodec(c, kind); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIPFilter(sfu.LocalConfig(nil).Network.IPFilter)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	api := vp8OnlyAPI(t)
 	blind := joinCodecPeer(t, s, sfu.JoinRequest{ChannelID: "dec", ConnectionID: "BLIND", Role: sfu.RoleRecvonly}, api, webrtc.RTPCodecCapability{})
 
 	for _, p := range []*codecPeer{listed, blind} {
@@ -314,4 +292,36 @@ func TestCodecBitRate(t *testing.T) {
 	other.pumpVideo(t)
 	testutil.Eventually(t, func() bool { _, n := pub.got("OTHER"); return n > 0 }, 10*time.Second, "re-offer answered, track received")
 	check("re-offer", pub.pc.RemoteDescription().SDP)
+}
+
+// vp8OnlyAPI is a pion client API with Opus and VP8 only (no RTX) and
+// pion's default interceptors.
+func vp8OnlyAPI(t *testing.T, tweaks ...func(*webrtc.SettingEngine)) *webrtc.API {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}, PayloadType: 96},
+	} {
+		kind := webrtc.RTPCodecTypeVideo
+		if c.MimeType == webrtc.MimeTypeOpus {
+			kind = webrtc.RTPCodecTypeAudio
+		}
+		if err := m.RegisterCodec(c, kind); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIPFilter(sfu.LocalConfig(nil).Network.IPFilter)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	for _, f := range tweaks {
+		f(&se)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -189,6 +190,7 @@ type Connection struct {
 	free         map[webrtc.RTPCodecType][]freeTr // inactive forwarded m-lines, per kind
 	pendingCands []webrtc.ICECandidateInit
 	codecs       codecChoice    // what the client asked for and can receive
+	bwe          atomic.Uint64  // downlink estimate, bits/s (Stats); 0 none
 	wg           sync.WaitGroup // media goroutines
 
 	up upLayers // the simulcast layers published

@@ -374,8 +374,8 @@ func TestJoinRacesDisconnectAndClose(t *testing.T) {
 }
 
 // A track forwarded after another left reuses the inactive m-line, and a
-// NACK on it is answered as on the first one: its sender has pion's NACK
-// responder (see addDown).
+// NACK on it is answered as on the first one: its sender is bound like a
+// new m-line's (see addDown), with RTX.
 //
 // A sendrecv subscriber has upstream m-lines with no sender, the first ones
 // pion's AddTrack would take: the sender must still end up on the reused
@@ -424,6 +424,12 @@ func testNACKOnReusedMLine(t *testing.T, s *sfu.SFU, api *webrtc.API, role sfu.R
 	ssrc := sub.ssrcs["FAR/FAR-video"]
 	sub.mu.Unlock()
 	testutil.Eventually(t, func() bool {
+		// Media keeps flowing: pion's client hands a packet that came as
+		// RTX to the reader only along with the next one of the track.
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 9}, Payload: []byte{0xEE, byte(seq >> 8), byte(seq)}}
+		b, _ := p.Marshal()
+		_ = w.WriteRTP(b)
+		seq++
 		_ = sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: lost}}}})
 		n := 0
 		for _, p := range sub.payloads("FAR/FAR-video") {

@@ -14,8 +14,8 @@
 // Config.AnswerTimeout), and a leaving publisher's m-lines go inactive.
 // Once the client has answered an offer that carries an m-line inactive, a
 // later track of the same kind may reuse it: same mid, a new a=msid and a
-// new SSRC, and a sender made by pion's peer connection (so it has the NACK
-// responder and sender reports). Config.MLineReuse says which: ReuseOnce
+// new SSRC, and a sender made by pion's peer connection (so it has its
+// interceptors: sender reports, RTX). Config.MLineReuse says which: ReuseOnce
 // (the default) takes only m-lines carried inactive in exactly one offer,
 // which every client handles; ReuseAny takes any, so a connection's SDP
 // holds its upstream m-lines plus as many forwarded ones as it ever had
@@ -56,7 +56,23 @@
 // events to the relay; Channel.InjectMessage brings remote messages in.
 // Keyframe requests (PLI/FIR) of subscribers reach the source's publisher,
 // coalesced and rate-limited (Config.KeyframeInterval); a new subscriber
-// triggers one. NACKs are answered by pion's interceptors.
+// triggers one.
+//
+// Retransmission: NACKs from a subscriber are answered by the SFU from one
+// buffer per source stream (a track, or a simulcast layer: the last 512
+// packets within 512 KB) shared by all its subscribers, as RTX (RFC 4588)
+// when the subscriber negotiated it, else as the packet itself; a packet is
+// resent to one subscriber at most 4 times, spaced by its round-trip time.
+// Each subscriber keeps only what it was sent: 512 sequence numbers mapped
+// to the buffer's packets (8 KB), which also undoes a simulcast switch's
+// rewrite. pion's own NACK responder, which copies the last 1024 packets
+// for every subscriber, is not used. Packets a publisher's uplink lost are
+// asked of it by pion's NACK generator; its repairs (RTX included) are
+// fanned out to every subscriber like the rest.
+//
+// Stats: Connection.Stats and SFU.Stats give per connection and per track
+// packets, bytes, loss, jitter, round-trip time, NACKs and retransmissions,
+// and the simulcast layer forwarded.
 //
 // The per-packet fan-out allocates nothing: one header parse per packet,
 // then the payload type and SSRC are rewritten for each subscriber's sender.
@@ -109,6 +125,13 @@
 //     every connection negotiates.
 //   - codec.go: codec choice: connect's codec_type and bit_rate, what a
 //     subscriber is offered and what it cannot decode.
+//   - nackbuffer.go: the shared packet buffer of a source stream and a
+//     subscriber's sequencer.
+//   - rtx.go: answering NACKs (RTX or plain), reading subscribers' RTCP
+//     (keyframe requests, NACKs, receiver reports), the RTX gate
+//     interceptor.
+//   - stats.go: ConnectionStats, TrackStats, Connection.Stats, SFU.Stats
+//     and the counters behind them.
 //   - channel.go: Channel: its connections, sources and observers; events,
 //     message delivery, AddRemoteTrack, InjectMessage, Observe.
 //   - connection.go: Connection, JoinRequest, ConnectionHooks, Role; Join,

@@ -27,7 +27,7 @@ type freeTr struct {
 // ones as it ever had tracks at once, not one per track ever forwarded.
 // Otherwise it gets a new sendonly m-line. Either way its sender is made by
 // pion's PeerConnection (AddTrack, AddTransceiverFromTrack), so it has the
-// connection's interceptors: the NACK responder and sender reports. A sender
+// connection's interceptors: sender reports and the RTX gate. A sender
 // made with API.NewRTPSender would not: that API's interceptor is a no-op;
 // only the peer connection's own copy of the API has the built chain.
 func (c *Connection) addDown(src *source) error {
@@ -40,7 +40,7 @@ func (c *Connection) addDown(src *source) error {
 		c.logger.Info("track not forwarded: the client's SDP does not list its codec", "track", src.info.ID, "codec", src.info.Codec.MimeType)
 		return nil
 	}
-	d := &downTrack{src: src, conn: c}
+	d := newDownTrack(src, c)
 	if src.sim != nil {
 		d.sim = newSimSub(c.rids.of(src.info.StreamID))
 	}
@@ -212,8 +212,8 @@ func (c *Connection) removeDown(src *source) {
 	c.kickLocked()
 }
 
-// readRTCP reads a sender's RTCP (which runs the NACK responder) and passes
-// keyframe requests to the source.
+// readRTCP reads a sender's RTCP (through the connection's interceptors)
+// and hands it to the down track: keyframe requests, NACKs, reports.
 func (c *Connection) readRTCP(d *downTrack) {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)
@@ -222,8 +222,6 @@ func (c *Connection) readRTCP(d *downTrack) {
 		if err != nil {
 			return
 		}
-		if hasKeyframeRequest(buf[:n]) {
-			d.requestKeyframe()
-		}
+		d.handleRTCP(buf[:n])
 	}
 }

@@ -40,12 +40,28 @@ type source struct {
 
 	// sim is nil for a track without simulcast layers.
 	sim *simSource
+
+	// bufs keep the recent packets of a video track for retransmission:
+	// bufs[0] for a track without layers, one per layer for simulcast.
+	bufs [maxLayers]*packetBuffer
+	// rstats measure what arrives: [0] for a track without layers, one
+	// per layer for simulcast. Under mu.
+	rstats [maxLayers]recvStats
 }
 
 func newSource(ch *Channel, info TrackInfo, kr KeyframeRequester, local *Connection) *source {
 	s := &source{ch: ch, info: info, kr: kr, local: local}
 	if info.Simulcast {
 		s.sim = newSimSource(info)
+	}
+	if info.Kind == webrtc.RTPCodecTypeVideo {
+		n := 1
+		if s.sim != nil {
+			n = maxLayers
+		}
+		for i := range n {
+			s.bufs[i] = &packetBuffer{}
+		}
 	}
 	s.hdr.CSRC = make([]uint32, 0, 15)
 	s.hdr.Extensions = make([]rtp.Extension, 0, 16)
@@ -79,6 +95,10 @@ func (s *source) write(pkt []byte) error {
 	// each subscriber: drop them rather than let a subscriber misread them.
 	s.hdr.Extension = false
 	s.hdr.Extensions = s.hdr.Extensions[:0]
+	if b := s.bufs[0]; b != nil {
+		b.add(s.hdr.SequenceNumber, pkt)
+	}
+	s.rstats[0].update(&s.hdr, len(payload), mono(), s.info.Codec.ClockRate)
 	for _, d := range *s.subs.Load() {
 		d.writeRTP(&s.hdr, payload)
 	}
@@ -197,6 +217,10 @@ type binding struct {
 	ssrc uint32
 	pt   uint8
 	ws   webrtc.TrackLocalWriter
+	// rtxSSRC and rtxPT send retransmissions as RTX; 0 when the
+	// subscriber did not negotiate it.
+	rtxSSRC uint32
+	rtxPT   uint8
 }
 
 // downTrack is a source as seen by one subscriber: a webrtc.TrackLocal bound
@@ -208,8 +232,11 @@ type downTrack struct {
 	binding atomic.Pointer[binding]
 	// undecodable: the subscriber's answer left out the source's codec.
 	undecodable atomic.Bool
-	tr          *webrtc.RTPTransceiver
-	sender      *webrtc.RTPSender
+	// rx answers the subscriber's NACKs (video only; nil for audio).
+	rx     *rtxState
+	stats  downStats
+	tr     *webrtc.RTPTransceiver
+	sender *webrtc.RTPSender
 	// When the track took a free m-line (Connection.reuseLocked): that
 	// m-line's entry, and the offer count then. Should the track leave
 	// before an offer carries it, the m-line goes back as it was.
@@ -219,6 +246,15 @@ type downTrack struct {
 
 var _ webrtc.TrackLocal = (*downTrack)(nil)
 
+// newDownTrack returns src as subscriber c (nil in unit tests) gets it.
+func newDownTrack(src *source, c *Connection) *downTrack {
+	d := &downTrack{src: src, conn: c}
+	if src.info.Kind == webrtc.RTPCodecTypeVideo {
+		d.rx = newRtxState()
+	}
+	return d
+}
+
 func (d *downTrack) writeRTP(h *rtp.Header, payload []byte) {
 	b := d.binding.Load()
 	if b == nil {
@@ -226,6 +262,11 @@ func (d *downTrack) writeRTP(h *rtp.Header, payload []byte) {
 	}
 	h.PayloadType = b.pt
 	h.SSRC = b.ssrc
+	if d.rx != nil {
+		d.rx.seq.push(h.SequenceNumber, h.SequenceNumber, h.Timestamp, -1, false, 0, 0)
+	}
+	d.stats.packets++
+	d.stats.bytes += uint64(len(payload))
 	// Errors are a subscriber's own trouble (closing, congested); they must
 	// not stop the fan-out to the others.
 	_, _ = b.ws.WriteRTP(h, payload)
@@ -247,7 +288,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if found == nil {
 		return d.bindUndecodable(ctx), nil
 	}
-	d.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(found.PayloadType), ws: ctx.WriteStream()})
+	nb := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(found.PayloadType), ws: ctx.WriteStream()}
+	if pt := rtxPayloadType(ctx.CodecParameters(), found.PayloadType); pt != 0 && ctx.SSRCRetransmission() != 0 {
+		nb.rtxSSRC, nb.rtxPT = uint32(ctx.SSRCRetransmission()), pt
+	}
+	d.binding.Store(nb)
 	// A new subscriber needs a keyframe to start decoding. For a simulcast
 	// track the write path asks for one of the layer it picks.
 	if d.sim != nil {

@@ -75,7 +75,7 @@ func newTestSource(tb testing.TB, n int, kr KeyframeRequester) (*source, []*mars
 	ws := make([]*marshalWriter, n)
 	for i := range ws {
 		ws[i] = &marshalWriter{}
-		d := &downTrack{src: src}
+		d := newDownTrack(src, nil)
 		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(1000 + i), pt: webrtc.PayloadType(96 + i%2), ws: ws[i]}); err != nil {
 			tb.Fatal(err)
 		}

@@ -116,13 +116,19 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 		st.lastSN, st.lastTS, st.lastAt = sn, ts, p.now
 	}
 	payload := p.payload
-	if ids, ok := p.picIDs(ss.codec); ok {
+	ids, idsOK := p.picIDs(ss.codec)
+	if idsOK {
 		payload = st.rewriteIDs(payload, ids)
 	}
 	h.SequenceNumber = sn
 	h.Timestamp = ts
 	h.PayloadType = b.pt
 	h.SSRC = b.ssrc
+	if d.rx != nil {
+		d.rx.seq.push(sn, p.sn, ts, p.layer, idsOK, st.picOff, st.tl0Off)
+	}
+	d.stats.packets++
+	d.stats.bytes += uint64(len(payload))
 	_, _ = b.ws.WriteRTP(h, payload)
 	h.SequenceNumber, h.Timestamp = p.sn, p.ts
 }

@@ -243,6 +243,10 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 		ss.selectedAt = now
 	}
 	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now}
+	if b := s.bufs[l]; b != nil {
+		b.add(p.sn, pkt)
+	}
+	s.rstats[l].update(&s.hdr, len(p.payload), now, s.info.Codec.ClockRate)
 	for _, d := range subs {
 		st := d.sim
 		if all || st.dirty.Load() {

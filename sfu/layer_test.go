@@ -117,7 +117,8 @@ func newSimTestSource(tb testing.TB, n int, want SimulcastRid) (*source, []*down
 	ds := make([]*downTrack, n)
 	for i := range ws {
 		ws[i] = &marshalWriter{}
-		d := &downTrack{src: src, sim: newSimSub(want)}
+		d := newDownTrack(src, nil)
+		d.sim = newSimSub(want)
 		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(1000 + i), pt: 96, ws: ws[i]}); err != nil {
 			tb.Fatal(err)
 		}

@@ -7,8 +7,10 @@ package sfu
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -50,20 +52,31 @@ func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	return m, ir, nil
 }
 
-// configureInterceptors adds the interceptors every connection runs: NACK
-// generation and response, RTCP sender and receiver reports, and
-// transport-cc feedback on what publishers send (with the transport-cc
-// header extension and rtcp-fb).
+// configureInterceptors adds the interceptors every connection runs, in
+// this order (the first added is nearest the transport): the inner RTX
+// gate; NACK generation toward publishers; RTCP sender and receiver
+// reports; transport-cc feedback on what publishers send (with the
+// transport-cc header extension and rtcp-fb); the outer RTX gate. NACKs
+// from subscribers are answered by the SFU itself (rtx.go), from one
+// buffer per source, not by pion's responder, which would keep a copy of
+// the packets per subscriber. Interceptors that must also see
+// retransmissions (transport-wide sequence numbers, pacing) go before the
+// inner gate.
 func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
+	inner, outer := newRtxGates()
+	ir.Add(inner)
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
 		return fmt.Errorf("sfu: configure NACK: %w", err)
 	}
+	ir.Add(gen)
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return fmt.Errorf("sfu: configure RTCP reports: %w", err)
 	}
 	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
 		return fmt.Errorf("sfu: configure transport-cc: %w", err)
 	}
+	ir.Add(outer)
 	return nil
 }
 
@@ -85,8 +98,14 @@ var (
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000, SDPFmtpLine: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST", RTCPFeedback: videoFeedback}, PayloadType: 116},
 	}
 	// rtxCodecs maps a video codec's payload type to its retransmission
-	// codec (RFC 4588); empty until retransmission is negotiated.
-	rtxCodecs = map[webrtc.PayloadType]webrtc.RTPCodecParameters{}
+	// codec (RFC 4588).
+	rtxCodecs = func() map[webrtc.PayloadType]webrtc.RTPCodecParameters {
+		m := map[webrtc.PayloadType]webrtc.RTPCodecParameters{}
+		for pt, rtx := range map[webrtc.PayloadType]webrtc.PayloadType{96: 97, 98: 99, 102: 103, 45: 46, 116: 117} {
+			m[pt] = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=" + strconv.Itoa(int(pt))}, PayloadType: rtx}
+		}
+		return m
+	}()
 )
 
 // registered returns the codecs of kind, without retransmission codecs.

@@ -1,0 +1,301 @@
+package sfu
+
+// Retransmission to subscribers: NACKs are answered from the source
+// stream's shared packet buffer (nackbuffer.go), as RTX (RFC 4588) when the
+// subscriber negotiated it, else as the packet itself. Also the RTCP the
+// subscriber sends back: receiver reports (loss, jitter, RTT).
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+const (
+	// maxResends bounds how often one packet is resent to one subscriber.
+	maxResends = 4
+	// minResendGap is the least time between two resends of one packet to
+	// one subscriber, added to its round-trip time.
+	minResendGap = 10 * time.Millisecond
+)
+
+// rtxState is a video down track's retransmission state. The sequencer is
+// written by the fan-out; the rest belongs to the track's RTCP reader.
+type rtxState struct {
+	seq   sequencer
+	rtxSN uint16
+	rtt   atomic.Int64 // ns, from the subscriber's receiver reports; 0 unknown
+}
+
+func newRtxState() *rtxState {
+	return &rtxState{rtxSN: uint16(time.Now().UnixNano())}
+}
+
+// rtxScratch is what a resend works in: taken from a pool for one RTCP
+// packet, so that idle subscribers hold none.
+type rtxScratch struct {
+	hdr rtp.Header
+	pkt [bufSlotSize]byte     // a packet copied out of the buffer
+	out [bufSlotSize + 2]byte // an RTX payload: the original sequence number, the payload
+}
+
+var rtxScratchPool = sync.Pool{New: func() any {
+	sc := &rtxScratch{}
+	sc.hdr.CSRC = make([]uint32, 0, 15)
+	sc.hdr.Extensions = make([]rtp.Extension, 0, 16)
+	return sc
+}}
+
+// bufferOf returns the packet buffer of the source's stream of layer (-1:
+// the track without layers), nil if it has none.
+func (s *source) bufferOf(layer int8) *packetBuffer {
+	if layer < 0 {
+		layer = 0
+	}
+	if int(layer) >= len(s.bufs) {
+		return nil
+	}
+	return s.bufs[layer]
+}
+
+// handleNack resends what a NACK's FCI entry (pid, blp) asks for.
+func (d *downTrack) handleNack(b *binding, sc *rtxScratch, pid, blp uint16) {
+	d.resend(b, sc, pid)
+	for i := uint16(0); i < 16; i++ {
+		if blp&(1<<i) != 0 {
+			d.resend(b, sc, pid+i+1)
+		}
+	}
+}
+
+// resend sends packet sn again to the subscriber, from the shared buffer.
+// Called from the down track's RTCP reader only.
+func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
+	rx := d.rx
+	d.stats.nacked.Add(1)
+	nowMs := mono() / int64(time.Millisecond)
+	gap := (time.Duration(rx.rtt.Load()) + minResendGap).Milliseconds()
+	// Look up and mark under the source's lock, which the fan-out holds
+	// while it writes the sequencer.
+	d.src.mu.Lock()
+	p, ok := rx.seq.get(sn)
+	if !ok || p.resends >= maxResends || (p.resends > 0 && int64(uint16(nowMs)-p.lastResendMs) < gap) {
+		d.src.mu.Unlock()
+		return // not sent to this subscriber (or long ago), or resent enough
+	}
+	sent := *p
+	p.resends++
+	p.lastResendMs = uint16(nowMs)
+	d.src.mu.Unlock()
+	buf := d.src.bufferOf(sent.layer)
+	if buf == nil {
+		return
+	}
+	n := buf.get(sent.srcSN, sc.pkt[:])
+	if n == 0 {
+		d.stats.nackMissing.Add(1)
+		return
+	}
+	h := &sc.hdr
+	hn, err := h.Unmarshal(sc.pkt[:n])
+	if err != nil {
+		return
+	}
+	payload := sc.pkt[hn:n]
+	if h.Padding {
+		pad := int(payload[len(payload)-1])
+		if pad > len(payload) {
+			return
+		}
+		payload = payload[:len(payload)-pad]
+		h.Padding, h.PaddingSize = false, 0
+	}
+	if len(payload) == 0 {
+		return // padding only: nothing worth resending
+	}
+	if sent.flags&seqIDs != 0 {
+		if ids, ok := parsePicIDs(codecKindOf(d.src.info.Codec.MimeType), payload); ok {
+			if ids.picAt != 0 {
+				ids.putPic(payload, (ids.pic-sent.picOff)&ids.picMask())
+			}
+			if ids.tl0At != 0 {
+				payload[ids.tl0At] = ids.tl0 - sent.tl0Off
+			}
+		}
+	}
+	h.Extension = false
+	h.Extensions = h.Extensions[:0]
+	h.Timestamp = sent.outTS
+	if b.rtxSSRC != 0 {
+		binary.BigEndian.PutUint16(sc.out[:2], sn)
+		m := copy(sc.out[2:], payload)
+		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, rx.rtxSN
+		rx.rtxSN++
+		payload = sc.out[:2+m]
+	} else {
+		h.SSRC, h.PayloadType, h.SequenceNumber = b.ssrc, b.pt, sn
+	}
+	if _, err := b.ws.WriteRTP(h, payload); err == nil {
+		d.stats.resent.Add(1)
+		d.stats.resentBytes.Add(uint64(len(payload)))
+	}
+}
+
+// handleRTCP reads the RTCP of a down track's subscriber: keyframe
+// requests go to the source, NACKs are answered, receiver reports about
+// the track are kept for its stats. It parses the packets' fixed fields
+// and allocates nothing.
+func (d *downTrack) handleRTCP(pkt []byte) {
+	b := d.binding.Load()
+	for rest := pkt; len(rest) >= 8; {
+		if rest[0]>>6 != 2 {
+			return
+		}
+		count := int(rest[0] & 0x1f)
+		pt := rest[1]
+		size := (int(binary.BigEndian.Uint16(rest[2:4])) + 1) * 4
+		if size > len(rest) {
+			return
+		}
+		body := rest[4:size]
+		rest = rest[size:]
+		switch {
+		case pt == 205 && count == 1 && len(body) >= 8: // generic NACK
+			if b == nil || d.rx == nil || binary.BigEndian.Uint32(body[4:8]) != b.ssrc {
+				continue
+			}
+			d.stats.nacks.Add(1)
+			sc := rtxScratchPool.Get().(*rtxScratch)
+			for fci := body[8:]; len(fci) >= 4; fci = fci[4:] {
+				d.handleNack(b, sc, binary.BigEndian.Uint16(fci[0:2]), binary.BigEndian.Uint16(fci[2:4]))
+			}
+			rtxScratchPool.Put(sc)
+		case pt == 201 || pt == 200: // RR, SR: report blocks after the sender's part
+			skip := 4 // RR: the sender's SSRC
+			if pt == 200 {
+				skip = 24 // SR: the sender's SSRC and sender info
+			}
+			if len(body) < skip {
+				continue
+			}
+			blocks := body[skip:]
+			for i := 0; i < count && len(blocks) >= 24; i, blocks = i+1, blocks[24:] {
+				if b == nil || binary.BigEndian.Uint32(blocks[0:4]) != b.ssrc {
+					continue
+				}
+				d.receiverReport(blocks[:24])
+			}
+		}
+	}
+	if hasKeyframeRequest(pkt) {
+		d.stats.keyframeRequests.Add(1)
+		d.requestKeyframe()
+	}
+}
+
+// receiverReport keeps what one report block says of the track: loss,
+// jitter and, from LSR and DLSR, the round-trip time.
+func (d *downTrack) receiverReport(rb []byte) {
+	st := &d.stats
+	st.fractionLost.Store(uint32(rb[4]))
+	lost := int32(uint32(rb[5])<<16|uint32(rb[6])<<8|uint32(rb[7])) << 8 >> 8 // 24-bit signed
+	st.cumulativeLost.Store(int64(lost))
+	st.jitter.Store(binary.BigEndian.Uint32(rb[12:16]))
+	lsr, dlsr := binary.BigEndian.Uint32(rb[16:20]), binary.BigEndian.Uint32(rb[20:24])
+	if lsr == 0 {
+		return
+	}
+	if rtt := ntpMiddle(time.Now()) - lsr - dlsr; rtt < 1<<31 {
+		ns := int64(rtt) * int64(time.Second) >> 16
+		st.rtt.Store(ns)
+		if d.rx != nil {
+			d.rx.rtt.Store(ns)
+		}
+	}
+}
+
+// ntpMiddle returns the middle 32 bits of t's NTP timestamp, the unit of
+// LSR and DLSR (1/65536 s).
+func ntpMiddle(t time.Time) uint32 {
+	secs := uint64(t.Unix()) + 2208988800
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+	return uint32((secs<<32 | frac) >> 16)
+}
+
+// rtxGate is an interceptor factory registered twice: innermost, it keeps
+// each local stream's writer to the transport; outermost, it sends the
+// stream's RTX packets (by their SSRC) straight to that writer. RTX then
+// skips the interceptors in between: sender reports, whose RTP timestamp
+// would otherwise follow an old resent packet. pion's own NACK responder
+// gets the same by its place in the chain.
+type rtxGate struct {
+	outer bool
+	inner *sync.Map // *interceptor.StreamInfo -> interceptor.RTPWriter
+}
+
+// newRtxGates returns the inner and the outer gate.
+func newRtxGates() (inner, outer *rtxGate) {
+	m := &sync.Map{}
+	return &rtxGate{inner: m}, &rtxGate{outer: true, inner: m}
+}
+
+// NewInterceptor returns the gate itself: it keeps no state per peer
+// connection.
+func (g *rtxGate) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return gateInterceptor{g}, nil
+}
+
+type gateInterceptor struct{ g *rtxGate }
+
+func (gi gateInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	g := gi.g
+	if !g.outer {
+		g.inner.Store(info, w)
+		return w
+	}
+	v, ok := g.inner.Load(info)
+	if !ok || info.SSRCRetransmission == 0 {
+		return w
+	}
+	transport := v.(interceptor.RTPWriter)
+	rtx := info.SSRCRetransmission
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if h.SSRC == rtx {
+			return transport.Write(h, payload, a)
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+func (gi gateInterceptor) UnbindLocalStream(info *interceptor.StreamInfo) {
+	if !gi.g.outer {
+		gi.g.inner.Delete(info)
+	}
+}
+
+func (gateInterceptor) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader { return r }
+func (gateInterceptor) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter { return w }
+func (gateInterceptor) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	return r
+}
+func (gateInterceptor) UnbindRemoteStream(*interceptor.StreamInfo) {}
+func (gateInterceptor) Close() error                               { return nil }
+
+// rtxPayloadType returns the payload type of the RTX codec whose apt is
+// pt among a subscriber's codecs, 0 if it has none.
+func rtxPayloadType(codecs []webrtc.RTPCodecParameters, pt webrtc.PayloadType) uint8 {
+	apt := "apt=" + strconv.Itoa(int(pt))
+	for _, c := range codecs {
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && c.SDPFmtpLine == apt {
+			return uint8(c.PayloadType)
+		}
+	}
+	return 0
+}
