@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/shoal-sfu/shoal/internal/faultpair"
 )
 
 // FaultNet is a fault-injecting network for tests: it drops all traffic
@@ -18,34 +20,26 @@ import (
 // (testutil.LoopbackIP). Its methods are safe for concurrent use.
 type FaultNet struct {
 	mu      sync.Mutex
-	blocked map[[2]netip.Addr]bool
+	blocked map[faultpair.Key]bool
 	conns   map[*faultConn]struct{}
 }
 
 // NewFaultNet returns a FaultNet that blocks nothing.
 func NewFaultNet() *FaultNet {
-	return &FaultNet{blocked: map[[2]netip.Addr]bool{}, conns: map[*faultConn]struct{}{}}
+	return &FaultNet{blocked: map[faultpair.Key]bool{}, conns: map[*faultConn]struct{}{}}
 }
 
 // errBlocked is what a dial between blocked nodes fails with.
 var errBlocked = errors.New("cluster: faultnet: traffic blocked")
 
-func pairKey(a, b netip.Addr) [2]netip.Addr {
-	a, b = a.Unmap(), b.Unmap()
-	if b.Less(a) {
-		a, b = b, a
-	}
-	return [2]netip.Addr{a, b}
-}
-
 // Block drops all traffic between a and b, both ways, and closes the
 // connections open between them.
 func (f *FaultNet) Block(a, b netip.Addr) {
 	f.mu.Lock()
-	f.blocked[pairKey(a, b)] = true
+	f.blocked[faultpair.Of(a, b)] = true
 	var cut []*faultConn
 	for c := range f.conns {
-		if pairKey(c.local, c.remote) == pairKey(a, b) {
+		if faultpair.Of(c.local, c.remote) == faultpair.Of(a, b) {
 			cut = append(cut, c)
 			delete(f.conns, c)
 		}
@@ -72,7 +66,7 @@ func (f *FaultNet) Partition(groups ...[]netip.Addr) {
 // Unblock lets traffic between a and b flow again.
 func (f *FaultNet) Unblock(a, b netip.Addr) {
 	f.mu.Lock()
-	delete(f.blocked, pairKey(a, b))
+	delete(f.blocked, faultpair.Of(a, b))
 	f.mu.Unlock()
 }
 
@@ -90,7 +84,7 @@ func (f *FaultNet) Blocked(a, b netip.Addr) bool {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.blocked[pairKey(a, b)]
+	return f.blocked[faultpair.Of(a, b)]
 }
 
 // track registers c so that Block can cut it, and removes it when closed.
@@ -100,7 +94,7 @@ func (f *FaultNet) track(local, remote netip.Addr, c net.Conn) net.Conn {
 	}
 	fc := &faultConn{Conn: c, f: f, local: local, remote: remote}
 	f.mu.Lock()
-	blocked := f.blocked[pairKey(local, remote)]
+	blocked := f.blocked[faultpair.Of(local, remote)]
 	if !blocked {
 		f.conns[fc] = struct{}{}
 	}

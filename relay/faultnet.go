@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shoal-sfu/shoal/internal/faultpair"
 )
 
 // FaultNet is a Network for tests that pulls cables: between two blocked
@@ -27,7 +29,7 @@ import (
 type FaultNet struct {
 	inner Network
 	mu    sync.Mutex
-	holes map[[2]netip.Addr]*hole
+	holes map[faultpair.Key]*hole
 }
 
 var _ Network = (*FaultNet)(nil)
@@ -38,15 +40,7 @@ type hole struct{ shut chan struct{} }
 // NewFaultNet returns a FaultNet over the host's network that blocks
 // nothing.
 func NewFaultNet() *FaultNet {
-	return &FaultNet{inner: hostNet{}, holes: map[[2]netip.Addr]*hole{}}
-}
-
-func pairKey(a, b netip.Addr) [2]netip.Addr {
-	a, b = a.Unmap(), b.Unmap()
-	if b.Less(a) {
-		a, b = b, a
-	}
-	return [2]netip.Addr{a, b}
+	return &FaultNet{inner: hostNet{}, holes: map[faultpair.Key]*hole{}}
 }
 
 // Block makes all traffic between a and b vanish, both ways. Blocking a
@@ -54,7 +48,7 @@ func pairKey(a, b netip.Addr) [2]netip.Addr {
 func (f *FaultNet) Block(a, b netip.Addr) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if k := pairKey(a, b); f.holes[k] == nil {
+	if k := faultpair.Of(a, b); f.holes[k] == nil {
 		f.holes[k] = &hole{shut: make(chan struct{})}
 	}
 }
@@ -64,7 +58,7 @@ func (f *FaultNet) Block(a, b netip.Addr) {
 func (f *FaultNet) Unblock(a, b netip.Addr) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := pairKey(a, b)
+	k := faultpair.Of(a, b)
 	if h := f.holes[k]; h != nil {
 		close(h.shut)
 		delete(f.holes, k)
@@ -87,7 +81,7 @@ func (f *FaultNet) Blocked(a, b netip.Addr) bool { return f.hole(a, b) != nil }
 func (f *FaultNet) hole(a, b netip.Addr) *hole {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.holes[pairKey(a, b)]
+	return f.holes[faultpair.Of(a, b)]
 }
 
 // ListenUDP implements Network.

@@ -1,0 +1,21 @@
+// Package faultpair holds the key the test fault networks (cluster.FaultNet
+// and relay.FaultNet) use for a blocked pair of addresses: the same pair
+// gives the same key whichever address comes first, and an IPv4-mapped
+// IPv6 address counts as its IPv4 address.
+//
+// The file faultpair.go holds the whole package.
+package faultpair
+
+import "net/netip"
+
+// Key is an unordered pair of addresses, the lesser first.
+type Key [2]netip.Addr
+
+// Of returns the key of the pair a, b: Of(a, b) == Of(b, a).
+func Of(a, b netip.Addr) Key {
+	a, b = a.Unmap(), b.Unmap()
+	if b.Less(a) {
+		a, b = b, a
+	}
+	return Key{a, b}
+}
