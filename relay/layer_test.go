@@ -137,31 +137,19 @@ func TestSFUSinkJoinsLayers(t *testing.T) {
 		t.Fatal("layer r9 accepted")
 	}
 	var seq [3]uint16
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
+	everyUntilEnd(t, 10*time.Millisecond, func(i int) {
+		for l := range 3 {
+			key := byte(1)
+			if i%20 == 0 || wanters[l].n.Load() > 0 {
+				key = 0
+				wanters[l].n.Store(0)
 			}
-			for l := range 3 {
-				key := byte(1)
-				if i%20 == 0 || wanters[l].n.Load() > 0 {
-					key = 0
-					wanters[l].n.Store(0)
-				}
-				seq[l]++
-				pkt := rtpPacket(seq[l], []byte{0x10, key, 'A' + byte(l)})
-				pkt[1] |= 0x80 // marker: one packet a frame
-				_ = writers[l].WriteRTP(pkt)
-			}
+			seq[l]++
+			pkt := rtpPacket(seq[l], []byte{0x10, key, 'A' + byte(l)})
+			pkt[1] |= 0x80 // marker: one packet a frame
+			_ = writers[l].WriteRTP(pkt)
 		}
-	}()
-	t.Cleanup(func() { close(stop); wg.Wait() })
+	})
 	sub := joinSFU(t, n, "sub", sfu.RoleRecvonly)
 	testutil.Eventually(t, func() bool {
 		w0, _ := wanters[0].last()

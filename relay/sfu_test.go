@@ -185,6 +185,17 @@ func (c *client) send(msg string) error {
 
 // pump sends VP8-typed packets every 5 ms until the test ends.
 func (c *client) pump(t *testing.T) {
+	everyUntilEnd(t, 5*time.Millisecond, func(i int) {
+		_ = c.video.WriteRTP(&rtp.Packet{
+			Header:  rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: 1},
+			Payload: []byte{0x10, byte(i >> 8), byte(i)},
+		})
+	})
+}
+
+// everyUntilEnd calls fn(0), fn(1), .. from one goroutine, each after a
+// pause of d, until the test ends; the test's cleanup waits for it.
+func everyUntilEnd(t *testing.T, d time.Duration, fn func(i int)) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -194,12 +205,9 @@ func (c *client) pump(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(d):
 			}
-			_ = c.video.WriteRTP(&rtp.Packet{
-				Header:  rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: 1},
-				Payload: []byte{0x10, byte(i >> 8), byte(i)},
-			})
+			fn(i)
 		}
 	}()
 	t.Cleanup(func() { close(stop); wg.Wait() })
