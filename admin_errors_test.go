@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-sfu/shoal/cluster"
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/signaling"
 )
@@ -19,14 +18,8 @@ import (
 // problem, never a 500; a node out of the majority answers 503.
 func TestAdminCallerMistakes(t *testing.T) {
 	testutil.CheckLeaks(t)
-	logger := testutil.LoggerLevel(t, slog.LevelError)
-	hook := authHook(t)
-	faults := cluster.NewFaultNet()
-	port := testutil.FreePort(t, testutil.LoopbackIP(t))
-	a := startNode(t, "a", port, 10, faults, hook, logger)
-	b := startNode(t, "b", port, 10, faults, hook, logger)
-	c := startNode(t, "c", port, 10, faults, hook, logger)
-	d := startNode(t, "d", port, 10, faults, hook, logger) // never joins
+	nodes, faults := startNodes(t, slog.LevelError, 10, 10, 10, 10)
+	a, b, c, d := nodes[0], nodes[1], nodes[2], nodes[3] // d never joins
 	ctx := testutil.Context(t, 60*time.Second)
 
 	// call posts target and body to node n's admin API and checks the

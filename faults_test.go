@@ -2,7 +2,6 @@ package shoal_test
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -64,21 +63,11 @@ func waitMode(t *testing.T, n *shoal.Node, node, mode, reason string, timeout ti
 // stay normal. When the links are back it is normal again and serves.
 func TestNodeBlocksOnRelayFault(t *testing.T) {
 	testutil.CheckLeaks(t)
-	log := testutil.LoggerLevel(t, slog.LevelError)
 	rnet := relay.NewFaultNet()
-	ips := testutil.LoopbackIPs(t, 3)
-	port := testutil.FreePort(t, ips[0])
-	var nodes []*ntNode
-	var names []string
-	for i, ip := range ips {
-		cfg := testClusterConfig(fmt.Sprintf("rf%d@%v", i+1, ip), port)
-		cfg.DefaultAffinity = false
+	nodes, names, ips := ntStartThree(t, "rf", func(cfg *shoal.Config) {
 		cfg.RelayLink.Net = rnet
 		cfg.SelfBlock = fastSelfBlock
-		cfg.Logger = log
-		nodes = append(nodes, ntStart(t, cfg))
-		names = append(names, cfg.NodeName)
-	}
+	})
 	if _, err := nodes[0].InitCluster(testutil.Context(t, 20*time.Second), names); err != nil {
 		t.Fatalf("InitCluster: %v", err)
 	}

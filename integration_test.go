@@ -59,6 +59,22 @@ func authHook(t testing.TB) string {
 	return hs.URL
 }
 
+// startNodes starts one node per capacity, named "a", "b", .. in that
+// order, on one port range, sharing a FaultNet (returned) and the auth
+// hook, logging at level. The cluster is not initialised.
+func startNodes(t *testing.T, level slog.Level, capacities ...int) ([]*itNode, *cluster.FaultNet) {
+	t.Helper()
+	logger := testutil.LoggerLevel(t, level)
+	hook := authHook(t)
+	faults := cluster.NewFaultNet()
+	port := testutil.FreePort(t, testutil.LoopbackIP(t))
+	var nodes []*itNode
+	for i, capacity := range capacities {
+		nodes = append(nodes, startNode(t, string(rune('a'+i)), port, capacity, faults, hook, logger))
+	}
+	return nodes, faults
+}
+
 func startNode(t *testing.T, short string, port, capacity int, faults *cluster.FaultNet, hook string, logger *slog.Logger) *itNode {
 	t.Helper()
 	ip := testutil.LoopbackIP(t)
@@ -154,14 +170,8 @@ func connect(t *testing.T, api func(*client.Config), url, channel string, metada
 // in one process and connects real Go clients to them.
 func TestCluster3(t *testing.T) {
 	testutil.CheckLeaks(t)
-	logger := testutil.LoggerLevel(t, slog.LevelWarn)
-	hook := authHook(t)
-	faults := cluster.NewFaultNet()
-	port := testutil.FreePort(t, testutil.LoopbackIP(t))
-	a := startNode(t, "a", port, 1, faults, hook, logger)
-	b := startNode(t, "b", port, 100, faults, hook, logger)
-	c := startNode(t, "c", port, 100, faults, hook, logger)
-	nodes := []*itNode{a, b, c}
+	nodes, faults := startNodes(t, slog.LevelWarn, 1, 100, 100)
+	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := testutil.Context(t, 30*time.Second)
 	if _, err := a.cluster.InitCluster(ctx, []string{a.name, b.name, c.name}); err != nil {
 		t.Fatalf("InitCluster: %v", err)

@@ -75,6 +75,28 @@ func testClusterConfig(name string, port int) shoal.Config {
 	return cfg
 }
 
+// ntStartThree starts three clustered nodes named <prefix>1@ip..
+// <prefix>3@ip on distinct loopback addresses (returned as ips), without
+// default affinity and logging errors only; set, if not nil, changes each
+// Config first. The cluster is not initialised.
+func ntStartThree(t *testing.T, prefix string, set func(*shoal.Config)) (nodes []*ntNode, names []string, ips []netip.Addr) {
+	t.Helper()
+	log := testutil.LoggerLevel(t, slog.LevelError)
+	ips = testutil.LoopbackIPs(t, 3)
+	port := testutil.FreePort(t, ips[0])
+	for i, ip := range ips {
+		cfg := testClusterConfig(fmt.Sprintf("%s%d@%v", prefix, i+1, ip), port)
+		cfg.DefaultAffinity = false
+		cfg.Logger = log // the node adds node=<NodeName>
+		if set != nil {
+			set(&cfg)
+		}
+		nodes = append(nodes, ntStart(t, cfg))
+		names = append(names, cfg.NodeName)
+	}
+	return nodes, names, ips
+}
+
 // ntNode is a node of these tests, with its signaling on an HTTP server.
 type ntNode struct {
 	*shoal.Node
@@ -180,20 +202,8 @@ func TestNodeSingle(t *testing.T) {
 // clients and refuses new ones until the partition heals.
 func TestNodeClusterWiring(t *testing.T) {
 	testutil.CheckLeaks(t)
-	log := testutil.LoggerLevel(t, slog.LevelError)
 	faults := cluster.NewFaultNet()
-	ips := testutil.LoopbackIPs(t, 3)
-	port := testutil.FreePort(t, ips[0])
-	var nodes []*ntNode
-	var names []string
-	for i, ip := range ips {
-		cfg := testClusterConfig(fmt.Sprintf("w%d@%v", i+1, ip), port)
-		cfg.DefaultAffinity = false
-		cfg.Faults = faults
-		cfg.Logger = log // the node adds node=<NodeName>
-		nodes = append(nodes, ntStart(t, cfg))
-		names = append(names, cfg.NodeName)
-	}
+	nodes, names, ips := ntStartThree(t, "w", func(cfg *shoal.Config) { cfg.Faults = faults })
 	if nodes[0].Ready() {
 		t.Fatal("a clustered node is ready before InitCluster")
 	}
