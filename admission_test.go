@@ -10,8 +10,6 @@ import (
 	shoal "github.com/shoal-sfu/shoal"
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/testutil"
-	"github.com/shoal-sfu/shoal/sfu"
-	"github.com/shoal-sfu/shoal/signaling"
 	"github.com/shoal-sfu/shoal/signaling/client"
 	"github.com/shoal-sfu/shoal/signaling/wire"
 )
@@ -21,11 +19,8 @@ import (
 // full node fails the connect, and the node's mode is honoured.
 func TestNodeNoClusterColumn(t *testing.T) {
 	testutil.CheckLeaks(t)
-	cfg := shoal.DefaultConfig()
-	cfg.Authenticator = signaling.AllowAll
-	cfg.SFU = sfu.LocalConfig(nil)
+	cfg := testSoloConfig(t, slog.LevelWarn)
 	cfg.MaxConnections = 2
-	cfg.Logger = testutil.LoggerLevel(t, slog.LevelWarn)
 	n := ntStart(t, cfg)
 	ctx := testutil.Context(t, 30*time.Second)
 

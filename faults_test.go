@@ -14,8 +14,6 @@ import (
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/relay"
-	"github.com/shoal-sfu/shoal/sfu"
-	"github.com/shoal-sfu/shoal/signaling"
 	"github.com/shoal-sfu/shoal/signaling/client"
 	"github.com/shoal-sfu/shoal/signaling/wire"
 )
@@ -146,12 +144,9 @@ func TestNodeBlocksOnRelayFault(t *testing.T) {
 func TestNodeBlocksOnDataDirFault(t *testing.T) {
 	testutil.CheckLeaks(t)
 	dir := t.TempDir()
-	cfg := shoal.DefaultConfig()
-	cfg.Authenticator = signaling.AllowAll
-	cfg.SFU = sfu.LocalConfig(nil)
+	cfg := testSoloConfig(t, slog.LevelError)
 	cfg.DataDir = dir
 	cfg.SelfBlock = fastSelfBlock
-	cfg.Logger = testutil.LoggerLevel(t, slog.LevelError)
 	n := ntStart(t, cfg)
 	self := n.Name()
 	ctx := testutil.Context(t, 60*time.Second)
@@ -242,14 +237,11 @@ func TestNodeBlocksOnMediaSocketFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := shoal.DefaultConfig()
-	cfg.Authenticator = signaling.AllowAll
-	cfg.SFU = sfu.LocalConfig(nil)
+	cfg := testSoloConfig(t, slog.LevelError)
 	cfg.SFU.Net = rn
 	cfg.SFU.Network.ListenIP = ip
 	cfg.SFU.Network.UDPPort = testutil.FreePort(t, ip)
 	cfg.SelfBlock = fastSelfBlock
-	cfg.Logger = testutil.LoggerLevel(t, slog.LevelError)
 	n := ntStart(t, cfg)
 	self := n.Name()
 

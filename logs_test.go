@@ -7,12 +7,7 @@ import (
 	"testing"
 	"time"
 
-	shoal "github.com/shoal-sfu/shoal"
-	"github.com/shoal-sfu/shoal/cluster"
 	"github.com/shoal-sfu/shoal/internal/testutil"
-	"github.com/shoal-sfu/shoal/relay"
-	"github.com/shoal-sfu/shoal/sfu"
-	"github.com/shoal-sfu/shoal/signaling"
 )
 
 var nodeAttr = regexp.MustCompile(`(^| )node=`)
@@ -23,16 +18,7 @@ func TestNodeLogsNameTheNodeOnce(t *testing.T) {
 	logger, buf := testutil.BufferLogger(slog.LevelDebug)
 	ip := testutil.LoopbackIP(t)
 	port := testutil.FreePort(t, ip)
-	cfg := shoal.DefaultConfig()
-	cfg.NodeName = "logs@" + ip.String()
-	cfg.Cluster = true
-	cfg.MaxConnections = 10
-	cfg.ClusterKey = e2eKey
-	cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
-	cfg.Timing = cluster.FastTiming()
-	cfg.RelayLink = relay.FastConfig(relay.Config{})
-	cfg.Authenticator = signaling.AllowAll
-	cfg.SFU = sfu.LocalConfig(nil)
+	cfg := testClusterConfig("logs@"+ip.String(), port)
 	cfg.Logger = logger
 	n := ntStart(t, cfg)
 	if _, err := n.InitCluster(testutil.Context(t, 10*time.Second), []string{cfg.NodeName}); err != nil {

@@ -58,6 +58,16 @@ func TestNodeConfigErrors(t *testing.T) {
 	n.Close()
 }
 
+// testSoloConfig is the Config of a node with cluster off: every connect
+// allowed, an SFU on loopback, logging at level.
+func testSoloConfig(t *testing.T, level slog.Level) shoal.Config {
+	cfg := shoal.DefaultConfig()
+	cfg.Authenticator = signaling.AllowAll
+	cfg.SFU = sfu.LocalConfig(nil)
+	cfg.Logger = testutil.LoggerLevel(t, level)
+	return cfg
+}
+
 // testClusterConfig is the Config of a node of a test cluster: cluster on
 // with the tests' key, capacity 10, node-to-node ports port..port+3, fast
 // timing and relay links, every connect allowed, an SFU on loopback.
@@ -154,11 +164,7 @@ func ntClient(t *testing.T, url, channel string) (*client.Conn, error) {
 // TestNodeSingle: with cluster off a Node is a plain SFU that serves at once.
 func TestNodeSingle(t *testing.T) {
 	testutil.CheckLeaks(t)
-	cfg := shoal.DefaultConfig()
-	cfg.Authenticator = signaling.AllowAll
-	cfg.SFU = sfu.LocalConfig(nil)
-	cfg.Logger = testutil.LoggerLevel(t, slog.LevelWarn)
-	n := ntStart(t, cfg)
+	n := ntStart(t, testSoloConfig(t, slog.LevelWarn))
 	if !n.Ready() {
 		t.Fatal("a node with cluster off is not ready")
 	}
