@@ -99,7 +99,7 @@ var errByCode = map[string]error{
 	"already_initialized": ErrAlreadyInitialized, "no_majority": ErrNoMajority,
 	"temporary": ErrTemporaryNode, "alive": ErrNodeAlive, "too_many": ErrTooManyNodes,
 	"not_in_list": ErrNotInList, "unknown_node": ErrUnknownNode, "unreachable": ErrUnreachable,
-	"invalid": ErrInvalid,
+	"invalid": ErrInvalid, "not_leader": errNotLeader, "not_member": errNotMember,
 }
 
 func codeOf(err error) string {

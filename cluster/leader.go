@@ -18,8 +18,6 @@ import (
 // follower (the leader changed in between); the caller retries.
 var errNotLeader = errors.New("cluster: not the leader")
 
-func init() { errByCode["not_leader"] = errNotLeader }
-
 // leaderDo runs req on the Raft leader: here if this node leads, else over
 // the RPC. It retries while the leadership moves.
 func (n *Node) leaderDo(ctx context.Context, req rpcRequest) (rpcResponse, error) {

@@ -28,8 +28,6 @@ import (
 // facts, claims or load.
 var errNotMember = errors.New("cluster: not a member of the cluster")
 
-func init() { errByCode["not_member"] = errNotMember }
-
 // excludedReason is the mode_reason a node removed from the cluster shows
 // for itself.
 const excludedReason = "not a member of the cluster any more (purged): wipe its data directory and register it again"
