@@ -252,6 +252,26 @@ func (t *inTrack) nack(s *session, from, to uint16) {
 	}
 }
 
+// RequestRetransmit asks the publisher's node again for packets of the
+// track that this node never received, beyond what the receive path asks
+// for by itself (a gap over maxNACKGap, a resend lost too): the SFU calls it
+// when its subscribers NACK them (sfu.RetransmitRequester). The answers
+// come as any resend. It does not block; seqs is not kept.
+func (t *inTrack) RequestRetransmit(seqs []uint16) {
+	s := t.l.sess.Load()
+	if s == nil || len(seqs) == 0 {
+		return
+	}
+	var buf [2 * maxNACKGap]byte
+	p := buf[:0]
+	for _, q := range seqs[:min(len(seqs), maxNACKGap)] {
+		p = binary.BigEndian.AppendUint16(p, q)
+	}
+	if s.sendDatagram(KindNACK, 0, t.ch.name, t.info.ID, p) == nil {
+		t.l.stats.nacksOut.Add(1)
+	}
+}
+
 // RequestKeyframe asks the publisher's node for a keyframe, coalescing
 // requests: at most one per KeyframeInterval crosses the link.
 func (t *inTrack) RequestKeyframe() { t.requestKeyframe(false) }

@@ -62,13 +62,19 @@
 // buffer per source stream (a track, or a simulcast layer: the last 512
 // packets within 512 KB) shared by all its subscribers, as RTX (RFC 4588)
 // when the subscriber negotiated it, else as the packet itself; a packet is
-// resent to one subscriber at most 4 times, spaced by its round-trip time.
+// resent to one subscriber at most 4 times, spaced by its round-trip time,
+// and what a subscriber is resent stays within a tenth of what it is
+// forwarded (plus two packets per 500 ms), so that a congested link is not
+// loaded further.
 // Each subscriber keeps only what it was sent: 512 sequence numbers mapped
 // to the buffer's packets (8 KB), which also undoes a simulcast switch's
 // rewrite. pion's own NACK responder, which copies the last 1024 packets
 // for every subscriber, is not used. Packets a publisher's uplink lost are
 // asked of it by pion's NACK generator; its repairs (RTX included) are
-// fanned out to every subscriber like the rest.
+// fanned out to every subscriber like the rest. For a relayed track the
+// NACK is answered on the subscriber's node too; only a packet that node
+// never received is asked of the track's origin (RetransmitRequester), and
+// what comes back goes to every subscriber there.
 //
 // Stats: Connection.Stats and SFU.Stats give per connection and per track
 // packets, bytes, loss, jitter, round-trip time, NACKs and retransmissions,

@@ -53,17 +53,19 @@ func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 }
 
 // configureInterceptors adds the interceptors every connection runs, in
-// this order (the first added is nearest the transport): the inner RTX
-// gate; NACK generation toward publishers; RTCP sender and receiver
+// this order (the first added is nearest the transport): the innermost RTX
+// gate; congestion control; the inner RTX gate; NACK generation toward
+// publishers; RTCP sender and receiver
 // reports; transport-cc feedback on what publishers send (with the
 // transport-cc header extension and rtcp-fb); the outer RTX gate. NACKs
 // from subscribers are answered by the SFU itself (rtx.go), from one
 // buffer per source, not by pion's responder, which would keep a copy of
 // the packets per subscriber. Interceptors that must also see
-// retransmissions (transport-wide sequence numbers, pacing) go before the
-// inner gate.
+// retransmissions (transport-wide sequence numbers, pacing) go between the
+// innermost and the inner gate; they see RTX under its stream's SSRC.
 func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
-	inner, outer := newRtxGates()
+	unmask, inner, outer := newRtxGates()
+	ir.Add(unmask)
 	ir.Add(inner)
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {

@@ -37,6 +37,9 @@ type packetBuffer struct {
 	meta    [bufSlots]slotMeta
 	highest uint16 // highest sequence number added
 	started bool
+	// asked records, per slot, a missing packet asked of a remote track's
+	// origin: 1<<32 | its sequence number<<16 | ms of the ask, modulo 2^16.
+	asked [bufSlots]uint64
 }
 
 type slotMeta struct {
@@ -84,6 +87,26 @@ func (b *packetBuffer) get(sn uint16, dst []byte) int {
 	}
 	off := m.at % bufBytes
 	return copy(dst, b.data[off:off+uint64(m.n)])
+}
+
+// ask reports whether sn should be asked of the track's origin at nowMs:
+// it is behind the newest packet, within the window, not in the buffer,
+// and was not asked within askAgain; if so it records the ask.
+func (b *packetBuffer) ask(sn uint16, nowMs int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := int16(b.highest - sn); !b.started || d <= 0 || int(d) >= bufSlots {
+		return false
+	}
+	i := int(sn) & (bufSlots - 1)
+	if m := b.meta[i]; m.n != 0 && m.sn == sn && b.written-m.at <= bufBytes {
+		return false // here after all
+	}
+	if a := b.asked[i]; a != 0 && uint16(a>>16) == sn && int64(uint16(nowMs)-uint16(a)) < askAgain.Milliseconds() {
+		return false
+	}
+	b.asked[i] = 1<<32 | uint64(sn)<<16 | uint64(uint16(nowMs))
+	return true
 }
 
 // sequencer remembers, for one subscriber, what each sequence number it

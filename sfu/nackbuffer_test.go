@@ -168,7 +168,8 @@ func TestResendFromSharedBuffer(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 
-	// Writing and answering a NACK allocate nothing.
+	// Writing and answering a NACK allocate nothing (the resend scratch
+	// comes from a sync.Pool, which the race detector empties at random).
 	sn := uint16(120)
 	pkt := bufPacket(0, 1100)
 	nack := nackFor(1000, 0)
@@ -176,9 +177,10 @@ func TestResendFromSharedBuffer(t *testing.T) {
 		binary.BigEndian.PutUint16(pkt[2:4], sn)
 		_ = src.write(pkt)
 		binary.BigEndian.PutUint16(nack[len(nack)-4:], sn)
+		dRTX.rx.budget = rtxBudget{} // the budget is tested on its own
 		dRTX.handleRTCP(nack)
 		sn++
-	}); a != 0 {
+	}); a != 0 && !raceEnabled {
 		t.Fatalf("write and resend allocate %v", a)
 	}
 	if w := wRTX.count; w < 400 {
@@ -232,4 +234,108 @@ func FuzzHandleRTCP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d.handleRTCP(b)
 	})
+}
+
+// askRecorder is a remote track's requester that records what it is asked.
+type askRecorder struct{ asked [][]uint16 }
+
+func (a *askRecorder) RequestKeyframe() {}
+func (a *askRecorder) RequestRetransmit(seqs []uint16) {
+	a.asked = append(a.asked, append([]uint16(nil), seqs...))
+}
+
+// TestMissingAskedOfOrigin: a subscriber of a remote track NACKs packets.
+// One the node has is resent from its buffer; one the node never received
+// (lost on the hop) is asked of the origin, once within askAgain, and when
+// it comes (WriteRTP) every subscriber gets it; one ahead of the newest, or
+// out of the window, is not asked for. A local track asks nobody.
+func TestMissingAskedOfOrigin(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &askRecorder{}
+	src := newSource(newChannel(s, "miss"), TrackInfo{ID: "t", StreamID: "P", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, rec, nil)
+	w1, w2 := &marshalWriter{}, &marshalWriter{}
+	d1, d2 := newDownTrack(src, nil), newDownTrack(src, nil)
+	for i, x := range []struct {
+		d *downTrack
+		w *marshalWriter
+	}{{d1, w1}, {d2, w2}} {
+		if _, err := x.d.Bind(&fakeContext{ssrc: webrtc.SSRC(1000 + i), pt: 96, ws: x.w}); err != nil {
+			t.Fatal(err)
+		}
+		src.addSub(x.d)
+	}
+	for sn := uint16(100); sn < 120; sn++ {
+		if sn != 110 {
+			_ = src.write(bufPacket(sn, 50))
+		}
+	}
+	before := w1.count
+	d1.handleRTCP(nackFor(1000, 105, 110, 130, 119-bufSlots+65536))
+	if w1.count != before+1 {
+		t.Fatalf("%d packets resent, want 1 (105)", w1.count-before)
+	}
+	if len(rec.asked) != 1 || len(rec.asked[0]) != 1 || rec.asked[0][0] != 110 {
+		t.Fatalf("asked of the origin: %v, want [[110]]", rec.asked)
+	}
+	d1.handleRTCP(nackFor(1000, 110))
+	d2.handleRTCP(nackFor(1001, 110))
+	if len(rec.asked) != 1 {
+		t.Fatalf("asked again at once: %v", rec.asked)
+	}
+	if st := d1.trackStats(); st.NackForwarded != 1 || st.NackMissing != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+	b1, b2 := w1.count, w2.count
+	_ = src.write(bufPacket(110, 50)) // the origin's answer
+	if w1.count != b1+1 || w2.count != b2+1 {
+		t.Fatalf("the late packet reached %d and %d subscribers' writers", w1.count-b1, w2.count-b2)
+	}
+	before = w1.count
+	d1.handleRTCP(nackFor(1000, 110))
+	if w1.count != before+1 || len(rec.asked) != 1 {
+		t.Fatalf("after it came, 110 is resent from the buffer: %d written, asked %v", w1.count-before, rec.asked)
+	}
+
+	local := newSource(newChannel(s, "local"), TrackInfo{ID: "l", StreamID: "Q", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, rec, &Connection{})
+	dl := newDownTrack(local, nil)
+	if _, err := dl.Bind(&fakeContext{ssrc: 2000, pt: 96, ws: &marshalWriter{}}); err != nil {
+		t.Fatal(err)
+	}
+	local.addSub(dl)
+	for sn := uint16(1); sn < 9; sn++ {
+		if sn != 4 {
+			_ = local.write(bufPacket(sn, 50))
+		}
+	}
+	dl.handleRTCP(nackFor(2000, 4))
+	if len(rec.asked) != 1 {
+		t.Fatalf("a local track asked: %v", rec.asked)
+	}
+}
+
+// TestRtxBudget: per window, a tenth of what was forwarded in the window
+// before, plus a burst, may be resent.
+func TestRtxBudget(t *testing.T) {
+	var b rtxBudget
+	n := 0
+	for b.allow(1000, 0) {
+		n++
+	}
+	if n != rtxBurst/bufSlotSize {
+		t.Fatalf("first window: %d resends, want the burst's %d", n, rtxBurst/bufSlotSize)
+	}
+	if b.allow(1000+rtxWindow-1, 0) {
+		t.Fatal("allowed again within the window")
+	}
+	// 300 KB forwarded in the window: 30 KB more may be resent.
+	n = 0
+	for b.allow(1000+rtxWindow, 300_000) {
+		n++
+	}
+	if want := (30_000 + rtxBurst) / bufSlotSize; n != want {
+		t.Fatalf("second window: %d resends, want %d", n, want)
+	}
 }

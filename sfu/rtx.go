@@ -7,6 +7,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,9 +30,10 @@ const (
 // rtxState is a video down track's retransmission state. The sequencer is
 // written by the fan-out; the rest belongs to the track's RTCP reader.
 type rtxState struct {
-	seq   sequencer
-	rtxSN uint16
-	rtt   atomic.Int64 // ns, from the subscriber's receiver reports; 0 unknown
+	seq    sequencer
+	budget rtxBudget // under source.mu
+	rtxSN  uint16
+	rtt    atomic.Int64 // ns, from the subscriber's receiver reports; 0 unknown
 }
 
 func newRtxState() *rtxState {
@@ -41,13 +43,14 @@ func newRtxState() *rtxState {
 // rtxScratch is what a resend works in: taken from a pool for one RTCP
 // packet, so that idle subscribers hold none.
 type rtxScratch struct {
+	ask []uint16 // packets to ask of a remote track's origin (missing)
 	hdr rtp.Header
 	pkt [bufSlotSize]byte     // a packet copied out of the buffer
 	out [bufSlotSize + 2]byte // an RTX payload: the original sequence number, the payload
 }
 
 var rtxScratchPool = sync.Pool{New: func() any {
-	sc := &rtxScratch{}
+	sc := &rtxScratch{ask: make([]uint16, 0, 17*maxAsk)}
 	sc.hdr.CSRC = make([]uint32, 0, 15)
 	sc.hdr.Extensions = make([]rtp.Extension, 0, 16)
 	return sc
@@ -86,9 +89,19 @@ func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
 	// while it writes the sequencer.
 	d.src.mu.Lock()
 	p, ok := rx.seq.get(sn)
-	if !ok || p.resends >= maxResends || (p.resends > 0 && int64(uint16(nowMs)-p.lastResendMs) < gap) {
+	if !ok {
 		d.src.mu.Unlock()
-		return // not sent to this subscriber (or long ago), or resent enough
+		d.missing(sc, sn, nowMs)
+		return
+	}
+	if p.resends >= maxResends || (p.resends > 0 && int64(uint16(nowMs)-p.lastResendMs) < gap) {
+		d.src.mu.Unlock()
+		return // resent enough, or too recently
+	}
+	if !rx.budget.allow(nowMs, d.stats.bytes) {
+		d.src.mu.Unlock()
+		d.stats.rtxLimited.Add(1)
+		return
 	}
 	sent := *p
 	p.resends++
@@ -173,8 +186,13 @@ func (d *downTrack) handleRTCP(pkt []byte) {
 			}
 			d.stats.nacks.Add(1)
 			sc := rtxScratchPool.Get().(*rtxScratch)
+			sc.ask = sc.ask[:0]
 			for fci := body[8:]; len(fci) >= 4; fci = fci[4:] {
 				d.handleNack(b, sc, binary.BigEndian.Uint16(fci[0:2]), binary.BigEndian.Uint16(fci[2:4]))
+			}
+			if len(sc.ask) > 0 {
+				d.stats.nackForwarded.Add(uint64(len(sc.ask)))
+				d.src.kr.(RetransmitRequester).RequestRetransmit(sc.ask)
 			}
 			rtxScratchPool.Put(sc)
 		case pt == 201 || pt == 200: // RR, SR: report blocks after the sender's part
@@ -229,21 +247,34 @@ func ntpMiddle(t time.Time) uint32 {
 	return uint32((secs<<32 | frac) >> 16)
 }
 
-// rtxGate is an interceptor factory registered twice: innermost, it keeps
-// each local stream's writer to the transport; outermost, it sends the
-// stream's RTX packets (by their SSRC) straight to that writer. RTX then
-// skips the interceptors in between: sender reports, whose RTP timestamp
-// would otherwise follow an old resent packet. pion's own NACK responder
-// gets the same by its place in the chain.
+// rtxGate is an interceptor factory registered three times. Outermost, it
+// sends the stream's RTX packets (known by their SSRC) straight to the
+// writer the inner gate kept for the stream: RTX then skips the
+// interceptors in between, the sender reports above all, whose RTP
+// timestamp would otherwise follow an old resent packet (pion's own NACK
+// responder gets the same by its place in the chain). On the way the RTX
+// packet carries the stream's own SSRC and an attribute saying so, so that
+// what sits below the inner gate and knows streams only by their SSRC
+// (pion's pacer) takes it; the innermost gate, nearest the transport,
+// puts the RTX SSRC back.
 type rtxGate struct {
-	outer bool
+	role  int
 	inner *sync.Map // *interceptor.StreamInfo -> interceptor.RTPWriter
 }
 
-// newRtxGates returns the inner and the outer gate.
-func newRtxGates() (inner, outer *rtxGate) {
+const (
+	gateUnmask = iota // innermost: restores the RTX SSRC
+	gateInner         // keeps each stream's writer toward the transport
+	gateOuter         // outermost: routes RTX to the inner gate's writer
+)
+
+// rtxAttr marks an RTX packet that travels under its stream's SSRC.
+type rtxAttr struct{}
+
+// newRtxGates returns the innermost, inner and outer gate.
+func newRtxGates() (unmask, inner, outer *rtxGate) {
 	m := &sync.Map{}
-	return &rtxGate{inner: m}, &rtxGate{outer: true, inner: m}
+	return &rtxGate{role: gateUnmask, inner: m}, &rtxGate{role: gateInner, inner: m}, &rtxGate{role: gateOuter, inner: m}
 }
 
 // NewInterceptor returns the gate itself: it keeps no state per peer
@@ -256,26 +287,45 @@ type gateInterceptor struct{ g *rtxGate }
 
 func (gi gateInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	g := gi.g
-	if !g.outer {
+	rtx := info.SSRCRetransmission
+	switch {
+	case g.role == gateInner:
 		g.inner.Store(info, w)
 		return w
+	case rtx == 0:
+		return w
+	case g.role == gateUnmask:
+		return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+			if _, ok := a[rtxAttr{}]; ok {
+				h.SSRC = rtx
+			}
+			return w.Write(h, payload, a)
+		})
 	}
 	v, ok := g.inner.Load(info)
-	if !ok || info.SSRCRetransmission == 0 {
+	if !ok {
 		return w
 	}
 	transport := v.(interceptor.RTPWriter)
-	rtx := info.SSRCRetransmission
+	main := info.SSRC
+	mark := interceptor.Attributes{rtxAttr{}: true} // read only, shared
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if h.SSRC == rtx {
-			return transport.Write(h, payload, a)
+		if h.SSRC != rtx {
+			return w.Write(h, payload, a)
 		}
-		return w.Write(h, payload, a)
+		h.SSRC = main
+		if len(a) == 0 {
+			a = mark
+		} else {
+			a = maps.Clone(a)
+			a[rtxAttr{}] = true
+		}
+		return transport.Write(h, payload, a)
 	})
 }
 
 func (gi gateInterceptor) UnbindLocalStream(info *interceptor.StreamInfo) {
-	if !gi.g.outer {
+	if gi.g.role == gateInner {
 		gi.g.inner.Delete(info)
 	}
 }
@@ -298,4 +348,81 @@ func rtxPayloadType(codecs []webrtc.RTPCodecParameters, pt webrtc.PayloadType) u
 		}
 	}
 	return 0
+}
+
+// RetransmitRequester is an optional interface of the KeyframeRequester
+// given to Channel.AddRemoteTrack (the relay implements it). The SFU
+// answers a subscriber's NACK from the node's own buffer of the track; the
+// packets the node never received (lost before it, on the hop) it asks
+// of the track's origin with RequestRetransmit, once per packet within
+// askAgain, and fans out what comes back (through TrackWriter.WriteRTP) to
+// every subscriber of the node, as they all lack it. Only tracks without
+// simulcast layers are asked for. RequestRetransmit is called from a
+// subscriber's RTCP reader: it must not block, nor keep seqs.
+type RetransmitRequester interface {
+	RequestRetransmit(seqs []uint16)
+}
+
+const (
+	// maxAsk bounds the packets asked of a track's origin for one NACK
+	// entry of 17 packets, per RTCP packet: 4 entries.
+	maxAsk = 4
+	// askAgain is the least time before a missing packet is asked of the
+	// origin again.
+	askAgain = 100 * time.Millisecond
+)
+
+// missing handles a NACK for sn, which the subscriber was never sent: if
+// the track is remote and has no layers, and sn is a packet the node never
+// received but should have (behind the newest, within the buffer's
+// window), it is added to the packets asked of the origin.
+func (d *downTrack) missing(sc *rtxScratch, sn uint16, nowMs int64) {
+	src := d.src
+	if src.local != nil || d.sim != nil || len(sc.ask) >= cap(sc.ask) {
+		return
+	}
+	if _, ok := src.kr.(RetransmitRequester); !ok {
+		return
+	}
+	if buf := src.bufs[0]; buf != nil && buf.ask(sn, nowMs) {
+		d.stats.nackMissing.Add(1)
+		sc.ask = append(sc.ask, sn)
+	}
+}
+
+// Retransmission budget: what a subscriber is resent, per window, is at
+// most 1/rtxShare of what it was forwarded in the window before, plus
+// rtxBurst. A subscriber on a lossy, congested link NACKs much; resending
+// all of it would only add to the congestion (and to the pacer's queue)
+// that lost it, and keep its bandwidth estimate from recovering (with a
+// quarter plus 16 KB, a subscriber limited to 300 kbit/s never climbed
+// back once the limit was lifted: TestCongestionSettlesAndRecovers).
+const (
+	rtxWindow = 500  // ms
+	rtxShare  = 10   // a tenth
+	rtxBurst  = 3000 // two packets
+)
+
+// rtxBudget counts a down track's retransmissions per window. Under
+// source.mu.
+type rtxBudget struct {
+	start     int64  // ms
+	mediaAt   uint64 // the track's forwarded bytes when the window began
+	allowance uint64 // bytes that may be resent in this window
+	used      uint64
+}
+
+// allow reports whether one more packet may be resent at nowMs (its size
+// is not known yet: a packet counts as a full one). media is the bytes
+// forwarded to the subscriber so far.
+func (b *rtxBudget) allow(nowMs int64, media uint64) bool {
+	if b.start == 0 || nowMs-b.start >= rtxWindow {
+		b.allowance = (media-b.mediaAt)/rtxShare + rtxBurst
+		b.start, b.mediaAt, b.used = nowMs, media, 0
+	}
+	if b.used+bufSlotSize > b.allowance {
+		return false
+	}
+	b.used += bufSlotSize
+	return true
 }

@@ -50,8 +50,13 @@ type TrackStats struct {
 	// Retransmitted and RetransmittedBytes count the packets resent to the
 	// client from the source's shared buffer (outbound), as RTX when
 	// negotiated; NackMissing the ones asked for that the buffer no longer
-	// (or never) had.
-	Retransmitted, RetransmittedBytes, NackMissing uint64
+	// (or never) had; NackForwarded those of them asked of a relayed
+	// track's origin (RetransmitRequester).
+	Retransmitted, RetransmittedBytes, NackMissing, NackForwarded uint64
+	// RetransmitsLimited counts the resends skipped because the
+	// subscriber's retransmission budget (a tenth of what it was
+	// forwarded, plus two packets, per 500 ms) was spent (outbound).
+	RetransmitsLimited uint64
 	// KeyframeRequests counts the PLI and FIR packets the client sent
 	// (outbound).
 	KeyframeRequests uint64
@@ -89,6 +94,7 @@ type ConnectionStats struct {
 type downStats struct {
 	packets, bytes             uint64 // under source.mu
 	nacks, nacked, nackMissing atomic.Uint64
+	nackForwarded, rtxLimited  atomic.Uint64
 	resent, resentBytes        atomic.Uint64
 	keyframeRequests           atomic.Uint64
 	fractionLost               atomic.Uint32 // in 1/256
@@ -218,6 +224,7 @@ func (d *downTrack) trackStats() TrackStats {
 		RTT:           time.Duration(st.rtt.Load()),
 		NACKs:         st.nacks.Load(),
 		NackedPackets: st.nacked.Load(), NackMissing: st.nackMissing.Load(),
+		NackForwarded: st.nackForwarded.Load(), RetransmitsLimited: st.rtxLimited.Load(),
 		Retransmitted: st.resent.Load(), RetransmittedBytes: st.resentBytes.Load(),
 		KeyframeRequests: st.keyframeRequests.Load(),
 		Undecodable:      d.undecodable.Load(),
