@@ -49,6 +49,11 @@ type Config struct {
 	// forwarded track may take instead of a new m-line. The zero value,
 	// ReuseOnce, is safe for every client.
 	MLineReuse Reuse
+	// DisableCongestionControl turns off the downlink congestion control:
+	// no bandwidth estimate (and no transport-wide sequence numbers on what
+	// is sent), every subscriber gets the simulcast layer it asks for
+	// whatever its link.
+	DisableCongestionControl bool
 	// Net, when not nil, is the network ICE runs on instead of the host's
 	// (pion's SettingEngine.SetNet): tests pass a pion vnet.Net to run
 	// connections on a virtual network. Every Network setting applies to

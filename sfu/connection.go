@@ -193,7 +193,8 @@ type Connection struct {
 	bwe          atomic.Uint64  // downlink estimate, bits/s (Stats); 0 none
 	wg           sync.WaitGroup // media goroutines
 
-	up upLayers // the simulcast layers published
+	up upLayers  // the simulcast layers published
+	dl *downlink // congestion control; nil when off
 }
 
 func validateJoin(req *JoinRequest) error {
@@ -289,6 +290,7 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 		return nil, fmt.Errorf("sfu: join: %w", err)
 	}
 	c.api, c.pc, c.q = api, pc, newEventQueue()
+	c.startCongestion()
 	c.mu.Unlock()
 	// joinErr prefers the reason of a concurrent close to the error it caused.
 	joinErr := func(err error) error {

@@ -223,5 +223,6 @@ func (c *Connection) readRTCP(d *downTrack) {
 			return
 		}
 		d.handleRTCP(buf[:n])
+		c.noteREMB(buf[:n])
 	}
 }

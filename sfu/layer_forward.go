@@ -22,6 +22,17 @@ type simSub struct {
 	// at its next keyframe. Written under source.mu, read anywhere.
 	cur    atomic.Int32
 	target atomic.Int32
+	// bwCap is the highest layer the connection's bandwidth estimate
+	// allows (-1: none; congestion.go); the fields after it are the
+	// congestion control goroutine's only.
+	bwCap      atomic.Int32
+	upSince    int64 // when the next layer up began to fit
+	downSince  int64 // when the share fell under the layer's bitrate
+	upAt       int64 // when the cap last went up
+	upHold     int64 // how long a layer up must fit first (0: ccUpHold)
+	pausedAt   int64 // when the video paused
+	probeAfter int64 // how long a pause lasts before a trial of the lowest layer
+	holdUntil  int64 // no switch down before, during a trial
 
 	// The rest is the write path's, under source.mu.
 	reason  SwitchTrigger // of the last target change
@@ -44,8 +55,19 @@ func newSimSub(want SimulcastRid) *simSub {
 	st.want.Store(int32(want.layer()))
 	st.cur.Store(-1)
 	st.target.Store(-1)
+	st.bwCap.Store(maxLayers - 1)
 	st.dirty.Store(true)
 	return st
+}
+
+// wantLayer is the layer the subscriber is to get at most: what it asked
+// for, within what its bandwidth allows.
+func (st *simSub) wantLayer() int8 {
+	w := int8(st.want.Load())
+	if c := int8(st.bwCap.Load()); c < w {
+		return c
+	}
+	return w
 }
 
 // setWant asks for layer rid from now on.

@@ -50,6 +50,9 @@ type simSource struct {
 	winStart   int64            // of the frame count window
 	winFrames  [maxLayers]int32 // frames ended in the window, per layer
 	prevFrames [maxLayers]int32 // in the window before
+	winBytes   [maxLayers]int64 // bytes of the layers in the window
+	// rate is each layer's bitrate over the last full window, bps.
+	rate [maxLayers]atomic.Int64
 }
 
 // simLayer is one layer of a simulcast source.
@@ -83,8 +86,13 @@ func (ss *simSource) activeMask(now int64) (active, seen uint8) {
 		ss.prevFrames = ss.winFrames
 		if d >= 2*int64(rateWindow) {
 			ss.prevFrames = [maxLayers]int32{}
+			ss.winBytes = [maxLayers]int64{}
+		}
+		for l := range ss.rate {
+			ss.rate[l].Store(ss.winBytes[l] * 8 * int64(time.Second) / d)
 		}
 		ss.winFrames = [maxLayers]int32{}
+		ss.winBytes = [maxLayers]int64{}
 		ss.winStart = now
 	}
 	min := int32(minLayerFPS * rateWindow / time.Second)
@@ -139,7 +147,7 @@ func (s *source) demandMask() uint8 {
 	var m uint8
 	for _, d := range *s.subs.Load() {
 		lo, hi := int8(maxLayers), int8(-1)
-		for _, v := range [3]int32{d.sim.want.Load(), d.sim.cur.Load(), d.sim.target.Load()} {
+		for _, v := range [3]int32{int32(d.sim.wantLayer()), d.sim.cur.Load(), d.sim.target.Load()} {
 			if v >= 0 {
 				lo, hi = min(lo, int8(v)), max(hi, int8(v))
 			}
@@ -171,6 +179,16 @@ func (ss *simSource) updateDemand(s *source, report int8) {
 			(*fn)(ridOf(l), m&(1<<l) != 0)
 		}
 	}
+}
+
+// rates returns each layer's bitrate over the last full window, in bits
+// per second (0: none arrived).
+func (ss *simSource) rates() [maxLayers]int64 {
+	var r [maxLayers]int64
+	for l := range r {
+		r[l] = ss.rate[l].Load()
+	}
+	return r
 }
 
 func (ss *simSource) stop() {
@@ -234,6 +252,7 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 		if s.hdr.Marker {
 			ss.winFrames[l]++
 		}
+		ss.winBytes[l] += int64(len(pkt))
 	}
 	subs := *s.subs.Load()
 	all := now-ss.selectedAt >= int64(selectEvery)
@@ -289,7 +308,7 @@ func (s *source) selectLocked(d *downTrack, active, seen uint8, again bool) {
 	if cur < 0 {
 		active = seen
 	}
-	t := pickLayer(int8(st.want.Load()), active, old)
+	t := pickLayer(st.wantLayer(), active, old)
 	if t != old {
 		st.target.Store(int32(t))
 		st.reason = trigger

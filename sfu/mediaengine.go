@@ -33,7 +33,7 @@ var headerExtensions = []struct {
 
 // newMediaEngine returns the media engine and interceptor registry of the
 // SFU's pion API.
-func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
+func newMediaEngine(cc *ccRegistry) (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, nil, fmt.Errorf("sfu: register codecs: %w", err)
@@ -46,7 +46,7 @@ func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 		}
 	}
 	ir := &interceptor.Registry{}
-	if err := configureInterceptors(m, ir); err != nil {
+	if err := configureInterceptors(m, ir, cc); err != nil {
 		return nil, nil, err
 	}
 	return m, ir, nil
@@ -63,9 +63,14 @@ func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 // the packets per subscriber. Interceptors that must also see
 // retransmissions (transport-wide sequence numbers, pacing) go between the
 // innermost and the inner gate; they see RTX under its stream's SSRC.
-func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
+func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *ccRegistry) error {
 	unmask, inner, outer := newRtxGates()
 	ir.Add(unmask)
+	if cc != nil { // congestion control and pacing, nearest the transport
+		if err := cc.configure(m, ir); err != nil {
+			return fmt.Errorf("sfu: configure congestion control: %w", err)
+		}
+	}
 	ir.Add(inner)
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {

@@ -67,6 +67,7 @@ type SFU struct {
 	api      *webrtc.API
 	mux      net.PacketConn // UDP mux socket, if any
 	muxClose func() error
+	cc       *ccRegistry // nil with Config.DisableCongestionControl
 	channels map[string]*Channel
 	conns    map[string]*Connection
 	counts   map[string]int // connections per channel
@@ -95,11 +96,14 @@ func (s *SFU) start() error {
 	if s.state.Started() {
 		return nil
 	}
-	m, ir, err := newMediaEngine()
+	lf := slogpion.New(s.cfg.Logger)
+	if !s.cfg.DisableCongestionControl {
+		s.cc = &ccRegistry{logger: lf}
+	}
+	m, ir, err := newMediaEngine(s.cc)
 	if err != nil {
 		return err
 	}
-	lf := slogpion.New(s.cfg.Logger)
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	n := s.cfg.Network
 	if s.cfg.Net != nil {

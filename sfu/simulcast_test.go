@@ -32,6 +32,7 @@ type simTrack struct {
 	ws           webrtc.TrackLocalWriter
 	midID, ridID uint8
 	mid          string
+	size         int // bytes a frame; 0: one small packet
 	seq          uint16
 	ts           uint32
 	pic          uint16
@@ -95,11 +96,24 @@ func (t *simTrack) writeFrame() {
 	}
 	key := t.keyNext.Swap(false)
 	payload := simPayload(t.layer, t.pic, t.tl0, key, t.frames)
-	h := rtp.Header{Version: 2, Marker: true, PayloadType: t.pt, SequenceNumber: t.seq, Timestamp: t.ts, SSRC: t.ssrc}
-	_ = h.SetExtension(t.midID, []byte(t.mid))
-	_ = h.SetExtension(t.ridID, []byte(t.rid))
-	_, _ = t.ws.WriteRTP(&h, payload)
-	t.seq++
+	// A frame of size bytes goes in packets of up to 1000: the first
+	// starts the frame (S), the last has the marker; each carries the
+	// descriptor and the tag, then filler.
+	packets := max(1, (t.size+999)/1000)
+	for i := range packets {
+		p := payload
+		if i > 0 {
+			p = append([]byte{payload[0] &^ 0x10}, payload[1:]...) // S cleared
+		}
+		if t.size > 0 {
+			p = append(p, make([]byte, min(1000, t.size-1000*i)-len(p))...)
+		}
+		h := rtp.Header{Version: 2, Marker: i == packets-1, PayloadType: t.pt, SequenceNumber: t.seq, Timestamp: t.ts, SSRC: t.ssrc}
+		_ = h.SetExtension(t.midID, []byte(t.mid))
+		_ = h.SetExtension(t.ridID, []byte(t.rid))
+		_, _ = t.ws.WriteRTP(&h, p)
+		t.seq++
+	}
 	t.ts += 3000
 	t.pic = (t.pic + 1) & 0x7fff
 	t.tl0++

@@ -1,0 +1,330 @@
+package sfu
+
+// Downlink congestion control. Every connection's peer connection runs
+// pion's send-side bandwidth estimator (GCC, pion/interceptor's gcc: delay
+// based on the subscriber's transport-cc feedback, loss based on it too),
+// and stamps transport-wide sequence numbers on what it sends. Packets are
+// not paced: pion's leaky-bucket pacer queues without bound what exceeds
+// the estimate (a track that cannot be lowered, as one without layers,
+// would grow it for as long as the link is short) and allocates for each
+// packet; the layer choice below is what keeps the sending rate within the
+// estimate. A REMB from a client (one without transport-cc) caps
+// the estimate. Every ccTick the connection shares the estimate among its
+// tracks: audio first (ccAudioReserve each), the rest split evenly among
+// its simulcast tracks, each of which gets the highest layer whose measured
+// bitrate fits, with hysteresis (fitLayer): down at once when far off, after
+// a while when a little; up one layer at a time after a hold, longer after
+// tries that failed. When even the lowest layer is far off, the video of
+// that track pauses (audio keeps flowing) until the lowest fits again, or
+// until a trial of it. The estimate keeps growing while the link carries
+// what is sent, so a lowered subscriber climbs back when its link recovers.
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// Congestion control settings.
+const (
+	// ccInitialBitrate is a new connection's estimate before feedback.
+	ccInitialBitrate = 1_500_000
+	ccMinBitrate     = 30_000
+	ccMaxBitrate     = 20_000_000
+	// ccTick is how often a connection shares its estimate among its tracks.
+	ccTick = 200 * time.Millisecond
+	// ccUpHold is how long a layer up must fit, with a quarter to spare,
+	// before the switch up (or the resume of a paused video).
+	ccUpHold = 2 * time.Second
+	// ccAudioReserve is what each audio track is given first (Opus as
+	// browsers send it, headers included).
+	ccAudioReserve = 40_000
+	// ccProbeAfter and ccProbeMax bound the wait before a paused video
+	// tries its lowest layer again, and the up hold after failed tries.
+	ccProbeAfter = 4 * time.Second
+	ccProbeMax   = 30 * time.Second
+	// ccDownHold is how long a share a little under the layer's bitrate
+	// lasts before the switch down.
+	ccDownHold = 3 * time.Second
+	// ccUpKeep is how long a step up must hold for the next one to come
+	// without backoff.
+	ccUpKeep = 10 * time.Second
+)
+
+// ccRegistry hands each new peer connection's bandwidth estimator to its
+// Connection: pion's interceptor reports it, by peer connection id, while
+// the peer connection is made.
+type ccRegistry struct {
+	logger logging.LoggerFactory
+	m      sync.Map // peer connection id → cc.BandwidthEstimator
+}
+
+// configure adds the estimator (nearest the transport, with pion's
+// pass-through pacer) and the transport-wide sequence numbers to ir, and
+// offers transport-cc and REMB feedback.
+func (r *ccRegistry) configure(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
+	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		opts := []gcc.Option{gcc.SendSideBWEInitialBitrate(ccInitialBitrate), gcc.SendSideBWEMinBitrate(ccMinBitrate), gcc.SendSideBWEMaxBitrate(ccMaxBitrate),
+			gcc.SendSideBWEPacer(gcc.NewNoOpPacer())}
+		if r.logger != nil {
+			opts = append(opts, gcc.WithLoggerFactory(r.logger))
+		}
+		return gcc.NewSendSideBWE(opts...)
+	})
+	if err != nil {
+		return err
+	}
+	f.OnNewPeerConnection(func(id string, e cc.BandwidthEstimator) { r.m.Store(id, e) })
+	ir.Add(f)
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
+		return err
+	}
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "goog-remb"}, webrtc.RTPCodecTypeVideo)
+	return nil
+}
+
+// take returns and forgets the estimator of the peer connection id.
+func (r *ccRegistry) take(id string) cc.BandwidthEstimator {
+	if r == nil {
+		return nil
+	}
+	v, ok := r.m.LoadAndDelete(id)
+	if !ok {
+		return nil
+	}
+	e, _ := v.(cc.BandwidthEstimator)
+	return e
+}
+
+// downlink is a connection's congestion control. The estimate it uses is
+// kept in Connection.bwe.
+type downlink struct {
+	est  cc.BandwidthEstimator
+	remb atomic.Int64 // the client's last REMB, bps; 0: none
+}
+
+// startCongestion starts the connection's congestion control, if its peer
+// connection has an estimator. Called by Join before the connection is
+// visible.
+func (c *Connection) startCongestion() {
+	est := c.sfu.cc.take(c.pc.ID())
+	if est == nil {
+		return
+	}
+	c.dl = &downlink{est: est}
+	c.wg.Add(1)
+	go c.runCongestion()
+}
+
+func (c *Connection) runCongestion() {
+	defer c.wg.Done()
+	t := time.NewTicker(ccTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			c.shareEstimate(mono())
+		}
+	}
+}
+
+// EstimatedBitrate returns the connection's downlink bandwidth estimate in
+// bits per second (GCC, capped by the client's REMB), or 0 when congestion
+// control is off.
+func (c *Connection) EstimatedBitrate() int { return int(c.bwe.Load()) }
+
+// shareEstimate gives each simulcast track of the connection the highest
+// layer that fits its share of the estimate.
+func (c *Connection) shareEstimate(now int64) {
+	dl := c.dl
+	budget := int64(dl.est.GetTargetBitrate())
+	if r := dl.remb.Load(); r > 0 && r < budget {
+		budget = r
+	}
+	c.bwe.Store(uint64(budget))
+	var sims []*downTrack
+	audio := 0
+	c.mu.Lock()
+	for src, d := range c.downs {
+		switch {
+		case d.sim != nil:
+			if d.sim.want.Load() >= 0 {
+				sims = append(sims, d)
+			}
+		case src.info.Kind == webrtc.RTPCodecTypeAudio:
+			audio++
+		}
+	}
+	c.mu.Unlock()
+	if len(sims) == 0 {
+		return
+	}
+	share := (budget - int64(audio)*ccAudioReserve) / int64(len(sims))
+	for _, d := range sims {
+		d.sim.fitLayer(d.src.sim.rates(), share, now)
+	}
+}
+
+// fitLayer sets the subscriber's layer cap from its share of the estimate
+// and the layers' bitrates (layerFit), with hysteresis both ways:
+//
+//   - Down: at once when the share is under three quarters of the layer's
+//     bitrate; when it is under the bitrate but not that far, only once it
+//     stayed under for ccDownHold (GCC's estimate drops to 0.85 of what it
+//     receives at each overuse it sees, a queue that built up for a moment
+//     included, and is back within two or three seconds when the link has
+//     room).
+//   - Up: one layer at a time, once the next fits with a quarter to spare
+//     for the up hold: ccUpHold, twice as long after each try that went
+//     down again within ccUpKeep, up to ccProbeMax.
+//   - Pause: when the share is under half the lowest layer arriving (so
+//     that GCC's drop after an overuse does not pause it). Nothing is sent
+//     then to measure the link by, so the
+//     estimate stands still unless audio flows: the lowest layer is tried
+//     again after ccProbeAfter, then after twice as long each time it
+//     pauses again (up to ccProbeMax), and kept for ccUpHold at least.
+func (st *simSub) fitLayer(rates [maxLayers]int64, share, now int64) {
+	lowest, fits, far := layerFit(rates, share)
+	if lowest < 0 {
+		return // nothing measured: no decision
+	}
+	cur := int8(st.bwCap.Load())
+	next := cur
+	switch {
+	case cur >= 0 && now < st.holdUntil:
+		// a trial of the lowest layer: the estimate needs time to follow
+	case far < cur:
+		next = far
+	case fits < cur:
+		if st.downSince == 0 {
+			st.downSince = now
+		}
+		if now-st.downSince >= int64(ccDownHold) {
+			next = fits
+		}
+	case fits > cur && cur >= 0 || cur < 0 && far >= 0:
+		st.downSince = 0
+		up := max(cur+1, lowest)
+		if rates[up]*5/4 > share {
+			st.upSince = 0
+			break
+		}
+		if st.upSince == 0 {
+			st.upSince = now
+		}
+		if now-st.upSince >= max(st.upHold, int64(ccUpHold)) {
+			next = up
+		}
+	default:
+		st.downSince, st.upSince = 0, 0
+		if cur < 0 && now-st.pausedAt >= st.probeAfter {
+			next, st.holdUntil = lowest, now+int64(ccUpHold)
+		}
+		if cur >= 0 && st.upAt != 0 && now-st.upAt >= int64(ccUpKeep) {
+			st.upHold, st.upAt = 0, 0 // the last step up held: no backoff
+		}
+	}
+	switch {
+	case next < cur:
+		st.downSince, st.upSince = 0, 0
+		if st.upAt != 0 && now-st.upAt < int64(ccUpKeep) {
+			st.upHold = min(2*max(st.upHold, int64(ccUpHold)), int64(ccProbeMax))
+		}
+		st.upAt = 0
+		if next < 0 {
+			st.pausedAt = now
+			st.probeAfter = min(max(2*st.probeAfter, int64(ccProbeAfter)), int64(ccProbeMax))
+		}
+	case next > cur:
+		st.downSince, st.upSince = 0, 0
+		st.upAt = now
+		if cur >= 0 {
+			st.probeAfter = 0 // the video flows: a later pause probes early again
+		}
+	}
+	if next != cur {
+		st.bwCap.Store(int32(next))
+		st.dirty.Store(true)
+	}
+}
+
+// layerFit returns, for a share of the estimate and the layers' bitrates,
+// the lowest layer measured (-1: none), the highest layer that fits (all
+// measured layers up to it within the share; a layer not measured, as not
+// arriving, is taken to fit), and the highest that is not far off (within
+// four thirds of the share; for the lowest, within twice the share); -1
+// when not even the lowest measured one is.
+func layerFit(rates [maxLayers]int64, share int64) (lowest, fits, far int8) {
+	lowest = -1
+	for l := int8(0); l < maxLayers; l++ {
+		if rates[l] > 0 {
+			lowest = l
+			break
+		}
+	}
+	if lowest < 0 {
+		return -1, -1, -1
+	}
+	fits, far = maxLayers-1, maxLayers-1
+	for l := int8(maxLayers - 1); l >= lowest; l-- {
+		if rates[l] > share {
+			fits = l - 1
+		}
+		if rates[l]*3 > share*4 {
+			far = l - 1
+		}
+	}
+	if fits < lowest {
+		fits = lowest // only a pause (far) stops the lowest layer
+	}
+	if far < lowest {
+		far = lowest
+		if rates[lowest] > 2*share {
+			far = -1
+		}
+	}
+	return lowest, fits, far
+}
+
+// noteREMB records the bitrate of a REMB in a compound RTCP packet.
+func (c *Connection) noteREMB(b []byte) {
+	if c.dl == nil {
+		return
+	}
+	if r, ok := rembBitrate(b); ok {
+		c.dl.remb.Store(int64(r))
+	}
+}
+
+// rembBitrate returns the bitrate of the first REMB (RTCP PSFB, FMT 15,
+// "REMB") in a compound RTCP packet. It allocates nothing.
+func rembBitrate(b []byte) (uint64, bool) {
+	for len(b) >= 4 {
+		if b[0]>>6 != 2 {
+			return 0, false
+		}
+		size := (int(binary.BigEndian.Uint16(b[2:4])) + 1) * 4
+		if size > len(b) {
+			return 0, false
+		}
+		if b[1] == 206 && b[0]&0x1f == 15 && size >= 20 && string(b[12:16]) == "REMB" {
+			exp := b[17] >> 2
+			mantissa := uint64(b[17]&0x03)<<16 | uint64(b[18])<<8 | uint64(b[19])
+			if exp > 46 {
+				return 0, false
+			}
+			return mantissa << exp, true
+		}
+		b = b[size:]
+	}
+	return 0, false
+}

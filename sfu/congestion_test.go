@@ -1,0 +1,111 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+func TestFitLayer(t *testing.T) {
+	st := newSimSub(RidR2)
+	rates := [maxLayers]int64{150_000, 400_000, 1_000_000}
+	sec := int64(time.Second)
+	now := 100 * sec
+	step := func(share int64, dt time.Duration, want int8) {
+		t.Helper()
+		now += int64(dt)
+		st.fitLayer(rates, share, now)
+		if got := int8(st.bwCap.Load()); got != want {
+			t.Fatalf("share %d at +%v: cap %d, want %d", share, time.Duration(now-100*sec), got, want)
+		}
+	}
+	step(2_000_000, 0, 2)
+	step(600_000, ccTick, 1) // far under r2: down at once
+	step(280_000, ccTick, 0)
+	step(80_000, ccTick, 0)   // under r0, but not far: the lowest layer stays
+	step(70_000, ccTick, -1)  // under half r0: paused
+	step(200_000, ccTick, -1) // r0 fits with a quarter to spare, but not for long yet
+	step(200_000, ccUpHold-ccTick, -1)
+	step(200_000, ccTick, 0) // held: resumed on r0
+	step(480_000, ccTick, 0) // r1 fits, but not with a quarter to spare
+	step(600_000, ccTick, 0)
+	step(600_000, ccUpHold, 1)
+	step(450_000, ccTick, 1)   // still fits
+	step(5_000_000, ccTick, 1) // one layer up at a time, after a hold
+	step(5_000_000, ccUpHold, 2)
+
+	// A dip a little under r2 (as GCC's at an overuse) goes down only if
+	// it lasts.
+	step(900_000, ccTick, 2)
+	step(2_000_000, ccTick, 2)
+	step(900_000, ccTick, 2)
+	step(900_000, ccDownHold-ccTick, 2)
+	step(900_000, ccTick, 1)
+	// That step up failed within ccUpKeep: the next one waits twice as long.
+	step(5_000_000, ccTick, 1)
+	step(5_000_000, ccUpHold, 1)
+	step(5_000_000, ccUpHold, 2)
+	step(5_000_000, ccUpKeep, 2) // it held: no backoff any more
+	if st.upHold != 0 {
+		t.Fatalf("up hold %v after a step up that held", time.Duration(st.upHold))
+	}
+
+	// Paused with an estimate that does not move (nothing sent): r0 is
+	// tried after ccProbeAfter, kept for ccUpHold whatever the estimate,
+	// paused again, tried again after twice as long.
+	step(50_000, ccTick, -1)
+	step(50_000, ccProbeAfter-ccTick, -1)
+	step(50_000, ccTick, 0) // the trial
+	step(50_000, ccUpHold-ccTick, 0)
+	step(50_000, ccTick, -1)
+	step(50_000, ccProbeAfter, -1)
+	step(50_000, ccProbeAfter, 0) // after twice as long
+	step(200_000, ccTick, 0)      // the estimate follows: kept
+	step(200_000, ccUpHold, 0)
+
+	// A layer not measured (not arriving) is taken to fit: r2 stopping
+	// lowers no cap.
+	rates = [maxLayers]int64{150_000, 400_000, 0}
+	st.bwCap.Store(2)
+	step(600_000, ccTick, 2)
+	rates = [maxLayers]int64{150_000, 0, 1_000_000}
+	step(300_000, ccTick, 1) // r2 far off; r1, not arriving, may do
+	st.upHold = 0
+	step(5_000_000, ccTick, 1)
+	step(5_000_000, ccUpHold, 2)
+	// The lowest layer arriving is r1: far under it, pause.
+	rates = [maxLayers]int64{0, 400_000, 1_000_000}
+	step(350_000, ccTick, 1)
+	step(190_000, ccTick, -1)
+	// Nothing measured: no decision.
+	rates = [maxLayers]int64{}
+	st.bwCap.Store(2)
+	step(10_000, ccTick, 2)
+	if st.wantLayer() != 2 {
+		t.Fatalf("wantLayer %d", st.wantLayer())
+	}
+	st.bwCap.Store(0)
+	if st.wantLayer() != 0 {
+		t.Fatalf("wantLayer %d with cap 0", st.wantLayer())
+	}
+}
+
+func TestREMBBitrate(t *testing.T) {
+	remb, _ := (&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 1_234_567, SSRCs: []uint32{5, 6}}).Marshal()
+	rr, _ := (&rtcp.ReceiverReport{SSRC: 1}).Marshal()
+	got, ok := rembBitrate(append(rr, remb...))
+	if !ok || got < 1_230_000 || got > 1_234_567 {
+		t.Fatalf("REMB %d %v", got, ok)
+	}
+	if _, ok := rembBitrate(rr); ok {
+		t.Fatal("REMB found in a receiver report")
+	}
+	pli, _ := (&rtcp.PictureLossIndication{MediaSSRC: 5}).Marshal()
+	if _, ok := rembBitrate(pli); ok {
+		t.Fatal("REMB found in a PLI")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { rembBitrate(remb) }); allocs != 0 {
+		t.Fatalf("rembBitrate allocates %v", allocs)
+	}
+}
