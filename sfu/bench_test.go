@@ -58,17 +58,15 @@ func runFanOut(b *testing.B, n int, write func(pkt []byte) error) {
 
 func BenchmarkFanOutE2E(b *testing.B) {
 	for _, n := range []int{1, 10, 50} {
-		b.Run(fmt.Sprintf("impl=shoal/N=%d", n), func(b *testing.B) {
-			s := newSFU(b, nil)
-			subs := make([]*testClient, n)
-			for i := range subs {
-				subs[i] = join(b, s, clientOpts{channel: "bench", id: fmt.Sprintf("S%d", i), role: sfu.RoleRecvonly, discard: true})
-			}
-			ch := channel(b, s, "bench")
-			w := addRemoteVideo(b, ch, "v", "PUB", nil)
-			waitReceiving(b, subs, "PUB/v", func() { _ = w.WriteRTP(benchPacket()) })
-			runFanOut(b, n, w.WriteRTP)
-		})
+		// shoal-nocc: Config.DisableCongestionControl, to show what the
+		// congestion control (pion's GCC and transport-wide sequence
+		// numbers on every packet sent) costs.
+		for _, impl := range []string{"shoal", "shoal-nocc"} {
+			b.Run(fmt.Sprintf("impl=%s/N=%d", impl, n), func(b *testing.B) {
+				s := newSFU(b, func(c *sfu.Config) { c.DisableCongestionControl = impl == "shoal-nocc" })
+				benchFanOutSFU(b, s, n)
+			})
+		}
 		b.Run(fmt.Sprintf("impl=pion/N=%d", n), func(b *testing.B) {
 			track, err := webrtc.NewTrackLocalStaticRTP(vp8, "v", "PUB")
 			if err != nil {
@@ -79,6 +77,19 @@ func BenchmarkFanOutE2E(b *testing.B) {
 			runFanOut(b, n, func(pkt []byte) error { _, err := track.Write(pkt); return err })
 		})
 	}
+}
+
+// benchFanOutSFU joins n recvonly clients to s and times a remote track's
+// writes to them.
+func benchFanOutSFU(b *testing.B, s *sfu.SFU, n int) {
+	subs := make([]*testClient, n)
+	for i := range subs {
+		subs[i] = join(b, s, clientOpts{channel: "bench", id: fmt.Sprintf("S%d", i), role: sfu.RoleRecvonly, discard: true})
+	}
+	ch := channel(b, s, "bench")
+	w := addRemoteVideo(b, ch, "v", "PUB", nil)
+	waitReceiving(b, subs, "PUB/v", func() { _ = w.WriteRTP(benchPacket()) })
+	runFanOut(b, n, w.WriteRTP)
 }
 
 func waitReceiving(b *testing.B, subs []*testClient, key string, write func()) {
