@@ -484,17 +484,33 @@ func TestLinkBreaksAndRecovers(t *testing.T) {
 	}
 }
 
-func TestNACKAnsweredFromSendingSide(t *testing.T) {
-	testutil.CheckLeaks(t)
-	a := startNode(t, "a", testKey)
-	b := startNode(t, "b", testKey)
+// relayedVideo starts nodes a and b with "room" open between them, adds
+// the video track on a and waits for b's writer of it.
+func relayedVideo(t *testing.T) (a, b *node, lt *LocalTrack, w *fakeWriter) {
+	t.Helper()
+	a = startNode(t, "a", testKey)
+	b = startNode(t, "b", testKey)
 	openRoom(t, a, b)
+	lt, w = videoOnB(t, a, b)
+	return a, b, lt, w
+}
+
+// videoOnB adds the video track to a's "room" and waits for b's writer
+// of it.
+func videoOnB(t *testing.T, a, b *node) (*LocalTrack, *fakeWriter) {
+	t.Helper()
 	lt, err := a.AddLocalTrack("room", video, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var w *fakeWriter
 	testutil.Eventually(t, func() bool { w = b.local.sink("room").track(video.ID); return w != nil }, 5*time.Second, "track on B")
+	return lt, w
+}
+
+func TestNACKAnsweredFromSendingSide(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a, b, lt, w := relayedVideo(t)
 	for s := uint16(1); s <= 10; s++ {
 		if s == 4 || s == 5 {
 			lt.ring.put(rtpPacket(s, []byte("lost"))) // kept for NACKs, never sent: lost on the wire
@@ -550,12 +566,7 @@ func TestWithoutClusterKeyRejected(t *testing.T) {
 
 	// Datagrams claiming to come from A but sealed without the key fail
 	// authentication: dropped and counted, nothing delivered.
-	lt, err := a.AddLocalTrack("room", video, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var w *fakeWriter
-	testutil.Eventually(t, func() bool { w = b.local.sink("room").track(video.ID); return w != nil }, 5*time.Second, "track on B")
+	lt, w := videoOnB(t, a, b)
 	forged := append(rtpPacket(9, nil), appendFrameStr(nil, KindRTP, 0, "room", video.ID, rtpPacket(1, []byte("evil")))...)
 	forged = append(forged, make([]byte, 16)...) // a made-up GCM tag
 	b.handleDatagram(forged, (*b.peers[a.name].sess.Load()).udpAP)

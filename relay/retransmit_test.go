@@ -17,15 +17,7 @@ var _ sfu.RetransmitRequester = (*inTrack)(nil)
 // them (its subscribers NACKed them), and only those.
 func TestRetransmitRequested(t *testing.T) {
 	testutil.CheckLeaks(t)
-	a := startNode(t, "a", testKey)
-	b := startNode(t, "b", testKey)
-	openRoom(t, a, b)
-	lt, err := a.AddLocalTrack("room", video, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var w *fakeWriter
-	testutil.Eventually(t, func() bool { w = b.local.sink("room").track(video.ID); return w != nil }, 5*time.Second, "track on B")
+	a, b, lt, w := relayedVideo(t)
 	_ = lt.WriteRTP(rtpPacket(1, []byte("ok")))
 	const last = maxNACKGap + 6
 	for s := uint16(2); s < last; s++ {

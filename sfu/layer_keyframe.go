@@ -145,6 +145,26 @@ type picIDs struct {
 	sid            uint8
 }
 
+// readPictureID reads the picture id at p[i], 7 bits or, with the M bit,
+// 15 (the same field in VP8 and VP9 descriptors), and returns where the
+// descriptor goes on.
+func (d *picIDs) readPictureID(p []byte, i int) (int, bool) {
+	if i >= len(p) {
+		return i, false
+	}
+	d.picAt = i
+	if p[i]&0x80 == 0 {
+		d.pic = uint16(p[i] & 0x7f)
+		return i + 1, true
+	}
+	if i+1 >= len(p) {
+		return i, false
+	}
+	d.wide = true
+	d.pic = uint16(p[i]&0x7f)<<8 | uint16(p[i+1])
+	return i + 2, true
+}
+
 // parseVP8 reads an RFC 7741 payload descriptor.
 func parseVP8(p []byte) (d picIDs, ok bool) {
 	if len(p) < 1 {
@@ -159,20 +179,8 @@ func parseVP8(p []byte) (d picIDs, ok bool) {
 		x := p[1]
 		i = 2
 		if x&0x80 != 0 { // I
-			if i >= len(p) {
+			if i, ok = d.readPictureID(p, i); !ok {
 				return d, false
-			}
-			d.picAt = i
-			if p[i]&0x80 != 0 { // M: 15 bits
-				if i+1 >= len(p) {
-					return d, false
-				}
-				d.wide = true
-				d.pic = uint16(p[i]&0x7f)<<8 | uint16(p[i+1])
-				i += 2
-			} else {
-				d.pic = uint16(p[i] & 0x7f)
-				i++
 			}
 		}
 		if x&0x40 != 0 { // L
@@ -206,20 +214,8 @@ func parseVP9(p []byte) (d picIDs, ok bool) {
 	flexible := b0&0x10 != 0
 	i := 1
 	if b0&0x80 != 0 { // I
-		if i >= len(p) {
+		if i, ok = d.readPictureID(p, i); !ok {
 			return d, false
-		}
-		d.picAt = i
-		if p[i]&0x80 != 0 {
-			if i+1 >= len(p) {
-				return d, false
-			}
-			d.wide = true
-			d.pic = uint16(p[i]&0x7f)<<8 | uint16(p[i+1])
-			i += 2
-		} else {
-			d.pic = uint16(p[i] & 0x7f)
-			i++
 		}
 	}
 	if b0&0x20 != 0 { // L: TID|U|SID|D
