@@ -264,11 +264,23 @@ func TestSimulcastOfferHasRids(t *testing.T) {
 	if !o.Simulcast || len(o.Encodings) != 3 || o.Encodings[0].RID != sfu.RidR0 || o.Encodings[2].RID != sfu.RidR2 {
 		t.Fatalf("offer simulcast %v encodings %+v", o.Simulcast, o.Encodings)
 	}
-	video := ""
+	// The text added to the offer keeps what sora-js-sdk needs of it: the
+	// server's candidates inside the SDP, and the upstream video as the
+	// first video m-line (the SDK attaches its camera to that one).
+	if !strings.Contains(o.SDP, "a=candidate:") {
+		t.Error("simulcast offer carries no candidates")
+	}
+	video, firstVideo := "", ""
 	for _, sec := range strings.Split(o.SDP, "\r\nm=")[1:] {
 		if attr(sec, "mid") == o.Mids.Video {
 			video = sec
 		}
+		if firstVideo == "" && strings.HasPrefix(sec, "video ") {
+			firstVideo = attr(sec, "mid")
+		}
+	}
+	if firstVideo != o.Mids.Video {
+		t.Errorf("first video m-line is mid %q, want the upstream one %q", firstVideo, o.Mids.Video)
 	}
 	for _, want := range []string{"a=rid:r0 recv", "a=rid:r1 recv", "a=rid:r2 recv", "a=simulcast:recv r0;r1;r2", "a=recvonly", sdp.SDESRTPStreamIDURI, sdp.SDESMidURI} {
 		if !strings.Contains(video, want) {
