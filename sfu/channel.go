@@ -198,9 +198,9 @@ func (ch *Channel) addLocalSource(c *Connection, info TrackInfo, kr KeyframeRequ
 	if err := ch.addSourceLocked(src); err != nil {
 		return nil, err
 	}
-	tap := &TrackTap{src: src}
 	for _, ob := range ch.observers {
 		if fn := ob.o.TrackAdded; fn != nil {
+			tap := &TrackTap{src: src} // one per observer: each has its own sink
 			ob.q.push(func() { fn(info, tap) })
 		}
 	}

@@ -27,10 +27,10 @@ type source struct {
 	closed atomic.Bool
 
 	// write path: mu serializes writers so hdr can be reused.
-	mu   sync.Mutex
-	hdr  rtp.Header
-	subs atomic.Pointer[[]*downTrack] // copy on write under subMu
-	sink atomic.Pointer[func([]byte)]
+	mu    sync.Mutex
+	hdr   rtp.Header
+	subs  atomic.Pointer[[]*downTrack] // copy on write under subMu
+	sinks sinkSet                      // the taps' (source.go)
 
 	subMu sync.Mutex
 
@@ -102,9 +102,7 @@ func (s *source) write(pkt []byte) error {
 	for _, d := range *s.subs.Load() {
 		d.writeRTP(&s.hdr, payload)
 	}
-	if fn := s.sink.Load(); fn != nil {
-		(*fn)(pkt)
-	}
+	s.sinks.call(pkt)
 	return nil
 }
 
@@ -209,7 +207,7 @@ func (s *source) close() {
 	if s.sim != nil {
 		s.sim.stop()
 	}
-	s.sink.Store(nil)
+	s.sinks.clear()
 }
 
 // binding is what a down track needs to write to one subscriber's sender.

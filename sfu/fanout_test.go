@@ -112,7 +112,7 @@ func TestWriteRewritesPerSubscriber(t *testing.T) {
 	}
 	var tapped int
 	fn := func(p []byte) { tapped = len(p) }
-	src.sink.Store(&fn)
+	(&TrackTap{src: src}).SetSink(fn)
 	if err := src.write(pkt); err != nil || tapped != len(pkt) {
 		t.Fatalf("tap got %d bytes, err %v", tapped, err)
 	}

@@ -61,7 +61,7 @@ type simLayer struct {
 	lastSeen atomic.Int64 // mono() of its last media packet
 	kf       kfLimiter
 	kr       atomic.Pointer[KeyframeRequester]
-	sink     atomic.Pointer[func([]byte)]
+	sinks    sinkSet
 }
 
 func newSimSource(info TrackInfo) *simSource {
@@ -194,7 +194,7 @@ func (ss *simSource) rates() [maxLayers]int64 {
 func (ss *simSource) stop() {
 	for l := range ss.layers {
 		ss.layers[l].kf.stop()
-		ss.layers[l].sink.Store(nil)
+		ss.layers[l].sinks.clear()
 	}
 }
 
@@ -280,9 +280,7 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 		}
 		d.writeLayer(&s.hdr, &p, ss)
 	}
-	if fn := ss.layers[l].sink.Load(); fn != nil {
-		(*fn)(pkt)
-	}
+	ss.layers[l].sinks.call(pkt)
 	return nil
 }
 
@@ -316,6 +314,7 @@ func (s *source) selectLocked(d *downTrack, active, seen uint8, again bool) {
 	switch {
 	case t < 0 && cur >= 0:
 		st.cur.Store(-1) // stopped; a later start waits for a keyframe
+		d.switched(cur, -1, st.reason)
 	case t >= 0 && t != cur && (t != old || again):
 		s.sim.requestLayer(s, t)
 	}

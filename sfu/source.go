@@ -2,6 +2,8 @@ package sfu
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -156,17 +158,13 @@ func (t *TrackTap) Info() TrackInfo { return t.src.info }
 
 // SetSink installs fn to receive every RTP packet of the track, as the
 // publisher sent it (after NACK handling, before the per-subscriber rewrite).
-// fn runs on the track's reader goroutine: it must not block, must not retain
-// pkt after returning (copy what it keeps) and must not call back into the
-// channel. A nil fn removes the sink. Installing a sink allocates; calling it
+// Each tap has its own sink: several observers of a channel each get every
+// packet, and setting one tap's sink never replaces another's. fn runs on
+// the track's reader goroutine: it must not block, must not retain pkt after
+// returning (copy what it keeps) and must not call back into the channel. A
+// nil fn removes this tap's sink. Installing a sink allocates; calling it
 // does not.
-func (t *TrackTap) SetSink(fn func(pkt []byte)) {
-	if fn == nil {
-		t.src.sink.Store(nil)
-		return
-	}
-	t.src.sink.Store(&fn)
-}
+func (t *TrackTap) SetSink(fn func(pkt []byte)) { t.src.sinks.set(t, fn) }
 
 // RequestKeyframe asks the track's publisher for a keyframe, under the same
 // coalescing and rate limit as subscribers' requests. It does not block.
@@ -182,11 +180,60 @@ func (t *TrackTap) SetLayerSink(rid SimulcastRid, fn func(pkt []byte)) {
 	if t.src.sim == nil || l < 0 {
 		return
 	}
-	if fn == nil {
-		t.src.sim.layers[l].sink.Store(nil)
+	t.src.sim.layers[l].sinks.set(t, fn)
+}
+
+// sinkSet holds the taps' sinks of one stream (a track, or a layer of a
+// simulcast track). Setting copies the list under mu; the write path reads
+// it through one atomic load and allocates nothing.
+type sinkSet struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]tapSink]
+}
+
+type tapSink struct {
+	tap *TrackTap
+	fn  func(pkt []byte)
+}
+
+// set installs fn as tap's sink, replacing tap's previous one; nil removes
+// it.
+func (s *sinkSet) set(tap *TrackTap, fn func(pkt []byte)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next []tapSink
+	if cur := s.list.Load(); cur != nil {
+		next = make([]tapSink, 0, len(*cur)+1)
+		for _, x := range *cur {
+			if x.tap != tap {
+				next = append(next, x)
+			}
+		}
+	}
+	if fn != nil {
+		next = append(next, tapSink{tap: tap, fn: fn})
+	}
+	if len(next) == 0 {
+		s.list.Store(nil)
 		return
 	}
-	t.src.sim.layers[l].sink.Store(&fn)
+	s.list.Store(&next)
+}
+
+// call hands pkt to every sink.
+func (s *sinkSet) call(pkt []byte) {
+	if p := s.list.Load(); p != nil {
+		for _, x := range *p {
+			x.fn(pkt)
+		}
+	}
+}
+
+// clear removes every sink (the stream ended).
+func (s *sinkSet) clear() {
+	s.mu.Lock()
+	s.list.Store(nil)
+	s.mu.Unlock()
 }
 
 // RequestLayerKeyframe asks the publisher for a keyframe of layer rid of a
