@@ -73,6 +73,17 @@ type Config struct {
 	DataDir string
 	// Version is reported in ListClusterNodes.
 	Version string
+	// ClusterID names this cluster among the clusters of a multi-cluster
+	// configuration (docs/multicluster.md): short (at most
+	// MaxClusterIDLen bytes), printable, no comma, no space. Every node of
+	// a cluster has the same. Empty is allowed only while the node takes
+	// part in no multi-cluster configuration.
+	ClusterID string
+	// ServiceID keeps services apart that share a gossip channel or a
+	// multi-cluster key: nodes whose ServiceID differs ignore each other
+	// (gossip refuses to merge them). At most MaxServiceIDLen bytes,
+	// printable, no space; empty is a service id like any other.
+	ServiceID string
 	// Timing sets failure detection and consensus timing; the zero value
 	// means ProductionTiming().
 	Timing Timing
@@ -89,6 +100,47 @@ type Config struct {
 	// Raft configuration that housekeeping makes, with its description;
 	// an error fails the change without it reaching Raft.
 	confChangeFault func(change string) error
+}
+
+// Limits of Config.ClusterID and Config.ServiceID: both travel in every
+// gossip message between clusters.
+const (
+	MaxClusterIDLen = 32
+	MaxServiceIDLen = 64
+)
+
+// CheckClusterID says what is wrong with a cluster id, or nil. It is an
+// ErrInvalid (errors.Is). Empty is wrong: callers that allow it check
+// before.
+func CheckClusterID(id string) error {
+	if id == "" {
+		return &invalidError{errors.New("cluster: cluster id is empty")}
+	}
+	if len(id) > MaxClusterIDLen {
+		return &invalidError{fmt.Errorf("cluster: cluster id %q is %d bytes, at most %d", id, len(id), MaxClusterIDLen)}
+	}
+	return checkIDChars("cluster id", id, true)
+}
+
+// CheckServiceID says what is wrong with a service id, or nil (an
+// ErrInvalid).
+func CheckServiceID(id string) error {
+	if len(id) > MaxServiceIDLen {
+		return &invalidError{fmt.Errorf("cluster: service id %q is %d bytes, at most %d", id, len(id), MaxServiceIDLen)}
+	}
+	return checkIDChars("service id", id, false)
+}
+
+func checkIDChars(what, id string, noComma bool) error {
+	for _, c := range []byte(id) {
+		if c <= ' ' || c >= 0x7f {
+			return &invalidError{fmt.Errorf("cluster: %s %q: only printable ASCII without spaces is allowed, not %q", what, id, c)}
+		}
+		if noComma && c == ',' {
+			return &invalidError{fmt.Errorf("cluster: %s %q must not contain a comma", what, id)}
+		}
+	}
+	return nil
 }
 
 // DefaultConfig returns a Config with Sora's defaults: relay and
@@ -302,6 +354,14 @@ func (c Config) validate() (NodeName, error) {
 	}
 	if c.MaxNodes < 0 {
 		errs = append(errs, fmt.Errorf("cluster: max_nodes %d is negative", c.MaxNodes))
+	}
+	if c.ClusterID != "" {
+		if err := CheckClusterID(c.ClusterID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := CheckServiceID(c.ServiceID); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Cluster {
 		if c.MaxConnections == 0 {

@@ -64,6 +64,11 @@ func TestConfigValidation(t *testing.T) {
 		// It would pass and then refuse every connect: placement sees no room.
 		{"no max", func(c *Config) { c.MaxConnections = 0 }, "max_connections (Config.MaxConnections) is 0"},
 		{"bad timing", func(c *Config) { c.Timing.Tick = -1 }, "Timing has a zero or negative field"},
+		{"comma in cluster id", func(c *Config) { c.ClusterID = "tokyo,osaka" }, `cluster id "tokyo,osaka" must not contain a comma`},
+		{"space in cluster id", func(c *Config) { c.ClusterID = "to kyo" }, "only printable ASCII without spaces"},
+		{"long cluster id", func(c *Config) { c.ClusterID = strings.Repeat("x", 33) }, "is 33 bytes, at most 32"},
+		{"long service id", func(c *Config) { c.ServiceID = strings.Repeat("s", 65) }, "service id"},
+		{"control in service id", func(c *Config) { c.ServiceID = "a\nb" }, "only printable ASCII"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good()

@@ -277,6 +277,7 @@ func (n *Node) startCluster(ctx, rctx context.Context) error {
 	sc.Init()
 	sc.NodeName = n.self
 	sc.Tags = n.tags()
+	sc.Merge = sameService{svc: cfg.ServiceID, cid: cfg.ClusterID}
 	n.serfEvents = make(chan serf.Event, 256)
 	sc.EventCh = n.serfEvents
 	sc.Logger = libLogs.serf

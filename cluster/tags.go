@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"maps"
 	"net"
 	"strconv"
@@ -22,6 +23,8 @@ const (
 	tagMax    = "max"  // max_connections
 	tagMaxN   = "maxn" // max_nodes
 	tagVer    = "ver"  // version
+	tagSvc    = "svc"  // service id
+	tagCID    = "cid"  // cluster id
 )
 
 // tags returns what this node gossips about itself.
@@ -35,7 +38,7 @@ func (n *Node) tags() map[string]string {
 	mode, reason := n.local.mode, n.local.reason
 	n.local.Unlock()
 	tags := map[string]string{tagRole: role, tagBoot: n.boot, tagRPC: p,
-		tagMode: strconv.Itoa(int(mode)), tagReason: reason}
+		tagMode: strconv.Itoa(int(mode)), tagReason: reason, tagSvc: n.cfg.ServiceID, tagCID: n.cfg.ClusterID}
 	// Facts also travel in the replicated state; here they serve until
 	// that has them. Skipped if they would not fit memberlist's 512 bytes.
 	facts := map[string]string{tagSig: n.cfg.ExternalSignalingURL, tagAPI: n.cfg.ExternalAPIURL,
@@ -76,4 +79,20 @@ func modeFromTags(m serf.Member) (affinity.Mode, string) {
 		mode = affinity.Mode(v)
 	}
 	return mode, m.Tags[tagReason]
+}
+
+// sameService is serf's merge delegate: a node refuses to merge with
+// members of another service or cluster id (a node configured for another
+// service that was given this cluster's key and address), so the two
+// never see each other.
+type sameService struct{ svc, cid string }
+
+func (d sameService) NotifyMerge(members []*serf.Member) error {
+	for _, m := range members {
+		if m.Tags[tagSvc] != d.svc || m.Tags[tagCID] != d.cid {
+			return fmt.Errorf("cluster: member %s is of service %q cluster %q, this node of service %q cluster %q",
+				m.Name, m.Tags[tagSvc], m.Tags[tagCID], d.svc, d.cid)
+		}
+	}
+	return nil
 }
