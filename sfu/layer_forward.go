@@ -14,9 +14,11 @@ import (
 
 // simSub is a subscriber's state for a simulcast source.
 type simSub struct {
-	// want is the layer asked for (-1: none); dirty says it changed and
-	// the write path must decide again. Both are set from any goroutine.
+	// want is the layer asked for (-1: none; the highest for auto, which
+	// auto says); dirty says it changed and the write path must decide
+	// again. They are set from any goroutine.
 	want  atomic.Int32
+	auto  atomic.Bool
 	dirty atomic.Bool
 	// cur is the layer forwarded (-1: none), target the one to switch to
 	// at its next keyframe. Written under source.mu, read anywhere.
@@ -52,7 +54,8 @@ type simSub struct {
 
 func newSimSub(want SimulcastRid) *simSub {
 	st := &simSub{}
-	st.want.Store(int32(want.layer()))
+	st.want.Store(int32(want.ceiling()))
+	st.auto.Store(want == RidAuto)
 	st.cur.Store(-1)
 	st.target.Store(-1)
 	st.bwCap.Store(maxLayers - 1)
@@ -72,7 +75,8 @@ func (st *simSub) wantLayer() int8 {
 
 // setWant asks for layer rid from now on.
 func (st *simSub) setWant(rid SimulcastRid) {
-	st.want.Store(int32(rid.layer()))
+	st.want.Store(int32(rid.ceiling()))
+	st.auto.Store(rid == RidAuto)
 	st.dirty.Store(true)
 }
 
@@ -125,7 +129,7 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 		prev := int8(st.cur.Load())
 		st.switchTo(p, ss)
 		d.src.sim.updateDemand(d.src, -1)
-		if prev >= 0 && prev != p.layer {
+		if prev != p.layer {
 			d.switched(prev, p.layer, st.reason)
 		}
 	}
@@ -221,19 +225,32 @@ func newerMod(a, b, mask uint16) bool {
 	return d != 0 && d <= mask/2
 }
 
-// switched reports a layer switch to the subscriber's connection.
+// switched reports a layer switch to the subscriber's connection: from
+// none when a layer starts, to none when the video stops.
 func (d *downTrack) switched(prev, cur int8, trigger SwitchTrigger) {
 	c := d.conn
 	if c == nil || c.hooks.SimulcastSwitched == nil {
 		return
 	}
+	st := d.sim
+	requested := ridOf(int8(st.want.Load()))
+	if st.auto.Load() {
+		requested = RidAuto
+	}
+	var auto []SimulcastRid
+	if c.dl != nil { // congestion control on: what the estimate allows
+		for l := int8(0); l <= int8(st.bwCap.Load()); l++ {
+			auto = append(auto, ridOf(l))
+		}
+	}
 	ev := SimulcastSwitch{
 		SenderConnectionID: d.src.info.StreamID,
 		TrackID:            d.src.info.ID,
-		Requested:          ridOf(int8(d.sim.want.Load())),
+		Requested:          requested,
 		Previous:           ridOf(prev),
 		Current:            ridOf(cur),
 		Trigger:            trigger,
+		AutoRids:           auto,
 	}
 	fn := c.hooks.SimulcastSwitched
 	c.q.push(func() { fn(ev) })

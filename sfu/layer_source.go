@@ -314,6 +314,7 @@ func (s *source) selectLocked(d *downTrack, active, seen uint8, again bool) {
 	switch {
 	case t < 0 && cur >= 0:
 		st.cur.Store(-1) // stopped; a later start waits for a keyframe
+		d.switched(cur, -1, st.reason)
 	case t >= 0 && t != cur && (t != old || again):
 		s.sim.requestLayer(s, t)
 	}

@@ -32,18 +32,24 @@ const (
 	RidR0 SimulcastRid = "r0"
 	RidR1 SimulcastRid = "r1"
 	RidR2 SimulcastRid = "r2"
+	// RidAuto leaves the layer to the downlink congestion control: the
+	// highest one the connection's bandwidth estimate fits (the highest
+	// that arrives when congestion control is off). A named layer is a
+	// ceiling the congestion control stays under; auto has none.
+	RidAuto SimulcastRid = "auto"
 )
 
-// ParseSimulcastRid parses "none", "r0", "r1" or "r2".
+// ParseSimulcastRid parses "none", "r0", "r1", "r2" or "auto".
 func ParseSimulcastRid(s string) (SimulcastRid, error) {
 	switch r := SimulcastRid(s); r {
-	case RidNone, RidR0, RidR1, RidR2:
+	case RidNone, RidR0, RidR1, RidR2, RidAuto:
 		return r, nil
 	}
-	return "", fmt.Errorf("%w: simulcast rid %q is not none, r0, r1 or r2", ErrInvalidRequest, s)
+	return "", fmt.Errorf("%w: simulcast rid %q is not none, r0, r1, r2 or auto", ErrInvalidRequest, s)
 }
 
-// layer returns the layer index of r: -1 for none (or anything else).
+// layer returns the layer index of r: -1 for none, auto (not a layer)
+// or anything else.
 func (r SimulcastRid) layer() int8 {
 	switch r {
 	case RidR0:
@@ -54,6 +60,15 @@ func (r SimulcastRid) layer() int8 {
 		return 2
 	}
 	return -1
+}
+
+// ceiling returns the highest layer a subscriber asking for r may get:
+// r's, the highest for auto, -1 for none.
+func (r SimulcastRid) ceiling() int8 {
+	if r == RidAuto {
+		return maxLayers - 1
+	}
+	return r.layer()
 }
 
 // ridOf names layer l; "none" for -1.
@@ -104,20 +119,27 @@ const (
 )
 
 // SimulcastSwitch tells a subscriber that the layer it receives of one
-// publisher's video changed. It is reported only between two layers: not
-// when the first layer starts, nor when video stops for RidNone.
+// publisher's video changed: when the first layer starts (Previous is
+// RidNone), between two layers, when the video stops (Current is RidNone:
+// RidNone asked for, or the congestion control pausing it) and when it
+// starts again.
 type SimulcastSwitch struct {
 	// SenderConnectionID is the publisher's connection id.
 	SenderConnectionID string
 	// TrackID is the track's id.
 	TrackID string
-	// Requested is what the subscriber asks for.
+	// Requested is what the subscriber asks for (RidAuto included).
 	Requested SimulcastRid
 	// Previous and Current are the layers before and after the switch.
 	Previous, Current SimulcastRid
-	// Trigger says whether the subscriber's request or the publisher's
-	// layers caused the switch.
+	// Trigger says whether the subscriber's side (its request, or its
+	// bandwidth) or the publisher's layers caused the switch.
 	Trigger SwitchTrigger
+	// AutoRids are the layers the downlink congestion control allows the
+	// subscriber at the switch, lowest first (the ones at or under what
+	// its bandwidth estimate fits); empty when it is off or pauses the
+	// video.
+	AutoRids []SimulcastRid
 }
 
 // simulcastRids are the rids a simulcast publisher is offered.
@@ -141,8 +163,9 @@ func (r *subscriptionRids) of(sender string) SimulcastRid {
 // simulcast video of the publisher sender (a connection id), or of every
 // publisher, present and future, when sender is "". The switch happens at
 // the next keyframe of that layer, which is asked for at once; RidNone
-// stops the video at once. A layer that is not active gives the nearest
-// one below it, else above it. Non-simulcast tracks are not affected.
+// stops the video at once; RidAuto leaves the layer to the congestion
+// control. A layer that is not active gives the nearest one below it, else
+// above it. Non-simulcast tracks are not affected.
 func (c *Connection) SetSimulcastRid(sender string, rid SimulcastRid) error {
 	if _, err := ParseSimulcastRid(string(rid)); err != nil {
 		return err

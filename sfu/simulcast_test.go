@@ -348,7 +348,8 @@ func TestSimulcastSwitchSeamless(t *testing.T) {
 	pub.pumpLayers(t)
 	sub := join(t, s, clientOpts{channel: "sc", id: "sub", role: sfu.RoleRecvonly, rid: sfu.RidR0})
 	key := "pub/pub-video"
-	testutil.Eventually(t, func() bool { return len(sub.frames(key)) > 20 }, wait, "r0 flows")
+	testutil.Eventually(t, func() bool { return len(sub.frames(key)) > 20 && lastLayer(sub.frames(key)) == 'A' }, wait, "r0 flows")
+	started := len(sub.switchEvents()) // the start (and a layer taken before r0 came)
 	plis := pub.layers[2].plis.Load()
 	if err := sub.conn.SetSimulcastRid("pub", sfu.RidR2); err != nil {
 		t.Fatal(err)
@@ -357,8 +358,8 @@ func TestSimulcastSwitchSeamless(t *testing.T) {
 	if pub.layers[2].plis.Load() == plis {
 		t.Fatal("no keyframe request to r2 on the switch")
 	}
-	testutil.Eventually(t, func() bool { return len(sub.switchEvents()) == 1 }, wait, "switch reported")
-	if ev := sub.switchEvents()[0]; ev.Previous != sfu.RidR0 || ev.Current != sfu.RidR2 || ev.Requested != sfu.RidR2 || ev.Trigger != sfu.TriggerReceiver || ev.SenderConnectionID != "pub" {
+	testutil.Eventually(t, func() bool { return len(sub.switchEvents()) == started+1 }, wait, "switch reported")
+	if ev := sub.switchEvents()[started]; ev.Previous != sfu.RidR0 || ev.Current != sfu.RidR2 || ev.Requested != sfu.RidR2 || ev.Trigger != sfu.TriggerReceiver || ev.SenderConnectionID != "pub" {
 		t.Fatalf("switch event %+v", ev)
 	}
 	// Down again, to r1, through the admin-style call for every publisher.
@@ -523,4 +524,80 @@ func vp8FrameOf(l, i int, key bool) []byte {
 		Payload: simPayload(l, uint16(500*l+i)&0x7fff, uint8(30*l+i), key, i)}
 	b, _ := p.Marshal()
 	return b
+}
+
+// lastSwitch returns the last switch event of c, the zero value if none.
+func lastSwitch(c *testClient) sfu.SimulcastSwitch {
+	evs := c.switchEvents()
+	if len(evs) == 0 {
+		return sfu.SimulcastSwitch{}
+	}
+	return evs[len(evs)-1]
+}
+
+// TestSimulcastSwitchEventsStartAndPause: a subscriber is told when its
+// first layer starts (from none), when its video stops for none (to none)
+// and when it starts again (from none).
+func TestSimulcastSwitchEventsStartAndPause(t *testing.T) {
+	s := newSFU(t, nil)
+	pub := join(t, s, clientOpts{channel: "sc", id: "pub", role: sfu.RoleSendonly, video: true, simulcast: true})
+	pub.pumpLayers(t)
+	sub := join(t, s, clientOpts{channel: "sc", id: "sub", role: sfu.RoleRecvonly, rid: sfu.RidR1})
+	key := "pub/pub-video"
+	testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'B' && lastSwitch(sub).Current == sfu.RidR1 }, wait, "r1 flows, reported")
+	if ev := sub.switchEvents()[0]; ev.Previous != sfu.RidNone || ev.Current == sfu.RidNone || ev.Requested != sfu.RidR1 || ev.SenderConnectionID != "pub" {
+		t.Fatalf("first switch event %+v: want the start, from none", ev)
+	}
+	if err := sub.conn.SetSimulcastRid("pub", sfu.RidNone); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return lastSwitch(sub).Current == sfu.RidNone }, wait, "the stop reported")
+	if ev := lastSwitch(sub); ev.Previous != sfu.RidR1 || ev.Requested != sfu.RidNone || ev.Trigger != sfu.TriggerReceiver {
+		t.Fatalf("stop event %+v", ev)
+	}
+	if err := sub.conn.SetSimulcastRid("pub", sfu.RidR0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return lastSwitch(sub).Current == sfu.RidR0 }, wait, "the restart reported")
+	if ev := lastSwitch(sub); ev.Previous != sfu.RidNone || ev.Trigger != sfu.TriggerReceiver {
+		t.Fatalf("restart event %+v", ev)
+	}
+	checkContinuous(t, sub.frames(key))
+}
+
+// TestSimulcastAuto: a subscriber that asks for auto (at join or later)
+// gets the highest layer its bandwidth fits (here, unlimited: r2); its
+// switch events say auto was asked for and, with congestion control on,
+// which layers it allows; with congestion control off, none.
+func TestSimulcastAuto(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		t.Run(map[bool]string{false: "cc", true: "nocc"}[off], func(t *testing.T) {
+			s := newSFU(t, func(c *sfu.Config) { c.DisableCongestionControl = off })
+			pub := join(t, s, clientOpts{channel: "sc", id: "pub", role: sfu.RoleSendonly, video: true, simulcast: true})
+			pub.pumpLayers(t)
+			sub := join(t, s, clientOpts{channel: "sc", id: "sub", role: sfu.RoleRecvonly, rid: sfu.RidAuto})
+			key := "pub/pub-video"
+			testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'C' && lastSwitch(sub).Current == sfu.RidR2 }, wait, "auto gets r2")
+			ev := lastSwitch(sub)
+			if ev.Requested != sfu.RidAuto {
+				t.Fatalf("switch event %+v: requested is not auto", ev)
+			}
+			if want := []sfu.SimulcastRid{sfu.RidR0, sfu.RidR1, sfu.RidR2}; off && len(ev.AutoRids) != 0 || !off && !slices.Equal(ev.AutoRids, want) {
+				t.Fatalf("auto rids %v with congestion control off %v", ev.AutoRids, off)
+			}
+			if req, cur := sub.conn.SimulcastRid("pub"); req != sfu.RidAuto || cur != sfu.RidR2 {
+				t.Fatalf("requested %s, current %s", req, cur)
+			}
+			// From a named layer to auto at run time.
+			if err := sub.conn.SetSimulcastRid("pub", sfu.RidR0); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'A' }, wait, "r0")
+			if err := sub.conn.SetSimulcastRid("", sfu.RidAuto); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, func() bool { return lastLayer(sub.frames(key)) == 'C' && lastSwitch(sub).Requested == sfu.RidAuto }, wait, "auto again: r2")
+			checkContinuous(t, sub.frames(key))
+		})
+	}
 }
