@@ -90,7 +90,7 @@ var importRules = []importRule{
 		reason: "serf and raft are the default membership's implementation; no other package sees their types",
 	},
 	{
-		deps: pion, allowed: []string{"sfu", "relay", "internal/slogpion", "signaling/client", "internal/testutil/pionapi"},
+		deps: pion, allowed: []string{"sfu", "relay", "internal/slogpion", "signaling/client", "internal/testutil/pionapi", "examples/load"},
 		reason: "pion's types cross no other package's API (the root converts ICE candidates through JSON for this), " +
 			"so a pion upgrade touches these packages (and the tests' pion peers) alone",
 	},
