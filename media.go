@@ -60,9 +60,13 @@ func (m sfuMedia) Join(ctx context.Context, req signaling.MediaRequest) (signali
 			DataChannelsOpen:   ev.DataChannelsOpen,
 			SimulcastSwitched: func(e sfu.SimulcastSwitch) {
 				if ev.SimulcastSwitched != nil {
+					auto := make([]string, len(e.AutoRids))
+					for i, r := range e.AutoRids {
+						auto[i] = string(r)
+					}
 					ev.SimulcastSwitched(signaling.SimulcastSwitch{SenderConnectionID: e.SenderConnectionID,
 						Requested: string(e.Requested), Previous: string(e.Previous), Current: string(e.Current),
-						Trigger: string(e.Trigger)})
+						Trigger: string(e.Trigger), AutoRids: auto})
 				}
 			},
 		},

@@ -263,14 +263,7 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 				}
 			}
 			if err == nil && req.Target == TargetRequestSimulcastRid {
-				req.Rid, err = str("rid", true)
-				switch {
-				case err != nil:
-				case req.Rid == "auto":
-					err = badRequest(`field "rid": "auto" is not supported; name the layer`)
-				case req.Rid != "none" && req.Rid != "r0" && req.Rid != "r1" && req.Rid != "r2":
-					err = badRequest(`field "rid": %.20q is not none, r0, r1 or r2`, req.Rid)
-				}
+				req.Rid, err = simulcastRid(raw, str)
 			}
 		}
 		if err != nil {
@@ -498,4 +491,27 @@ func listAnswer[T any](l []T, err error) (int, any, error) {
 		l = []T{}
 	}
 	return answer(l, err)
+}
+
+// simulcastRid reads RequestSimulcastRid's rid ("none", "r0", "r1", "r2"
+// or "auto") and its optional boolean auto: true means "auto", and then rid
+// may be left out or be "auto".
+func simulcastRid(raw map[string]json.RawMessage, str func(string, bool) (string, error)) (string, error) {
+	auto := false
+	if v, ok := raw["auto"]; ok && !bytes.Equal(v, []byte("null")) {
+		if json.Unmarshal(v, &auto) != nil {
+			return "", badRequest(`field "auto" must be a boolean`)
+		}
+	}
+	rid, err := str("rid", !auto)
+	switch {
+	case err != nil:
+	case auto && rid != "" && rid != "auto":
+		err = badRequest(`field "rid" is %.20q with "auto": true; give one of them`, rid)
+	case auto:
+		rid = "auto"
+	case rid != "none" && rid != "r0" && rid != "r1" && rid != "r2" && rid != "auto":
+		err = badRequest(`field "rid": %.20q is not none, r0, r1, r2 or auto`, rid)
+	}
+	return rid, err
 }

@@ -273,7 +273,7 @@ func simulcastNotify(ev *SimulcastSwitch, now time.Time) wire.NotifySimulcastSwi
 	}
 	return wire.NotifySimulcastSwitched{Type: wire.TypeNotify, EventType: wire.EventSimulcastSwitched,
 		Timestamp: now.UTC().Format(time.RFC3339Nano), SenderConnectionID: ev.SenderConnectionID,
-		Priority: priority, Trigger: ev.Trigger, RPCRids: []string{}, AutoRids: []string{},
+		Priority: priority, Trigger: ev.Trigger, RPCRids: []string{}, AutoRids: append([]string{}, ev.AutoRids...),
 		RequestRid: ev.Requested, CurrentRid: ev.Current, PreviousRid: ev.Previous}
 }
 

@@ -77,12 +77,15 @@ type MediaEvents struct {
 }
 
 // SimulcastSwitch is a change of the simulcast layer a connection
-// receives of one publisher. The rids are "r0", "r1" or "r2"; Trigger is
-// "receiver" or "sender" (see wire.NotifySimulcastSwitched).
+// receives of one publisher. The rids are "r0", "r1", "r2" or "none"
+// (Previous when the video starts, Current when it stops); Requested may
+// also be "auto"; Trigger is "receiver" or "sender"; AutoRids are the
+// layers the congestion control allows (see wire.NotifySimulcastSwitched).
 type SimulcastSwitch struct {
 	SenderConnectionID           string
 	Requested, Previous, Current string
 	Trigger                      string
+	AutoRids                     []string
 }
 
 // SimulcastRidSetter is an optional interface of a MediaConn: it changes

@@ -211,16 +211,16 @@ func (s *Server) PushClient(channelID, clientID string, data json.RawMessage) (i
 }
 
 // RequestSimulcastRid asks the connection receiverID of channelID, if this
-// node serves it, to receive layer rid ("none", "r0", "r1" or "r2") of the
-// simulcast video of senderID ("" for every publisher), and returns how
-// many connections it asked: 0 or 1. The change is queued on the session
-// and made by its goroutine; the client gets a simulcast.switched notify
-// once the layer changes.
+// node serves it, to receive layer rid ("none", "r0", "r1", "r2", or
+// "auto": the congestion control picks) of the simulcast video of senderID
+// ("" for every publisher), and returns how many connections it asked: 0
+// or 1. The change is queued on the session and made by its goroutine; the
+// client gets a simulcast.switched notify once the layer changes.
 func (s *Server) RequestSimulcastRid(channelID, receiverID, senderID, rid string) (int, error) {
 	switch rid {
-	case "none", "r0", "r1", "r2":
+	case "none", "r0", "r1", "r2", "auto":
 	default:
-		return 0, fmt.Errorf("%w: rid %.20q is not none, r0, r1 or r2", ErrSimulcastRid, rid)
+		return 0, fmt.Errorf("%w: rid %.20q is not none, r0, r1, r2 or auto", ErrSimulcastRid, rid)
 	}
 	req := &ridRequest{sender: senderID, rid: rid}
 	return s.each(func(info ConnectionInfo) bool {

@@ -115,7 +115,32 @@ func TestSimulcastConnectAndOffer(t *testing.T) {
 	if _, err := ts.RequestSimulcastRid("sc", connID, "", "r7"); err == nil {
 		t.Fatal("rid r7 accepted")
 	}
-	testutil.Eventually(t, func() bool { return strings.Join(sc.ridCalls(), ",") == "P/r0" }, 5*time.Second, "rid request applied")
+	if n, err := ts.RequestSimulcastRid("sc", connID, "", "auto"); n != 1 || err != nil {
+		t.Fatalf("RequestSimulcastRid auto: %d, %v", n, err)
+	}
+	testutil.Eventually(t, func() bool { return strings.Join(sc.ridCalls(), ",") == "P/r0,/auto" }, 5*time.Second, "rid requests applied")
+
+	// The video's start (from none), with auto asked for and the layers the
+	// congestion control allows; and its stop (to none).
+	for _, tc := range []struct {
+		ev   SimulcastSwitch
+		want string
+	}{
+		{SimulcastSwitch{SenderConnectionID: "P", Requested: "auto", Previous: "none", Current: "r1", Trigger: "receiver", AutoRids: []string{"r0", "r1"}},
+			`{"auto_rids":["r0","r1"],"current_rid":"r1","event_type":"simulcast.switched","previous_rid":"none","priority":"higher","request_rid":"auto","rpc_rids":[],"sender_connection_id":"P","trigger":"receiver","type":"notify"}`},
+		{SimulcastSwitch{SenderConnectionID: "P", Requested: "auto", Previous: "r1", Current: "none", Trigger: "receiver"},
+			`{"auto_rids":[],"current_rid":"none","event_type":"simulcast.switched","previous_rid":"r1","priority":"lower","request_rid":"auto","rpc_rids":[],"sender_connection_id":"P","trigger":"receiver","type":"notify"}`},
+	} {
+		sc.req.Events.SimulcastSwitched(tc.ev)
+		n = nil
+		for n == nil || n["event_type"] != string(wire.EventSimulcastSwitched) {
+			n = c.expect(wire.TypeNotify)
+		}
+		delete(n, "timestamp")
+		if b, _ = json.Marshal(n); string(b) != tc.want {
+			t.Fatalf("notify %s, want %s", b, tc.want)
+		}
+	}
 }
 
 func TestSimulcastConnectDefaults(t *testing.T) {
@@ -130,6 +155,8 @@ func TestSimulcastConnectDefaults(t *testing.T) {
 		{`,"simulcast":false,"simulcast_rid":"r1"`, false, "r1"},
 		{`,"simulcast":{"rid":"r2"}`, true, "r2"}, // older SDKs
 		{`,"simulcast_request_rid":"none"`, false, "none"},
+		{`,"simulcast_request_rid":"auto"`, false, "auto"},
+		{`,"simulcast_rid":"auto"`, false, "auto"},
 	} {
 		c := dial(t, ts.url)
 		c.send(connectMsg("d", tc.extra))
@@ -142,7 +169,7 @@ func TestSimulcastConnectDefaults(t *testing.T) {
 			t.Errorf("%s: offer %v", tc.extra, offer)
 		}
 	}
-	for _, extra := range []string{`,"simulcast_rid":"none"`, `,"simulcast_request_rid":"r3"`, `,"simulcast":{"rid":"x"}`, `,"simulcast":"yes"`} {
+	for _, extra := range []string{`,"simulcast_rid":"none"`, `,"simulcast_request_rid":"r3"`, `,"simulcast":{"rid":"x"}`, `,"simulcast":{"rid":"auto"}`, `,"simulcast":"yes"`} {
 		c := dial(t, ts.url)
 		c.send(connectMsg("d", extra))
 		code, reason := c.closed()
@@ -178,8 +205,14 @@ func TestAdminRequestSimulcastRid(t *testing.T) {
 			`{"channel_id":"mine","receiver_connection_id":"` + connID + `","rid":"r2","sender_connection_id":"Q","requested":1,"nodes":[{"node_name":"a@127.0.0.1","requested":1}]}`},
 		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"C9","rid":"r1"}`, 404,
 			`{"channel_id":"mine","receiver_connection_id":"C9","rid":"r1","requested":0,"nodes":[{"node_name":"a@127.0.0.1","requested":0}],"error":"no connection \"C9\" in channel \"mine\" on any node (1 asked)"}`},
-		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"C1","rid":"r4"}`, 400, `{"error":"field \"rid\": \"r4\" is not none, r0, r1 or r2"}`},
-		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"C1","rid":"auto"}`, 400, `{"error":"field \"rid\": \"auto\" is not supported; name the layer"}`},
+		// auto: as a rid, or Sora's boolean (rid may then be left out).
+		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"` + connID + `","rid":"auto"}`, 200,
+			`{"channel_id":"mine","receiver_connection_id":"` + connID + `","rid":"auto","requested":1,"nodes":[{"node_name":"a@127.0.0.1","requested":1}]}`},
+		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"` + connID + `","sender_connection_id":"P","auto":true}`, 200,
+			`{"channel_id":"mine","receiver_connection_id":"` + connID + `","rid":"auto","sender_connection_id":"P","requested":1,"nodes":[{"node_name":"a@127.0.0.1","requested":1}]}`},
+		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"C1","rid":"r4"}`, 400, `{"error":"field \"rid\": \"r4\" is not none, r0, r1, r2 or auto"}`},
+		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"C1","rid":"r1","auto":true}`, 400, `{"error":"field \"rid\" is \"r1\" with \"auto\": true; give one of them"}`},
+		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"C1","rid":"r1","auto":"yes"}`, 400, `{"error":"field \"auto\" must be a boolean"}`},
 		{TargetRequestSimulcastRid, `{"channel_id":"mine","rid":"r1"}`, 400, `{"error":"missing field \"receiver_connection_id\""}`},
 		{TargetRequestSimulcastRid, `{"channel_id":"mine","receiver_connection_id":"C1"}`, 400, `{"error":"missing field \"rid\""}`},
 	} {
@@ -188,7 +221,7 @@ func TestAdminRequestSimulcastRid(t *testing.T) {
 			t.Errorf("%s %s:\n got %d %s\nwant %d %s", tc.target, tc.body, code, body, tc.code, tc.want)
 		}
 	}
-	testutil.Eventually(t, func() bool { return strings.Join(m.conn(0).ridCalls(), ",") == "P/r1,/none,Q/r2" }, 5*time.Second, "rid requests applied")
+	testutil.Eventually(t, func() bool { return strings.Join(m.conn(0).ridCalls(), ",") == "P/r1,/none,Q/r2,/auto,P/auto" }, 5*time.Second, "rid requests applied")
 
 	// A node whose channel operations lack SimulcastOps answers 400.
 	h2, _ := NewAdminHandler(&fakeAdmin{Cluster: mem.Node("a@127.0.0.1")}, AdminConfig{NodeName: "a@127.0.0.1", Channels: &fakeChannels{}, Logger: testutil.Logger(t)})

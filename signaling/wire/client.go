@@ -33,8 +33,9 @@ type Connect struct {
 	// layers (r0, r1, r2); nil when not sent.
 	Simulcast *SimulcastOption `json:"simulcast,omitempty"`
 	// SimulcastRid and SimulcastRequestRid name the layer a client
-	// receives of simulcast video ("r0", "r1", "r2"; the second also
-	// "none"); SimulcastRequestRid, the newer name, wins. See ReceiveRid.
+	// receives of simulcast video ("r0", "r1", "r2", or "auto": the
+	// server's congestion control picks it; the second also "none");
+	// SimulcastRequestRid, the newer name, wins. See ReceiveRid.
 	SimulcastRid        string `json:"simulcast_rid,omitempty"`
 	SimulcastRequestRid string `json:"simulcast_request_rid,omitempty"`
 }

@@ -97,21 +97,26 @@ func (c *Connect) validate() error {
 	if len(c.Metadata) > 0 && !json.Valid(c.Metadata) {
 		return Errorf(CloseInvalidMessage, "INVALID-METADATA", "metadata is not valid JSON")
 	}
-	rid := func(field, v string, none bool) error {
+	// auto leaves the layer to the server's congestion control.
+	rid := func(field, v string, none, auto bool) error {
 		switch {
-		case v == "", v == "r0", v == "r1", v == "r2", none && v == "none":
+		case v == "", v == "r0", v == "r1", v == "r2", none && v == "none", auto && v == "auto":
 			return nil
+		case none:
+			return Errorf(CloseInvalidMessage, "INVALID-SIMULCAST-RID", "%s %.20q is not none, r0, r1, r2 or auto", field, v)
+		case auto:
+			return Errorf(CloseInvalidMessage, "INVALID-SIMULCAST-RID", "%s %.20q is not r0, r1, r2 or auto", field, v)
 		}
 		return Errorf(CloseInvalidMessage, "INVALID-SIMULCAST-RID", "%s %.20q is not r0, r1 or r2", field, v)
 	}
-	if err := rid("simulcast_rid", c.SimulcastRid, false); err != nil {
+	if err := rid("simulcast_rid", c.SimulcastRid, false, true); err != nil {
 		return err
 	}
-	if err := rid("simulcast_request_rid", c.SimulcastRequestRid, true); err != nil {
+	if err := rid("simulcast_request_rid", c.SimulcastRequestRid, true, true); err != nil {
 		return err
 	}
 	if c.Simulcast != nil {
-		return rid("simulcast.rid", c.Simulcast.Rid, false)
+		return rid("simulcast.rid", c.Simulcast.Rid, false, false)
 	}
 	return nil
 }

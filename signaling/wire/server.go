@@ -86,9 +86,13 @@ type Notify struct {
 // receives of one publisher changed (event_type "simulcast.switched"), in
 // the shape of Sora's: Timestamp is RFC 3339 UTC; Priority is "higher" or
 // "lower" (the new layer against the previous); Trigger is "receiver" (the
-// subscriber's request changed) or "sender" (the publisher's layers
-// changed); RequestRid is the layer asked for; RPCRids and AutoRids are
-// always empty lists.
+// subscriber's side changed: its request, or its bandwidth) or "sender"
+// (the publisher's layers changed); RequestRid is the layer asked for
+// ("auto" included); PreviousRid is "none" when the video starts,
+// CurrentRid "none" when it stops. AutoRids are the layers the server's
+// congestion control allows the subscriber at the switch (empty when it
+// is off or pauses the video); RPCRids is always empty (no RPC data
+// channel).
 type NotifySimulcastSwitched struct {
 	Type               string    `json:"type"`
 	EventType          EventType `json:"event_type"`

@@ -19,6 +19,9 @@ func TestConnectSimulcast(t *testing.T) {
 		{`{"type":"connect","role":"recvonly","channel_id":"c","simulcast":null}`, false, "", ""},
 		{`{"type":"connect","role":"recvonly","channel_id":"c","simulcast_rid":"none"}`, false, "", "INVALID-SIMULCAST-RID"},
 		{`{"type":"connect","role":"recvonly","channel_id":"c","simulcast_request_rid":"R1"}`, false, "", "INVALID-SIMULCAST-RID"},
+		{`{"type":"connect","role":"recvonly","channel_id":"c","simulcast_request_rid":"auto"}`, false, "auto", ""},
+		{`{"type":"connect","role":"recvonly","channel_id":"c","simulcast_rid":"auto"}`, false, "auto", ""},
+		{`{"type":"connect","role":"recvonly","channel_id":"c","simulcast":{"rid":"auto"}}`, false, "", "INVALID-SIMULCAST-RID"},
 		{`{"type":"connect","role":"recvonly","channel_id":"c","simulcast":1}`, false, "", "INVALID-MESSAGE"},
 	} {
 		m, err := DecodeClientMessage([]byte(tc.msg), 0)
