@@ -51,6 +51,10 @@ type claimResult struct {
 	Owners []string
 	// Refused is true when relay is off and Owners[0] holds the channel.
 	Refused bool
+	// Ended is true, for a release, when it removed the session's last
+	// owner: the release that ended the session (one per session, in the
+	// log's order).
+	Ended bool `json:",omitempty"`
 }
 
 // fsmState is the replicated state: channel owners and node facts.
@@ -138,6 +142,8 @@ func (f *fsm) apply(c command) any {
 		}
 	case opRelease:
 		changed = f.releaseLocked(c.Channel, c.Node)
+		_, held := f.st.Channels[c.Channel]
+		res = claimResult{Ended: changed && !held}
 	case opReleaseNode:
 		changed = false
 		for ch := range f.st.Channels {

@@ -59,7 +59,7 @@ func (n *Node) leaderHandle(ctx context.Context, req rpcRequest) (rpcResponse, e
 		if err != nil {
 			return rpcResponse{}, err
 		}
-		if req.Cmd.Op == opClaim {
+		if req.Cmd.Op == opClaim || req.Cmd.Op == opRelease {
 			return rpcResponse{Claim: &res}, nil
 		}
 		return rpcResponse{}, nil

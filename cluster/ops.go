@@ -342,27 +342,39 @@ func (n *Node) claim(ctx context.Context, channelID string) ([]string, error) {
 // cluster cannot be reached the error says so, and the release is retried
 // in the background until it is done.
 func (n *Node) ReleaseChannel(ctx context.Context, channelID string) error {
+	_, err := n.ReleaseChannelEnded(ctx, channelID)
+	return err
+}
+
+// ReleaseChannelEnded is ReleaseChannel, and also reports whether this
+// release ended the session: it removed the session's last owner. Raft
+// orders the releases, so of the nodes releasing one session exactly one
+// learns it ended it (the signaling server sends session.destroyed on that
+// node). A release retried in the background after an error reports
+// nothing.
+func (n *Node) ReleaseChannelEnded(ctx context.Context, channelID string) (bool, error) {
 	if err := n.check("release channel"); err != nil {
-		return err
+		return false, err
 	}
 	n.local.Lock()
 	delete(n.local.claims, channelID)
 	n.local.Unlock()
 	cmd := command{Op: opRelease, Channel: channelID, Node: n.self}
 	if !n.cfg.Cluster {
-		n.fsm.apply(cmd)
+		res, _ := n.fsm.apply(cmd).(claimResult)
 		n.rebuild()
-		return nil
+		return res.Ended, nil
 	}
 	if !slices.Contains(n.fsm.owners(channelID), n.self) {
-		return nil
+		return false, nil
 	}
 	ctx, cancel := n.withTimeout(ctx, 1)
 	defer cancel()
-	if _, err := n.applyCmd(ctx, cmd); err != nil {
-		return fmt.Errorf("cluster: release channel %q: %w", channelID, err)
+	res, err := n.applyCmd(ctx, cmd)
+	if err != nil {
+		return false, fmt.Errorf("cluster: release channel %q: %w", channelID, err)
 	}
-	return nil
+	return res.Ended, nil
 }
 
 // applyCmd commits cmd through the Raft leader, forwarding it when this

@@ -91,6 +91,11 @@ type Config struct {
 	// it: the client then closes its WebSocket and the session lives on
 	// over the data channels. False by default, as in Sora.
 	IgnoreDisconnectWebSocket bool
+	// Events, when set, receives the connection and session events
+	// (connection.created, .destroyed, .failed, session.created,
+	// .destroyed; see Event). An *EventWebhook POSTs them to a URL. Emit
+	// must not block.
+	Events EventSink
 }
 
 func (c Config) withDefaults() Config {

@@ -287,6 +287,7 @@ func (se *session) sendOffer(ctx context.Context, p *connecting, res AuthResult,
 	if offer.Simulcast {
 		om.Simulcast, om.Encodings = true, offer.Encodings
 	}
+	se.bundleID, se.simulcast = bundleID, offer.Simulcast
 	if err := se.write(ctx, om); err != nil {
 		return &ending{err: fmt.Errorf("write offer: %w", err), now: true}
 	}

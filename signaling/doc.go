@@ -158,6 +158,24 @@
 // and its media connection is closed before the close handshake, so a dead
 // client's resources are freed at once.
 //
+// # Events
+//
+// With Config.Events set (an *EventWebhook, or any EventSink), the server
+// emits Sora's event webhook's connection.created (when the client's
+// first answer is applied), connection.destroyed (its end, with the close
+// reason), connection.failed (a connection offered here that ended
+// before an answer) and the session webhook's session.created and
+// session.destroyed; the EventWebhook adds connection.updated every
+// UpdatedInterval. Every event carries an id, the same on each retry, so
+// that a receiver can drop duplicates. A session spanning several nodes
+// gives one session.created, sent by the node whose claim created it, and
+// one session.destroyed, sent by the node whose release removed its last
+// owner (the cluster orders claims and releases; *cluster.Node reports
+// which release ended a session, see ChannelReleaser). Delivery is
+// asynchronous: Emit never blocks, a full queue drops and counts, so a
+// slow or dead receiver never slows signaling. docs/operations.md has the
+// bodies.
+//
 // # Admin API
 //
 // NewAdminHandler serves POST / with an x-sora-target header and a JSON
@@ -286,4 +304,12 @@
 //     NewAdminHandler, the cluster operations.
 //   - admin_cluster.go — channel operations across the nodes holding a
 //     channel: scope, routing (307), asking the peers, merging the answers.
+//   - webhook_events.go — Event, the events the server emits to
+//     Config.Events and where (connection.created at the first answer,
+//     .destroyed / .failed at the end, session.created / .destroyed on the
+//     one node whose claim created, or whose release ended, the session).
+//   - webhook.go — EventWebhook: the EventSink that POSTs events with
+//     Sora's bodies from a bounded queue (retries, backoff, timeout, drops
+//     counted), and sends connection.updated on an interval.
+//   - stats.go — the server's counters (ServerCounters).
 package signaling

@@ -152,6 +152,7 @@ func (l *serving) handle(data []byte) *ending {
 		l.answerTimer.Stop()
 		if !l.answered {
 			l.answered = true
+			l.se.announceCreated()
 			l.maybeSwitch()
 		}
 	case *wire.Candidate:

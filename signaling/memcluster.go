@@ -124,16 +124,23 @@ func (n *memNode) ClaimChannel(ctx context.Context, channelID string) ([]string,
 }
 
 func (n *memNode) ReleaseChannel(ctx context.Context, channelID string) error {
+	_, err := n.ReleaseChannelEnded(ctx, channelID)
+	return err
+}
+
+// ReleaseChannelEnded implements ChannelReleaser.
+func (n *memNode) ReleaseChannelEnded(ctx context.Context, channelID string) (bool, error) {
 	m := n.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	owners := slices.DeleteFunc(slices.Clone(m.owners[channelID]), func(o string) bool { return o == n.name })
+	before := m.owners[channelID]
+	owners := slices.DeleteFunc(slices.Clone(before), func(o string) bool { return o == n.name })
 	if len(owners) == 0 {
 		delete(m.owners, channelID)
 	} else {
 		m.owners[channelID] = owners
 	}
-	return nil
+	return len(before) > 0 && len(owners) == 0, nil
 }
 
 func (n *memNode) PublishLoad(total int, perChannel map[string]int) {

@@ -40,6 +40,9 @@ type Server struct {
 	// ones and those still joining. It is this node's load as placement
 	// reads it (see place).
 	reserved int
+
+	// counters are the totals of GetStatsReport (stats.go).
+	counters serverCounters
 }
 
 // channelState serialises the claim and release of one channel and counts
@@ -152,6 +155,9 @@ func (s *Server) acquire(ctx context.Context, channelID string) ([]string, error
 			return nil, err
 		}
 	}
+	if st.served == 0 && (s.cfg.Cluster == nil || s.sessionCreated(owners)) {
+		s.sessionBegan(channelID)
+	}
 	st.served++
 	return owners, nil
 }
@@ -170,10 +176,16 @@ func (s *Server) release(channelID string) {
 		// Not the session's context: the release must happen even when the
 		// server is closing.
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.JoinTimeout)
-		if err := s.cfg.Cluster.ReleaseChannel(ctx, channelID); err != nil {
+		ended, err := s.releaseInCluster(ctx, channelID)
+		if err != nil {
 			s.logger.Warn("release channel", "channel", channelID, "err", err)
 		}
 		cancel()
+		if ended {
+			s.sessionEnded(channelID)
+		}
+	} else if st.served == 0 {
+		s.sessionEnded(channelID)
 	}
 	st.mu.Unlock()
 	s.unref(channelID, st)

@@ -74,6 +74,11 @@ type session struct {
 	dcLabels map[string]bool // offer.data_channels
 	switched bool            // "switched" was sent
 	wsGone   bool            // the WebSocket closed after a switched with ignoreWS
+
+	// Events (webhook_events.go); owned by the session goroutine.
+	announced bool   // connection.created was emitted
+	bundleID  string // the offer's bundle_id
+	simulcast bool   // the offer's simulcast
 }
 
 func (se *session) info() (ConnectionInfo, bool) {
@@ -216,6 +221,7 @@ func (se *session) run(parent context.Context) {
 		_ = m.Close()
 	}
 	if served {
+		se.announceEnd(info, end.reason)
 		se.srv.served(info.ChannelID, -1)
 		se.srv.release(info.ChannelID)
 	}
