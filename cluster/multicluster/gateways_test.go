@@ -7,7 +7,9 @@ import (
 )
 
 func TestChooseGateways(t *testing.T) {
-	c := func(name, zone string, active bool) Candidate { return Candidate{Name: name, Zone: zone, Active: active} }
+	c := func(name, zone string, active bool) Candidate {
+		return Candidate{Name: name, Zone: zone, Active: active}
+	}
 	for _, tc := range []struct {
 		name  string
 		nodes []Candidate
