@@ -74,15 +74,17 @@ func (r *Relay) AddLocalTrack(channel string, info TrackInfo, keyframe KeyframeR
 	open := trackOpenFrame(channel, info)
 	for _, l := range ch.linkList() {
 		if s := l.sess.Load(); s != nil {
-			s.enqueue(open)
+			s.enqueueControl(KindTrackOpen, channel, info.ID, open)
 		}
 	}
 	return t, nil
 }
 
 // SendMessage relays a local message of channel to every peer the channel
-// is open with. It does not block: a link whose queue is full drops it
-// (counted in LinkStats.Drops).
+// is open with. It does not block: a link that is down, or whose message
+// queue (Config.QueueLen) is full, drops it (counted in LinkStats.Dropped:
+// LinkDown, MessageQueueFull). Control frames never wait behind messages
+// and are never dropped.
 func (r *Relay) SendMessage(channel string, m Message) error {
 	ch, err := r.channel(channel)
 	if err != nil {
@@ -94,11 +96,13 @@ func (r *Relay) SendMessage(channel string, m Message) error {
 	}
 	b := controlFrame(KindMessage, channel, "", p)
 	for _, l := range ch.linkList() {
-		if s := l.sess.Load(); s != nil && s.enqueue(b) {
+		s := l.sess.Load()
+		if s == nil {
+			l.stats.drops.linkDown.Add(1)
+		} else if s.enqueueMessage(b) {
 			ch.stats.messagesOut.Add(1)
 			continue
 		}
-		l.stats.drops.Add(1)
 		ch.stats.drops.Add(1)
 	}
 	return nil
@@ -341,6 +345,7 @@ func (t *LocalTrack) WriteRTP(pkt []byte) error {
 		return errClosed
 	}
 	if len(pkt) > maxPacket {
+		t.r.drops.tooLarge.Add(1)
 		t.ch.stats.drops.Add(1)
 		return ErrTooLarge
 	}
@@ -372,7 +377,7 @@ func (t *LocalTrack) Close() error {
 	b := controlFrame(KindTrackClose, t.ch.name, t.info.ID, nil)
 	for _, l := range t.ch.linkList() {
 		if s := l.sess.Load(); s != nil {
-			s.enqueue(b)
+			s.enqueueControl(KindTrackClose, t.ch.name, t.info.ID, b)
 		}
 	}
 	return nil

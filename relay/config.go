@@ -23,6 +23,7 @@ const (
 	DefaultReconnectMin      = 100 * time.Millisecond
 	DefaultReconnectMax      = 5 * time.Second
 	DefaultQueueLen          = 1024
+	DefaultTrackQueueLen     = 128
 )
 
 // maxPacket is the largest RTP packet the relay carries (a loopback or LAN
@@ -64,9 +65,18 @@ type Config struct {
 	// between attempts to re-establish a link. 0: DefaultReconnectMin,
 	// DefaultReconnectMax.
 	ReconnectMin, ReconnectMax time.Duration
-	// QueueLen is how many control frames (messages, track changes) wait
-	// per link; beyond it they are dropped and counted. 0: DefaultQueueLen.
+	// QueueLen is how many messages wait per link to be written on its
+	// control stream; beyond it they are dropped and counted
+	// (Drops.MessageQueueFull). Control frames (announcements, keyframe
+	// requests, demand) have a queue of their own, ahead of messages, and
+	// are never dropped. 0: DefaultQueueLen.
 	QueueLen int
+	// TrackQueueLen is how many packets of each remote track wait for its
+	// dispatch goroutine, which hands them to the local SFU (1,500 bytes
+	// each, allocated with the track: 192 KB at the default, about 0.6 s
+	// of 2 Mbit/s video); beyond it they are dropped and counted
+	// (Drops.TrackQueueFull). 0: DefaultTrackQueueLen.
+	TrackQueueLen int
 	// OnLinkChange, when not nil, is told each time the link to a peer
 	// comes up (err nil) or goes down (err says why), e.g. for the cluster
 	// layer to mark this node unfit (mode block_new_connection, see
@@ -137,6 +147,12 @@ func (c *Config) validate() error {
 	}
 	if c.QueueLen == 0 {
 		c.QueueLen = DefaultQueueLen
+	}
+	if c.TrackQueueLen < 0 {
+		return fmt.Errorf("relay: TrackQueueLen must not be negative, got %d", c.TrackQueueLen)
+	}
+	if c.TrackQueueLen == 0 {
+		c.TrackQueueLen = DefaultTrackQueueLen
 	}
 	if !c.ListenAddr.IsValid() {
 		c.ListenAddr = netip.AddrPortFrom(netip.IPv4Unspecified(), DefaultPort)

@@ -21,16 +21,84 @@ func (s *session) announce(ch *channel) {
 	}
 	s.control(KindChannelOpen, ch.name, "", p)
 	for _, t := range tracks {
-		s.enqueue(trackOpenFrame(ch.name, t.info))
+		s.enqueueControl(KindTrackOpen, ch.name, t.info.ID, trackOpenFrame(ch.name, t.info))
 	}
 }
 
+// control queues a control frame; see enqueueControl.
 func (s *session) control(k Kind, channel, track string, payload []byte) bool {
-	return s.enqueue(controlFrame(k, channel, track, payload))
+	return s.enqueueControl(k, channel, track, controlFrame(k, channel, track, payload))
 }
 
-// enqueue queues a control frame without blocking; a full queue drops it.
-func (s *session) enqueue(b []byte) bool {
+// enqueueControl queues a control frame (an announcement, a demand, a
+// keyframe request, a heartbeat) on the session's control queue, which is
+// never full: control is state, and losing it would leave the peer wrong
+// for good. It only grows with changes of state, and is coalesced: a
+// heartbeat or a keyframe request already waiting absorbs the next one of
+// its kind (for the same track), and a track's demand waiting is replaced
+// by the newer one in its place. A session whose stream cannot write for
+// LinkTimeout breaks, and its next one announces the current state again.
+// Control frames go out in the order queued, ahead of messages. It reports
+// false when the session has ended.
+func (s *session) enqueueControl(k Kind, channel, track string, b []byte) bool {
+	s.ctlMu.Lock()
+	if s.ctlDone {
+		s.ctlMu.Unlock()
+		return false
+	}
+	var key string
+	switch k {
+	case KindHeartbeat, KindKeyframe, KindTrackDemand:
+		key = string(rune(k)) + channel + "\x00" + track
+	}
+	if i, ok := s.ctlKeys[key]; ok && key != "" {
+		if k == KindTrackDemand {
+			s.ctl[i] = b // the newer state, in the older one's place
+		}
+		s.l.stats.controlCoalesced.Add(1)
+		s.ctlMu.Unlock()
+		return true
+	}
+	if key != "" {
+		if s.ctlKeys == nil {
+			s.ctlKeys = map[string]int{}
+		}
+		s.ctlKeys[key] = len(s.ctl)
+	}
+	s.ctl = append(s.ctl, b)
+	s.ctlMu.Unlock()
+	select {
+	case s.ctlKick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// takeControl returns the control frames waiting and empties the queue.
+func (s *session) takeControl() [][]byte {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	q := s.ctl
+	if len(q) == 0 {
+		return nil
+	}
+	s.ctl = nil
+	clear(s.ctlKeys)
+	return q
+}
+
+// endControl empties the control queue for good (the session ended).
+func (s *session) endControl() {
+	s.ctlMu.Lock()
+	s.ctlDone = true
+	s.ctl = nil
+	s.ctlKeys = nil
+	s.ctlMu.Unlock()
+}
+
+// enqueueMessage queues a message frame without blocking; a full message
+// queue (Config.QueueLen) drops it, counted.
+func (s *session) enqueueMessage(b []byte) bool {
 	select {
 	case <-s.done:
 		return false
@@ -40,7 +108,7 @@ func (s *session) enqueue(b []byte) bool {
 	case s.out <- b:
 		return true
 	default:
-		s.l.stats.drops.Add(1)
+		s.l.stats.drops.messageQueueFull.Add(1)
 		return false
 	}
 }
@@ -82,33 +150,55 @@ func readControl(br *bufio.Reader, buf []byte) (Frame, error) {
 	return DecodeFrame(buf)
 }
 
+// writeLoop writes the control stream: control frames first, each time,
+// then messages. A control frame queued before a message is written before
+// it; a message's channel may have been closed by a control frame queued
+// after it (the peer drops the message then).
 func (s *session) writeLoop(ctx context.Context) error {
 	bw := bufio.NewWriterSize(s.conn, 32<<10)
 	timeout := s.l.r.cfg.LinkTimeout
+	write := func(b []byte) error {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := bw.Write(b)
+		return err
+	}
 	for {
-		var b []byte
+		var msg []byte
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.done:
 			return nil
-		case b = <-s.out:
+		case <-s.ctlKick:
+		case msg = <-s.out:
 		}
-		_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
-		if _, err := bw.Write(b); err != nil {
-			return err
-		}
-		// Batch whatever else is queued, then flush.
-		for more := true; more; {
-			select {
-			case b = <-s.out:
-				if _, err := bw.Write(b); err != nil {
+		// Write whatever else is queued, then flush.
+		for {
+			// Taken after msg was: every control frame queued before msg
+			// is in ctl.
+			ctl := s.takeControl()
+			for _, b := range ctl {
+				if err := write(b); err != nil {
 					return err
 				}
-			default:
-				more = false
 			}
+			if msg == nil {
+				select {
+				case msg = <-s.out:
+					continue // control queued meanwhile goes first
+				default:
+				}
+				if len(ctl) == 0 {
+					break
+				}
+				continue
+			}
+			if err := write(msg); err != nil {
+				return err
+			}
+			msg = nil
 		}
+		_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
 		if err := bw.Flush(); err != nil {
 			return err
 		}
@@ -235,7 +325,7 @@ func (l *link) handleControl(s *session, f Frame) error {
 		ch := r.channels[string(f.Channel)]
 		r.chMu.RUnlock()
 		if ch == nil {
-			l.stats.drops.Add(1)
+			l.stats.drops.noChannel.Add(1)
 			return nil
 		}
 		ch.mu.Lock()
@@ -245,7 +335,7 @@ func (l *link) handleControl(s *session, f Frame) error {
 		}
 		ch.mu.Unlock()
 		if sink == nil || !linked {
-			l.stats.drops.Add(1)
+			l.stats.drops.noChannel.Add(1)
 			return nil
 		}
 		ch.stats.messagesIn.Add(1)

@@ -31,12 +31,19 @@ func (r *Relay) setAddr(ap netip.AddrPort, l *link) {
 func (l *link) sendRTP(ch *channel, track string, pkt []byte, flags uint8) error {
 	s := l.sess.Load()
 	if s == nil {
-		l.stats.drops.Add(1)
+		l.stats.drops.linkDown.Add(1)
 		ch.stats.drops.Add(1)
 		return nil
 	}
 	if err := s.sendDatagram(KindRTP, flags, ch.name, track, pkt); err != nil {
-		l.stats.drops.Add(1)
+		switch {
+		case errors.Is(err, errQueueFull):
+			l.stats.drops.sendQueueFull.Add(1)
+		case errors.Is(err, ErrTooLarge):
+			l.stats.drops.tooLarge.Add(1)
+		default:
+			l.stats.drops.sendFailed.Add(1)
+		}
 		ch.stats.drops.Add(1)
 		return err
 	}
@@ -125,7 +132,7 @@ func (s *session) sendLoop(ctx context.Context) error {
 				if errors.Is(err, net.ErrClosed) {
 					return nil
 				}
-				st.drops.Add(uint64(len(bufs) - sent))
+				st.drops.sendFailed.Add(uint64(len(bufs) - sent))
 			}
 		}
 	}
@@ -191,7 +198,7 @@ func (r *Relay) handleDatagram(pkt []byte, from netip.AddrPort) {
 	}
 	s := l.sess.Load()
 	if s == nil {
-		l.stats.drops.Add(1)
+		l.stats.drops.noSession.Add(1)
 		return
 	}
 	s.recvMu.Lock()
@@ -205,7 +212,7 @@ func (r *Relay) handleDatagram(pkt []byte, from netip.AddrPort) {
 	l.stats.bytesIn.Add(uint64(len(pkt)))
 	f, err := DecodeFrame(plain[outerHeaderLen:])
 	if err != nil {
-		l.stats.drops.Add(1)
+		l.stats.drops.badFrame.Add(1)
 		return
 	}
 	switch f.Kind {
@@ -214,7 +221,7 @@ func (r *Relay) handleDatagram(pkt []byte, from netip.AddrPort) {
 		t := l.in[string(f.Channel)][string(f.Track)]
 		l.inMu.RUnlock()
 		if t == nil {
-			l.stats.drops.Add(1)
+			l.stats.drops.unknownTrack.Add(1)
 			return
 		}
 		t.receive(s, f.Payload, f.Flags)
@@ -229,7 +236,7 @@ func (r *Relay) handleDatagram(pkt []byte, from netip.AddrPort) {
 			}
 		}
 	default:
-		l.stats.drops.Add(1)
+		l.stats.drops.badFrame.Add(1)
 	}
 }
 

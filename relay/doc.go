@@ -139,9 +139,37 @@
 //
 // Every method of Relay is safe for concurrent use. Local.RelayChannel and
 // the ChannelSink callbacks run on the relay's link goroutines and must not
-// block; TrackWriter.WriteRTP runs on the single receive goroutine and must
-// not block or keep the packet. LocalTrack.WriteRTP allocates nothing and
-// does not block on the network.
+// block. The receive goroutine only decrypts, checks sequence numbers and
+// copies each packet into its remote track's queue (Config.TrackQueueLen
+// slots, preallocated); each remote track has a goroutine of its own that
+// calls TrackWriter.WriteRTP, so the SFU's fan-out of one track never
+// delays another's, and the tracks of a node spread over its cores. A
+// track's goroutine ends when it closes, before its writer's Close. A full
+// track queue drops (Drops.TrackQueueFull). LocalTrack.WriteRTP allocates
+// nothing and does not block on the network.
+//
+// # Control never lost
+//
+// Control frames (channel and track announcements, demand, keyframe
+// requests, heartbeats) have a queue of their own on each link, written
+// ahead of messages and never full: it grows only with changes of state and
+// is coalesced (a heartbeat or keyframe request already waiting absorbs the
+// next of its kind for the same track; a newer demand replaces the waiting
+// one in place, LinkStats.ControlCoalesced). A stream that cannot write
+// for LinkTimeout breaks, and the next session announces the current state
+// again. Messages have a bounded queue (Config.QueueLen); a full one drops
+// them, counted. TestControlSurvivesMessageFlood floods messages while
+// tracks open and close: every announcement arrives.
+//
+// # Drops
+//
+// Stats().Drops (and each LinkStats.Dropped) counts what the relay dropped,
+// by reason, with atomic counters that cost nothing until read: LinkDown,
+// SendQueueFull, SendFailed (media out); MessageQueueFull, NoChannel
+// (messages); NoSession, BadFrame, UnknownTrack, TrackNotReady,
+// TrackQueueFull, WriteFailed (media in); TooLarge. LinkStats.Drops and
+// ChannelStats.Drops are totals. A metrics exporter reads Stats
+// periodically; the field names are stable.
 //
 // # Lifecycle
 //
@@ -168,16 +196,18 @@
 //   - handshake.go: dialling, accepting, and the TLS handshake, hellos and
 //     SRTP keys of a new connection
 //   - control.go: the control stream (announcements, messages, keyframe
-//     requests, heartbeats)
+//     requests, heartbeats): the control queue, never dropped and
+//     coalesced, and the bounded message queue behind it
 //   - datagram.go: the media path: sealing and sending datagrams, the
 //     receive goroutine, NACK answers
 //   - inbound.go: tracks a peer relays to this node (remote tracks), gap
-//     detection and keyframe coalescing
+//     detection, keyframe coalescing, and each track's queue and dispatch
+//     goroutine
 //   - frame.go: the frame format and its payloads (Frame, TrackInfo,
 //     Message)
 //   - keys.go: key derivation from the cluster key
 //   - ring.go: the per-track buffer that answers NACKs
-//   - stats.go: Stats, LinkStats, ChannelStats
+//   - stats.go: Stats, LinkStats, ChannelStats, Drops
 //   - health.go: LinksDown, which links are down and since when
 //   - net.go: Network, the host's network (Config.Net's default) and
 //     binding both sockets on one port

@@ -10,7 +10,10 @@ import (
 // inTrack is a track a peer relays to this node. It is in its link's
 // table (l.in) before the sink's AddRemoteTrack is called, and its writer is
 // set when that returns: the receive path drops (and counts) the packets
-// that arrive in between, and delivers every one after.
+// that arrive in between, and queues every one after. Each track has its
+// own queue and goroutine (dispatch), which hands the packets to the
+// writer: the local fan-out of one track never delays another's, nor the
+// receive goroutine, and the tracks of a node spread over its cores.
 type inTrack struct {
 	l      *link
 	ch     *channel
@@ -25,6 +28,10 @@ type inTrack struct {
 
 	mu     sync.Mutex // orders setWriter against close
 	closed bool
+
+	q    *trackQueue   // nil until the writer is set
+	quit chan struct{} // closed by close: dispatch ends
+	gone chan struct{} // closed when dispatch has ended
 
 	// Only the receive goroutine touches these.
 	started bool
@@ -42,8 +49,42 @@ func (t *inTrack) setWriter(w TrackWriter) bool {
 	if t.closed {
 		return false
 	}
+	t.q = newTrackQueue(t.l.r.cfg.TrackQueueLen)
+	t.quit, t.gone = make(chan struct{}), make(chan struct{})
+	go t.dispatch(w, t.q)
 	t.w.Store(&writerRef{w})
 	return true
+}
+
+// dispatch hands the queued packets to w until the track closes. Owned by
+// the track: close ends it and waits for it before closing w, so w gets no
+// packet after its Close.
+func (t *inTrack) dispatch(w TrackWriter, q *trackQueue) {
+	defer close(t.gone)
+	l, ch := t.l, t.ch
+	for {
+		select {
+		case <-t.quit:
+			return
+		case <-q.kick:
+		}
+		for {
+			pkt, ok := q.front()
+			if !ok {
+				break
+			}
+			if err := w.WriteRTP(pkt); err != nil {
+				l.stats.drops.writeFailed.Add(1)
+				ch.stats.drops.Add(1)
+			}
+			q.pop()
+			select {
+			case <-t.quit:
+				return
+			default:
+			}
+		}
+	}
 }
 
 // close closes the track's writer, if it has one yet; the track is out of
@@ -58,6 +99,8 @@ func (t *inTrack) close() {
 	w := t.w.Load()
 	t.mu.Unlock()
 	if w != nil {
+		close(t.quit)
+		<-t.gone
 		_ = w.Close()
 	}
 }
@@ -208,13 +251,13 @@ func (l *link) inboundTracks() []*inTrack {
 	return out
 }
 
-// receive hands a relayed packet to the local channel and asks the
-// sending side for packets a gap says were lost.
+// receive queues a relayed packet for the track's dispatch goroutine and
+// asks the sending side for packets a gap says were lost. A full queue
+// drops the packet, counted.
 func (t *inTrack) receive(s *session, pkt []byte, flags uint8) {
 	l, ch := t.l, t.ch
-	w := t.w.Load()
-	if w == nil { // AddRemoteTrack has not returned yet
-		l.stats.drops.Add(1)
+	if t.w.Load() == nil { // AddRemoteTrack has not returned yet
+		l.stats.drops.trackNotReady.Add(1)
 		ch.stats.drops.Add(1)
 		return
 	}
@@ -235,10 +278,59 @@ func (t *inTrack) receive(s *session, pkt []byte, flags uint8) {
 	}
 	ch.stats.packetsIn.Add(1)
 	ch.stats.bytesIn.Add(uint64(len(pkt)))
-	if err := w.WriteRTP(pkt); err != nil {
-		l.stats.drops.Add(1)
+	if !t.q.push(pkt) {
+		l.stats.drops.trackQueueFull.Add(1)
 		ch.stats.drops.Add(1)
 	}
+}
+
+// trackQueue is a remote track's queue of packets: a ring of preallocated
+// slots, one writer (the receive goroutine) and one reader (dispatch). It
+// allocates nothing once made.
+type trackQueue struct {
+	mu         sync.Mutex
+	slots      [][]byte
+	head, tail uint64 // slots[tail%n] .. slots[head%n] hold packets
+	kick       chan struct{}
+}
+
+func newTrackQueue(n int) *trackQueue {
+	return &trackQueue{slots: newSlots(n, maxPacket), kick: make(chan struct{}, 1)}
+}
+
+// push copies pkt into the queue; false when the queue is full.
+func (q *trackQueue) push(pkt []byte) bool {
+	q.mu.Lock()
+	if q.head-q.tail == uint64(len(q.slots)) {
+		q.mu.Unlock()
+		return false
+	}
+	i := q.head % uint64(len(q.slots))
+	q.slots[i] = append(q.slots[i][:0], pkt...)
+	q.head++
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// front returns the oldest packet, which stays in its slot (untouched by
+// push) until pop.
+func (q *trackQueue) front() ([]byte, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == q.tail {
+		return nil, false
+	}
+	return q.slots[q.tail%uint64(len(q.slots))], true
+}
+
+func (q *trackQueue) pop() {
+	q.mu.Lock()
+	q.tail++
+	q.mu.Unlock()
 }
 
 // nack asks for sequence numbers from..to-1.

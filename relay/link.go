@@ -202,7 +202,15 @@ type session struct {
 	decBuf []byte
 	nack   []byte
 
-	out       chan []byte
+	// ctl holds control frames until the write loop takes them (control.go):
+	// never full, coalesced by ctlKeys (kind, channel, track → index).
+	ctlMu   sync.Mutex
+	ctl     [][]byte
+	ctlKeys map[string]int
+	ctlDone bool
+	ctlKick chan struct{}
+
+	out       chan []byte // messages, at most Config.QueueLen
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -210,6 +218,7 @@ type session struct {
 func (s *session) close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
+		s.endControl()
 		s.conn.Close()
 	})
 }

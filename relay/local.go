@@ -39,8 +39,11 @@ type ChannelSink interface {
 }
 
 // TrackWriter takes the RTP packets of a remote track. WriteRTP is called
-// from the relay's single receive goroutine: it must not block or keep pkt.
-// *sfu.TrackWriter is one.
+// from the track's own goroutine, which the relay starts when
+// AddRemoteTrack returns and ends before it calls Close: never
+// concurrently for one track, concurrently across tracks. It should not
+// block (the track's queue, Config.TrackQueueLen, fills and drops) and must
+// not keep pkt. *sfu.TrackWriter is one.
 type TrackWriter interface {
 	WriteRTP(pkt []byte) error
 	Close() error

@@ -55,6 +55,7 @@ type Relay struct {
 
 	handshakeFailures atomic.Uint64
 	unknownSource     atomic.Uint64
+	drops             dropCounters // what no link was involved in (TooLarge)
 }
 
 // New checks cfg and returns a relay. It starts nothing: call Listen, then

@@ -1,0 +1,58 @@
+package relay
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shoal-sfu/shoal/internal/testutil"
+)
+
+// Two remote tracks on B, one whose local fan-out is slow (its writer
+// takes 20 ms a packet): the other still gets every packet, since each
+// remote track has its own queue and goroutine; the slow one's queue
+// overflows and its drops are counted. When the writers ran on the relay's
+// one receive goroutine, the slow track held up every packet of the node.
+func TestSlowTrackDelaysNoOther(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a := startNode(t, "a", testKey)
+	b := startNode(t, "b", testKey, func(c *Config) { c.TrackQueueLen = 8 })
+	meet(t, a, b)
+	if err := a.OpenChannel("room", b.name); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays room")
+	slowInfo, fastInfo := video, video
+	slowInfo.ID, fastInfo.ID = "slow", "fast"
+	slow, err := a.AddLocalTrack("room", slowInfo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := a.AddLocalTrack("room", fastInfo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := b.local.sink("room")
+	testutil.Eventually(t, func() bool { return sink.track("slow") != nil && sink.track("fast") != nil }, 5*time.Second, "both tracks on B")
+	var slowGot atomic.Int64
+	sink.track("slow").onWrite(func([]byte) { time.Sleep(20 * time.Millisecond); slowGot.Add(1) })
+	var fastGot atomic.Int64
+	sink.track("fast").onWrite(func([]byte) { fastGot.Add(1) })
+
+	// 1,000 packets of each, 500 a second.
+	const n = 1000
+	payload := make([]byte, 1000)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for i := range n {
+		<-tick.C
+		_ = slow.WriteRTP(rtpPacket(uint16(i), payload))
+		_ = fast.WriteRTP(rtpPacket(uint16(i), payload))
+	}
+	testutil.Eventually(t, func() bool { return fastGot.Load() >= n*99/100 }, 5*time.Second, "the fast track gets its packets (%d of %d)", fastGot.Load(), n)
+	st := b.link(a)
+	t.Logf("fast %d, slow %d of %d; drops %+v", fastGot.Load(), slowGot.Load(), n, st.Dropped)
+	if st.Dropped.TrackQueueFull == 0 {
+		t.Fatal("the slow track's queue never overflowed")
+	}
+}
