@@ -32,4 +32,8 @@
 //     balanced across zones, pure) and Bridge (which gateway bridges a
 //     channel: rendezvous hashing, so a lost gateway moves only its
 //     channels).
+//   - channel.go — GossipChannel, the external stores that bootstrap the
+//     gossip (publish if newer; synchronize and get back what is newer),
+//     and SynchronizeAll over several, one down not being an error while
+//     another answers. Package redischannel keeps one in Redis.
 package multicluster
