@@ -54,6 +54,12 @@ type Config struct {
 	// is sent), every subscriber gets the simulcast layer it asks for
 	// whatever its link.
 	DisableCongestionControl bool
+	// DisableBatchedSends sends each packet through the UDP mux socket
+	// (Network.UDPPort) with a system call of its own. By default the
+	// packets of one fan-out go out together, up to 64 per sendmmsg (on
+	// Linux; elsewhere sends are never batched). Without the mux there is
+	// nothing to batch.
+	DisableBatchedSends bool
 	// Net, when not nil, is the network ICE runs on instead of the host's
 	// (pion's SettingEngine.SetNet): tests pass a pion vnet.Net to run
 	// connections on a virtual network. Every Network setting applies to

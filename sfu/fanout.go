@@ -99,9 +99,12 @@ func (s *source) write(pkt []byte) error {
 		b.add(s.hdr.SequenceNumber, pkt)
 	}
 	s.rstats[0].update(&s.hdr, len(payload), mono(), s.info.Codec.ClockRate)
+	burst := s.ch.sfu.sendBurst()
+	burst.Hold()
 	for _, d := range *s.subs.Load() {
 		d.writeRTP(&s.hdr, payload)
 	}
+	burst.Release()
 	s.sinks.call(pkt)
 	return nil
 }

@@ -266,6 +266,9 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 		b.add(p.sn, pkt)
 	}
 	s.rstats[l].update(&s.hdr, len(p.payload), now, s.info.Codec.ClockRate)
+	burst := s.ch.sfu.sendBurst()
+	burst.Hold()
+	defer burst.Release()
 	for _, d := range subs {
 		st := d.sim
 		if all || st.dirty.Load() {

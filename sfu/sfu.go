@@ -67,6 +67,7 @@ type SFU struct {
 	api      *webrtc.API
 	mux      net.PacketConn // UDP mux socket, if any
 	muxClose func() error
+	batch    muxBatch    // the mux, if its sends are batched (mux.go)
 	cc       *ccRegistry // nil with Config.DisableCongestionControl
 	channels map[string]*Channel
 	conns    map[string]*Connection
@@ -149,6 +150,7 @@ func (s *SFU) start() error {
 		if err != nil {
 			return fmt.Errorf("sfu: open the ICE UDP port: %w", err)
 		}
+		conn = s.muxSocket(conn)
 		// What webrtc.NewICEUDPMux makes, with the network that lists the
 		// mux's addresses when it listens on all of them.
 		mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: conn, Net: s.cfg.Net})

@@ -1,0 +1,188 @@
+//go:build linux
+
+package udpbatch
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnsupported is NewConn's error where the system has no batched sends.
+var ErrUnsupported = errors.New("udpbatch: batched sends need Linux")
+
+// sender holds a Conn's batches on Linux.
+type sender struct {
+	rc syscall.RawConn
+	v6 bool // an AF_INET6 socket: IPv4 destinations go as v4-mapped
+
+	mu   sync.Mutex
+	cur  *sendBatch      // being filled, under mu
+	free chan *sendBatch // the others, when not being sent
+}
+
+// sendBatch is BatchLen datagrams with their message headers, each with
+// its own destination, all allocated once.
+type sendBatch struct {
+	n     int
+	data  []byte // BatchLen slots of SlotSize
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6 // room for either family
+	// One sendmmsg call: messages [off, off+count); it sets count to the
+	// messages sent, or err.
+	off, count int
+	err        error
+	wr         func(fd uintptr) bool // method value made once
+}
+
+func newSender(c *net.UDPConn) (*sender, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &sender{rc: rc, free: make(chan *sendBatch, Batches)}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		var sa unix.Sockaddr
+		if sa, serr = unix.Getsockname(int(fd)); serr == nil {
+			_, s.v6 = sa.(*unix.SockaddrInet6)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	for range Batches {
+		b := &sendBatch{data: make([]byte, BatchLen*SlotSize), hdrs: make([]mmsghdr, BatchLen),
+			iovs: make([]unix.Iovec, BatchLen), names: make([]unix.RawSockaddrInet6, BatchLen)}
+		b.wr = b.doWrite
+		s.free <- b
+	}
+	s.cur = <-s.free
+	return s, nil
+}
+
+// write copies p into the batch being filled; it sends the batch if it is
+// full or no burst is held.
+func (s *sender) write(c *Conn, p []byte, addr netip.AddrPort) (int, error) {
+	s.mu.Lock()
+	b := s.cur
+	b.add(p, addr, s.v6)
+	var send *sendBatch
+	if b.n == BatchLen || c.holds.Load() <= 0 {
+		send = b
+		s.cur = <-s.free // waits while every other batch is being sent
+	}
+	s.mu.Unlock()
+	if send == nil {
+		return len(p), nil
+	}
+	failed := s.send(c, send)
+	if failed != nil && send.n == 1 {
+		send.n = 0
+		s.free <- send
+		return 0, failed
+	}
+	send.n = 0
+	s.free <- send
+	return len(p), nil
+}
+
+// flush sends the batch being filled, if it holds anything.
+func (s *sender) flush(c *Conn) {
+	s.mu.Lock()
+	b := s.cur
+	if b.n == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.cur = <-s.free
+	s.mu.Unlock()
+	s.send(c, b)
+	b.n = 0
+	s.free <- b
+}
+
+// add copies p into the next slot, addressed to addr.
+func (b *sendBatch) add(p []byte, addr netip.AddrPort, v6 bool) {
+	i := b.n
+	slot := b.data[i*SlotSize : i*SlotSize+len(p)]
+	copy(slot, p)
+	b.iovs[i] = unix.Iovec{Base: &slot[0]}
+	b.iovs[i].SetLen(len(p))
+	name := &b.names[i]
+	var nameLen uint32
+	ip := addr.Addr()
+	if v6 || !ip.Unmap().Is4() {
+		*name = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ip.As16()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&name.Port))[:], addr.Port())
+		nameLen = unix.SizeofSockaddrInet6
+	} else {
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(name))
+		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ip.Unmap().As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], addr.Port())
+		nameLen = unix.SizeofSockaddrInet4
+	}
+	b.hdrs[i].hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(name)), Namelen: nameLen, Iov: &b.iovs[i]}
+	b.hdrs[i].hdr.SetIovlen(1)
+	b.n++
+}
+
+// send sends b's datagrams, as many per sendmmsg as the kernel takes. A
+// datagram the kernel refuses (an unreachable or invalid destination) is
+// counted and skipped, so that the others still go; a closed socket or an
+// expired write deadline ends the batch. It returns the first error.
+func (s *sender) send(c *Conn, b *sendBatch) error {
+	var first error
+	b.off = 0
+	for b.off < b.n {
+		b.count, b.err = b.n-b.off, nil
+		if err := s.rc.Write(b.wr); err != nil {
+			c.failed.Add(uint64(b.n - b.off))
+			if first == nil {
+				first = err
+			}
+			break
+		}
+		if b.err != nil {
+			c.failed.Add(1)
+			if first == nil {
+				first = b.err
+			}
+			b.off++
+			continue
+		}
+		if b.count <= 0 { // not expected of sendmmsg; skip rather than spin
+			c.failed.Add(1)
+			b.off++
+			continue
+		}
+		c.calls.Add(1)
+		c.datagrams.Add(uint64(b.count))
+		b.off += b.count
+	}
+	return first
+}
+
+// doWrite makes one sendmmsg call; false means the socket is not ready
+// (the runtime waits and calls again).
+func (b *sendBatch) doWrite(fd uintptr) bool {
+	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.off])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
+	if e == unix.EAGAIN {
+		return false
+	}
+	if e != 0 {
+		b.err = e
+		return true
+	}
+	b.count = int(n)
+	return true
+}
