@@ -76,12 +76,3 @@ func TestBatchSegmentation(t *testing.T) {
 		}
 	}
 }
-
-func TestGROSegSize(t *testing.T) {
-	if n := groSegSize(nil); n != 0 {
-		t.Fatalf("empty: %d", n)
-	}
-	if n := groSegSize([]byte{1, 2, 3}); n != 0 {
-		t.Fatalf("short: %d", n)
-	}
-}

@@ -212,6 +212,6 @@
 //   - net.go: Network, the host's network (Config.Net's default) and
 //     binding both sockets on one port
 //   - faultnet.go: FaultNet, the network for tests that pulls cables
-//   - batch.go, batch_linux.go, batch_other.go: reading and writing
-//     datagrams in batches (sendmmsg, recvmmsg, GSO, GRO on Linux)
+//   - batch.go: reading and writing datagrams in batches (sendmmsg,
+//     recvmmsg, GSO, GRO on Linux), with internal/udpbatch
 package relay
