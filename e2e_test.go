@@ -140,6 +140,14 @@ type pageState struct {
 	Log           []string         `json:"log"`
 	MLines        int              `json:"mlines"` // SDK page: m-lines in the current remote description
 	WS            bool             `json:"ws"`     // SDK page: the SDK's signaling WebSocket is open
+	// Example page: RTP sent and received (retransmissions left out), and
+	// the names it labels the others' videos with, by connection id.
+	RTP   pageRTP           `json:"rtp"`
+	Names map[string]string `json:"names"`
+}
+
+type pageRTP struct {
+	PacketsSent, BytesSent, PacketsReceived, BytesReceived float64
 }
 
 // reports is the test's HTTP server: it serves the launcher page (one

@@ -57,8 +57,8 @@ type Config struct {
 	// Authenticator, Media, Cluster and Logger are filled by the Node.
 	Signaling signaling.Config
 	// Admin tunes the admin API (bearer token, CORS, the HTTP client that
-	// asks the other nodes holding a channel); NodeName, Channels and
-	// Logger are filled by the Node. Every node needs the same Token: the
+	// asks the other nodes holding a channel); NodeName, Channels, Stats
+	// and Logger are filled by the Node. Every node needs the same Token: the
 	// nodes call each other's admin APIs with it.
 	Admin signaling.AdminConfig
 
@@ -116,6 +116,8 @@ type Node struct {
 	unsub   func()
 	peers   map[string]netip.AddrPort  // relay peers set
 	relayed map[string]map[string]bool // channel -> peers opened
+
+	media mediaTotals // the SFU's counters as totals (stats.go)
 }
 
 // New validates cfg and builds the parts of a node. It starts nothing: call
@@ -190,6 +192,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	ac := cfg.Admin
 	ac.Logger, ac.NodeName, ac.Channels = log, cfg.NodeName, n.sig
+	ac.Stats = nodeStats{n}
 	if n.admin, err = signaling.NewAdminHandler[cluster.NodeStatus, cluster.ChannelStatus](member, ac); err != nil {
 		return nil, err
 	}

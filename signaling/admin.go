@@ -117,6 +117,10 @@ type AdminConfig struct {
 	CORSOrigin string
 	// MaxBodySize limits a request body; 0 means DefaultMaxAdminBody.
 	MaxBodySize int64
+	// Stats answers the stats targets (GetStatsReport,
+	// GetStatsAllConnections, GetStatsConnection; stats_admin.go); nil
+	// answers them 400. The root package's Node sets it.
+	Stats StatsProvider
 	// HTTPClient makes the calls to the other nodes holding part of a
 	// channel (see ScopeHeader); nil means a client with a timeout of
 	// DefaultPeerTimeout per call. Redirects are never followed, whatever
@@ -140,6 +144,7 @@ type AdminRequest struct {
 	Data            json.RawMessage // the push targets: a JSON object
 	Mode            affinity.Mode
 	Reason          string
+	Cluster         bool // the stats targets' "cluster": ask every node
 }
 
 // AdminError is a request the admin API refuses; Status is the HTTP status.
@@ -291,6 +296,8 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 				req.Data = v
 			}
 		}
+	case TargetGetStatsReport, TargetGetStatsAllConnections, TargetGetStatsConnection:
+		err = decodeStats(&req, raw, str)
 	case "":
 		return req, badRequest("missing x-sora-target header")
 	default:
@@ -463,6 +470,9 @@ func (h *adminHandler[N, C]) do(ctx context.Context, w http.ResponseWriter, req 
 		return listAnswer(h.admin.ListClusterChannels(ctx))
 	case TargetSetNodeMode:
 		return answer(map[string]string{"node_name": h.cfg.NodeName, "mode": req.Mode.String()}, h.admin.SetMode(ctx, req.Mode, req.Reason))
+	}
+	if isStatsTarget(req.Target) {
+		return h.statsOp(ctx, req, body, nodeScope)
 	}
 	// Channel operations.
 	if h.cfg.Channels == nil {

@@ -189,7 +189,10 @@
 // with recv_connection_id and send_connection_id is accepted too; it needs
 // SimulcastOps, which *Server implements, and reaches the receiver on
 // whichever node serves it), plus
-// Shoal_20261123.SetClusterNodeMode (Sora has none). The name we used for
+// Shoal_20261123.SetClusterNodeMode (Sora has none), and the stats
+// targets Sora_20171010.GetStatsReport, Sora_20171101.GetStatsAllConnections
+// and Sora_20171101.GetStatsConnection (they need AdminConfig.Stats, which
+// the root package's Node sets; {"cluster": true} asks every node). The name we used for
 // ListChannelConnections before Sora's was known,
 // Shoal_20261123.ListChannelConnections, is still accepted (deprecated).
 // Bad input answers 400 {"error": "..."}: a missing or empty channel_id,
@@ -311,5 +314,9 @@
 //   - webhook.go — EventWebhook: the EventSink that POSTs events with
 //     Sora's bodies from a bounded queue (retries, backoff, timeout, drops
 //     counted), and sends connection.updated on an interval.
-//   - stats.go — the server's counters (ServerCounters).
+//   - stats.go — the server's counters (ServerCounters), and the stats
+//     answers' types (StatsReport, ConnectionStatsReport, StatsProvider).
+//   - stats_admin.go — the stats targets of the admin API: this node's
+//     answer, or every node's with "cluster": true (failed_nodes and 502
+//     when some fail).
 package signaling

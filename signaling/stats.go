@@ -3,6 +3,8 @@ package signaling
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // serverCounters are the server's totals since New, for GetStatsReport
@@ -66,4 +68,155 @@ func (s *Server) sessionBegan(channelID string) {
 func (s *Server) sessionEnded(channelID string) {
 	s.counters.sessionDestroyed.Add(1)
 	s.emit(Event{Type: EventSessionDestroyed, ChannelID: channelID})
+}
+
+// StatsReport is GetStatsReport's answer for one node: the keys of Sora's
+// report that monitoring reads (sora_exporter's), plus node_name. The
+// "srtp" totals count RTP packets and their payload bytes as the SFU
+// received and forwarded them (retransmissions not included).
+type StatsReport struct {
+	Version                    string `json:"version"`
+	NodeName                   string `json:"node_name"`
+	TotalConnectionCreated     uint64 `json:"total_connection_created"`
+	TotalConnectionUpdated     uint64 `json:"total_connection_updated"`
+	TotalConnectionDestroyed   uint64 `json:"total_connection_destroyed"`
+	TotalSuccessfulConnections uint64 `json:"total_successful_connections"`
+	TotalOngoingConnections    int    `json:"total_ongoing_connections"`
+	TotalFailedConnections     uint64 `json:"total_failed_connections"`
+	TotalDurationSec           int64  `json:"total_duration_sec"`
+	AverageDurationSec         int64  `json:"average_duration_sec"`
+	AverageSetupTimeMsec       int64  `json:"average_setup_time_msec"`
+	TotalSessionCreated        uint64 `json:"total_session_created"`
+	TotalSessionDestroyed      uint64 `json:"total_session_destroyed"`
+	TotalTurnUDPConnections    uint64 `json:"total_turn_udp_connections"`
+	TotalTurnTCPConnections    uint64 `json:"total_turn_tcp_connections"`
+
+	TotalSuccessfulEventWebhook uint64 `json:"total_successful_event_webhook"`
+	TotalFailedEventWebhook     uint64 `json:"total_failed_event_webhook"`
+	TotalIgnoredEventWebhook    uint64 `json:"total_ignored_event_webhook"`
+
+	TotalReceivedSrtp         uint64 `json:"total_received_srtp"`
+	TotalReceivedSrtpByteSize uint64 `json:"total_received_srtp_byte_size"`
+	TotalSentSrtp             uint64 `json:"total_sent_srtp"`
+	TotalSentSrtpByteSize     uint64 `json:"total_sent_srtp_byte_size"`
+
+	// ClusterRelay has one entry per relay link (the peer's node_name).
+	ClusterRelay []RelayLinkReport `json:"cluster_relay"`
+}
+
+// RelayLinkReport is one relay link in a StatsReport: Sora's
+// cluster_relay keys (datagrams and their bytes on the wire) plus ours.
+type RelayLinkReport struct {
+	NodeName              string  `json:"node_name"`
+	TotalReceivedByteSize uint64  `json:"total_received_byte_size"`
+	TotalSentByteSize     uint64  `json:"total_sent_byte_size"`
+	TotalReceived         uint64  `json:"total_received"`
+	TotalSent             uint64  `json:"total_sent"`
+	Connected             bool    `json:"connected"`
+	TotalReconnects       uint64  `json:"total_reconnects"`
+	TotalDropped          uint64  `json:"total_dropped"`
+	TotalSentNack         uint64  `json:"total_sent_nack"`
+	TotalReceivedNack     uint64  `json:"total_received_nack"`
+	RTTMs                 float64 `json:"rtt_ms"`
+}
+
+// ConnectionStatsReport is one entry of GetStatsAllConnections: a
+// connection's identity (from signaling) and its media figures (from the
+// SFU).
+type ConnectionStatsReport struct {
+	Timestamp    string    `json:"timestamp"`
+	ChannelID    string    `json:"channel_id"`
+	ClientID     string    `json:"client_id,omitempty"`
+	ConnectionID string    `json:"connection_id"`
+	Role         wire.Role `json:"role,omitempty"`
+	NodeName     string    `json:"node_name"`
+	// Sums of the tracks: RTP received from the client, forwarded to it.
+	TotalReceivedRTP         uint64 `json:"total_received_rtp"`
+	TotalReceivedRTPByteSize uint64 `json:"total_received_rtp_byte_size"`
+	TotalSentRTP             uint64 `json:"total_sent_rtp"`
+	TotalSentRTPByteSize     uint64 `json:"total_sent_rtp_byte_size"`
+	// RTTMs is the ICE candidate pair's round trip; EstimatedBandwidth the
+	// downlink estimate in bit/s (0 when none).
+	RTTMs              float64            `json:"rtt_ms"`
+	EstimatedBandwidth uint64             `json:"estimated_bandwidth"`
+	Tracks             []TrackStatsReport `json:"tracks"`
+}
+
+// TrackStatsReport is one track of a ConnectionStatsReport: "inbound" (the
+// client publishes it) or "outbound" (the client receives it).
+type TrackStatsReport struct {
+	Direction          string  `json:"direction"`
+	TrackID            string  `json:"track_id"`
+	Kind               string  `json:"kind"`
+	MimeType           string  `json:"mime_type"`
+	SSRC               uint32  `json:"ssrc"`
+	Packets            uint64  `json:"packets"`
+	Bytes              uint64  `json:"bytes"`
+	PacketsLost        int64   `json:"packets_lost"`
+	FractionLost       float64 `json:"fraction_lost"`
+	JitterMs           float64 `json:"jitter_ms"`
+	RTTMs              float64 `json:"rtt_ms,omitempty"`
+	NACKs              uint64  `json:"nacks,omitempty"`
+	Retransmitted      uint64  `json:"retransmitted,omitempty"`
+	KeyframeRequests   uint64  `json:"keyframe_requests,omitempty"`
+	Layer              string  `json:"layer,omitempty"`
+	RetransmittedBytes uint64  `json:"retransmitted_bytes,omitempty"`
+}
+
+// StatsProvider answers the admin API's stats targets for this node
+// (AdminConfig.Stats). The root package's Node implements it over the
+// SFU, the relay and the signaling server.
+type StatsProvider interface {
+	StatsReport() StatsReport
+	ConnectionStats() []ConnectionStatsReport
+}
+
+// webhookStatser is an EventSink with delivery counters (*EventWebhook).
+type webhookStatser interface{ Stats() WebhookStats }
+
+// FillStatsReport writes the server's part of a StatsReport: node_name,
+// the connection and session totals, and the event webhook's deliveries
+// when Config.Events is an *EventWebhook.
+func (s *Server) FillStatsReport(r *StatsReport) {
+	c := s.Counters()
+	r.NodeName = s.cfg.NodeName
+	r.TotalConnectionCreated = c.ConnectionsCreated
+	r.TotalConnectionDestroyed = c.ConnectionsDestroyed
+	r.TotalSuccessfulConnections = c.ConnectionsCreated
+	r.TotalFailedConnections = c.ConnectionsFailed
+	r.TotalOngoingConnections = c.Ongoing
+	r.TotalDurationSec = int64(c.TotalDuration / time.Second)
+	if c.ConnectionsDestroyed > 0 {
+		r.AverageDurationSec = r.TotalDurationSec / int64(c.ConnectionsDestroyed)
+	}
+	if c.ConnectionsCreated > 0 {
+		r.AverageSetupTimeMsec = int64(c.TotalSetup/time.Millisecond) / int64(c.ConnectionsCreated)
+	}
+	r.TotalSessionCreated, r.TotalSessionDestroyed = c.SessionsCreated, c.SessionsDestroyed
+	if w, ok := s.cfg.Events.(webhookStatser); ok {
+		ws := w.Stats()
+		r.TotalSuccessfulEventWebhook = ws.Delivered
+		r.TotalFailedEventWebhook = ws.Abandoned
+		r.TotalIgnoredEventWebhook = ws.Dropped
+		r.TotalConnectionUpdated = ws.Updated
+	}
+}
+
+// AllConnections returns every served connection of this node, oldest
+// first.
+func (s *Server) AllConnections() []ConnectionInfo {
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for se := range s.sessions {
+		sessions = append(sessions, se)
+	}
+	s.mu.Unlock()
+	out := make([]ConnectionInfo, 0, len(sessions))
+	for _, se := range sessions {
+		if info, ok := se.info(); ok {
+			out = append(out, info)
+		}
+	}
+	sortConnections(out)
+	return out
 }

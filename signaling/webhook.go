@@ -75,6 +75,8 @@ type EventWebhookConfig struct {
 type WebhookStats struct {
 	// Emitted counts the events given to Emit (connection.updated included).
 	Emitted uint64
+	// Updated counts the connection.updated events made.
+	Updated uint64
 	// Delivered counts the events the receiver accepted (2xx).
 	Delivered uint64
 	// FailedAttempts counts the attempts that failed (error, timeout,
@@ -110,7 +112,7 @@ type EventWebhook struct {
 	// reading.
 	closeMu sync.RWMutex
 
-	emitted, delivered, failed, abandoned, dropped atomic.Uint64
+	emitted, updated, delivered, failed, abandoned, dropped atomic.Uint64
 
 	mu   sync.Mutex
 	live map[string]Event // connections created and not destroyed, by id
@@ -245,7 +247,7 @@ func (w *EventWebhook) enqueue(ev Event) {
 
 // Stats returns the delivery counters.
 func (w *EventWebhook) Stats() WebhookStats {
-	return WebhookStats{Emitted: w.emitted.Load(), Delivered: w.delivered.Load(), FailedAttempts: w.failed.Load(),
+	return WebhookStats{Emitted: w.emitted.Load(), Updated: w.updated.Load(), Delivered: w.delivered.Load(), FailedAttempts: w.failed.Load(),
 		Abandoned: w.abandoned.Load(), Dropped: w.dropped.Load(), Queued: len(w.queue)}
 }
 
@@ -352,6 +354,7 @@ func (w *EventWebhook) tick() {
 			w.mu.Unlock()
 			for _, ev := range live {
 				ev.Type, ev.ID, ev.Time = EventConnectionUpdated, "", now
+				w.updated.Add(1)
 				w.enqueue(ev)
 			}
 		}

@@ -319,9 +319,12 @@ func TestEventWebhookOneSessionAcrossNodes(t *testing.T) {
 	}
 	testutil.Eventually(t, func() bool { return len(rcv.ofType(EventConnectionCreated)) == 3 }, 5*time.Second, "3 connection.created")
 	// Leave in an order where the creator is not the last.
-	for _, c := range clients {
+	for i, c := range clients {
 		c.send(`{"type":"disconnect"}`)
 		c.closed()
+		testutil.Eventually(t, func() bool {
+			return len(tc.mem.Node("a@127.0.0.1").Snapshot().Sessions["room"].Owners) == 2-i
+		}, 5*time.Second, "node %d released", i)
 	}
 	testutil.Eventually(t, func() bool { return len(rcv.ofType(EventSessionDestroyed)) == 1 }, 5*time.Second, "session.destroyed")
 	time.Sleep(100 * time.Millisecond)
