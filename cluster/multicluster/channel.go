@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // GossipChannel is an external store that bootstraps the gossip: a node
@@ -45,4 +46,61 @@ func SynchronizeAll(ctx context.Context, chans []GossipChannel, d Data) (newer D
 		return Data{}, failed, errors.Join(failed...)
 	}
 	return newer, failed, nil
+}
+
+// MemoryChannel is a GossipChannel in this process's memory, for tests and
+// single-machine examples. Down makes it fail, as a store that is
+// unreachable.
+type MemoryChannel struct {
+	name string
+	mu   sync.Mutex
+	data Data
+	down bool
+}
+
+var _ GossipChannel = (*MemoryChannel)(nil)
+
+// NewMemoryChannel returns an empty channel called name.
+func NewMemoryChannel(name string) *MemoryChannel { return &MemoryChannel{name: name} }
+
+// ErrChannelDown is the error of a MemoryChannel that is down.
+var ErrChannelDown = errors.New("multicluster: gossip channel down")
+
+// Name implements GossipChannel.
+func (c *MemoryChannel) Name() string { return c.name }
+
+// SetDown makes the channel fail (true) or work again (false).
+func (c *MemoryChannel) SetDown(down bool) {
+	c.mu.Lock()
+	c.down = down
+	c.mu.Unlock()
+}
+
+// Publish implements GossipChannel.
+func (c *MemoryChannel) Publish(_ context.Context, d Data) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return ErrChannelDown
+	}
+	c.data.Merge(d)
+	return nil
+}
+
+// Synchronize implements GossipChannel.
+func (c *MemoryChannel) Synchronize(_ context.Context, d Data) (Data, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return Data{}, ErrChannelDown
+	}
+	c.data.Merge(d)
+	return c.data.NewerThan(d), nil
+}
+
+// Read returns a copy of what the channel holds.
+func (c *MemoryChannel) Read() Data {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.data.Clone()
 }

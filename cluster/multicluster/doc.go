@@ -35,5 +35,17 @@
 //   - channel.go — GossipChannel, the external stores that bootstrap the
 //     gossip (publish if newer; synchronize and get back what is newer),
 //     and SynchronizeAll over several, one down not being an error while
-//     another answers. Package redischannel keeps one in Redis.
+//     another answers; MemoryChannel for tests and examples. Package
+//     redischannel keeps one in Redis.
+//   - agent.go — Agent: one member of a memberlist pool (WAN profile,
+//     encrypted with the multi-cluster key, labelled with the service id)
+//     of the nodes of every joined cluster. A change made here (SetSelf,
+//     MarkInactive, SetConfiguration) is pushed at once to every member
+//     and channel, once, without retry; every SyncInterval (30 s,
+//     jittered ±25 %) it exchanges the whole state with one random
+//     partner among the members and channels (memberlist's push-pull for
+//     a member), which repairs lost pushes. At start it reads the
+//     channels and joins its seeds and the active gateways they list.
+//     Liveness of members is memberlist's; that of a cluster's own
+//     nodes is the cluster's (serf), whose view decides its gateways.
 package multicluster
