@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 )
 
 // setAddr maps a peer's UDP address to its link for the receive path,
@@ -162,6 +163,19 @@ func (r *Relay) readDatagrams(ctx context.Context, c net.PacketConn) error {
 	}
 	sizes := make([]int, batchLen)
 	from := make([]netip.AddrPort, batchLen)
+	handled := 0
+	handle := func(p []byte, ap netip.AddrPort) {
+		r.handleDatagram(p, ap)
+		// The remote tracks' goroutines that these datagrams woke wait
+		// behind this one, which would go on reading for as long as
+		// datagrams come (one batch, with GRO, can hold a thousand): let
+		// them run every batchLen datagrams, and the socket's buffer hold
+		// what comes meanwhile, as it did when this goroutine did their
+		// work.
+		if handled++; handled%batchLen == 0 {
+			runtime.Gosched()
+		}
+	}
 	for {
 		n, err := bio.readBatch(bufs, sizes, from)
 		if err != nil {
@@ -177,11 +191,11 @@ func (r *Relay) readDatagrams(ctx context.Context, c net.PacketConn) error {
 			p := bufs[i][:sizes[i]]
 			seg := bio.segSize(i)
 			if seg <= 0 || seg >= len(p) {
-				r.handleDatagram(p, from[i])
+				handle(p, from[i])
 				continue
 			}
 			for ; len(p) > 0; p = p[min(seg, len(p)):] {
-				r.handleDatagram(p[:min(seg, len(p))], from[i])
+				handle(p[:min(seg, len(p))], from[i])
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -278,11 +279,24 @@ func (t *inTrack) receive(s *session, pkt []byte, flags uint8) {
 	}
 	ch.stats.packetsIn.Add(1)
 	ch.stats.bytesIn.Add(uint64(len(pkt)))
-	if !t.q.push(pkt) {
+	switch t.q.push(pkt) {
+	case queueFull:
 		l.stats.drops.trackQueueFull.Add(1)
 		ch.stats.drops.Add(1)
+	case queueHalf:
+		// The track's goroutine lags: let it run before reading on,
+		// rather than drop its packets soon. A track that stays slow
+		// costs this goroutine a yield per packet, never a wait.
+		runtime.Gosched()
 	}
 }
+
+// What push found.
+const (
+	queued    = iota
+	queueHalf // queued, and the queue is half full or more
+	queueFull // not queued
+)
 
 // trackQueue is a remote track's queue of packets: a ring of preallocated
 // slots, one writer (the receive goroutine) and one reader (dispatch). It
@@ -298,12 +312,13 @@ func newTrackQueue(n int) *trackQueue {
 	return &trackQueue{slots: newSlots(n, maxPacket), kick: make(chan struct{}, 1)}
 }
 
-// push copies pkt into the queue; false when the queue is full.
-func (q *trackQueue) push(pkt []byte) bool {
+// push copies pkt into the queue: queued, queueHalf or queueFull.
+func (q *trackQueue) push(pkt []byte) int {
 	q.mu.Lock()
-	if q.head-q.tail == uint64(len(q.slots)) {
+	n := q.head - q.tail
+	if n == uint64(len(q.slots)) {
 		q.mu.Unlock()
-		return false
+		return queueFull
 	}
 	i := q.head % uint64(len(q.slots))
 	q.slots[i] = append(q.slots[i][:0], pkt...)
@@ -313,7 +328,10 @@ func (q *trackQueue) push(pkt []byte) bool {
 	case q.kick <- struct{}{}:
 	default:
 	}
-	return true
+	if 2*(n+1) >= uint64(len(q.slots)) {
+		return queueHalf
+	}
+	return queued
 }
 
 // front returns the oldest packet, which stays in its slot (untouched by
