@@ -60,6 +60,12 @@ type Config struct {
 	// Linux; elsewhere sends are never batched). Without the mux there is
 	// nothing to batch.
 	DisableBatchedSends bool
+	// SpreadAbove is the number of subscribers above which a track's
+	// fan-out is spread over a few worker goroutines (as many as the
+	// cores, 2 to 4), each writing to its share of the subscribers; 0
+	// means DefaultSpreadAbove (20), negative never. Simulcast tracks
+	// are not spread.
+	SpreadAbove int
 	// Net, when not nil, is the network ICE runs on instead of the host's
 	// (pion's SettingEngine.SetNet): tests pass a pion vnet.Net to run
 	// connections on a virtual network. Every Network setting applies to
@@ -145,6 +151,9 @@ func (cfg Config) check() (Config, error) {
 	}
 	if cfg.KeyframeInterval == 0 {
 		cfg.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if cfg.SpreadAbove == 0 {
+		cfg.SpreadAbove = DefaultSpreadAbove
 	}
 	if cfg.MLineReuse < ReuseOnce || cfg.MLineReuse > ReuseNever {
 		return cfg, fmt.Errorf("sfu: MLineReuse is %d; want ReuseOnce, ReuseAny or ReuseNever", cfg.MLineReuse)

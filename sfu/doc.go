@@ -186,6 +186,8 @@
 //     ids.
 //   - source.go: what the relay sees: TrackInfo, TrackWriter, TrackTap,
 //     Observer, Message, ConnectionEvent, KeyframeRequester.
+//   - fanout_pool.go: spreading a track's fan-out over worker goroutines
+//     above Config.SpreadAbove subscribers.
 //   - mux.go: the UDP mux socket: its buffer sizes, its batched sends
 //     (a fan-out holds it while it writes to each subscriber), MuxStats.
 //   - queue.go: eventQueue, the per-connection and per-observer callback

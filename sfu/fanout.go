@@ -38,6 +38,10 @@ type source struct {
 	// interval, the rest coalesced.
 	kf kfLimiter
 
+	// spread is set once the fan-out is spread over workers
+	// (fanout_pool.go).
+	spread atomic.Pointer[spreader]
+
 	// sim is nil for a track without simulcast layers.
 	sim *simSource
 
@@ -101,8 +105,10 @@ func (s *source) write(pkt []byte) error {
 	s.rstats[0].update(&s.hdr, len(payload), mono(), s.info.Codec.ClockRate)
 	burst := s.ch.sfu.sendBurst()
 	burst.Hold()
-	for _, d := range *s.subs.Load() {
-		d.writeRTP(&s.hdr, payload)
+	if subs := *s.subs.Load(); !s.spreadWrite(subs, &s.hdr, payload) {
+		for _, d := range subs {
+			d.writeRTP(&s.hdr, payload)
+		}
 	}
 	burst.Release()
 	s.sinks.call(pkt)
@@ -206,6 +212,7 @@ func (k *kfLimiter) stop() {
 // close stops the source; writes fail from now on.
 func (s *source) close() {
 	s.closed.Store(true)
+	s.stopSpreader()
 	s.kf.stop()
 	if s.sim != nil {
 		s.sim.stop()

@@ -20,8 +20,12 @@ import (
 // kernel caps it at net.core.rmem_max and wmem_max).
 const muxBufferSize = 4 << 20
 
-// muxBatch is the batching mux socket, set once when the mux opens.
-type muxBatch = atomic.Pointer[udpbatch.Conn]
+// sendState is the SFU's: its batching mux socket, set once when the mux
+// opens, and the packets spread fan-outs dropped (fanout_pool.go).
+type sendState struct {
+	batch         atomic.Pointer[udpbatch.Conn]
+	fanOutDropped atomic.Uint64
+}
 
 // muxSocket sizes the buffers of the mux socket conn and, unless
 // Config.DisableBatchedSends or the system cannot, returns it wrapped to
@@ -42,13 +46,13 @@ func (s *SFU) muxSocket(conn net.PacketConn) net.PacketConn {
 		s.logger.Info("UDP mux sends not batched", "err", err)
 		return conn
 	}
-	s.batch.Store(bc)
+	s.send.batch.Store(bc)
 	return bc
 }
 
 // sendBurst returns the batching mux socket for a fan-out to hold, or nil
 // (Hold and Release of a nil *udpbatch.Conn do nothing).
-func (s *SFU) sendBurst() *udpbatch.Conn { return s.batch.Load() }
+func (s *SFU) sendBurst() *udpbatch.Conn { return s.send.batch.Load() }
 
 // MuxStats describes the UDP mux socket's batched sends.
 type MuxStats struct {
@@ -59,15 +63,19 @@ type MuxStats struct {
 	Calls, Datagrams uint64
 	// Failed counts packets the system refused in a batch (dropped).
 	Failed uint64
+	// FanOutDropped counts packets a spread fan-out's worker lost, for its
+	// share of a track's subscribers, because it was a full ring behind
+	// (Config.SpreadAbove).
+	FanOutDropped uint64
 }
 
 // MuxStats returns the counters of the mux's batched sends (zero without a
-// mux or with Config.DisableBatchedSends).
+// mux or with Config.DisableBatchedSends) and of spread fan-outs.
 func (s *SFU) MuxStats() MuxStats {
-	bc := s.batch.Load()
-	if bc == nil {
-		return MuxStats{}
+	ms := MuxStats{FanOutDropped: s.send.fanOutDropped.Load()}
+	if bc := s.send.batch.Load(); bc != nil {
+		st := bc.Stats()
+		ms.Batched, ms.Calls, ms.Datagrams, ms.Failed = true, st.Calls, st.Datagrams, st.Failed
 	}
-	st := bc.Stats()
-	return MuxStats{Batched: true, Calls: st.Calls, Datagrams: st.Datagrams, Failed: st.Failed}
+	return ms
 }

@@ -3,6 +3,7 @@ package sfu_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -11,17 +12,41 @@ import (
 
 // BenchmarkFanOutMux is BenchmarkFanOutE2E with the SFU on one UDP port
 // (Network.UDPPort), its sends batched (impl=mux) or not (impl=mux-nobatch),
-// beside bare pion (one TrackLocalStaticRTP written to n peer
-// connections) in the same run:
+// its fan-out spread over workers above 20 subscribers (the default) or
+// never (impl=mux-nospread), beside bare pion (one TrackLocalStaticRTP
+// written to n peer connections) in the same run. The writer waits (in
+// sleeps, which cost no CPU) whenever a spread fan-out is 64 packets
+// behind, so that nothing is dropped; drops/op reports any.
 //
 //	go test -run XXX -bench FanOutMux -benchtime 3000x -count 6 ./sfu/ | tee mux.txt
 //	benchstat -col /impl mux.txt
 func BenchmarkFanOutMux(b *testing.B) {
 	for _, n := range []int{1, 10, 25, 50} {
-		for _, impl := range []string{"mux", "mux-nobatch"} {
+		for _, impl := range []string{"mux", "mux-nobatch", "mux-nospread"} {
 			b.Run(fmt.Sprintf("N=%d/impl=%s", n, impl), func(b *testing.B) {
-				s := muxSFU(b, func(c *sfu.Config) { c.DisableBatchedSends = impl == "mux-nobatch" })
-				benchFanOutSFU(b, s, n)
+				s := muxSFU(b, func(c *sfu.Config) {
+					c.DisableBatchedSends = impl == "mux-nobatch"
+					if impl == "mux-nospread" {
+						c.SpreadAbove = -1
+					}
+				})
+				subs := make([]*testClient, n)
+				for i := range subs {
+					subs[i] = join(b, s, clientOpts{channel: "bench", id: fmt.Sprintf("S%d", i), role: sfu.RoleRecvonly, discard: true})
+				}
+				ch := channel(b, s, "bench")
+				w := addRemoteVideo(b, ch, "v", "PUB", nil)
+				waitReceiving(b, subs, "PUB/v", func() { _ = w.WriteRTP(benchPacket()) })
+				i := 0
+				runFanOut(b, n, func(pkt []byte) error {
+					if i++; i%64 == 0 {
+						for sfu.SpreadBacklog(ch) > 0 {
+							time.Sleep(50 * time.Microsecond)
+						}
+					}
+					return w.WriteRTP(pkt)
+				})
+				b.ReportMetric(float64(s.MuxStats().FanOutDropped)/float64(b.N), "drops/op")
 			})
 		}
 		b.Run(fmt.Sprintf("N=%d/impl=pion", n), func(b *testing.B) {

@@ -85,28 +85,28 @@ func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
 	d.stats.nacked.Add(1)
 	nowMs := mono() / int64(time.Millisecond)
 	gap := (time.Duration(rx.rtt.Load()) + minResendGap).Milliseconds()
-	// Look up and mark under the source's lock, which the fan-out holds
-	// while it writes the sequencer.
-	d.src.mu.Lock()
+	// Look up and mark under the lock the fan-out holds while it writes
+	// the sequencer (the source's, or its spread worker's).
+	mu := d.lockSent()
 	p, ok := rx.seq.get(sn)
 	if !ok {
-		d.src.mu.Unlock()
+		mu.Unlock()
 		d.missing(sc, sn, nowMs)
 		return
 	}
 	if p.resends >= maxResends || (p.resends > 0 && int64(uint16(nowMs)-p.lastResendMs) < gap) {
-		d.src.mu.Unlock()
+		mu.Unlock()
 		return // resent enough, or too recently
 	}
 	if !rx.budget.allow(nowMs, d.stats.bytes) {
-		d.src.mu.Unlock()
+		mu.Unlock()
 		d.stats.rtxLimited.Add(1)
 		return
 	}
 	sent := *p
 	p.resends++
 	p.lastResendMs = uint16(nowMs)
-	d.src.mu.Unlock()
+	mu.Unlock()
 	buf := d.src.bufferOf(sent.layer)
 	if buf == nil {
 		return

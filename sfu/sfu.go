@@ -67,7 +67,7 @@ type SFU struct {
 	api      *webrtc.API
 	mux      net.PacketConn // UDP mux socket, if any
 	muxClose func() error
-	batch    muxBatch    // the mux, if its sends are batched (mux.go)
+	send     sendState   // the mux's batched sends, spread fan-out drops (mux.go)
 	cc       *ccRegistry // nil with Config.DisableCongestionControl
 	channels map[string]*Channel
 	conns    map[string]*Connection

@@ -89,8 +89,9 @@ type ConnectionStats struct {
 }
 
 // downStats are the counters of one down track. The fan-out adds to
-// packets and bytes under source.mu (plain adds cost it less than atomic
-// ones); the rest is written by the track's RTCP reader.
+// packets and bytes under source.mu, or its spread worker's lock
+// (downTrack.lockSent; plain adds cost it less than atomic ones); the rest
+// is written by the track's RTCP reader.
 type downStats struct {
 	packets, bytes             uint64 // under source.mu
 	nacks, nacked, nackMissing atomic.Uint64
@@ -213,9 +214,9 @@ func (c *Connection) Stats() ConnectionStats {
 func (d *downTrack) trackStats() TrackStats {
 	info := d.src.info
 	st := &d.stats
-	d.src.mu.Lock()
+	mu := d.lockSent()
 	packets, bytes := st.packets, st.bytes
-	d.src.mu.Unlock()
+	mu.Unlock()
 	ts := TrackStats{
 		TrackID: info.ID, StreamID: info.StreamID, Kind: info.Kind, MimeType: info.Codec.MimeType,
 		Packets: packets, Bytes: bytes,
