@@ -87,6 +87,12 @@
 //     signaling server needs.
 //   - faults.go — SelfBlockConfig and the fault monitor: the node blocks
 //     itself while its relay, data directory or media socket fails.
+//   - stats.go — the admin API's stats (signaling.StatsProvider) over the
+//     SFU's, the relay's and the signaling server's figures, and the SFU's
+//     per-connection counters made into totals that only grow.
+//   - metrics.go — MetricsCollector and MetricsHandler: Prometheus metrics
+//     made at each scrape from the parts' snapshots (no global registry;
+//     only this package imports Prometheus). docs/operations.md lists them.
 //
 // The package's tests include real three-node clusters in one process
 // (node_test.go, integration_test.go, admission_test.go for the "no
@@ -103,7 +109,8 @@
 // relay/, signaling/client (a Go client is a WebRTC peer) and the internal
 // logging adapter; the root package and signaling/ reach it only through
 // sfu's types. affinity/ imports the standard library alone, and signaling/
-// builds without any media or membership stack. fence_test.go keeps these
+// builds without any media or membership stack. Prometheus is imported
+// by the root package alone (metrics.go). fence_test.go keeps these
 // fences, checking every package's transitive dependencies, so a user can
 // take placement without a media stack, or replace the membership without
 // touching the SFU.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -127,5 +128,33 @@ func TestE2EStatsAPI(t *testing.T) {
 		if !found {
 			t.Errorf("node 1's report has no relay link to node 2: %+v", rep.ClusterRelay)
 		}
+	}
+
+	// Node 1's /metrics say the same.
+	ms := httptest.NewServer(nodes[0].MetricsHandler())
+	defer ms.Close()
+	fams := scrape(t, ms.URL)
+	var alice *signaling.ConnectionStatsReport
+	for i := range list {
+		if list[i].ClientID == "alice" {
+			alice = &list[i]
+		}
+	}
+	if v, _ := metricValue(fams, "shoal_media_received_packets_total"); v < float64(alice.TotalReceivedRTP) {
+		t.Errorf("shoal_media_received_packets_total %v, below the %d alice had sent before", v, alice.TotalReceivedRTP)
+	}
+	if v, _ := metricValue(fams, "shoal_relay_sent_packets_total", "peer", nodes[1].Name()); v == 0 {
+		t.Errorf("shoal_relay_sent_packets_total to node 2: %v", v)
+	}
+	if v, _ := metricValue(fams, "shoal_connections", "role", "sendrecv"); v != 1 {
+		t.Errorf("shoal_connections{role=sendrecv} %v, want 1", v)
+	}
+	if v, _ := metricValue(fams, "shoal_cluster_nodes", "state", "connected", "type", "regular"); v != 3 {
+		t.Errorf("shoal_cluster_nodes connected regular %v, want 3", v)
+	}
+	if v, ok := metricValue(fams, "shoal_raft_commit_duration_seconds"); !ok {
+		t.Errorf("no raft commit histogram")
+	} else {
+		t.Logf("node 1 committed %v commands", v)
 	}
 }

@@ -23,6 +23,7 @@ var (
 	pion   = []string{"github.com/pion"}
 	hashi  = []string{"github.com/hashicorp/serf", "github.com/hashicorp/memberlist", "github.com/hashicorp/raft", "github.com/hashicorp/raft-wal"}
 	server = []string{module + "/sfu", module + "/relay", module + "/cluster"}
+	prom   = []string{"github.com/prometheus"}
 )
 
 // depRule forbids dependencies of the packages in pkgs (module-relative
@@ -71,6 +72,11 @@ var depRules = []depRule{
 		reason: "the relay is told its peers and channels by its caller (shoal.Node), not by the membership",
 	},
 	{
+		pkgs: []string{"affinity/...", "signaling/...", "sfu/...", "relay/...", "cluster/..."}, deny: prom,
+		reason: "metrics are made at the edge (the root package's metrics.go) from the packages' plain snapshots; " +
+			"the packages keep no registry and a program that does not export metrics does not build Prometheus",
+	},
+	{
 		pkgs: []string{"..."}, except: []string{"internal/testutil/..."}, deny: []string{module + "/internal/testutil", "go.uber.org/goleak"},
 		reason: "test helpers (goroutine-leak checks, browsers) stay out of programs",
 	},
@@ -90,7 +96,7 @@ var importRules = []importRule{
 		reason: "serf and raft are the default membership's implementation; no other package sees their types",
 	},
 	{
-		deps: pion, allowed: []string{"sfu", "relay", "internal/slogpion", "signaling/client", "internal/testutil/pionapi", "examples/load"},
+		deps: pion, allowed: []string{"sfu", "relay", "internal/slogpion", "signaling/client", "internal/testutil/pionapi", "examples/load", "internal/multiclustertest"},
 		reason: "pion's types cross no other package's API (the root converts ICE candidates through JSON for this), " +
 			"so a pion upgrade touches these packages (and the tests' pion peers) alone",
 	},
@@ -214,6 +220,7 @@ func TestFenceCatches(t *testing.T) {
 		{ImportPath: module + "/sfu", Deps: []string{"github.com/hashicorp/raft"}, TestImports: []string{"github.com/hashicorp/serf/serf"}},
 		{ImportPath: module + "/cluster", Deps: []string{"github.com/pion/rtp"}},
 		{ImportPath: module + "/relay", Deps: []string{module + "/cluster"}},
+		{ImportPath: module + "/relay/sub", Deps: []string{"github.com/prometheus/client_golang/prometheus"}},
 		{ImportPath: module + "/examples/x", Deps: []string{"go.uber.org/goleak"}},
 		{ImportPath: module, Imports: []string{"github.com/pion/webrtc/v4"}},
 	}
@@ -227,6 +234,7 @@ func TestFenceCatches(t *testing.T) {
 		"/sfu imports github.com/hashicorp/serf/serf",
 		"/cluster depends on github.com/pion/rtp",
 		"/relay depends on " + module + "/cluster",
+		"/relay/sub depends on github.com/prometheus/client_golang/prometheus",
 		"/examples/x depends on go.uber.org/goleak",
 		module + " imports github.com/pion/webrtc/v4",
 	} {
@@ -248,7 +256,7 @@ func TestFenceCatches(t *testing.T) {
 		{ImportPath: module + "/sfu", Deps: []string{"github.com/pion/webrtc/v4"}, Imports: []string{"github.com/pion/webrtc/v4"}},
 		{ImportPath: module + "/relay", Deps: []string{module + "/sfu", "github.com/pion/srtp/v3"}},
 		{ImportPath: module + "/internal/testutil", Deps: []string{"go.uber.org/goleak"}},
-		{ImportPath: module, Deps: []string{"github.com/pion/webrtc/v4", "github.com/hashicorp/raft"}},
+		{ImportPath: module, Deps: []string{"github.com/pion/webrtc/v4", "github.com/hashicorp/raft", "github.com/prometheus/client_golang/prometheus"}},
 	}
 	if got := violations(good); len(got) != 0 {
 		t.Errorf("fence reported allowed dependencies: %q", got)

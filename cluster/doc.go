@@ -93,7 +93,11 @@
 //   - events.go — Event, Subscribe and the per-subscriber queue.
 //   - ops.go — the operations: InitCluster, RegisterClusterNode,
 //     PurgeClusterNode, ListClusterNodes, ListClusterChannels, SetMode,
-//     ClaimChannel, ReleaseChannel.
+//     ClaimChannel, ReleaseChannel, ReleaseChannelEnded (which also says
+//     whether the release ended the session: one node learns it).
+//   - metrics.go — RaftStats: Raft's state, term and indexes, the leader
+//     changes this node saw and the commit latency of what it committed as
+//     the leader, for metrics.
 //   - leader.go — what the Raft leader does for the others (commit,
 //     register, purge, deregister, erase) and the RPC server side.
 //   - load.go — PublishLoad and the load pushes between nodes.

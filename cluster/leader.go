@@ -84,8 +84,11 @@ func (n *Node) raftApply(cmd command, timeout time.Duration) (claimResult, error
 	if err != nil {
 		return claimResult{}, err
 	}
+	start := time.Now()
 	f := n.rft().Apply(b, timeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	n.raftC.commit(time.Since(start), err)
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return claimResult{}, errNotLeader
 		}

@@ -106,6 +106,9 @@ func (n *Node) raftInputs(in *viewInputs) {
 // node learnt it is no longer a member. It runs in rebuild, under
 // rebuildMu.
 func (n *Node) noteView(old, cur *state, now time.Time) {
+	if cur.leader != old.leader && cur.leader != "" {
+		n.raftC.leaderChanges.Add(1)
+	}
 	if !cur.gossipMajority {
 		n.mem.outAt = now
 	}

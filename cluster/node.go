@@ -36,6 +36,7 @@ type Node struct {
 	boot   string
 	logger *slog.Logger
 	fsm    *fsm
+	raftC  raftCounters // metrics.go
 
 	// mu is held by Start, by Close while it marks the node closed, and by
 	// recoverHere while it replaces Raft: one at a time.

@@ -111,6 +111,9 @@ func (se *session) placeBeforeAuth(ctx context.Context, p *connecting) *ending {
 	}
 	var d affinity.Decision
 	p.view, d = se.srv.place(p.req, false)
+	if d.Action == affinity.ActionRefuse || d.Action == affinity.ActionRedirect && !(p.view.Settings.Cluster && p.view.Settings.Relay) {
+		se.srv.countPlacement(d.Action)
+	}
 	switch {
 	case d.Action == affinity.ActionRefuse:
 		return &ending{code: wire.CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}
@@ -173,6 +176,7 @@ func (se *session) placeAfterAuth(ctx context.Context, p *connecting, res AuthRe
 	var d affinity.Decision
 	p.view, d = se.srv.place(p.req, true)
 	se.slot = d.Action == affinity.ActionServe
+	se.srv.countPlacement(d.Action)
 	switch d.Action {
 	case affinity.ActionRefuse:
 		return &ending{code: wire.CloseRefused, reason: refusalReason(d.Reason), err: d.Err()}

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
@@ -13,6 +14,19 @@ type serverCounters struct {
 	connCreated, connDestroyed, connFailed atomic.Uint64
 	durationNs, setupNs                    atomic.Int64
 	sessionCreated, sessionDestroyed       atomic.Uint64
+	placeServe, placeRedirect, placeRefuse atomic.Uint64
+}
+
+// countPlacement counts one of placement's final decisions on a connect.
+func (s *Server) countPlacement(a affinity.Action) {
+	switch a {
+	case affinity.ActionServe:
+		s.counters.placeServe.Add(1)
+	case affinity.ActionRedirect:
+		s.counters.placeRedirect.Add(1)
+	case affinity.ActionRefuse:
+		s.counters.placeRefuse.Add(1)
+	}
 }
 
 // ServerCounters are the signaling server's totals since New.
@@ -29,6 +43,10 @@ type ServerCounters struct {
 	// SessionsCreated and SessionsDestroyed count the session events this
 	// node sent (one node per session in a cluster).
 	SessionsCreated, SessionsDestroyed uint64
+	// PlacedServe, PlacedRedirect and PlacedRefuse count placement's
+	// decisions on connects (with a Cluster): served here, redirected,
+	// refused.
+	PlacedServe, PlacedRedirect, PlacedRefuse uint64
 }
 
 // Counters returns the server's totals.
@@ -40,7 +58,8 @@ func (s *Server) Counters() ServerCounters {
 	return ServerCounters{ConnectionsCreated: c.connCreated.Load(), ConnectionsDestroyed: c.connDestroyed.Load(),
 		ConnectionsFailed: c.connFailed.Load(), Ongoing: ongoing,
 		TotalDuration: time.Duration(c.durationNs.Load()), TotalSetup: time.Duration(c.setupNs.Load()),
-		SessionsCreated: c.sessionCreated.Load(), SessionsDestroyed: c.sessionDestroyed.Load()}
+		SessionsCreated: c.sessionCreated.Load(), SessionsDestroyed: c.sessionDestroyed.Load(),
+		PlacedServe: c.placeServe.Load(), PlacedRedirect: c.placeRedirect.Load(), PlacedRefuse: c.placeRefuse.Load()}
 }
 
 func (s *Server) countCreated(info ConnectionInfo) {
