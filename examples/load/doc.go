@@ -55,4 +55,6 @@
 //   - stats.go: what subscribers receive (packets and sequence numbers),
 //     percentiles, /proc/PID/stat and /proc/loadavg.
 //   - load_test.go: a run against a Shoal node in the test's process.
+//   - server/: the servers to measure in a process of their own (a Shoal
+//     node, a bare pion forwarder); figures.sh runs the tool against them.
 package main

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	shoal "github.com/shoal-sfu/shoal"
+	"github.com/shoal-sfu/shoal/sfu"
+	"github.com/shoal-sfu/shoal/signaling"
+)
+
+func main() {
+	var (
+		impl    = flag.String("impl", "shoal", "shoal or pion")
+		addr    = flag.String("addr", "127.0.0.1:5000", "HTTP address; signaling at /signaling")
+		udpPort = flag.Int("udp-port", 50000, "Shoal's UDP mux port (on 127.0.0.1)")
+		batch   = flag.Bool("batch", true, "Shoal: batched sends on the UDP mux")
+		spread  = flag.Int("spread-above", 0, "Shoal: spread a track's fan-out above this many subscribers (0: default 20, -1: never)")
+		verbose = flag.Bool("v", false, "log warnings")
+	)
+	flag.Parse()
+	level := slog.LevelError
+	if *verbose {
+		level = slog.LevelWarn
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch *impl {
+	case "shoal":
+		err = runShoal(ctx, *addr, *udpPort, *batch, *spread, logger)
+	case "pion":
+		err = serve(ctx, *addr, newBare(logger))
+	default:
+		err = fmt.Errorf("-impl %q: want shoal or pion", *impl)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread int, logger *slog.Logger) error {
+	if udpPort <= 0 || udpPort > 65535 {
+		return fmt.Errorf("-udp-port %d: want 1..65535", udpPort)
+	}
+	cfg := shoal.DefaultConfig()
+	cfg.NodeName = "load@127.0.0.1"
+	cfg.Authenticator = signaling.AllowAll
+	cfg.Logger = logger
+	cfg.SFU = sfu.LocalConfig(logger)
+	cfg.SFU.Network.UDPPort = udpPort
+	cfg.SFU.Network.ListenIP = netip.MustParseAddr("127.0.0.1")
+	cfg.SFU.Network.IPFilter = nil
+	cfg.SFU.DisableBatchedSends = !batch
+	cfg.SFU.SpreadAbove = spread
+	n, err := shoal.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	return serve(ctx, addr, n.SignalingHandler())
+}
+
+// serve serves h at /signaling until ctx ends.
+func serve(ctx context.Context, addr string, h http.Handler) error {
+	mux := http.NewServeMux()
+	mux.Handle("/signaling", h)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	fmt.Fprintf(os.Stderr, "serving ws://%s/signaling (pid %d)\n", ln.Addr(), os.Getpid())
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if c, ok := h.(interface{ Close() }); ok {
+		c.Close()
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// messageType reads the "type" of a signaling message.
+func messageType(b []byte) string {
+	var m struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(b, &m)
+	return m.Type
+}
