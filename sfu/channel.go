@@ -257,18 +257,23 @@ func (ch *Channel) removeSourceLocked(src *source) {
 	}
 }
 
-// deliverLocked sends a messaging data channel message to every connection
-// but the sender that has the label and may receive on it. Holding ch.mu
-// keeps every receiver's order equal to the order of delivery.
+// deliverLocked queues a messaging data channel message for every
+// connection but the sender that has the label and may receive on it.
+// Holding ch.mu keeps every receiver's order equal to the order of
+// delivery; nothing is sent under it (each connection's outbox sends).
+// data is shared by every receiver and every observer: it is not written
+// after this.
 func (ch *Channel) deliverLocked(label, senderID string, data []byte) {
+	var withID []byte // data behind the sender's id, made once if wanted
 	for _, c := range ch.conns {
 		if c.id != senderID {
-			c.sendMessage(label, senderID, data)
+			c.queueMessage(label, senderID, data, &withID)
 		}
 	}
 }
 
-// deliver is called by a local connection's "#" data channel.
+// deliver is called by a local connection's "#" data channel with a
+// message pion made for it.
 func (ch *Channel) deliver(from *Connection, label string, data []byte) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -279,7 +284,7 @@ func (ch *Channel) deliver(from *Connection, label string, data []byte) {
 	if len(ch.observers) == 0 {
 		return
 	}
-	msg := Message{Label: label, SenderID: from.id, Data: slices.Clone(data)}
+	msg := Message{Label: label, SenderID: from.id, Data: data}
 	for _, ob := range ch.observers {
 		if fn := ob.o.MessageReceived; fn != nil {
 			ob.q.push(func() { fn(msg) })
@@ -290,7 +295,8 @@ func (ch *Channel) deliver(from *Connection, label string, data []byte) {
 // InjectMessage delivers a message of a remote connection (senderID) to
 // every local connection that has the messaging data channel label, as if a
 // local connection had sent it. Observers do not see it. The label must
-// start with "#".
+// start with "#". data is kept, shared by every receiver, until sent: do
+// not write it after the call.
 func (ch *Channel) InjectMessage(label, senderID string, data []byte) error {
 	if !strings.HasPrefix(label, "#") {
 		return fmt.Errorf("sfu: inject message: label %q does not start with #", label)

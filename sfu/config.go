@@ -54,6 +54,10 @@ type Config struct {
 	// is sent), every subscriber gets the simulcast layer it asks for
 	// whatever its link.
 	DisableCongestionControl bool
+	// Messages bounds what the SFU holds for a client that reads its
+	// messaging data channels slowly: a queue per connection, and the
+	// data channels' buffered bytes (dcqueue.go).
+	Messages MessageConfig
 	// DisableBatchedSends sends each packet through the UDP mux socket
 	// (Network.UDPPort) with a system call of its own. By default the
 	// packets of one fan-out go out together, up to 64 per sendmmsg (on
@@ -163,6 +167,9 @@ func (cfg Config) check() (Config, error) {
 	}
 	if cfg.AnswerTimeout == 0 {
 		cfg.AnswerTimeout = DefaultAnswerTimeout
+	}
+	if err := cfg.Messages.check(); err != nil {
+		return cfg, err
 	}
 	n := cfg.Network
 	if n.UDPPort < 0 || n.UDPPort > 65535 {

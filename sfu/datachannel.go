@@ -55,6 +55,12 @@ func (d DataChannelSpec) clientReceives() bool { return d.Direction != "sendonly
 type dcEntry struct {
 	dc   *webrtc.DataChannel
 	spec DataChannelSpec
+	// For a messaging channel the client receives on: the connection's
+	// outbox (shared by its messaging channels), the channel as the
+	// outbox sends to it, and the signal that its BufferedAmount drained.
+	ob  *outbox
+	out dcSender
+	low chan struct{}
 }
 
 // openDataChannels creates the signaling, notify and push channels and the
@@ -65,6 +71,7 @@ func (c *Connection) openDataChannels(requested []DataChannelSpec) error {
 	specs = append(specs, requested...)
 	var opening atomic.Int32
 	opening.Store(int32(len(specs)))
+	var ob *outbox
 	for _, spec := range specs {
 		init := &webrtc.DataChannelInit{Ordered: spec.Ordered, MaxRetransmits: spec.MaxRetransmits, MaxPacketLifeTime: spec.MaxPacketLifeTime}
 		if spec.Protocol != "" {
@@ -85,6 +92,19 @@ func (c *Connection) openDataChannels(requested []DataChannelSpec) error {
 			}
 		})
 		label := spec.Label
+		if strings.HasPrefix(label, "#") && spec.clientReceives() {
+			if ob == nil {
+				ob = newOutbox(c, c.sfu.cfg.Messages, &c.sfu.drops)
+			}
+			e.ob, e.out, e.low = ob, dc, make(chan struct{}, 1)
+			dc.SetBufferedAmountLowThreshold(ob.high / 2)
+			dc.OnBufferedAmountLow(func() {
+				select {
+				case e.low <- struct{}{}:
+				default:
+				}
+			})
+		}
 		if strings.HasPrefix(label, "#") {
 			if spec.clientSends() {
 				dc.OnMessage(func(m webrtc.DataChannelMessage) { c.ch.deliver(c, label, m.Data) })
@@ -97,6 +117,20 @@ func (c *Connection) openDataChannels(requested []DataChannelSpec) error {
 			})
 		}
 		c.offer.DataChannels = append(c.offer.DataChannels, spec)
+	}
+	if ob != nil {
+		c.mu.Lock()
+		closed := c.closed
+		if !closed {
+			c.wg.Add(1) // closing waits for it, after closing done
+		}
+		c.mu.Unlock()
+		if !closed {
+			go func() {
+				defer c.wg.Done()
+				ob.run(c.done)
+			}()
+		}
 	}
 	return nil
 }
@@ -158,17 +192,22 @@ func (c *Connection) send(label string, write func(*webrtc.DataChannel) error) e
 	return nil
 }
 
-// sendMessage forwards a channel message if this connection has the label
-// and may receive on it. Messages before the channel opened are dropped.
-func (c *Connection) sendMessage(label, senderID string, data []byte) {
+// queueMessage queues a channel message for this connection if it has the
+// label and may receive on it; withID holds the message with the sender's
+// id in front, made for the first receiver that wants it and shared with
+// the next ones. It runs under the channel's lock and never sends: the
+// connection's outbox does (dcqueue.go).
+func (c *Connection) queueMessage(label, senderID string, data []byte, withID *[]byte) {
 	e := c.dcs[label]
-	if e == nil || !e.spec.clientReceives() {
+	if e == nil || e.ob == nil {
 		return
 	}
 	if e.spec.SenderIDHeader {
-		data = append([]byte(senderID), data...)
+		if *withID == nil {
+			b := make([]byte, 0, len(senderID)+len(data))
+			*withID = append(append(b, senderID...), data...)
+		}
+		data = *withID
 	}
-	if err := e.dc.Send(data); err != nil {
-		c.logger.Debug("message not delivered", "label", label, "err", err)
-	}
+	e.ob.push(e, data)
 }

@@ -100,6 +100,28 @@
 // packets, bytes, loss, jitter, round-trip time, NACKs and retransmissions,
 // and the simulcast layer forwarded.
 //
+// Messages: a "#" message goes to every other connection of the channel
+// that has the label, through a queue per receiving connection
+// (Config.Messages.QueueLen, 256) that one goroutine of the connection
+// sends from, with no channel lock held, waiting while a data channel has
+// Config.Messages.BufferedMax (1 MiB) buffered until pion says it drained
+// to half. A client that reads slowly, or not at all, fills its queue: what
+// comes next for it is dropped and counted, or, with
+// Config.Messages.CloseSlow, the connection is closed (ErrSlowConsumer).
+// The other receivers never wait for it, and the server holds at most its
+// queue and BufferedMax for it: TestSlowMessageReaderIsBounded passes 48 MB
+// of messages by a client that never reads, and the heap grows about 6 MB
+// (76 MB before the queues). Every receiver and observer of a message
+// shares one buffer of it: queueing allocates nothing per receiver (one
+// buffer per message for the receivers that want the sender id header).
+//
+// Drops: SFU.Drops counts, by reason, every message and packet the SFU
+// dropped (a receiver's queue full, a data channel not open or refusing a
+// message, a slow consumer closed, packets written to a removed track or
+// not parsing), with atomic counters read without a lock; the names are
+// stable, for a metrics exporter. Several observers may tap one track: each
+// TrackTap has its own sink.
+//
 // The per-packet fan-out allocates nothing: one header parse per packet,
 // then the payload type and SSRC are rewritten for each subscriber's sender.
 // Header extensions are dropped, since their ids were negotiated with the
@@ -169,7 +191,11 @@
 //   - downstream.go: the tracks a connection receives: sendonly m-lines,
 //     the reuse of inactive ones, RTCP (keyframe requests) from subscribers.
 //   - datachannel.go: DataChannelSpec and the labels; opening the data
-//     channels, Send, SendText, CloseDataChannels, forwarding messages.
+//     channels, Send, SendText, CloseDataChannels, queueing messages.
+//   - dcqueue.go: MessageConfig and each connection's outbox: the bounded
+//     queue of its messages and the goroutine that sends them, minding
+//     BufferedAmount.
+//   - drops.go: Drops and SFU.Drops, the drop counters by reason.
 //   - fanout.go: source and downTrack, the allocation-free per-packet
 //     fan-out and keyframe request coalescing.
 //   - simulcast.go: simulcast's API: the rids, offer.encodings, the switch

@@ -73,6 +73,7 @@ type SFU struct {
 	conns    map[string]*Connection
 	counts   map[string]int // connections per channel
 	total    int
+	drops    dropCounters // drops.go
 }
 
 // New validates cfg and returns an SFU. It opens no socket and starts no

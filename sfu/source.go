@@ -1,7 +1,9 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -67,7 +69,19 @@ func (w *TrackWriter) Info() TrackInfo { return w.src.info }
 // It allocates nothing. Calls may come from any goroutine; they are
 // serialized per track. It returns an error wrapping net.ErrClosed after
 // Close, and ErrInvalidRTP for a packet that does not parse.
-func (w *TrackWriter) WriteRTP(pkt []byte) error { return w.src.write(pkt) }
+func (w *TrackWriter) WriteRTP(pkt []byte) error { return w.src.counted(w.src.write(pkt)) }
+
+// counted counts a write's error in the SFU's Drops and returns it.
+func (s *source) counted(err error) error {
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			s.ch.sfu.drops.mediaAfterClose.Add(1)
+		} else {
+			s.ch.sfu.drops.mediaInvalid.Add(1)
+		}
+	}
+	return err
+}
 
 // AddLayer makes rid a layer of a simulcast track (one added with
 // TrackInfo.Simulcast); subscribers' keyframe requests for it go to kr,
@@ -97,9 +111,9 @@ func (w *TrackWriter) RemoveLayer(rid SimulcastRid) {
 func (w *TrackWriter) WriteLayerRTP(rid SimulcastRid, pkt []byte) error {
 	l := rid.layer()
 	if w.src.sim == nil || l < 0 {
-		return fmt.Errorf("%w: no simulcast layer %q", ErrInvalidRTP, rid)
+		return w.src.counted(fmt.Errorf("%w: no simulcast layer %q", ErrInvalidRTP, rid))
 	}
-	return w.src.writeLayer(l, pkt)
+	return w.src.counted(w.src.writeLayer(l, pkt))
 }
 
 // OnDemand installs fn, called each time whether layer rid of a simulcast
