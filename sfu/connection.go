@@ -102,8 +102,8 @@ type JoinRequest struct {
 	// the client sends up to three layers, r0 to r2 (Offer.Encodings).
 	Simulcast bool
 	// SimulcastRid is the layer the connection receives of simulcast
-	// video (connect's simulcast_request_rid or simulcast_rid); empty
-	// means RidR0, the lowest.
+	// video (connect's simulcast_request_rid or simulcast_rid; RidAuto
+	// leaves it to the congestion control); empty means RidR0, the lowest.
 	SimulcastRid SimulcastRid
 	// AudioCodec and VideoCodec are connect's audio.codec_type and
 	// video.codec_type: "OPUS"; "VP8", "VP9", "H264", "H265" or "AV1" (any
@@ -205,7 +205,7 @@ func validateJoin(req *JoinRequest) error {
 		return err
 	}
 	if req.SimulcastRid != "" {
-		if _, err := ParseSimulcastRid(string(req.SimulcastRid)); err != nil {
+		if _, err := ParseSimulcastRequest(string(req.SimulcastRid)); err != nil {
 			return err
 		}
 	}

@@ -42,13 +42,18 @@
 // and Offer.Encodings for offer.encodings; what it sends is one track of
 // the channel with up to three layers. Each subscriber receives one layer:
 // JoinRequest.SimulcastRid (default r0), changed at run time with
-// Connection.SetSimulcastRid; "none" stops the video. A layer that does
-// not arrive gives the nearest lower one, else the nearest higher one. A
-// switch happens on a keyframe of the new layer, asked for at once, and
-// the subscriber's stream goes on without a seam: same SSRC, the next
-// sequence number, a timestamp advanced by the time elapsed, the next VP8
-// or VP9 picture id and TL0PICIDX. ConnectionHooks.SimulcastSwitched
-// reports each switch.
+// Connection.SetSimulcastRid; "none" stops the video; a named layer is a
+// ceiling the congestion control stays under, and "auto" (RidAuto) leaves
+// the layer to it. A layer that does not arrive gives the nearest lower
+// one, else the nearest higher one. A switch happens on a keyframe of the
+// new layer, asked for at once, and the subscriber's stream goes on
+// without a seam: same SSRC, the next sequence number, a timestamp
+// advanced by the time elapsed, the next VP8 or VP9 picture id and
+// TL0PICIDX. ConnectionHooks.SimulcastSwitched reports each change: the
+// first layer's start (from none), each switch, a stop (to none) and a
+// restart, with the layers the congestion control allows. Every temporal
+// layer of the chosen layer is forwarded: Sora's API names no temporal
+// layer, so none is dropped.
 //
 // A track of a channel is a source: a local publisher, or a remote track
 // injected with Channel.AddRemoteTrack (the relay). Subscribers cannot tell

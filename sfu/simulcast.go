@@ -39,13 +39,26 @@ const (
 	RidAuto SimulcastRid = "auto"
 )
 
-// ParseSimulcastRid parses "none", "r0", "r1", "r2" or "auto".
+// ParseSimulcastRid parses a layer or none: "none", "r0", "r1" or "r2".
 func ParseSimulcastRid(s string) (SimulcastRid, error) {
 	switch r := SimulcastRid(s); r {
-	case RidNone, RidR0, RidR1, RidR2, RidAuto:
+	case RidNone, RidR0, RidR1, RidR2:
 		return r, nil
 	}
-	return "", fmt.Errorf("%w: simulcast rid %q is not none, r0, r1, r2 or auto", ErrInvalidRequest, s)
+	return "", fmt.Errorf("%w: simulcast rid %q is not none, r0, r1 or r2", ErrInvalidRequest, s)
+}
+
+// ParseSimulcastRequest parses what a subscriber may ask for: "none",
+// "r0", "r1", "r2" or "auto".
+func ParseSimulcastRequest(s string) (SimulcastRid, error) {
+	if s == string(RidAuto) {
+		return RidAuto, nil
+	}
+	r, err := ParseSimulcastRid(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: simulcast rid %q is not none, r0, r1, r2 or auto", ErrInvalidRequest, s)
+	}
+	return r, nil
 }
 
 // layer returns the layer index of r: -1 for none, auto (not a layer)
@@ -167,7 +180,7 @@ func (r *subscriptionRids) of(sender string) SimulcastRid {
 // control. A layer that is not active gives the nearest one below it, else
 // above it. Non-simulcast tracks are not affected.
 func (c *Connection) SetSimulcastRid(sender string, rid SimulcastRid) error {
-	if _, err := ParseSimulcastRid(string(rid)); err != nil {
+	if _, err := ParseSimulcastRequest(string(rid)); err != nil {
 		return err
 	}
 	c.mu.Lock()

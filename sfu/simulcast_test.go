@@ -570,6 +570,16 @@ func TestSimulcastSwitchEventsStartAndPause(t *testing.T) {
 // switch events say auto was asked for and, with congestion control on,
 // which layers it allows; with congestion control off, none.
 func TestSimulcastAuto(t *testing.T) {
+	// auto is something to ask for, not a layer (the relay names layers).
+	if _, err := sfu.ParseSimulcastRid("auto"); err == nil {
+		t.Fatal("ParseSimulcastRid accepts auto as a layer")
+	}
+	if r, err := sfu.ParseSimulcastRequest("auto"); r != sfu.RidAuto || err != nil {
+		t.Fatalf("ParseSimulcastRequest(auto): %q, %v", r, err)
+	}
+	if _, err := sfu.ParseSimulcastRequest("r3"); err == nil {
+		t.Fatal("ParseSimulcastRequest accepts r3")
+	}
 	for _, off := range []bool{false, true} {
 		t.Run(map[bool]string{false: "cc", true: "nocc"}[off], func(t *testing.T) {
 			s := newSFU(t, func(c *sfu.Config) { c.DisableCongestionControl = off })
