@@ -20,9 +20,6 @@ type Drops struct {
 	// SlowConsumersClosed: connections closed because their message queue
 	// overflowed, with Config.SlowConsumer CloseSlowConsumer.
 	SlowConsumersClosed uint64
-	// MediaWriteFailed: RTP packets a subscriber's sender refused (its
-	// transport closing or failing).
-	MediaWriteFailed uint64
 	// MediaAfterClose: RTP packets written to a track that had been
 	// removed (a remote track's writer after Close).
 	MediaAfterClose uint64
@@ -33,7 +30,7 @@ type Drops struct {
 
 type dropCounters struct {
 	messageQueueFull, messageNotOpen, messageSendFailed, slowConsumersClosed atomic.Uint64
-	mediaWriteFailed, mediaAfterClose, mediaInvalid                          atomic.Uint64
+	mediaAfterClose, mediaInvalid                                            atomic.Uint64
 }
 
 // Drops returns what the SFU has dropped, by reason.
@@ -42,7 +39,7 @@ func (s *SFU) Drops() Drops {
 	return Drops{
 		MessageQueueFull: d.messageQueueFull.Load(), MessageNotOpen: d.messageNotOpen.Load(),
 		MessageSendFailed: d.messageSendFailed.Load(), SlowConsumersClosed: d.slowConsumersClosed.Load(),
-		MediaWriteFailed: d.mediaWriteFailed.Load(), MediaAfterClose: d.mediaAfterClose.Load(),
-		MediaInvalid: d.mediaInvalid.Load(),
+		MediaAfterClose: d.mediaAfterClose.Load(),
+		MediaInvalid:    d.mediaInvalid.Load(),
 	}
 }
