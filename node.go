@@ -66,6 +66,10 @@ type Config struct {
 	// that stays down, a data directory it cannot write, a failed media
 	// socket; docs/cluster.md).
 	SelfBlock SelfBlockConfig
+
+	// MultiCluster joins the cluster to clusters in other regions that
+	// share channels (docs/multicluster.md); off unless its Key is set.
+	MultiCluster MultiClusterConfig
 }
 
 // DefaultConfig returns a Config with Sora's defaults (cluster.DefaultConfig:
@@ -94,7 +98,8 @@ type Node struct {
 	log    *slog.Logger
 	member *cluster.Node
 	sfu    *sfu.SFU
-	relay  *relay.Relay // nil with cluster or relay off
+	relay  *relay.Relay  // nil with cluster or relay off
+	mc     *multiCluster // nil with multi-cluster off
 	sig    *signaling.Server
 	admin  http.Handler
 
@@ -163,10 +168,13 @@ func New(cfg Config) (*Node, error) {
 	n.group, n.served = errgroup.WithContext(parts)
 	n.stopParts = stopParts
 
+	if n.mc, err = newMultiCluster(n, name); err != nil {
+		return nil, err
+	}
 	if cfg.Cluster && cfg.Relay {
 		rc := cfg.RelayLink
 		rc.NodeName, rc.ClusterKey, rc.Logger = cfg.NodeName, cfg.ClusterKey, cfg.Logger
-		rc.Local = relay.NewSFULocal(s, log)
+		rc.Local = n.mc.wrapIntra(relay.NewSFULocal(s, log))
 		ip := cfg.BindAddr
 		if !ip.IsValid() {
 			ip = cfg.AdvertiseAddr
@@ -178,6 +186,7 @@ func New(cfg Config) (*Node, error) {
 		if n.relay, err = relay.New(rc); err != nil {
 			return nil, err
 		}
+		n.mc.setIntra(n.relay)
 	}
 
 	sc := cfg.Signaling
@@ -244,6 +253,9 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	}
 	if err := n.member.Start(ctx); err != nil {
+		return err
+	}
+	if err := n.mc.start(ctx); err != nil {
 		return err
 	}
 	if n.cfg.Cluster {
@@ -359,6 +371,7 @@ func (n *Node) Close() error {
 		unsub()
 	}
 	errs := []error{n.sig.Close()}
+	errs = append(errs, n.mc.close())
 	n.stopParts(ErrNodeClosed)
 	if n.relay != nil {
 		errs = append(errs, n.relay.Close())

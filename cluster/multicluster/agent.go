@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,17 @@ type AgentConfig struct {
 	Logger *slog.Logger
 }
 
+// FastTune is an AgentConfig.Tune for loopback tests: memberlist's LAN
+// timers (probes every 200 ms), so that a stopped member is seen within
+// about a second.
+func FastTune(c *memberlist.Config) {
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 150 * time.Millisecond
+	c.SuspicionMult = 2
+	c.GossipInterval = 50 * time.Millisecond
+	c.TCPTimeout = 2 * time.Second
+}
+
 // Agent spreads the multi-cluster state: it is one member of a memberlist
 // pool (WAN profile) of the nodes of every cluster of the configuration,
 // which carries its messages, encrypted with the multi-cluster key. A
@@ -80,6 +92,7 @@ type Agent struct {
 	addr string
 
 	mu       sync.Mutex
+	members  map[string]Member // memberlist's live members, by memberlist name (copied in its events)
 	data     Data
 	changes  Data // merged, not yet told to OnChange
 	pending  Data // made here, not yet pushed
@@ -126,7 +139,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "multicluster"),
+	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "multicluster"), members: map[string]Member{},
 		wake: make(chan struct{}, 1), notify: make(chan struct{}, 1)}, nil
 }
 
@@ -148,6 +161,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	mc.Label = "shoal-multicluster:" + a.cfg.Service
 	mc.PushPullInterval = 0 // the background exchange is syncLoop's
 	mc.Delegate = delegate{a}
+	mc.Events = events{a}
 	mc.Logger = slogstd.New(a.cfg.Logger, "memberlist-wan")
 	if a.cfg.Tune != nil {
 		a.cfg.Tune(mc)
@@ -182,7 +196,7 @@ func (a *Agent) Start(ctx context.Context) error {
 // joinCommunity joins the seeds and every active gateway known, when this
 // node sees no other member (at start, or cut off).
 func (a *Agent) joinCommunity() {
-	if a.ml.NumMembers() > 1 {
+	if len(a.others()) > 0 {
 		return
 	}
 	targets := slices.Clone(a.cfg.Seeds)
@@ -214,25 +228,57 @@ func (a *Agent) Data() Data {
 // Member is a node of the gossip pool.
 type Member struct {
 	Name, ClusterID, Zone, Addr string
+
+	mlName string
+	ip     net.IP
+	port   uint16
 }
 
-// Members returns the live members of the gossip pool, this node too.
+// Members returns the live members of the gossip pool, this node too,
+// sorted by name.
 func (a *Agent) Members() []Member {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Member, 0, len(a.members))
+	for _, m := range a.members {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(x, y Member) int { return strings.Compare(x.Name, y.Name) })
+	return out
+}
+
+// others returns the live members other than this node.
+func (a *Agent) others() []Member {
 	var out []Member
-	for _, n := range a.ml.Members() {
-		cid, zone := decodeMeta(n.Meta)
-		_, name, _ := cutPrefix(n.Name, cid+"/")
-		out = append(out, Member{Name: name, ClusterID: cid, Zone: zone,
-			Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))})
+	for _, m := range a.Members() {
+		if m.Addr != a.addr {
+			out = append(out, m)
+		}
 	}
 	return out
 }
 
-func cutPrefix(s, p string) (string, string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return p, s[len(p):], true
-	}
-	return "", s, false
+// events keeps Agent.members: memberlist calls them under its own lock
+// with its nodes, whose fields it changes in place later, so they are
+// copied here and never read elsewhere.
+type events struct{ a *Agent }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.a.setMember(n) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.a.setMember(n) }
+func (e events) NotifyLeave(n *memberlist.Node) {
+	e.a.mu.Lock()
+	delete(e.a.members, n.Name)
+	e.a.mu.Unlock()
+}
+
+func (a *Agent) setMember(n *memberlist.Node) {
+	cid, zone := decodeMeta(n.Meta)
+	name := strings.TrimPrefix(n.Name, cid+"/")
+	m := Member{Name: name, ClusterID: cid, Zone: zone, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
+		mlName: n.Name, ip: slices.Clone(n.Addr), port: n.Port}
+	a.mu.Lock()
+	a.members[n.Name] = m
+	a.mu.Unlock()
 }
 
 // SetConfiguration sets the multi-cluster configuration (one version above
@@ -340,16 +386,12 @@ func (a *Agent) pushLoop() {
 			a.log.Error("multicluster: change not pushed", "err", err)
 			continue
 		}
-		for _, n := range a.ml.Members() {
-			if n.Name == a.ml.LocalNode().Name {
+		for _, m := range a.others() {
+			if a.cfg.DropPush != nil && a.cfg.DropPush(m.Addr) {
 				continue
 			}
-			to := net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-			if a.cfg.DropPush != nil && a.cfg.DropPush(to) {
-				continue
-			}
-			if err := a.ml.SendReliable(n, b); err != nil {
-				a.log.Debug("multicluster: push", "to", to, "err", err)
+			if err := a.ml.SendReliable(&memberlist.Node{Name: m.mlName, Addr: m.ip, Port: m.port}, b); err != nil {
+				a.log.Debug("multicluster: push", "to", m.Addr, "err", err)
 			}
 		}
 		for _, c := range a.cfg.Channels {
@@ -387,10 +429,8 @@ func (a *Agent) syncLoop() {
 func (a *Agent) SyncOnce() {
 	a.joinCommunity()
 	var members []string
-	for _, n := range a.ml.Members() {
-		if n.Name != a.ml.LocalNode().Name {
-			members = append(members, net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))))
-		}
+	for _, m := range a.others() {
+		members = append(members, m.Addr)
 	}
 	k := len(members) + len(a.cfg.Channels)
 	if k == 0 {

@@ -6,21 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
 var testKey = []byte("multicluster-key-0123456789abcde")
 
-// fastTune shortens memberlist's timers for loopback.
-func fastTune(c *memberlist.Config) {
-	c.ProbeInterval = 200 * time.Millisecond
-	c.ProbeTimeout = 150 * time.Millisecond
-	c.SuspicionMult = 2
-	c.GossipInterval = 50 * time.Millisecond
-	c.TCPTimeout = 2 * time.Second
-}
+var fastTune = FastTune
 
 type agentOpt func(*AgentConfig)
 

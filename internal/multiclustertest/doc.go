@@ -1,0 +1,15 @@
+// Package multiclustertest runs clusters in several regions in one process
+// with real nodes (membership, relay, SFU, signaling) and real pion
+// clients, to test and measure what crosses between clusters. It has
+// tests only; it is a package of its own so that the pion clients stay out
+// of the root package's tests (pion's types cross no API but sfu's and
+// relay's).
+//
+// # Files
+//
+//   - regions_test.go — starting a region (a cluster of three nodes with
+//     multi-cluster on), the publisher and subscriber clients, and the
+//     tests: media and messages from cluster A reach subscribers in
+//     cluster B, each packet crossing the inter-cluster link once for ten
+//     subscribers, and a gateway stopped is taken over.
+package multiclustertest
