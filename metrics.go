@@ -2,6 +2,9 @@ package shoal
 
 import (
 	"net/http"
+	"reflect"
+	"strings"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -216,17 +219,13 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(mNACKs, s.media.NACKs)
 	counter(mRetransmits, s.media.Retransmits)
 	counter(mKeyframeReqs, s.media.KeyframeRequests)
-	d := s.drops
-	for _, r := range []struct {
-		reason string
-		v      uint64
-	}{{"message_queue_full", d.MessageQueueFull}, {"message_not_open", d.MessageNotOpen},
-		{"message_send_failed", d.MessageSendFailed}, {"slow_consumer_closed", d.SlowConsumersClosed},
-		{"media_write_failed", d.MediaWriteFailed}, {"media_after_close", d.MediaAfterClose},
-		{"media_invalid", d.MediaInvalid}, {"retransmit_over_budget", s.media.RetransmitsLimited},
-		{"nack_not_in_buffer", s.media.NackMissing}} {
+	// Every uint64 field of sfu.Drops is a reason (snake_case of its name),
+	// so a reason the SFU adds is exported without a change here.
+	for _, r := range dropReasons(s.drops) {
 		counter(mDrops, r.v, r.reason)
 	}
+	counter(mDrops, s.media.RetransmitsLimited, "retransmit_over_budget")
+	counter(mDrops, s.media.NackMissing, "nack_not_in_buffer")
 
 	counter(mPlacement, s.sig.PlacedServe, "serve")
 	counter(mPlacement, s.sig.PlacedRedirect, "redirect")
@@ -243,4 +242,38 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(mWebhookFail, w.FailedAttempts)
 		gauge(mWebhookQueue, float64(w.Queued))
 	}
+}
+
+type dropReason struct {
+	reason string
+	v      uint64
+}
+
+// dropReasons returns the uint64 fields of a drop-counter struct (sfu.Drops)
+// as reasons named in snake_case.
+func dropReasons(d any) []dropReason {
+	v := reflect.ValueOf(d)
+	t := v.Type()
+	out := make([]dropReason, 0, t.NumField())
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() && f.Type.Kind() == reflect.Uint64 {
+			out = append(out, dropReason{snake(f.Name), v.Field(i).Uint()})
+		}
+	}
+	return out
+}
+
+// snake turns MessageQueueFull into message_queue_full.
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
