@@ -66,3 +66,43 @@ func TestControlSurvivesMessageFlood(t *testing.T) {
 		t.Fatalf("drops %+v: only messages should have been dropped", st.Dropped)
 	}
 }
+
+// The control queue coalesces: heartbeats and a track's keyframe requests
+// waiting absorb the next ones, a track's newer demand replaces the one
+// waiting in its place, and the rest (announcements) keep their order.
+func TestControlQueueCoalesces(t *testing.T) {
+	s := &session{l: &link{}, done: make(chan struct{}), ctlKick: make(chan struct{}, 1)}
+	s.control(KindTrackOpen, "room", "v", nil)
+	s.control(KindHeartbeat, "", "", nil)
+	s.control(KindTrackDemand, "room", "v", []byte{0})
+	s.control(KindKeyframe, "room", "v", nil)
+	s.control(KindHeartbeat, "", "", nil)
+	s.control(KindKeyframe, "room", "v", nil)
+	s.control(KindKeyframe, "room", "a", nil)
+	s.control(KindTrackDemand, "room", "v", []byte{1})
+	s.control(KindTrackClose, "room", "x", nil)
+	var got []string
+	for _, b := range s.takeControl() {
+		f, err := DecodeFrame(b[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d:%s:%x", f.Kind, f.Track, f.Payload))
+	}
+	want := fmt.Sprintf("[%d:v: %d:: %d:v:01 %d:v: %d:a: %d:x:]", KindTrackOpen, KindHeartbeat, KindTrackDemand, KindKeyframe, KindKeyframe, KindTrackClose)
+	if fmt.Sprint(got) != want {
+		t.Fatalf("queue %v, want %v", got, want)
+	}
+	if n := s.l.stats.controlCoalesced.Load(); n != 3 {
+		t.Fatalf("ControlCoalesced = %d, want 3", n)
+	}
+	// Taken: the next ones queue again.
+	s.control(KindHeartbeat, "", "", nil)
+	if n := len(s.takeControl()); n != 1 {
+		t.Fatalf("%d heartbeats queued after the queue was taken, want 1", n)
+	}
+	s.endControl()
+	if s.control(KindTrackOpen, "room", "v", nil) {
+		t.Fatal("a control frame queued on an ended session")
+	}
+}
