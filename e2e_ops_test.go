@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +159,22 @@ func TestE2EStatsAPI(t *testing.T) {
 	} else {
 		t.Logf("node 1 committed %v commands", v)
 	}
+}
+
+// The example's cluster page, in Chromium, shows the three nodes, and a
+// channel with the node holding it once a client joins.
+func TestE2EClusterPage(t *testing.T) {
+	requireBrowser(t)
+	nodes := e2eCluster(t, true)
+	r := newReports(t)
+	r.open(nodes[0].base + "/cluster.html?" + url.Values{"report": {r.base + "/report"}, "name": {"cluster"}}.Encode())
+	r.waitAll(30*time.Second, "the cluster page shows three nodes", []string{"cluster"}, func(st pageState) bool {
+		return len(st.ClusterNodes) == 3 && st.ClusterNodes[0] == nodes[0].Name() && len(st.ClusterChannels) == 0
+	})
+	r.open(r.examplePage(nodes[1], "carol", "lobby", nodes[1].signaling))
+	r.waitAll(30*time.Second, "carol connected", []string{"carol"}, func(st pageState) bool { return st.State == "connected" })
+	r.waitAll(20*time.Second, "the cluster page shows the channel on node 2", []string{"cluster"}, func(st pageState) bool {
+		return len(st.ClusterChannels) == 1 && strings.HasPrefix(st.ClusterChannels[0], "lobby") &&
+			strings.Contains(st.ClusterChannels[0], nodes[1].Name()+" (1)")
+	})
 }

@@ -88,6 +88,7 @@ func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/", web.Handler())
+		mux.Handle("/cluster.json", web.StatusHandler(n))
 		mux.Handle("/api", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			req = req.Clone(req.Context())
 			req.URL.Path = "/" // the admin API is POST / wherever it is mounted
@@ -144,6 +145,9 @@ type pageState struct {
 	// the names it labels the others' videos with, by connection id.
 	RTP   pageRTP           `json:"rtp"`
 	Names map[string]string `json:"names"`
+	// Cluster page: the nodes and channels it shows.
+	ClusterNodes    []string `json:"clusterNodes"`
+	ClusterChannels []string `json:"clusterChannels"`
 }
 
 type pageRTP struct {

@@ -143,8 +143,9 @@ func nodeConfig(o options, name string, key []byte, dataDir string, log *slog.Lo
 	return cfg, nil
 }
 
-// startNode builds and starts a node and its HTTP server (page at /,
-// signaling at /signaling, admin API at /api).
+// startNode builds and starts a node and its HTTP server (page at /, the
+// live cluster page at /cluster.html, signaling at /signaling, admin API
+// at /api, Prometheus metrics at /metrics).
 func startNode(ctx context.Context, cfg shoal.Config, listen string) (*node, error) {
 	n, err := shoal.New(cfg)
 	if err != nil {
@@ -162,6 +163,8 @@ func startNode(ctx context.Context, cfg shoal.Config, listen string) (*node, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler())
+	mux.Handle("/cluster.json", web.StatusHandler(n)) // read by /cluster.html
+	mux.Handle("/metrics", n.MetricsHandler())
 	mux.Handle("/signaling", n.SignalingHandler())
 	admin := n.AdminHandler()
 	mux.Handle("/api", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -6,11 +6,18 @@
 //
 // Usage:
 //
-//	mux.Handle("/", web.Handler())          // index.html and shoal.js
+//	mux.Handle("/", web.Handler())          // index.html, shoal.js, cluster.html
+//	mux.Handle("/cluster.json", web.StatusHandler(node))
 //	mux.Handle("/signaling", node.SignalingHandler())
 //
 // The page connects to ws(s)://<its host>/signaling unless its query names
 // other URLs: ?signaling=ws://a/signaling,ws://b/signaling&channel=room&auto=1.
 //
-// web.go holds the whole package; doc.go only this comment.
+// cluster.html is a live picture of the cluster: every node (mode, majority,
+// connections against capacity, temporary or regular), the channels with
+// the nodes holding them, and the relay links with their packet rates,
+// redrawn every second from each node's /cluster.json (StatusHandler).
+//
+// Files: web.go (Handler, the embedded files), status.go (StatusHandler,
+// /cluster.json), index.html and shoal.js (the client page), cluster.html.
 package web
