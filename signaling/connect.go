@@ -259,7 +259,7 @@ func (se *session) sendOffer(ctx context.Context, p *connecting, res AuthResult,
 	}
 	info := ConnectionInfo{ChannelID: c.ChannelID, ConnectionID: connID, ClientID: clientID, Role: c.Role,
 		NodeName: cfg.NodeName, CreatedTime: time.Now().UTC().Truncate(time.Microsecond),
-		Audio: connectionMedia(c.Audio), Video: connectionMedia(c.Video)}
+		Audio: connectionMedia(c.Audio), Video: connectionMedia(c.Video), Simulcast: c.SimulcastOn()}
 	if end := se.srv.markServed(se, info, media); end != nil {
 		_ = media.Close()
 		se.srv.release(c.ChannelID)

@@ -30,6 +30,8 @@ type ConnectionInfo struct {
 	// carry the codec_type and bit_rate connect asked for, if any (the
 	// codec actually negotiated is the media side's and not known here).
 	Audio, Video *ConnectionMedia
+	// Simulcast is connect's simulcast (true or an object).
+	Simulcast bool
 }
 
 // ConnectionMedia is the audio or video of a ConnectionInfo.
@@ -39,8 +41,8 @@ type ConnectionMedia struct {
 }
 
 // connectionInfoJSON is ConnectionInfo on the wire, in Sora's order.
-// The server is always multistream and has no simulcast or spotlight;
-// there is no session_id.
+// The server is always multistream and has no spotlight; there is no
+// session_id.
 type connectionInfoJSON struct {
 	ChannelID    string          `json:"channel_id"`
 	ClientID     string          `json:"client_id,omitempty"`
@@ -56,7 +58,7 @@ type connectionInfoJSON struct {
 }
 
 // MarshalJSON writes Sora's shape: {"channel_id", "client_id",
-// "connection_id", "role", "multistream": true, "simulcast": false,
+// "connection_id", "role", "multistream": true, "simulcast" (connect's),
 // "spotlight": false, "created_time": microseconds since the epoch (an
 // integer; 0 for the zero time), "audio" and "video": false or
 // {"codec_type", "bit_rate"} (each omitted when unknown), "node_name"}.
@@ -73,7 +75,7 @@ func (c ConnectionInfo) MarshalJSON() ([]byte, error) {
 		created = c.CreatedTime.UnixMicro()
 	}
 	return json.Marshal(connectionInfoJSON{ChannelID: c.ChannelID, ClientID: c.ClientID, ConnectionID: c.ConnectionID,
-		Role: c.Role, Multistream: true, CreatedTime: strconv.AppendInt(nil, created, 10),
+		Role: c.Role, Multistream: true, Simulcast: c.Simulcast, CreatedTime: strconv.AppendInt(nil, created, 10),
 		Audio: media(c.Audio), Video: media(c.Video), NodeName: c.NodeName})
 }
 
@@ -85,7 +87,8 @@ func (c *ConnectionInfo) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*c = ConnectionInfo{ChannelID: w.ChannelID, ConnectionID: w.ConnectionID, ClientID: w.ClientID, Role: w.Role, NodeName: w.NodeName}
+	*c = ConnectionInfo{ChannelID: w.ChannelID, ConnectionID: w.ConnectionID, ClientID: w.ClientID, Role: w.Role, NodeName: w.NodeName,
+		Simulcast: w.Simulcast}
 	if ct := bytes.TrimSpace(w.CreatedTime); len(ct) > 0 && !bytes.Equal(ct, []byte("null")) {
 		if ct[0] == '"' {
 			if err := json.Unmarshal(ct, &c.CreatedTime); err != nil {

@@ -402,8 +402,13 @@ func TestConnectionInfoJSON(t *testing.T) {
 	}
 	var back ConnectionInfo
 	if err := json.Unmarshal(b, &back); err != nil || !back.CreatedTime.Equal(created) || *back.Audio != *info.Audio || *back.Video != *info.Video ||
-		back.ClientID != "alice" || back.NodeName != info.NodeName || back.Role != wire.RoleSendrecv {
+		back.ClientID != "alice" || back.NodeName != info.NodeName || back.Role != wire.RoleSendrecv || back.Simulcast {
 		t.Errorf("round trip: %+v %v", back, err)
+	}
+	info.Simulcast = true
+	b, _ = json.Marshal(info)
+	if err := json.Unmarshal(b, &back); err != nil || !strings.Contains(string(b), `"simulcast":true`) || !back.Simulcast {
+		t.Errorf("simulcast: %s, back %v %v", b, back.Simulcast, err)
 	}
 	for _, tc := range []struct {
 		in     string

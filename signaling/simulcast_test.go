@@ -87,6 +87,13 @@ func TestSimulcastConnectAndOffer(t *testing.T) {
 	if !sc.req.Simulcast || sc.req.SimulcastRid != "r1" {
 		t.Fatalf("media request simulcast %v rid %q", sc.req.Simulcast, sc.req.SimulcastRid)
 	}
+	// ListChannelConnections says so.
+	if infos := ts.Connections("sc"); len(infos) != 1 || !infos[0].Simulcast {
+		t.Fatalf("connections %+v: not simulcast", infos)
+	}
+	if b, _ := json.Marshal(ts.Connections("sc")[0]); !strings.Contains(string(b), `"simulcast":true`) {
+		t.Fatalf("connection info %s", b)
+	}
 	c.send(`{"type":"answer","sdp":"v=0\r\n"}`)
 
 	// A switch becomes Sora's notify.
