@@ -1,22 +1,21 @@
 package sfu
 
-// Downlink congestion control. Every connection's peer connection runs
-// pion's send-side bandwidth estimator (GCC, pion/interceptor's gcc: delay
-// based on the subscriber's transport-cc feedback, loss based on it too),
-// and stamps transport-wide sequence numbers on what it sends. Packets are
-// not paced: pion's leaky-bucket pacer queues without bound what exceeds
-// the estimate (a track that cannot be lowered, as one without layers,
-// would grow it for as long as the link is short) and allocates for each
-// packet; the layer choice below is what keeps the sending rate within the
-// estimate. A REMB from a client (one without transport-cc) caps
+// Downlink congestion control. Every connection stamps a transport-wide
+// sequence number on each packet it sends and keeps what it sent in a
+// ring (twcc.go); the subscriber's transport-cc feedback feeds a send-side
+// estimator (bwe.go: GCC's delay based trendline filter and overuse
+// detector, AIMD, and a loss based bound). A REMB from the client caps the
+// estimate, and is the estimate of a client without transport-cc. Video
+// keyframe bursts are paced (pacer.go); otherwise packets go out as they
+// come, and the layer choice below is what keeps the sending rate within
 // the estimate. Every ccTick the connection shares the estimate among its
 // tracks: audio first (ccAudioReserve each), the rest split evenly among
 // its simulcast tracks, each of which gets the highest layer whose measured
-// bitrate fits, with hysteresis (fitLayer): down at once when far off, after
-// a while when a little; up one layer at a time after a hold, longer after
-// tries that failed. When even the lowest layer is far off, the video of
-// that track pauses (audio keeps flowing) until the lowest fits again, or
-// until a trial of it. The estimate keeps growing while the link carries
+// bitrate fits, with hysteresis (fitLayer): down at once when far off,
+// after a while when a little; up one layer at a time after a hold, longer
+// after tries that failed. When even the lowest layer is far off, the video
+// of that track pauses (audio keeps flowing) until the lowest fits again,
+// or until a trial of it. The estimate keeps growing while the link carries
 // what is sent, so a lowered subscriber climbs back when its link recovers.
 
 import (
@@ -25,10 +24,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
-	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -58,40 +53,22 @@ const (
 	ccUpKeep = 10 * time.Second
 )
 
-// ccRegistry hands each new peer connection's bandwidth estimator to its
-// Connection: pion's interceptor reports it, by peer connection id, while
-// the peer connection is made.
+// ccRegistry hands each new peer connection's transport-wide sender
+// (twcc.go), which holds its estimator, to its Connection: the interceptor
+// factory registers it, by peer connection id, while the peer connection is
+// made.
 type ccRegistry struct {
-	logger logging.LoggerFactory
-	m      sync.Map // peer connection id → cc.BandwidthEstimator
+	m sync.Map // peer connection id → *twccSender
 }
 
-// configure adds the estimator (nearest the transport, with pion's
-// pass-through pacer) and the transport-wide sequence numbers to ir, and
-// offers transport-cc and REMB feedback.
-func (r *ccRegistry) configure(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
-	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		opts := []gcc.Option{gcc.SendSideBWEInitialBitrate(ccInitialBitrate), gcc.SendSideBWEMinBitrate(ccMinBitrate), gcc.SendSideBWEMaxBitrate(ccMaxBitrate),
-			gcc.SendSideBWEPacer(gcc.NewNoOpPacer())}
-		if r.logger != nil {
-			opts = append(opts, gcc.WithLoggerFactory(r.logger))
-		}
-		return gcc.NewSendSideBWE(opts...)
-	})
-	if err != nil {
-		return err
-	}
-	f.OnNewPeerConnection(func(id string, e cc.BandwidthEstimator) { r.m.Store(id, e) })
-	ir.Add(f)
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
-		return err
-	}
+// configure offers REMB feedback; transport-cc is offered with its
+// feedback by configureInterceptors.
+func (r *ccRegistry) configure(m *webrtc.MediaEngine) {
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "goog-remb"}, webrtc.RTPCodecTypeVideo)
-	return nil
 }
 
-// take returns and forgets the estimator of the peer connection id.
-func (r *ccRegistry) take(id string) cc.BandwidthEstimator {
+// take returns and forgets the sender of the peer connection id.
+func (r *ccRegistry) take(id string) *twccSender {
 	if r == nil {
 		return nil
 	}
@@ -99,14 +76,14 @@ func (r *ccRegistry) take(id string) cc.BandwidthEstimator {
 	if !ok {
 		return nil
 	}
-	e, _ := v.(cc.BandwidthEstimator)
-	return e
+	t, _ := v.(*twccSender)
+	return t
 }
 
 // downlink is a connection's congestion control. The estimate it uses is
 // kept in Connection.bwe.
 type downlink struct {
-	est  cc.BandwidthEstimator
+	tw   *twccSender
 	remb atomic.Int64 // the client's last REMB, bps; 0: none
 }
 
@@ -114,13 +91,15 @@ type downlink struct {
 // connection has an estimator. Called by Join before the connection is
 // visible.
 func (c *Connection) startCongestion() {
-	est := c.sfu.cc.take(c.pc.ID())
-	if est == nil {
+	tw := c.sfu.cc.take(c.pc.ID())
+	if tw == nil {
 		return
 	}
-	c.dl = &downlink{est: est}
-	c.wg.Add(1)
+	c.dl = &downlink{tw: tw}
+	c.pacer = newPacer()
+	c.wg.Add(2)
 	go c.runCongestion()
+	go c.runPacer(c.pacer)
 }
 
 func (c *Connection) runCongestion() {
@@ -137,20 +116,32 @@ func (c *Connection) runCongestion() {
 	}
 }
 
+// budget is the connection's estimate: the send-side one, capped by the
+// client's REMB; the REMB alone when no transport-cc feedback came (a client
+// without transport-cc).
+func (dl *downlink) budget(now int64) int64 {
+	est, fed := dl.tw.estimate(now)
+	r := dl.remb.Load()
+	switch {
+	case r > 0 && !fed:
+		return r
+	case r > 0 && r < est:
+		return r
+	}
+	return est
+}
+
 // EstimatedBitrate returns the connection's downlink bandwidth estimate in
-// bits per second (GCC, capped by the client's REMB), or 0 when congestion
+// bits per second (send-side, capped by the client's REMB), or 0 when congestion
 // control is off.
 func (c *Connection) EstimatedBitrate() int { return int(c.bwe.Load()) }
 
 // shareEstimate gives each simulcast track of the connection the highest
 // layer that fits its share of the estimate.
 func (c *Connection) shareEstimate(now int64) {
-	dl := c.dl
-	budget := int64(dl.est.GetTargetBitrate())
-	if r := dl.remb.Load(); r > 0 && r < budget {
-		budget = r
-	}
+	budget := c.dl.budget(now)
 	c.bwe.Store(uint64(budget))
+	c.pacer.setRate(budget)
 	var sims []*downTrack
 	audio := 0
 	c.mu.Lock()
@@ -179,7 +170,7 @@ func (c *Connection) shareEstimate(now int64) {
 //
 //   - Down: at once when the share is under three quarters of the layer's
 //     bitrate; when it is under the bitrate but not that far, only once it
-//     stayed under for ccDownHold (GCC's estimate drops to 0.85 of what it
+//     stayed under for ccDownHold (the estimate drops to 0.85 of what it
 //     receives at each overuse it sees, a queue that built up for a moment
 //     included, and is back within two or three seconds when the link has
 //     room).
@@ -187,7 +178,7 @@ func (c *Connection) shareEstimate(now int64) {
 //     for the up hold: ccUpHold, twice as long after each try that went
 //     down again within ccUpKeep, up to ccProbeMax.
 //   - Pause: when the share is under half the lowest layer arriving (so
-//     that GCC's drop after an overuse does not pause it). Nothing is sent
+//     that the estimator's drop after an overuse does not pause it). Nothing is sent
 //     then to measure the link by, so the
 //     estimate stands still unless audio flows: the lowest layer is tried
 //     again after ccProbeAfter, then after twice as long each time it

@@ -113,8 +113,9 @@ func TestCongestionSettlesAndRecovers(t *testing.T) {
 	if got := len(slow.frames(key)) - n; got < 20 {
 		t.Fatalf("the slow subscriber got %d frames in 2 s on r0", got)
 	}
-	t.Logf("settled on r0 %v after the subscribers joined (estimate %d kbit/s; fast one's %d kbit/s)", settled.Round(100*time.Millisecond),
-		slow.conn.EstimatedBitrate()/1000, fast.conn.EstimatedBitrate()/1000)
+	st := slow.conn.Stats()
+	t.Logf("settled on r0 %v after the subscribers joined (estimate %d kbit/s; fast one's %d kbit/s; keyframe packets paced %d, dropped %d)", settled.Round(100*time.Millisecond),
+		slow.conn.EstimatedBitrate()/1000, fast.conn.EstimatedBitrate()/1000, st.PacerQueued, st.PacerDropped)
 
 	if os.Getenv("SFU_TEST_LONG") == "" {
 		return

@@ -193,8 +193,9 @@ type Connection struct {
 	bwe          atomic.Uint64  // downlink estimate, bits/s (Stats); 0 none
 	wg           sync.WaitGroup // media goroutines
 
-	up upLayers  // the simulcast layers published
-	dl *downlink // congestion control; nil when off
+	up    upLayers  // the simulcast layers published
+	dl    *downlink // congestion control; nil when off
+	pacer *pacer    // nil when congestion control is off
 }
 
 func validateJoin(req *JoinRequest) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -44,6 +45,7 @@ type source struct {
 
 	// sim is nil for a track without simulcast layers.
 	sim *simSource
+	ck  codecKind // for the keyframe starts
 
 	// bufs keep the recent packets of a video track for retransmission:
 	// bufs[0] for a track without layers, one per layer for simulcast.
@@ -54,7 +56,7 @@ type source struct {
 }
 
 func newSource(ch *Channel, info TrackInfo, kr KeyframeRequester, local *Connection) *source {
-	s := &source{ch: ch, info: info, kr: kr, local: local}
+	s := &source{ch: ch, info: info, kr: kr, local: local, ck: codecKindOf(info.Codec.MimeType)}
 	if info.Simulcast {
 		s.sim = newSimSource(info)
 	}
@@ -96,7 +98,14 @@ func (s *source) write(pkt []byte) error {
 		s.hdr.PaddingSize = 0
 	}
 	// Header extension ids were negotiated with the publisher, not with
-	// each subscriber: drop them rather than let a subscriber misread them.
+	// each subscriber: drop them rather than let a subscriber misread them,
+	// all but the audio level, which each subscriber that negotiated it
+	// gets under its own id (writeRTP). abs-send-time and the
+	// transport-wide sequence number are stamped at send (twcc.go).
+	var level []byte
+	if s.info.Kind == webrtc.RTPCodecTypeAudio && s.hdr.Extension {
+		level = s.hdr.GetExtension(audioLevelExtID)
+	}
 	s.hdr.Extension = false
 	s.hdr.Extensions = s.hdr.Extensions[:0]
 	if b := s.bufs[0]; b != nil {
@@ -105,9 +114,11 @@ func (s *source) write(pkt []byte) error {
 	s.rstats[0].update(&s.hdr, len(payload), mono(), s.info.Codec.ClockRate)
 	burst := s.ch.sfu.sendBurst()
 	burst.Hold()
-	if subs := *s.subs.Load(); !s.spreadWrite(subs, &s.hdr, payload) {
+	// a keyframe's packets are paced as a burst (pacer.go)
+	kf := s.info.Kind == webrtc.RTPCodecTypeVideo && isKeyframeStart(s.ck, payload)
+	if subs := *s.subs.Load(); !s.spreadWrite(subs, &s.hdr, payload, level, kf) {
 		for _, d := range subs {
-			d.writeRTP(&s.hdr, payload)
+			d.writeRTP(&s.hdr, payload, level, kf)
 		}
 	}
 	burst.Release()
@@ -229,6 +240,9 @@ type binding struct {
 	// subscriber did not negotiate it.
 	rtxSSRC uint32
 	rtxPT   uint8
+	// levelID is the subscriber's id of the audio level extension; 0
+	// when it did not negotiate it.
+	levelID uint8
 }
 
 // downTrack is a source as seen by one subscriber: a webrtc.TrackLocal bound
@@ -240,6 +254,9 @@ type downTrack struct {
 	binding atomic.Pointer[binding]
 	// undecodable: the subscriber's answer left out the source's codec.
 	undecodable atomic.Bool
+	// inKeyframe: the packets sent are a keyframe's, paced (pacer.go).
+	// Written by the fan-out (under source.mu, or its spread worker's lock).
+	inKeyframe bool
 	// rx answers the subscriber's NACKs (video only; nil for audio).
 	rx     *rtxState
 	stats  downStats
@@ -263,11 +280,15 @@ func newDownTrack(src *source, c *Connection) *downTrack {
 	return d
 }
 
-func (d *downTrack) writeRTP(h *rtp.Header, payload []byte) {
+// writeRTP sends a packet of a track without layers; level is the
+// publisher's audio level extension (nil: none), keyframe says the packet
+// starts a keyframe.
+func (d *downTrack) writeRTP(h *rtp.Header, payload, level []byte, keyframe bool) {
 	b := d.binding.Load()
 	if b == nil {
 		return
 	}
+	withLevel := level != nil && b.levelID != 0 && h.SetExtension(b.levelID, level) == nil
 	h.PayloadType = b.pt
 	h.SSRC = b.ssrc
 	if d.rx != nil {
@@ -277,7 +298,10 @@ func (d *downTrack) writeRTP(h *rtp.Header, payload []byte) {
 	d.stats.bytes += uint64(len(payload))
 	// Errors are a subscriber's own trouble (closing, congested); they must
 	// not stop the fan-out to the others.
-	_, _ = b.ws.WriteRTP(h, payload)
+	d.send(b, h, payload, keyframe)
+	if withLevel {
+		h.Extension, h.Extensions = false, h.Extensions[:0]
+	}
 }
 
 // Bind picks the subscriber's payload type for the source's codec.
@@ -297,6 +321,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return d.bindUndecodable(ctx), nil
 	}
 	nb := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(found.PayloadType), ws: ctx.WriteStream()}
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.AudioLevelURI && d.src.info.Kind == webrtc.RTPCodecTypeAudio {
+			nb.levelID = uint8(e.ID)
+		}
+	}
 	if pt := rtxPayloadType(ctx.CodecParameters(), found.PayloadType); pt != 0 && ctx.SSRCRetransmission() != 0 {
 		nb.rtxSSRC, nb.rtxPT = uint32(ctx.SSRCRetransmission()), pt
 	}

@@ -72,6 +72,9 @@ type spreadWorker struct {
 type spreadSlot struct {
 	hdr     rtp.Header
 	payload []byte
+	level   []byte // nil: no audio level
+	levelB  [4]byte
+	kf      bool
 }
 
 // spreadWorkers is the number of workers of a spreader.
@@ -114,7 +117,7 @@ func (s *source) stopSpreader() {
 // spreadWrite hands a packet to the workers if the source is spread, or
 // has more subscribers than Config.SpreadAbove (then it becomes spread).
 // It reports whether it did. Called under s.mu.
-func (s *source) spreadWrite(subs []*downTrack, h *rtp.Header, payload []byte) bool {
+func (s *source) spreadWrite(subs []*downTrack, h *rtp.Header, payload, level []byte, kf bool) bool {
 	sp := s.spread.Load()
 	if sp == nil {
 		above := s.ch.sfu.cfg.SpreadAbove
@@ -124,14 +127,14 @@ func (s *source) spreadWrite(subs []*downTrack, h *rtp.Header, payload []byte) b
 		sp = s.startSpreader()
 	}
 	for _, w := range sp.workers {
-		w.push(h, payload)
+		w.push(h, payload, level, kf)
 	}
 	return true
 }
 
 // push copies a packet into the worker's ring and wakes it; with the ring
 // full the packet is dropped for the worker's share.
-func (w *spreadWorker) push(h *rtp.Header, payload []byte) {
+func (w *spreadWorker) push(h *rtp.Header, payload, level []byte, kf bool) {
 	head := w.head.Load()
 	if head-w.tail.Load() >= spreadRing {
 		w.sp.dropped.Add(1)
@@ -143,6 +146,11 @@ func (w *spreadWorker) push(h *rtp.Header, payload []byte) {
 	sl.hdr.CSRC = append(csrc, h.CSRC...)
 	sl.hdr.Extensions = append(ext, h.Extensions...)
 	sl.payload = append(sl.payload[:0], payload...)
+	sl.level = nil
+	if level != nil {
+		sl.level = append(sl.levelB[:0], level...)
+	}
+	sl.kf = kf
 	w.head.Store(head + 1)
 	select {
 	case w.wake <- struct{}{}:
@@ -179,7 +187,7 @@ func (w *spreadWorker) drain() {
 			sl := &w.ring[tail%spreadRing]
 			w.mu.Lock()
 			for _, d := range mine {
-				d.writeRTP(&sl.hdr, sl.payload)
+				d.writeRTP(&sl.hdr, sl.payload, sl.level, sl.kf)
 			}
 			w.mu.Unlock()
 			w.tail.Store(tail + 1)

@@ -155,7 +155,7 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 	}
 	d.stats.packets++
 	d.stats.bytes += uint64(len(payload))
-	_, _ = b.ws.WriteRTP(h, payload)
+	d.send(b, h, payload, p.keyframe(ss.codec))
 	h.SequenceNumber, h.Timestamp = p.sn, p.ts
 }
 

@@ -31,6 +31,20 @@ var headerExtensions = []struct {
 	// transport-cc is registered by configureInterceptors, with its feedback.
 }
 
+// audioLevelExtID is the id of the audio level extension in the SFU's
+// offers, which every publisher's answer keeps (RFC 8285): pion numbers
+// the extensions from 1 in the order registered. The packets of a remote
+// track come from a publisher of another node of the same SFU, so carry it
+// under the same id. TestHeaderExtensionsForwarded fails if it is not the one in the SDP.
+var audioLevelExtID = func() uint8 {
+	for i, e := range headerExtensions {
+		if e.uri == sdp.AudioLevelURI {
+			return uint8(i + 1)
+		}
+	}
+	panic("sfu: audio level extension not registered")
+}()
+
 // newMediaEngine returns the media engine and interceptor registry of the
 // SFU's pion API.
 func newMediaEngine(cc *ccRegistry) (*webrtc.MediaEngine, *interceptor.Registry, error) {
@@ -66,10 +80,11 @@ func newMediaEngine(cc *ccRegistry) (*webrtc.MediaEngine, *interceptor.Registry,
 func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *ccRegistry) error {
 	unmask, inner, outer := newRtxGates()
 	ir.Add(unmask)
-	if cc != nil { // congestion control and pacing, nearest the transport
-		if err := cc.configure(m, ir); err != nil {
-			return fmt.Errorf("sfu: configure congestion control: %w", err)
-		}
+	// transport-wide sequence numbers (with congestion control) and
+	// abs-send-time, stamped as the packet leaves, retransmissions included
+	ir.Add(&twccFactory{reg: cc})
+	if cc != nil {
+		cc.configure(m)
 	}
 	ir.Add(inner)
 	gen, err := nack.NewGeneratorInterceptor()

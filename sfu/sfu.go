@@ -100,7 +100,7 @@ func (s *SFU) start() error {
 	}
 	lf := slogpion.New(s.cfg.Logger)
 	if !s.cfg.DisableCongestionControl {
-		s.cc = &ccRegistry{logger: lf}
+		s.cc = &ccRegistry{}
 	}
 	m, ir, err := newMediaEngine(s.cc)
 	if err != nil {

@@ -83,6 +83,9 @@ type ConnectionStats struct {
 	// EstimatedBandwidth is the downlink bandwidth estimate toward the
 	// client, in bits per second; 0 when no estimate is made.
 	EstimatedBandwidth uint64
+	// PacerQueued counts the video packets of keyframe bursts the pacer
+	// held back, PacerDropped those it dropped, its queue full.
+	PacerQueued, PacerDropped uint64
 	// Inbound are the tracks the connection publishes, Outbound the tracks
 	// it receives.
 	Inbound, Outbound []TrackStats
@@ -177,6 +180,9 @@ func (r *recvStats) fill(ts *TrackStats, clock uint32, interval bool) {
 // call.
 func (c *Connection) Stats() ConnectionStats {
 	cs := ConnectionStats{ConnectionID: c.id, ChannelID: c.channelID, EstimatedBandwidth: c.bwe.Load()}
+	if p := c.pacer; p != nil {
+		cs.PacerQueued, cs.PacerDropped = p.queued.Load(), p.dropped.Load()
+	}
 	c.mu.Lock()
 	pc := c.pc
 	downs := make([]*downTrack, 0, len(c.downs))

@@ -1,0 +1,389 @@
+package sfu
+
+// The send-side bandwidth estimator of a connection, fed by the
+// subscriber's transport-cc feedback (twcc.go). It follows GCC as
+// libwebrtc and pion's gcc build it:
+//
+//   - Delay based. Packets are grouped by send time (5 ms bursts); for
+//     each group the delay variation against the previous one (inter-arrival
+//     minus inter-departure) is accumulated, smoothed and fitted with a line
+//     over the last 20 groups (the trendline filter). The slope, scaled, is
+//     compared with an adaptive threshold: above it for 10 ms and rising is
+//     overuse, below its negative underuse. The rate controller (AIMD)
+//     then cuts to 0.85 of the rate the subscriber acknowledged receiving on
+//     overuse, holds on underuse, and otherwise grows: by about a packet per
+//     response time (200 ms) while what the subscriber receives is near the
+//     rate of the last cuts (within three standard deviations), else 8% a
+//     second.
+//   - Loss based: over 10% loss the estimate drops by half the loss, under
+//     2% it may grow by 5% every 200 ms; it never exceeds the delay based
+//     one.
+//
+// The estimate grows while the subscriber receives what is sent, even when
+// that is less than the estimate (as pion's GCC does; libwebrtc instead
+// caps it at 1.5 times the acknowledged rate and probes with padding): the
+// layer choice (congestion.go) steps up one layer at a time after a hold,
+// and that step is the probe. Nothing here allocates.
+
+import "math"
+
+const (
+	bweGroupUs       = 5_000 // a send-time burst: one group
+	bweWindow        = 20    // groups in the trendline's fit
+	bweSmoothing     = 0.9
+	bweThresholdGain = 4.0
+	bweOveruseMs     = 10.0
+	bweKUp           = 0.0087
+	bweKDown         = 0.039
+	bweBeta          = 0.85
+	bweAckWindowUs   = 300_000 // acknowledged rate measured over at least this
+	bweDecreaseGapNs = 200_000_000
+	bweLossLow       = 0.02
+	bweLossHigh      = 0.10
+	bweLossGapNs     = 200_000_000
+)
+
+// Detector outcomes.
+const (
+	useNormal = iota
+	useOver
+	useUnder
+)
+
+// Rate controller states.
+const (
+	rcIncrease = iota
+	rcHold
+	rcDecrease
+)
+
+type bwe struct {
+	// the group being built and the last complete one
+	gOpen                 bool
+	gFirstSend, gLastSend int64 // µs
+	gLastArr              int64
+	pOK                   bool
+	pLastSend, pLastArr   int64
+
+	// arrival times: the feedback's 24-bit reference, unwrapped
+	refRaw, refBase int64
+	refOK           bool
+
+	// trendline filter
+	firstArr  float64 // ms
+	firstOK   bool
+	acc       float64
+	smoothed  float64
+	winX      [bweWindow]float64
+	winY      [bweWindow]float64
+	winN      int
+	winAt     int
+	numDeltas int
+	trend     float64
+
+	// overuse detector
+	thresh     float64 // ms
+	threshAt   int64   // ns
+	overMs     float64
+	overCount  int
+	prevTrend  float64
+	usage      int
+	usageOfFbk int // the worst seen in the feedback being read
+
+	// rate controller
+	state      int
+	rate       float64 // delay based, bps
+	changedAt  int64   // ns
+	decAt      int64   // ns
+	linkAvg    float64 // bps at the cuts; 0: not known
+	linkVar    float64 // normalised variance
+	ackBytes   int
+	ackStart   int64 // µs of arrival
+	ackLast    int64
+	ackRate    float64 // bps; 0 not measured yet
+	avgPktBits float64
+
+	// loss based
+	lossRate  float64
+	avgLoss   float64
+	lossAt    int64
+	lossIncAt int64
+	lossDecAt int64
+}
+
+func newBWE() *bwe {
+	return &bwe{thresh: 12.5, overMs: -1, rate: ccInitialBitrate, lossRate: ccInitialBitrate, avgPktBits: 1200 * 8}
+}
+
+// onFeedback reads one transport-cc feedback against ring, what was sent.
+func (e *bwe) onFeedback(fb *twccFeedback, ring []twccSent, now int64) {
+	// Unwrap the 24-bit reference time (64 ms units) into µs.
+	raw := fb.refUs
+	if !e.refOK {
+		e.refOK, e.refRaw = true, raw
+	}
+	const span = int64(1<<24) * 64_000
+	d := raw - e.refRaw
+	switch {
+	case d < -span/2:
+		e.refBase += span
+	case d > span/2:
+		e.refBase -= span
+	}
+	e.refRaw = raw
+	base := e.refBase
+	nowUs := now / 1_000
+
+	total, lost := 0, 0
+	e.usageOfFbk = e.usage
+	it := fb.iter()
+	for {
+		seq, recv, arr, ok := it.next()
+		if !ok {
+			break
+		}
+		slot := &ring[seq&(sentRingSize-1)]
+		if slot.seq != seq || slot.size == 0 {
+			continue // not ours, too old, or read already
+		}
+		size := int(slot.size)
+		slot.size = 0
+		send := nowUs - int64(uint32(nowUs)-slot.atUs)
+		total++
+		if !recv {
+			lost++
+			continue
+		}
+		e.onPacket(send, arr+base, size, now)
+	}
+	if total == 0 {
+		return
+	}
+	e.updateLoss(float64(lost)/float64(total), now)
+	e.updateRate(now)
+}
+
+// onPacket takes one packet received: its send and arrival times (µs) and
+// size.
+func (e *bwe) onPacket(send, arr int64, size int, now int64) {
+	e.avgPktBits += (float64(size*8) - e.avgPktBits) / 16
+	// acknowledged rate
+	if e.ackBytes == 0 || arr < e.ackStart {
+		e.ackStart, e.ackBytes = arr, 0
+	}
+	e.ackBytes += size
+	if arr > e.ackLast {
+		e.ackLast = arr
+	}
+	if span := e.ackLast - e.ackStart; span >= bweAckWindowUs {
+		e.ackRate = float64(e.ackBytes) * 8 * 1e6 / float64(span)
+		e.ackBytes = 0
+	}
+	// groups
+	if !e.gOpen {
+		e.gOpen, e.gFirstSend, e.gLastSend, e.gLastArr = true, send, send, arr
+		return
+	}
+	if send < e.gFirstSend {
+		return // reordered before the group: ignore
+	}
+	if send-e.gFirstSend <= bweGroupUs {
+		e.gLastSend = max(e.gLastSend, send)
+		e.gLastArr = max(e.gLastArr, arr)
+		return
+	}
+	// p's group is complete: compare it with the one before.
+	if e.pOK {
+		sendDelta := float64(e.gLastSend-e.pLastSend) / 1e3
+		arrDelta := float64(e.gLastArr-e.pLastArr) / 1e3
+		if sendDelta > 0 && arrDelta >= -1000 {
+			e.trendline(arrDelta-sendDelta, sendDelta, float64(e.gLastArr)/1e3, now)
+		}
+	}
+	e.pOK, e.pLastSend, e.pLastArr = true, e.gLastSend, e.gLastArr
+	e.gFirstSend, e.gLastSend, e.gLastArr = send, send, arr
+}
+
+// trendline adds a group's delay variation (ms) and runs the detector.
+func (e *bwe) trendline(delta, sendDelta, arrMs float64, now int64) {
+	e.numDeltas = min(e.numDeltas+1, 1000)
+	if !e.firstOK {
+		e.firstOK, e.firstArr = true, arrMs
+	}
+	e.acc += delta
+	e.smoothed = bweSmoothing*e.smoothed + (1-bweSmoothing)*e.acc
+	e.winX[e.winAt] = arrMs - e.firstArr
+	e.winY[e.winAt] = e.smoothed
+	e.winAt = (e.winAt + 1) % bweWindow
+	if e.winN < bweWindow {
+		e.winN++
+	}
+	if e.winN == bweWindow {
+		e.trend = slope(e.winX[:], e.winY[:])
+	}
+	e.detect(sendDelta, now)
+}
+
+// slope is the least-squares slope of y over x; 0 when x does not vary.
+func slope(x, y []float64) float64 {
+	var sx, sy float64
+	for i := range x {
+		sx += x[i]
+		sy += y[i]
+	}
+	mx, my := sx/float64(len(x)), sy/float64(len(x))
+	var num, den float64
+	for i := range x {
+		num += (x[i] - mx) * (y[i] - my)
+		den += (x[i] - mx) * (x[i] - mx)
+	}
+	if den == 0 {
+		return 0
+	}
+	return num / den
+}
+
+// detect compares the trend with the adaptive threshold.
+func (e *bwe) detect(sendDelta float64, now int64) {
+	if e.numDeltas < 2 {
+		return
+	}
+	m := float64(min(e.numDeltas, 60)) * e.trend * bweThresholdGain
+	switch {
+	case m > e.thresh:
+		if e.overMs < 0 {
+			e.overMs = sendDelta / 2
+		} else {
+			e.overMs += sendDelta
+		}
+		e.overCount++
+		if e.overMs > bweOveruseMs && e.overCount > 1 && e.trend >= e.prevTrend {
+			e.overMs, e.overCount = 0, 0
+			e.usage = useOver
+		}
+	case m < -e.thresh:
+		e.overMs, e.overCount = -1, 0
+		e.usage = useUnder
+	default:
+		e.overMs, e.overCount = -1, 0
+		e.usage = useNormal
+	}
+	if e.usageOfFbk != useOver {
+		e.usageOfFbk = e.usage // an overuse anywhere in the feedback counts
+	}
+	e.prevTrend = e.trend
+	// the threshold follows the trend, slowly up, faster down
+	am := math.Abs(m)
+	if e.threshAt == 0 {
+		e.threshAt = now
+	}
+	if am > e.thresh+15 {
+		e.threshAt = now
+		return
+	}
+	k := bweKUp
+	if am < e.thresh {
+		k = bweKDown
+	}
+	dt := min(float64(now-e.threshAt)/1e6, 100)
+	e.thresh = min(max(e.thresh+k*(am-e.thresh)*dt, 6), 600)
+	e.threshAt = now
+}
+
+// updateRate runs the AIMD rate controller once per feedback.
+func (e *bwe) updateRate(now int64) {
+	switch e.usageOfFbk {
+	case useOver:
+		e.state = rcDecrease
+	case useUnder:
+		e.state = rcHold
+	default:
+		if e.state == rcHold || e.state == rcDecrease {
+			e.state = rcIncrease
+			e.changedAt = now
+		}
+	}
+	dt := float64(now-e.changedAt) / 1e9
+	if e.changedAt == 0 || dt < 0 {
+		dt = 0
+	}
+	switch e.state {
+	case rcIncrease:
+		sd := math.Sqrt(e.linkVar * e.linkAvg)
+		if e.linkAvg > 0 && e.ackRate > e.linkAvg+3*sd {
+			e.linkAvg, e.linkVar = 0, 0 // well above the cuts: the link changed
+		}
+		next := e.rate
+		if e.linkAvg > 0 && e.ackRate > e.linkAvg-3*sd {
+			// near the link's capacity: about a packet per response time
+			// (100 ms plus a round trip, taken as 100 ms)
+			next += max(1000, e.avgPktBits/0.2) * min(dt, 1)
+		} else {
+			next *= math.Pow(1.08, min(dt, 1))
+		}
+		if c := 1.5*e.ackRate + 10_000; e.ackRate > 0 && next > c && c > e.rate {
+			// not far beyond what gets through, unless sending less
+			// than the estimate already (see above)
+			next = c
+		}
+		e.rate = next
+		e.changedAt = now
+	case rcDecrease:
+		if now-e.decAt >= bweDecreaseGapNs {
+			cut := bweBeta * e.rate
+			if e.ackRate > 0 {
+				cut = min(bweBeta*e.ackRate, e.rate)
+				e.noteCut(e.ackRate)
+			}
+			e.rate = cut
+			e.decAt = now
+		}
+		e.state = rcHold
+		e.changedAt = now
+	case rcHold:
+		e.changedAt = now
+	}
+	e.rate = min(max(e.rate, ccMinBitrate), ccMaxBitrate)
+}
+
+// noteCut keeps the average and variance of the acknowledged rate at the
+// cuts, the link's capacity as the controller sees it.
+func (e *bwe) noteCut(ack float64) {
+	if e.linkAvg == 0 {
+		e.linkAvg = ack
+		return
+	}
+	const alpha = 0.05
+	d := ack - e.linkAvg
+	e.linkAvg += alpha * d
+	norm := max(e.linkAvg, 1)
+	e.linkVar = (1-alpha)*e.linkVar + alpha*d*d/norm
+	e.linkVar = min(max(e.linkVar, 400), 2500)
+}
+
+// updateLoss runs the loss based estimator on one feedback's loss ratio.
+func (e *bwe) updateLoss(loss float64, now int64) {
+	if e.lossAt == 0 {
+		e.avgLoss = loss
+	} else {
+		w := math.Exp(-float64(now-e.lossAt) / 200e6)
+		e.avgLoss = loss + w*(e.avgLoss-loss)
+	}
+	e.lossAt = now
+	hi, lo := max(e.avgLoss, loss), min(e.avgLoss, loss)
+	switch {
+	case hi < bweLossLow && now-e.lossIncAt > bweLossGapNs:
+		e.lossRate *= 1.05
+		e.lossIncAt = now
+	case lo > bweLossHigh && now-e.lossDecAt > bweLossGapNs:
+		e.lossRate *= 1 - 0.5*lo
+		e.lossDecAt = now
+	}
+	e.lossRate = min(max(e.lossRate, ccMinBitrate), ccMaxBitrate)
+}
+
+// target is the estimate: the lower of the delay and loss based ones.
+func (e *bwe) target(int64) int64 {
+	e.lossRate = min(e.lossRate, max(e.rate, ccMinBitrate))
+	return int64(min(e.rate, e.lossRate))
+}
