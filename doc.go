@@ -93,6 +93,15 @@
 //   - metrics.go — MetricsCollector and MetricsHandler: Prometheus metrics
 //     made at each scrape from the parts' snapshots (no global registry;
 //     only this package imports Prometheus). docs/operations.md lists them.
+//   - multicluster.go — MultiClusterConfig and the node's part in a
+//     multi-cluster configuration (docs/multicluster.md): its gateway
+//     entry, the gateways it marks gone, the channels it bridges (claimed
+//     in its cluster, opened on the inter-cluster relay), and the Go
+//     methods (SetMultiClusterConfiguration, ListGateways, ...).
+//   - multicluster_bridge.go — the bridge between a gateway's two relays
+//     (the cluster's and the inter-cluster one).
+//   - multicluster_admin.go — the admin API's multi-cluster targets.
+//     Their tests, with pion clients, are in internal/multiclustertest.
 //
 // The package's tests include real three-node clusters in one process
 // (node_test.go, integration_test.go, admission_test.go for the "no

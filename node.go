@@ -205,6 +205,7 @@ func New(cfg Config) (*Node, error) {
 	if n.admin, err = signaling.NewAdminHandler[cluster.NodeStatus, cluster.ChannelStatus](member, ac); err != nil {
 		return nil, err
 	}
+	n.admin = multiClusterAdmin{n: n, next: n.admin}
 	return n, nil
 }
 

@@ -12,4 +12,6 @@
 //     tests: media and messages from cluster A reach subscribers in
 //     cluster B, each packet crossing the inter-cluster link once for ten
 //     subscribers, and a gateway stopped is taken over.
+//   - admin_test.go — the admin API's multi-cluster targets and the
+//     configuration errors.
 package multiclustertest

@@ -34,6 +34,7 @@ var mcKey = []byte("multi-cluster-key-0123456789abcd")
 type node struct {
 	*shoal.Node
 	url  string
+	api  string // admin API, POST /
 	stop func()
 }
 
@@ -102,21 +103,32 @@ func startNode(t *testing.T, cfg shoal.Config) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "ws://" + ln.Addr().String() + "/signaling"
-	cfg.ExternalSignalingURL, cfg.ExternalAPIURL = url, "http://"+ln.Addr().String()+"/api"
-	n, err := shoal.New(cfg)
+	aln, err := net.Listen("tcp", netip.AddrPortFrom(nn.Addr, 0).String())
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
 	}
+	url := "ws://" + ln.Addr().String() + "/signaling"
+	api := "http://" + aln.Addr().String() + "/"
+	cfg.ExternalSignalingURL, cfg.ExternalAPIURL = url, api
+	n, err := shoal.New(cfg)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		t.Fatal(err)
+	}
 	srv := &http.Server{Handler: n.SignalingHandler()}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
+	asrv := &http.Server{Handler: n.AdminHandler()}
+	done := make(chan struct{}, 2)
+	go func() { srv.Serve(ln); done <- struct{}{} }()
+	go func() { asrv.Serve(aln); done <- struct{}{} }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
 			n.Close()
 			srv.Close()
+			asrv.Close()
+			<-done
 			<-done
 		})
 	}
@@ -124,7 +136,7 @@ func startNode(t *testing.T, cfg shoal.Config) *node {
 	if err := n.Start(testutil.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	return &node{Node: n, url: url, stop: stop}
+	return &node{Node: n, url: url, api: api, stop: stop}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
