@@ -147,16 +147,25 @@ func (l *netnsLink) browser(t *testing.T, url string) {
 // address and whose SFU gathers candidates there only.
 func netnsNode(t *testing.T, l *netnsLink) *e2eNode {
 	t.Helper()
-	cfg := testSoloConfig(t, e2eLogLevel())
-	cfg.NodeName = "solo@" + l.hostIP.String()
-	cfg.Signaling.AnyOrigin = true
 	host := net.IP(l.hostIP.AsSlice())
-	cfg.SFU.Network = sfu.NetworkConfig{IPFilter: func(ip net.IP) bool { return ip.Equal(host) }}
+	return e2eSoloNode(t, l.hostIP, &sfu.NetworkConfig{IPFilter: func(ip net.IP) bool { return ip.Equal(host) }})
+}
+
+// e2eSoloNode starts a single node (no cluster) whose signaling listens on
+// ip, its SFU on network (nil: loopback, as the other tests).
+func e2eSoloNode(t *testing.T, ip netip.Addr, network *sfu.NetworkConfig) *e2eNode {
+	t.Helper()
+	cfg := testSoloConfig(t, e2eLogLevel())
+	cfg.NodeName = "solo@" + ip.String()
+	cfg.Signaling.AnyOrigin = true
+	if network != nil {
+		cfg.SFU.Network = *network
+	}
 	n, err := shoal.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(l.hostIP, 0).String())
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
 		n.Close()
 		t.Fatal(err)
@@ -172,7 +181,7 @@ func netnsNode(t *testing.T, l *netnsLink) *e2eNode {
 	if err := n.Start(testutil.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	return &e2eNode{Node: n, ip: l.hostIP, base: "http://" + ln.Addr().String(), signaling: "ws://" + ln.Addr().String() + "/signaling"}
+	return &e2eNode{Node: n, ip: ip, base: "http://" + ln.Addr().String(), signaling: "ws://" + ln.Addr().String() + "/signaling"}
 }
 
 // serveOn serves r's pages (the SDK, the simulcast page, the reports) on

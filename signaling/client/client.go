@@ -81,6 +81,10 @@ type Config struct {
 	Audio, Video *bool
 	// DataChannels are connect's data_channels.
 	DataChannels []wire.DataChannelSpec
+	// SimulcastRequestRid is connect's simulcast_request_rid: the layer to
+	// receive of simulcast publishers ("none", "r0", "r1", "r2", or "auto":
+	// the server's congestion control picks); "" leaves it out (r0).
+	SimulcastRequestRid string
 	// Tracks are attached with AddTrack after the offer is applied, like
 	// the SDK: the first audio and video tracks land on the upstream
 	// m-lines.
@@ -305,7 +309,8 @@ func exchangeConnect(ctx context.Context, ws *websocket.Conn, cfg *Config, redir
 	}
 	connect := wire.Connect{Type: wire.TypeConnect, Role: cfg.Role, ChannelID: cfg.ChannelID, ClientID: cfg.ClientID, SDP: sdp,
 		Metadata: meta, Audio: wire.MediaOptions{Enabled: boolOr(cfg.Audio, true)}, Video: wire.MediaOptions{Enabled: boolOr(cfg.Video, true)},
-		Redirect: redirected, SoraClient: "Shoal Go client", Environment: "Go", DataChannels: cfg.DataChannels}
+		Redirect: redirected, SoraClient: "Shoal Go client", Environment: "Go", DataChannels: cfg.DataChannels,
+		SimulcastRequestRid: cfg.SimulcastRequestRid}
 	if err := write(ctx, ws, connect); err != nil {
 		return reply{}, closeErr(fmt.Errorf("client: send connect: %w", err))
 	}
