@@ -14,5 +14,7 @@
 //
 // Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
 //
-// main.go holds the whole package; doc.go only this comment.
+// main.go holds the flags and the two modes; origins.go the origin guard,
+// which logs a page refused for its origin once, with the -origins flag
+// that allows it.
 package main

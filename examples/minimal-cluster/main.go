@@ -40,6 +40,8 @@ type options struct {
 	adminToken                      string
 	origins                         string
 	mlineReuse                      string
+	temporary                       bool
+	eventWebhook                    string
 }
 
 func main() {
@@ -48,7 +50,7 @@ func main() {
 	flag.StringVar(&o.listen, "listen", "", "one node: HTTP listen address (default HOST:http-port)")
 	flag.StringVar(&o.signalingURL, "signaling-url", "", "one node: external_signaling_url (default ws://HOST:http-port/signaling)")
 	flag.StringVar(&o.apiURL, "api-url", "", "one node: external_api_url (default http://HOST:http-port/api)")
-	flag.StringVar(&o.key, "key", "", "one node: the cluster key, hex (16, 24 or 32 bytes), the same on every node; three nodes: random")
+	flag.StringVar(&o.key, "key", "", "the cluster key, hex (16, 24 or 32 bytes), the same on every node; three nodes: random unless given")
 	flag.StringVar(&o.dataDir, "data", "", "data directory (one node: its own; three nodes: one subdirectory each); default a temporary directory removed at exit")
 	flag.StringVar(&o.init, "init", "", "one node: run InitCluster with these comma-separated node names once they are all up")
 	flag.StringVar(&o.register, "register", "", "one node: run RegisterClusterNode with this contact node name")
@@ -64,7 +66,9 @@ func main() {
 	flag.IntVar(&o.minPort, "cluster-min-port", cluster.DefaultListenMinPort, "cluster_listen_min_port")
 	flag.IntVar(&o.maxPort, "cluster-max-port", cluster.DefaultListenMaxPort, "cluster_listen_max_port (the relay uses it)")
 	flag.StringVar(&o.adminToken, "admin-token", "", "bearer token required by the admin API (/api)")
-	flag.StringVar(&o.origins, "origins", "", "one node: comma-separated web origins (host:port patterns) whose pages may open signaling here; default the -init nodes' HOST:http-port. A page is redirected between nodes, so each node must accept the others' pages")
+	flag.StringVar(&o.origins, "origins", "", "comma-separated web origins (host:port patterns, e.g. localhost:3000 or *.example.com) whose pages may open signaling here, beside the cluster's own nodes' (three nodes: the three; one node: the -init nodes'). A refused page is logged once with the flag to use")
+	flag.BoolVar(&o.temporary, "temporary", false, "one node: a temporary node (cluster_temporary_node): joins with -register, leaves the cluster when it stops")
+	flag.StringVar(&o.eventWebhook, "event-webhook", "", "URL receiving the event webhooks (connection.created, .updated, .destroyed, .failed, session.created, .destroyed)")
 	flag.StringVar(&o.mlineReuse, "mline-reuse", "any", "which inactive m-lines a new track may reuse: any (the SDP stays bounded; for browsers and Sora's SDKs), once (safe for pion clients too), never")
 	flag.StringVar(&o.logLevel, "log", "warn", "log level: debug, info, warn, error")
 	flag.Parse()
@@ -92,8 +96,17 @@ func main() {
 // node is one running node: its Node and HTTP server.
 type node struct {
 	*shoal.Node
-	srv *http.Server
-	ln  net.Listener
+	srv  *http.Server
+	ln   net.Listener
+	hook *signaling.EventWebhook // nil without -event-webhook
+}
+
+// close stops the node, then its event webhook.
+func (n *node) close() {
+	n.Close()
+	if n.hook != nil {
+		n.hook.Close()
+	}
 }
 
 // nodeConfig is the configuration of one node from the flags.
@@ -120,6 +133,7 @@ func nodeConfig(o options, name string, key []byte, dataDir string, log *slog.Lo
 		cfg.Authenticator = &signaling.Webhook{URL: o.webhook}
 	}
 	cfg.Admin.Token = o.adminToken
+	cfg.Temporary = o.temporary
 	if o.origins != "" {
 		cfg.Signaling.OriginPatterns = strings.Split(o.origins, ",")
 	}
@@ -140,6 +154,14 @@ func nodeConfig(o options, name string, key []byte, dataDir string, log *slog.Lo
 	if o.publicIP != "" {
 		cfg.SFU.Network.NAT1To1IPs = []string{o.publicIP}
 	}
+	if o.eventWebhook != "" { // last: nothing may fail after it starts
+		wh, err := signaling.NewEventWebhook(signaling.EventWebhookConfig{URL: o.eventWebhook, NodeName: name,
+			Version: cfg.Version, Logger: log.With("node", name)})
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Signaling.Events = wh // closed by node.close, or by startNode when it fails
+	}
 	return cfg, nil
 }
 
@@ -147,32 +169,42 @@ func nodeConfig(o options, name string, key []byte, dataDir string, log *slog.Lo
 // live cluster page at /cluster.html, signaling at /signaling, admin API
 // at /api, Prometheus metrics at /metrics).
 func startNode(ctx context.Context, cfg shoal.Config, listen string) (*node, error) {
+	hook, _ := cfg.Signaling.Events.(*signaling.EventWebhook)
 	n, err := shoal.New(cfg)
 	if err != nil {
+		if hook != nil {
+			hook.Close()
+		}
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		n.Close()
+		if hook != nil {
+			hook.Close()
+		}
 		return nil, err
 	}
 	if err := n.Start(ctx); err != nil {
 		ln.Close()
 		n.Close()
+		if hook != nil {
+			hook.Close()
+		}
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler())
 	mux.Handle("/cluster.json", web.StatusHandler(n)) // read by /cluster.html
 	mux.Handle("/metrics", n.MetricsHandler())
-	mux.Handle("/signaling", n.SignalingHandler())
+	mux.Handle("/signaling", newOriginGuard(n.SignalingHandler(), cfg.Signaling.OriginPatterns, cfg.Logger.With("node", cfg.NodeName)))
 	admin := n.AdminHandler()
 	mux.Handle("/api", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = "/" // the admin API is POST / wherever it is mounted
 		admin.ServeHTTP(w, r2)
 	}))
-	return &node{Node: n, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}, nil
+	return &node{Node: n, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln, hook: hook}, nil
 }
 
 // bindHint says what to do about a socket that could not be bound.
@@ -218,7 +250,7 @@ func serve(ctx context.Context, nodes []*node, log *slog.Logger) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, n := range nodes {
-			n.Close() // ends the WebSocket sessions, which Shutdown does not wait for
+			n.close() // ends the WebSocket sessions, which Shutdown does not wait for
 			n.srv.Shutdown(sctx)
 		}
 		return nil
@@ -241,8 +273,18 @@ func tempDataDir(o options) (string, func(), error) {
 // runThree runs three nodes in this process on 127.0.0.1-3.
 func runThree(ctx context.Context, o options, log *slog.Logger) error {
 	o.fast, o.loopback = true, true
+	if o.temporary {
+		return errors.New("-temporary: a temporary node runs alone: add -name, -key and -register (the three-node mode prints the command)")
+	}
 	key := make([]byte, 32)
 	rand.Read(key)
+	if o.key != "" {
+		k, err := hex.DecodeString(o.key)
+		if err != nil || len(k) == 0 {
+			return fmt.Errorf("-key: want the cluster key in hex: %v", err)
+		}
+		key = k
+	}
 	data, cleanup, err := tempDataDir(o)
 	if err != nil {
 		return err
@@ -251,12 +293,15 @@ func runThree(ctx context.Context, o options, log *slog.Logger) error {
 	var nodes []*node
 	defer func() {
 		for _, n := range nodes {
-			n.Close()
+			n.close()
 		}
 	}()
 	var names, origins []string
 	for i := 1; i <= 3; i++ {
 		origins = append(origins, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}), uint16(o.httpPort)).String())
+	}
+	if o.origins != "" {
+		origins = append(origins, strings.Split(o.origins, ",")...) // the user's pages too
 	}
 	o.origins = strings.Join(origins, ",")
 	for i := 1; i <= 3; i++ {
@@ -290,6 +335,9 @@ func runThree(ctx context.Context, o options, log *slog.Logger) error {
 	for _, n := range nodes {
 		fmt.Printf("  %-20s http://%s/\n", n.Name(), n.ln.Addr())
 	}
+	fmt.Printf("Live cluster page: http://%s/cluster.html   Metrics: http://%s/metrics\n", nodes[0].ln.Addr(), nodes[0].ln.Addr())
+	fmt.Printf("Scale out with a temporary node (Ctrl-C there scales in):\n  go run ./examples/minimal-cluster -name node4@127.0.0.4 -key %x -register %s -temporary -fast -loopback -http-port %d -cluster-min-port %d -cluster-max-port %d\n",
+		key, names[0], o.httpPort, o.minPort, o.maxPort)
 	fmt.Println("Ctrl-C stops the cluster.")
 	return serve(ctx, nodes, log)
 }
@@ -318,15 +366,21 @@ func runOne(ctx context.Context, o options, log *slog.Logger) error {
 		return fmt.Errorf("-key: want the cluster key in hex (e.g. from: openssl rand -hex 32): %v", err)
 	}
 	hostPort := net.JoinHostPort(nn.Host, fmt.Sprint(o.httpPort))
-	if o.origins == "" && o.init != "" {
-		var origins []string
-		for _, name := range strings.Split(o.init, ",") {
-			if nn, err := cluster.ParseNodeName(name); err == nil {
-				origins = append(origins, net.JoinHostPort(nn.Host, fmt.Sprint(o.httpPort)))
-			}
-		}
-		o.origins = strings.Join(origins, ",")
+	if o.temporary && o.register == "" {
+		return errors.New("-temporary: a temporary node joins a running cluster: add -register CONTACT_NODE_NAME")
 	}
+	// The cluster's nodes' pages (a page is redirected between nodes), and
+	// the user's.
+	var origins []string
+	for _, name := range strings.Split(o.init+","+o.register, ",") {
+		if nn, err := cluster.ParseNodeName(name); err == nil {
+			origins = append(origins, net.JoinHostPort(nn.Host, fmt.Sprint(o.httpPort)))
+		}
+	}
+	if o.origins != "" {
+		origins = append(origins, strings.Split(o.origins, ",")...)
+	}
+	o.origins = strings.Join(origins, ",")
 	if o.listen == "" {
 		o.listen = hostPort
 	}
@@ -353,7 +407,7 @@ func runOne(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer n.Close()
+	defer n.close()
 	fmt.Printf("%s: page http://%s/ signaling %s api %s\n", o.name, n.ln.Addr(), o.signalingURL, o.apiURL)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serve(gctx, []*node{n}, log) })
