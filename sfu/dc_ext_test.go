@@ -52,7 +52,7 @@ func sendPaced(t *testing.T, ch *sfu.Channel, got *atomic.Int64, n, size int) {
 
 // A client that stops reading its data channel: the server holds at most
 // its queue (64 messages here) and about a megabyte buffered for it while
-// 48 MB of messages pass; the other receiver gets every message; the
+// 24 MB of messages pass; the other receiver gets every message; the
 // slow one's are dropped and counted. Before the queues, pion buffered all
 // of it for the slow client.
 func TestSlowMessageReaderIsBounded(t *testing.T) {
@@ -61,7 +61,7 @@ func TestSlowMessageReaderIsBounded(t *testing.T) {
 	_, slow, got := dcSetup(t, s, "slowdc")
 	ch := channel(t, s, "slowdc")
 	before := heapInUse()
-	const n, size = 1536, 16 << 10 // 24 MB, twice
+	const n, size = 768, 16 << 10 // 12 MB, twice
 	sendPaced(t, ch, got, n, size)
 	half := heapInUse()
 	got.Store(0)

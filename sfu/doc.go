@@ -114,9 +114,10 @@
 // comes next for it is dropped and counted, or, with
 // Config.Messages.CloseSlow, the connection is closed (ErrSlowConsumer).
 // The other receivers never wait for it, and the server holds at most its
-// queue and BufferedMax for it: TestSlowMessageReaderIsBounded passes 48 MB
-// of messages by a client that never reads, and the heap grows about 6 MB
-// (76 MB before the queues). Every receiver and observer of a message
+// queue and BufferedMax for it: TestSlowMessageReaderIsBounded passes 24 MB
+// of messages by a client that never reads, and the heap grows about 6 MB,
+// none of it in the second half (39 MB before the queues, 19 MB of it in
+// the second half). Every receiver and observer of a message
 // shares one buffer of it: queueing allocates nothing per receiver (one
 // buffer per message for the receivers that want the sender id header).
 //
