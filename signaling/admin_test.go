@@ -390,7 +390,11 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 			if req.Mode > affinity.ModeBlockNewConnection {
 				t.Fatal("accepted a bad mode")
 			}
-		case TargetListClusterNodes, TargetListClusterChannels:
+		case TargetListClusterNodes, TargetListClusterChannels, TargetGetStatsReport, TargetGetStatsAllConnections:
+		case TargetGetStatsConnection:
+			if req.ChannelID == "" || req.ConnectionID == "" || len(req.ChannelID) > wire.MaxChannelIDLen || len(req.ConnectionID) > wire.MaxChannelIDLen {
+				t.Fatalf("accepted channel_id %q connection_id %q", req.ChannelID, req.ConnectionID)
+			}
 		default:
 			t.Fatalf("accepted unknown target %q", target)
 		}

@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // The admin API's stats targets (they need AdminConfig.Stats).
@@ -45,9 +47,20 @@ func decodeStats(req *AdminRequest, raw map[string]json.RawMessage, str func(str
 	if req.Target != TargetGetStatsConnection {
 		return nil
 	}
+	id := func(key string) (string, error) {
+		s, err := str(key, true)
+		switch {
+		case err != nil:
+		case len(s) > wire.MaxChannelIDLen:
+			err = badRequest("%s is %d bytes, over the limit of %d", key, len(s), wire.MaxChannelIDLen)
+		case !utf8.ValidString(s):
+			err = badRequest("%s is not valid UTF-8", key)
+		}
+		return s, err
+	}
 	var err error
-	if req.ChannelID, err = str("channel_id", true); err == nil {
-		req.ConnectionID, err = str("connection_id", true)
+	if req.ChannelID, err = id("channel_id"); err == nil {
+		req.ConnectionID, err = id("connection_id")
 	}
 	return err
 }
