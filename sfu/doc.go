@@ -68,20 +68,45 @@
 // coalesced and rate-limited (Config.KeyframeInterval); a new subscriber
 // triggers one.
 //
-// Downlink congestion control (congestion.go): each connection runs pion's
-// GCC bandwidth estimator on the subscriber's transport-cc feedback (a REMB
-// caps it), and every 200 ms shares the estimate among its tracks: audio
-// first, the rest evenly among its simulcast tracks, each getting the
-// highest layer that fits (Connection.EstimatedBitrate). Down at once when
-// far off, after 3 s when a little; up one layer at a time once the next
-// fits with a quarter to spare for 2 s (longer after tries that failed);
-// below half the lowest layer the video pauses while audio flows, and the
-// lowest layer is tried again after 4 s, then twice as long each time.
-// Packets are not paced (pion's pacer queues without bound). Config.
-// DisableCongestionControl turns it off. TestCongestionSettlesAndRecovers
-// (pion's vnet, a 300 kbit/s token bucket) measured settling on r0 in
-// 6-14 s and, with SFU_TEST_LONG=1, climbing back to r2 in 26-28 s once the
-// limit is lifted.
+// Downlink congestion control (congestion.go, twcc.go, bwe.go, pacer.go):
+// each connection stamps a transport-wide sequence number on every packet it
+// sends (one interceptor per peer connection, writing into the packet's
+// header extensions without allocating) and keeps what it sent (sequence
+// number, time, size) in a fixed ring of 2048. The subscriber's
+// transport-cc feedback, parsed in place, feeds a send-side estimator built
+// as GCC is: delay based (packets grouped by 5 ms of send time, the
+// trendline filter over 20 groups, an adaptive overuse threshold, AIMD
+// cutting to 0.85 of the acknowledged rate) and loss based (over 10% loss
+// it drops, under 2% it may grow). A client's REMB caps the estimate, and
+// is the estimate of a client without transport-cc. Every 200 ms the
+// connection shares the estimate among its tracks: audio first, the rest
+// evenly among its simulcast tracks, each getting the highest layer that
+// fits (Connection.EstimatedBitrate). Down at once when far off, after 3 s
+// when a little; up one layer at a time once the next fits with a quarter
+// to spare for 2 s (longer after tries that failed); below half the lowest
+// layer the video pauses while audio flows, and the lowest layer is tried
+// again after 4 s, then twice as long each time. The estimate grows while
+// what is sent gets through, even when less is sent than it allows, so
+// the next layer's trial is the probe (nothing is sent as padding).
+//
+// Pacing: as LiveKit (its default pacer hands packets to a send goroutine
+// without holding them to a rate) and mediasoup (which paces only its
+// probation packets) do, media is not held back to a rate: the layer
+// choice keeps the rate within the estimate, and a queue that a track
+// without layers overran would only add delay. What is bounded is the
+// keyframe burst: a keyframe's packets leave at once while a token bucket
+// filled at 2.5 times the estimate has tokens (20 ms of it, at least
+// 9.6 KB), and the rest waits in a FIFO of at most 128 packets that is
+// sent as the bucket refills; video that comes meanwhile goes behind it
+// (no reordering), audio never waits, and a full FIFO drops its oldest
+// packet (ConnectionStats.PacerDropped; a NACK still gets it from the
+// source's buffer). Nothing is paced before the first estimate.
+//
+// Config.DisableCongestionControl turns all this off (abs-send-time is
+// still stamped). TestCongestionSettlesAndRecovers (pion's vnet, a
+// 300 kbit/s token bucket) measured settling on r0 in 6.4 and 11.4 s
+// (6.5 s under -race) and, with SFU_TEST_LONG=1, climbing back to r2 in 30
+// and 13.5 s once the limit is lifted (two runs, load average 6 to 10).
 //
 // Retransmission: NACKs from a subscriber are answered by the SFU from one
 // buffer per source stream (a track, or a simulcast layer: the last 512
@@ -131,7 +156,11 @@
 // The per-packet fan-out allocates nothing: one header parse per packet,
 // then the payload type and SSRC are rewritten for each subscriber's sender.
 // Header extensions are dropped, since their ids were negotiated with the
-// publisher, not with the subscriber.
+// publisher, not with the subscriber, but for the audio level
+// (ssrc-audio-level) of audio packets, which a subscriber that negotiated it
+// gets under its own id; abs-send-time and the transport-wide sequence
+// number are stamped on every packet as it leaves (twcc.go), retransmissions
+// included.
 //
 // # Usage
 //
@@ -211,8 +240,15 @@
 //     subscriber's layer and fans a packet out.
 //   - layer_forward.go: a subscriber's layer and the switch to another,
 //     with its rewrite of sequence numbers, timestamps and picture ids.
-//   - congestion.go: downlink congestion control: the estimator of each
-//     connection, the layer each simulcast track fits, REMB.
+//   - congestion.go: downlink congestion control: sharing each
+//     connection's estimate among its tracks, the layer each simulcast
+//     track fits, REMB.
+//   - twcc.go: the interceptor that stamps transport-wide sequence numbers
+//     and abs-send-time on what a connection sends, the ring of what was
+//     sent, the reading of transport-cc feedback.
+//   - twcc_feedback.go: the allocation-free transport-cc feedback parser.
+//   - bwe.go: the send-side bandwidth estimator (delay and loss based).
+//   - pacer.go: the pacing of keyframe bursts, and why only those.
 //   - layer_keyframe.go: what the layer switch reads in a video payload:
 //     keyframe starts (VP8, VP9, H.264, H.265, AV1), VP8 and VP9 picture
 //     ids.
