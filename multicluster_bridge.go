@@ -103,12 +103,22 @@ type bridgeSink struct {
 }
 
 func (k *bridgeSink) AddRemoteTrack(from string, info relay.TrackInfo, kf relay.KeyframeRequester) (relay.TrackWriter, error) {
+	b, side := k.l.b, k.l.side
+	// The same track from another peer supersedes the one still held: a
+	// bridge that took over from a stopped one announces the tracks the
+	// old one relayed, while the old link, down, still keeps them (a link
+	// keeps its remote tracks through a break, to resume them).
+	b.mu.Lock()
+	stale := b.remote[side][k.channel][info.ID]
+	b.mu.Unlock()
+	if stale != nil && stale.from != from {
+		_ = stale.Close()
+	}
 	w, err := k.inner.AddRemoteTrack(from, info, kf)
 	if err != nil {
 		return nil, err
 	}
-	b, side := k.l.b, k.l.side
-	t := &teeTrack{b: b, side: side, channel: k.channel, w: w, info: info, kf: kf}
+	t := &teeTrack{b: b, side: side, channel: k.channel, from: from, w: w, info: info, kf: kf}
 	b.mu.Lock()
 	m := b.remote[side][k.channel]
 	if m == nil {
@@ -158,6 +168,7 @@ type teeTrack struct {
 	b       *bridge
 	side    int
 	channel string
+	from    string // the peer that relays it
 	w       relay.TrackWriter
 	info    relay.TrackInfo
 	kf      relay.KeyframeRequester

@@ -193,19 +193,29 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
-// joinCommunity joins the seeds and every active gateway known, when this
-// node sees no other member (at start, or cut off).
+// joinCommunity joins the active gateways known that are not live
+// members (one at a time, at random: a dead address costs a dial
+// timeout), and the seeds when this
+// node sees no other member: at start, and after a partition, when
+// memberlist has dropped the far side.
 func (a *Agent) joinCommunity() {
-	if len(a.others()) > 0 {
-		return
+	live := map[string]bool{}
+	others := a.others()
+	for _, m := range others {
+		live[m.Addr] = true
 	}
-	targets := slices.Clone(a.cfg.Seeds)
-	d := a.Data()
-	for _, g := range d.Gateways {
-		if g.Status == Active && g.Addr != a.addr {
-			targets = append(targets, g.Addr)
+	var targets []string
+	if len(others) == 0 {
+		targets = slices.Clone(a.cfg.Seeds)
+	}
+	var missing []string
+	for _, g := range a.Data().Gateways {
+		if g.Status == Active && g.Addr != a.addr && !live[g.Addr] {
+			missing = append(missing, g.Addr)
 		}
 	}
+	rand.Shuffle(len(missing), func(i, j int) { missing[i], missing[j] = missing[j], missing[i] })
+	targets = append(targets, missing[:min(1, len(missing))]...)
 	if len(targets) == 0 {
 		return
 	}
@@ -424,8 +434,8 @@ func (a *Agent) syncLoop() {
 }
 
 // SyncOnce runs one background exchange now: with one random partner
-// among the other members and the channels (and first joins the
-// community again if this node sees no other member).
+// among the other members and the channels (after joining the active
+// gateways that are not live members, if any).
 func (a *Agent) SyncOnce() {
 	a.joinCommunity()
 	var members []string

@@ -145,3 +145,19 @@ func TestAgentConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentRejoinsMissingGateway: a node that has other live members but
+// knows an active gateway that is not one (the far side of a partition,
+// which memberlist dropped) joins it at the next exchange. Joining only
+// when alone would never reach it.
+func TestAgentRejoinsMissingGateway(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a := startAgent(t, "jp", "a")
+	a.SetSelf(true, "10.0.0.1:49030", nil)
+	d := startAgent(t, "eu", "d")
+	c := startAgent(t, "eu", "c", seeds(d))
+	testutil.Eventually(t, func() bool { return len(c.Members()) == 2 }, 10*time.Second, "c and d")
+	c.merge(a.Data()) // as if learnt before a partition
+	c.SyncOnce()
+	testutil.Eventually(t, func() bool { return len(c.Members()) == 3 }, 10*time.Second, "c joined the missing gateway a")
+}

@@ -376,7 +376,13 @@ func TestTwoRegions(t *testing.T) {
 		t.Errorf("B received %d packets, A sent %d", arrived, crossed)
 	}
 
-	// Messages cross too.
+	// Messages cross too, once every subscriber's #chat is open.
+	for i, s := range subs {
+		testutil.Eventually(t, func() bool {
+			dc, ok := s.c.DataChannel("#chat")
+			return ok && dc.ReadyState() == webrtc.DataChannelStateOpen
+		}, 10*time.Second, "subscriber %d's #chat open", i)
+	}
 	pub.say(t, "hello from a")
 	for i, s := range subs {
 		testutil.Eventually(t, func() bool { return s.got("hello from a") }, 10*time.Second, "subscriber %d got the message", i)
