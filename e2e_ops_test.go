@@ -148,6 +148,9 @@ func TestE2EStatsAPI(t *testing.T) {
 	if v, _ := metricValue(fams, "shoal_relay_sent_packets_total", "peer", nodes[1].Name()); v == 0 {
 		t.Errorf("shoal_relay_sent_packets_total to node 2: %v", v)
 	}
+	if _, ok := metricValue(fams, "shoal_relay_dropped_total", "reason", "link_down"); !ok {
+		t.Errorf("no shoal_relay_dropped_total{reason=link_down}")
+	}
 	if v, _ := metricValue(fams, "shoal_connections", "role", "sendrecv"); v != 1 {
 		t.Errorf("shoal_connections{role=sendrecv} %v, want 1", v)
 	}

@@ -32,6 +32,7 @@ type metricsSnapshot struct {
 	view    affinity.View
 	raft    cluster.RaftStats
 	links   []relay.LinkStats
+	relay   *relay.Stats // nil without a relay
 	sig     signaling.ServerCounters
 	webhook *signaling.WebhookStats
 }
@@ -40,7 +41,8 @@ func (n *Node) metricsSnapshot() metricsSnapshot {
 	s := metricsSnapshot{node: n.cfg.NodeName, conns: n.sig.AllConnections(), media: n.media.observe(n.sfu.Stats()),
 		drops: n.sfu.Drops(), view: n.member.Snapshot(), raft: n.member.RaftStats(), sig: n.sig.Counters()}
 	if n.relay != nil {
-		s.links = n.relay.Stats().Links
+		rs := n.relay.Stats()
+		s.links, s.relay = rs.Links, &rs
 	}
 	if w, ok := n.cfg.Signaling.Events.(interface{ Stats() signaling.WebhookStats }); ok {
 		ws := w.Stats()
@@ -100,6 +102,9 @@ var (
 	mRelayReconnect = desc("relay_reconnects_total", "Reconnections of the relay link to a peer.", "peer")
 	mRelayNACKs     = desc("relay_nacks_total", "NACKs on the relay link to a peer, by direction.", "peer", "direction")
 	mRelayRTT       = desc("relay_rtt_seconds", "Last measured round trip of the relay link to a peer.", "peer")
+	mRelayDropped   = desc("relay_dropped_total", "What the relay dropped, all links, by reason.", "reason")
+	mRelayHandshake = desc("relay_handshake_failures_total", "Relay control connections that failed TLS (most often a process without the cluster key).")
+	mRelayUnknown   = desc("relay_unknown_source_packets_total", "Datagrams from addresses of no live relay link.")
 
 	mMediaPktsIn   = desc("media_received_packets_total", "RTP packets received from clients.")
 	mMediaBytesIn  = desc("media_received_bytes_total", "RTP payload bytes received from clients.")
@@ -121,6 +126,7 @@ var (
 var allDescs = []*prometheus.Desc{mConnections, mChannels, mSessions, mMode, mMajority, mCapacity, mTemporary, mNodes,
 	mRaftState, mRaftTerm, mRaftCommit, mRaftLeaders, mRaftLatency, mRaftErrors,
 	mRelayLinks, mRelayPktsOut, mRelayPktsIn, mRelayBytesOut, mRelayBytesIn, mRelayDrops, mRelayReconnect, mRelayNACKs, mRelayRTT,
+	mRelayDropped, mRelayHandshake, mRelayUnknown,
 	mMediaPktsIn, mMediaBytesIn, mMediaPktsOut, mMediaBytesOut, mNACKs, mRetransmits, mKeyframeReqs, mDrops,
 	mPlacement, mConnEvents, mSessionEvent, mWebhook, mWebhookFail, mWebhookQueue}
 
@@ -211,6 +217,13 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(mRelayLinks, float64(up), "up")
 	gauge(mRelayLinks, float64(len(s.links)-up), "down")
+	if s.relay != nil {
+		for _, r := range dropReasons(s.relay.Drops) {
+			counter(mRelayDropped, r.v, r.reason)
+		}
+		counter(mRelayHandshake, s.relay.HandshakeFailures)
+		counter(mRelayUnknown, s.relay.UnknownSource)
+	}
 
 	counter(mMediaPktsIn, s.media.PacketsIn)
 	counter(mMediaBytesIn, s.media.BytesIn)
@@ -249,8 +262,8 @@ type dropReason struct {
 	v      uint64
 }
 
-// dropReasons returns the uint64 fields of a drop-counter struct (sfu.Drops)
-// as reasons named in snake_case.
+// dropReasons returns the uint64 fields of a drop-counter struct (sfu.Drops,
+// relay.Drops) as reasons named in snake_case.
 func dropReasons(d any) []dropReason {
 	v := reflect.ValueOf(d)
 	t := v.Type()

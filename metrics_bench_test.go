@@ -46,7 +46,7 @@ func BenchmarkMetricsScrape1000(b *testing.B) {
 	var totals mediaTotals
 	c := &metricsCollector{snap: func() metricsSnapshot {
 		return metricsSnapshot{node: "a@10.0.0.1", conns: conns, media: totals.observe(stats), view: view, links: links,
-			webhook: &signaling.WebhookStats{}}
+			relay: &relay.Stats{Links: links}, webhook: &signaling.WebhookStats{}}
 	}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
