@@ -2,7 +2,8 @@
 # figures.sh: server CPU per delivered packet, Shoal against bare pion, in
 # one run. Each configuration (publishers x subscribers) runs against each
 # server (examples/load/server: shoal, shoal with -batch=false,
-# shoal with -spread-above -1, bare pion) in turn, REPS times, the server
+# shoal with -spread-above -1, bare pion; shoal-nocc, with -cc=false, on
+# request) in turn, REPS times, the server
 # pinned to CPU 0 and the load tool to CPU 1 (taskset, when there is more
 # than one CPU); it prints every run and the median of each cell.
 #
@@ -30,15 +31,16 @@ if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
 	pin0="taskset -c 0" pin1="taskset -c 1"
 fi
 
-run() { # impl pubs subs -> cpu-us per delivered packet
+run() { # impl pubs subs udp-port -> cpu-us/pkt, pkt/s, loss
 	case $1 in
 	shoal) args="-impl shoal" ;;
 	shoal-nobatch) args="-impl shoal -batch=false" ;;
 	shoal-nospread) args="-impl shoal -spread-above -1" ;;
+	shoal-nocc) args="-impl shoal -cc=false" ;;
 	pion) args="-impl pion" ;;
 	esac
 	# shellcheck disable=SC2086
-	$pin0 "$dir/server" $args -addr 127.0.0.1:$PORT -udp-port $UDP 2>"$dir/server.log" &
+	$pin0 "$dir/server" $args -addr 127.0.0.1:$PORT -udp-port "$4" 2>"$dir/server.log" &
 	spid=$!
 	sleep 2
 	# shellcheck disable=SC2086
@@ -52,11 +54,13 @@ run() { # impl pubs subs -> cpu-us per delivered packet
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$dir/all"
+n=0
 for rep in $(seq "$REPS"); do
 	for cfg in $CONFIGS; do
 		p=${cfg%x*} s=${cfg#*x}
 		for impl in $IMPLS; do
-			r=$(run "$impl" "$p" "$s")
+			n=$((n + 1)) # a UDP port of its own for each run
+			r=$(run "$impl" "$p" "$s" $((UDP + n)))
 			echo "rep $rep  ${p}x$s  $impl  cpu-us/pkt, pkt/s, loss: $r"
 			echo "$cfg $impl $r" >>"$dir/all"
 		done

@@ -27,6 +27,7 @@ func main() {
 		udpPort = flag.Int("udp-port", 50000, "Shoal's UDP mux port (on 127.0.0.1)")
 		batch   = flag.Bool("batch", true, "Shoal: batched sends on the UDP mux")
 		spread  = flag.Int("spread-above", 0, "Shoal: spread a track's fan-out above this many subscribers (0: default 20, -1: never)")
+		cc      = flag.Bool("cc", true, "Shoal: downlink congestion control")
 		verbose = flag.Bool("v", false, "log warnings")
 	)
 	flag.Parse()
@@ -40,7 +41,7 @@ func main() {
 	var err error
 	switch *impl {
 	case "shoal":
-		err = runShoal(ctx, *addr, *udpPort, *batch, *spread, logger)
+		err = runShoal(ctx, *addr, *udpPort, *batch, *spread, *cc, logger)
 	case "pion":
 		err = serve(ctx, *addr, newBare(logger))
 	default:
@@ -52,7 +53,7 @@ func main() {
 	}
 }
 
-func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread int, logger *slog.Logger) error {
+func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread int, cc bool, logger *slog.Logger) error {
 	if udpPort <= 0 || udpPort > 65535 {
 		return fmt.Errorf("-udp-port %d: want 1..65535", udpPort)
 	}
@@ -66,6 +67,7 @@ func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread 
 	cfg.SFU.Network.IPFilter = nil
 	cfg.SFU.DisableBatchedSends = !batch
 	cfg.SFU.SpreadAbove = spread
+	cfg.SFU.DisableCongestionControl = !cc
 	n, err := shoal.New(cfg)
 	if err != nil {
 		return err
