@@ -158,6 +158,7 @@ func upgradeStatus(t *testing.T, url, origin string) int {
 // The origin guard says what the signaling server does (the same origins
 // refused), and logs a refused origin once, naming the flag.
 func TestOriginGuard(t *testing.T) {
+	testutil.CheckLeaks(t)
 	patterns := []string{"localhost:3000", "*.example.com", "https://app.example.org"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: patterns})
