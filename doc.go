@@ -107,9 +107,12 @@
 // (node_test.go, integration_test.go, admission_test.go for the "no
 // cluster" column, admin_errors_test.go for the admin API's statuses,
 // logs_test.go for what every log line carries, faults_test.go for the
-// node blocking itself on a local fault), Chromium against three
-// nodes with the example's page and the published sora-js-sdk
-// (e2e*_test.go), the relay plan's table tests
+// node blocking itself on a local fault, webhook_test.go for one
+// session.created and session.destroyed per session across three nodes,
+// metrics_test.go for /metrics parsed by Prometheus's parser), Chromium
+// against three nodes with the example's page and the published
+// sora-js-sdk (e2e*_test.go; e2e_ops_test.go checks the stats API against
+// the browsers' own counts, and the live cluster page), the relay plan's table tests
 // (relayplan_test.go) and the dependency fences (fence_test.go).
 //
 // # Dependencies
