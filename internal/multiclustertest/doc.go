@@ -12,6 +12,10 @@
 //     tests: media and messages from cluster A reach subscribers in
 //     cluster B, each packet crossing the inter-cluster link once for ten
 //     subscribers, and a gateway stopped is taken over.
+//   - partition_test.go — the inter-cluster links cut (relay.FaultNet as
+//     the nodes' RelayLink.Net, which the inter-cluster relay uses too):
+//     each region keeps serving its clients, and media crosses again when
+//     the cut heals.
 //   - admin_test.go — the admin API's multi-cluster targets and the
 //     configuration errors.
 package multiclustertest

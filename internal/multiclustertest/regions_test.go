@@ -42,6 +42,7 @@ type region struct {
 	id    string
 	nodes []*node
 	names []string
+	ips   []netip.Addr
 }
 
 func logLevel() slog.Level {
@@ -58,7 +59,7 @@ func startRegion(t *testing.T, id string, ch multicluster.GossipChannel, seeds [
 	t.Helper()
 	ips := testutil.LoopbackIPs(t, 3)
 	port := testutil.FreePort(t, ips[0])
-	r := &region{id: id}
+	r := &region{id: id, ips: ips}
 	key := []byte(fmt.Sprintf("cluster-key-of-%-17s", id))
 	for i, ip := range ips {
 		cfg := shoal.DefaultConfig()
