@@ -144,22 +144,29 @@ func (l *netnsLink) browser(t *testing.T, url string) {
 }
 
 // netnsNode starts a single node whose signaling listens on l's host
-// address and whose SFU gathers candidates there only.
+// address and whose SFU gathers candidates there only, with the default
+// keyframe interval (the tests' 100 ms lets a lossy subscriber's PLIs
+// double a layer's bitrate).
 func netnsNode(t *testing.T, l *netnsLink) *e2eNode {
 	t.Helper()
 	host := net.IP(l.hostIP.AsSlice())
-	return e2eSoloNode(t, l.hostIP, &sfu.NetworkConfig{IPFilter: func(ip net.IP) bool { return ip.Equal(host) }})
+	return e2eSoloNode(t, l.hostIP, &sfu.NetworkConfig{IPFilter: func(ip net.IP) bool { return ip.Equal(host) }},
+		func(c *shoal.Config) { c.SFU.KeyframeInterval = 0 })
 }
 
 // e2eSoloNode starts a single node (no cluster) whose signaling listens on
-// ip, its SFU on network (nil: loopback, as the other tests).
-func e2eSoloNode(t *testing.T, ip netip.Addr, network *sfu.NetworkConfig) *e2eNode {
+// ip, its SFU on network (nil: loopback, as the other tests), its Config
+// changed by mutate.
+func e2eSoloNode(t *testing.T, ip netip.Addr, network *sfu.NetworkConfig, mutate ...func(*shoal.Config)) *e2eNode {
 	t.Helper()
 	cfg := testSoloConfig(t, e2eLogLevel())
 	cfg.NodeName = "solo@" + ip.String()
 	cfg.Signaling.AnyOrigin = true
 	if network != nil {
 		cfg.SFU.Network = *network
+	}
+	for _, m := range mutate {
+		m(&cfg)
 	}
 	n, err := shoal.New(cfg)
 	if err != nil {
