@@ -135,13 +135,20 @@ func (c *Connection) openDataChannels(requested []DataChannelSpec) error {
 	return nil
 }
 
-// Send sends a binary message to the client on the data channel label.
+// sendBufferedMax is how much a data channel may have buffered before Send
+// and SendText refuse: four times Messages.BufferedMax.
+func sendBufferedMax(m MessageConfig) uint64 { return 4 * uint64(m.BufferedMax) }
+
+// Send sends a binary message to the client on the data channel label. It
+// fails, wrapping ErrSlowConsumer, while the data channel has four times
+// Config.Messages.BufferedMax buffered (the client does not read), and the
+// message is dropped (Drops.SendBufferFull).
 func (c *Connection) Send(label string, data []byte) error {
 	return c.send(label, func(dc *webrtc.DataChannel) error { return dc.Send(data) })
 }
 
 // SendText sends a text message (JSON) to the client on the data channel
-// label.
+// label. It fails as Send does for a client that does not read.
 func (c *Connection) SendText(label, text string) error {
 	return c.send(label, func(dc *webrtc.DataChannel) error { return dc.SendText(text) })
 }
@@ -185,6 +192,11 @@ func (c *Connection) send(label string, write func(*webrtc.DataChannel) error) e
 	e := c.dcs[label]
 	if e == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownDataChannel, label)
+	}
+	// A client that does not read would have pion buffer without bound.
+	if limit := sendBufferedMax(c.sfu.cfg.Messages); e.dc.BufferedAmount() >= limit {
+		c.sfu.drops.sendBufferFull.Add(1)
+		return fmt.Errorf("sfu: send on %q: %d bytes buffered for the client already: %w", label, limit, ErrSlowConsumer)
 	}
 	if err := write(e.dc); err != nil {
 		return fmt.Errorf("sfu: send on %q: %w", label, err)

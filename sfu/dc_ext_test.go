@@ -99,3 +99,26 @@ func TestSlowMessageReaderClosed(t *testing.T) {
 		t.Fatal("slow connection not done")
 	}
 }
+
+// Send and SendText (notify, push, signaling) refuse once a client that
+// does not read has four times Messages.BufferedMax buffered, instead of
+// having pion buffer without bound.
+func TestSendRefusedToSlowReader(t *testing.T) {
+	testutil.CheckLeaks(t)
+	s := newSFU(t, func(c *sfu.Config) { c.Messages.BufferedMax = 64 << 10 })
+	slow := join(t, s, clientOpts{channel: "sendslow", id: "SLOW", role: sfu.RoleRecvonly, api: slowAPI})
+	testutil.Eventually(t, func() bool { return slow.isOpen(sfu.LabelNotify) }, wait, "notify open")
+	msg := string(make([]byte, 32<<10))
+	var err error
+	sent := 0
+	for ; sent < 1000 && err == nil; sent++ { // 32 MB at most
+		err = slow.conn.SendText(sfu.LabelNotify, msg)
+	}
+	if !errors.Is(err, sfu.ErrSlowConsumer) {
+		t.Fatalf("after %d messages of 32 KB: err %v, want ErrSlowConsumer", sent, err)
+	}
+	t.Logf("refused after %d messages of 32 KB", sent)
+	if d := s.Drops(); d.SendBufferFull != 1 {
+		t.Fatalf("SendBufferFull = %d, want 1", d.SendBufferFull)
+	}
+}

@@ -18,8 +18,12 @@ type Drops struct {
 	// refused (closing, or too large for it).
 	MessageSendFailed uint64
 	// SlowConsumersClosed: connections closed because their message queue
-	// overflowed, with Config.SlowConsumer CloseSlowConsumer.
+	// overflowed, with Config.Messages.CloseSlow.
 	SlowConsumersClosed uint64
+	// SendBufferFull: messages Connection.Send and SendText refused (the
+	// signaling, notify and push channels) because the client had not
+	// read four times Config.Messages.BufferedMax.
+	SendBufferFull uint64
 	// MediaAfterClose: RTP packets written to a track that had been
 	// removed (a remote track's writer after Close).
 	MediaAfterClose uint64
@@ -30,7 +34,7 @@ type Drops struct {
 
 type dropCounters struct {
 	messageQueueFull, messageNotOpen, messageSendFailed, slowConsumersClosed atomic.Uint64
-	mediaAfterClose, mediaInvalid                                            atomic.Uint64
+	mediaAfterClose, mediaInvalid, sendBufferFull                            atomic.Uint64
 }
 
 // Drops returns what the SFU has dropped, by reason.
@@ -40,6 +44,6 @@ func (s *SFU) Drops() Drops {
 		MessageQueueFull: d.messageQueueFull.Load(), MessageNotOpen: d.messageNotOpen.Load(),
 		MessageSendFailed: d.messageSendFailed.Load(), SlowConsumersClosed: d.slowConsumersClosed.Load(),
 		MediaAfterClose: d.mediaAfterClose.Load(),
-		MediaInvalid:    d.mediaInvalid.Load(),
+		MediaInvalid:    d.mediaInvalid.Load(), SendBufferFull: d.sendBufferFull.Load(),
 	}
 }
