@@ -139,37 +139,15 @@
 // comes next for it is dropped and counted, or, with
 // Config.Messages.CloseSlow, the connection is closed (ErrSlowConsumer).
 // The other receivers never wait for it, and the server holds at most its
-// queue and BufferedMax for it: TestSlowMessageReaderIsBounded passes 48 MB
-// of messages by a client that never reads, and the heap grows about 6 MB
-// (76 MB before the queues). Every receiver and observer of a message
-// shares one buffer of it: queueing allocates nothing per receiver (one
-// buffer per message for the receivers that want the sender id header).
-// Connection.Send and SendText (signaling, notify, push) fail with
-// ErrSlowConsumer, and drop the message, while the data channel has four
-// times BufferedMax buffered.
-//
-// Drops: SFU.Drops counts, by reason, every message and packet the SFU
-// dropped (a receiver's queue full, a data channel not open or refusing a
-// message, a slow consumer closed, packets written to a removed track or
-// not parsing), with atomic counters read without a lock; the names are
-// stable, for a metrics exporter. Several observers may tap one track: each
-// TrackTap has its own sink.
-//
-// Messages: a "#" message goes to every other connection of the channel
-// that has the label, through a queue per receiving connection
-// (Config.Messages.QueueLen, 256) that one goroutine of the connection
-// sends from, with no channel lock held, waiting while a data channel has
-// Config.Messages.BufferedMax (1 MiB) buffered until pion says it drained
-// to half. A client that reads slowly, or not at all, fills its queue: what
-// comes next for it is dropped and counted, or, with
-// Config.Messages.CloseSlow, the connection is closed (ErrSlowConsumer).
-// The other receivers never wait for it, and the server holds at most its
 // queue and BufferedMax for it: TestSlowMessageReaderIsBounded passes 24 MB
 // of messages by a client that never reads, and the heap grows about 6 MB,
 // none of it in the second half (39 MB before the queues, 19 MB of it in
-// the second half). Every receiver and observer of a message
-// shares one buffer of it: queueing allocates nothing per receiver (one
-// buffer per message for the receivers that want the sender id header).
+// the second half). Every receiver and observer of a message shares one
+// buffer of it: queueing allocates nothing per receiver (one buffer per
+// message for the receivers that want the sender id header).
+// Connection.Send and SendText (signaling, notify, push) fail with
+// ErrSlowConsumer, and drop the message, while the data channel has four
+// times BufferedMax buffered.
 //
 // Drops: SFU.Drops counts, by reason, every message and packet the SFU
 // dropped (a receiver's queue full, a data channel not open or refusing a
