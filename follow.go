@@ -20,7 +20,13 @@ import (
 // goroutine (in order, never concurrently), and once from Start. Leaving
 // the majority needs nothing here: the signaling server drops its
 // connections itself while the view says so (signaling's Admission).
-func (n *Node) onEvent(cluster.Event) {
+func (n *Node) onEvent(e cluster.Event) {
+	if e.Kind == cluster.EventSessionEnded {
+		// The leader released a failed node's claims, which ended the
+		// session: no node's release did, so none sent session.destroyed.
+		n.sig.SessionEndedInCluster(e.Channel)
+		return
+	}
 	n.reconcile()
 }
 

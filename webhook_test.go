@@ -5,11 +5,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	shoal "github.com/shoal-sfu/shoal"
+	"github.com/shoal-sfu/shoal/cluster"
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/signaling"
 )
@@ -105,5 +107,56 @@ func TestEventWebhookOneSessionInCluster(t *testing.T) {
 		if s := wh.Stats(); s.Dropped != 0 || s.Abandoned != 0 {
 			t.Errorf("webhook stats %+v", s)
 		}
+	}
+}
+
+// A session whose only holder fails ends when the Raft leader releases
+// that node's claims; no node released it itself, and the leader sends the
+// one session.destroyed.
+func TestEventWebhookSessionEndedByFailedNode(t *testing.T) {
+	testutil.CheckLeaks(t)
+	events, url := newEventLog(t)
+	faults := cluster.NewFaultNet()
+	nodes := e2eCluster(t, false, func(cfg *shoal.Config) {
+		cfg.Faults = faults
+		wh, err := signaling.NewEventWebhook(signaling.EventWebhookConfig{URL: url, NodeName: cfg.NodeName, Logger: testutil.Logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { wh.Close() })
+		cfg.Signaling.Events = wh
+	})
+	var leader, victim *e2eNode
+	testutil.Eventually(t, func() bool {
+		leader, victim = nil, nil
+		for _, n := range nodes {
+			if n.Membership().RaftStats().State == "Leader" {
+				leader = n
+			} else if victim == nil {
+				victim = n
+			}
+		}
+		return leader != nil && victim != nil
+	}, 10*time.Second, "a Raft leader")
+	if _, _, err := connect(t, localAPI(t), victim.signaling, "gone", `{"affinity":false}`); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return len(events.of(signaling.EventSessionCreated)) == 1 }, 10*time.Second, "session.created")
+
+	// Cut the victim off: it leaves the majority (its client is dropped,
+	// its release cannot commit) and the leader releases its claims.
+	var others []netip.Addr
+	for _, n := range nodes {
+		if n != victim {
+			others = append(others, n.ip)
+		}
+	}
+	faults.Partition(others, []netip.Addr{victim.ip})
+	testutil.Eventually(t, func() bool { return len(events.of(signaling.EventSessionDestroyed)) >= 1 }, 30*time.Second, "session.destroyed")
+	faults.Heal()
+	time.Sleep(2 * time.Second) // the victim back: its release retried must not send another
+	destroyed := events.of(signaling.EventSessionDestroyed)
+	if len(destroyed) != 1 || destroyed[0]["node_name"] != leader.Name() || destroyed[0]["channel_id"] != "gone" {
+		t.Fatalf("session.destroyed: %v; want one, from the leader %s", destroyed, leader.Name())
 	}
 }

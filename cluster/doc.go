@@ -90,7 +90,9 @@
 //     leader's refusal of writes from non-members, the probe by which a
 //     purged node learns it, and the guard that keeps the leader's Raft
 //     from reaching a node it purged.
-//   - events.go — Event, Subscribe and the per-subscriber queue.
+//   - events.go — Event, Subscribe and the per-subscriber queue
+//     (EventSessionEnded: on the leader, a session its release of a
+//     failed node's claims ended).
 //   - ops.go — the operations: InitCluster, RegisterClusterNode,
 //     PurgeClusterNode, ListClusterNodes, ListClusterChannels, SetMode,
 //     ClaimChannel, ReleaseChannel, ReleaseChannelEnded (which also says

@@ -20,6 +20,12 @@ const (
 	// EventChannel: a channel's owners changed, or its session ended
 	// (Removed).
 	EventChannel
+	// EventSessionEnded: on the Raft leader only, a session (Channel)
+	// ended because this leader released the claims of a node that failed,
+	// was purged or left: no node holding it released it itself. Sent once
+	// per such session, so that the leader's signaling server sends
+	// session.destroyed for it.
+	EventSessionEnded
 )
 
 func (k EventKind) String() string {
@@ -30,6 +36,8 @@ func (k EventKind) String() string {
 		return "node"
 	case EventChannel:
 		return "channel"
+	case EventSessionEnded:
+		return "session-ended"
 	}
 	return "unknown"
 }
@@ -41,7 +49,7 @@ type Event struct {
 	InMajority bool   // EventMajority
 	Node       string // EventNode
 	Connected  bool   // EventNode
-	Channel    string // EventChannel
+	Channel    string // EventChannel, EventSessionEnded
 	Removed    bool   // EventNode, EventChannel
 }
 

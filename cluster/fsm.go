@@ -55,6 +55,9 @@ type claimResult struct {
 	// owner: the release that ended the session (one per session, in the
 	// log's order).
 	Ended bool `json:",omitempty"`
+	// EndedChannels are, for a release of a node's claims, the channels
+	// whose sessions it ended, sorted.
+	EndedChannels []string `json:",omitempty"`
 }
 
 // fsmState is the replicated state: channel owners and node facts.
@@ -146,11 +149,17 @@ func (f *fsm) apply(c command) any {
 		res = claimResult{Ended: changed && !held}
 	case opReleaseNode:
 		changed = false
+		var ended []string
 		for ch := range f.st.Channels {
 			if f.releaseLocked(ch, c.Node) {
 				changed = true
+				if _, held := f.st.Channels[ch]; !held {
+					ended = append(ended, ch)
+				}
 			}
 		}
+		slices.Sort(ended)
+		res = claimResult{EndedChannels: ended}
 	case opSetInfo:
 		changed = f.st.Infos[c.Info.Name] != *c.Info
 		f.st.Infos[c.Info.Name] = *c.Info

@@ -96,6 +96,11 @@ func (n *Node) raftApply(cmd command, timeout time.Duration) (claimResult, error
 	}
 	switch r := f.Response().(type) {
 	case claimResult:
+		if cmd.Op == opReleaseNode {
+			for _, ch := range r.EndedChannels {
+				n.emit(Event{Kind: EventSessionEnded, Channel: ch})
+			}
+		}
 		return r, nil
 	case error:
 		return claimResult{}, r

@@ -171,7 +171,8 @@
 // gives one session.created, sent by the node whose claim created it, and
 // one session.destroyed, sent by the node whose release removed its last
 // owner (the cluster orders claims and releases; *cluster.Node reports
-// which release ended a session, see ChannelReleaser). Delivery is
+// which release ended a session, see ChannelReleaser), or by the Raft
+// leader when it released a failed node's claims (SessionEndedInCluster). Delivery is
 // asynchronous: Emit never blocks, a full queue drops and counts, so a
 // slow or dead receiver never slows signaling. docs/operations.md has the
 // bodies.

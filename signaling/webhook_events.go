@@ -134,6 +134,16 @@ func (s *Server) releaseInCluster(ctx context.Context, channelID string) (bool, 
 	return !held, nil
 }
 
+// SessionEndedInCluster tells the server that the session of channelID
+// ended without any node holding it releasing it: the cluster's leader
+// released the claims of a node that failed or was purged, and that ended
+// the session. The server counts it and sends session.destroyed. The root
+// package's Node calls it on the Raft leader (cluster.EventSessionEnded),
+// so that such a session too gets its one session.destroyed.
+func (s *Server) SessionEndedInCluster(channelID string) {
+	s.sessionEnded(channelID)
+}
+
 // sessionCreated reports whether the owners a claim returned say that
 // this node's claim created the session.
 func (s *Server) sessionCreated(owners []string) bool {
