@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -67,16 +68,23 @@ func run(t *testing.T, args ...string) {
 	}
 }
 
+// netnsPrefix starts the names of the test's namespaces:
+// shoal-e2e-<pid>-<n>, their veth ends being shh<pid>-<n> (host) and
+// shn<pid>-<n>.
+const netnsPrefix = "shoal-e2e-"
+
 // newNetns makes a namespace and its veth pair, with names and a /30
 // subnet of 10.254.0.0/16 unique to this process and call, and removes
-// them when the test ends, failed or not.
+// them when the test ends, failed or not. What a killed test process left
+// behind is removed first (sweepNetns).
 func newNetns(t *testing.T) *netnsLink {
 	t.Helper()
+	sweepNetns(t)
 	n := int(netnsSeq.Add(1))
-	id := fmt.Sprintf("%d%d", os.Getpid()%100000, n)
+	id := fmt.Sprintf("%d-%d", os.Getpid(), n)
 	sub := (os.Getpid()*4 + n) % 16384 // the /30's index in 10.254.0.0/16
 	base := netip.AddrFrom4([4]byte{10, 254, byte(sub >> 6), byte(sub&63) * 4})
-	l := &netnsLink{ns: "shoal-e2e-" + id, hostDev: "shh" + id, hostIP: base.Next(), nsIP: base.Next().Next()}
+	l := &netnsLink{ns: netnsPrefix + id, hostDev: "shh" + id, hostIP: base.Next(), nsIP: base.Next().Next()}
 	t.Cleanup(func() {
 		// Deleting the namespace deletes the veth pair; the host end goes
 		// too if the peer never moved in.
@@ -92,6 +100,39 @@ func newNetns(t *testing.T) *netnsLink {
 	run(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", "shn"+id, "up")
 	run(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", "lo", "up")
 	return l
+}
+
+// sweepNetns removes the namespaces (and their veths) of test processes
+// that no longer run: a test killed before its cleanup (a timeout, a
+// signal) leaves them, with its namespace's Chromium still running in
+// them, which is stopped.
+func sweepNetns(t *testing.T) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], netnsPrefix) {
+			continue
+		}
+		id := strings.TrimPrefix(f[0], netnsPrefix)
+		pidText, _, _ := strings.Cut(id, "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // not ours, or its test still runs
+		}
+		if pids, err := exec.Command("ip", "netns", "pids", f[0]).Output(); err == nil {
+			for _, p := range strings.Fields(string(pids)) {
+				if p, err := strconv.Atoi(p); err == nil && p > 1 {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		}
+		exec.Command("ip", "netns", "del", f[0]).Run()
+		exec.Command("ip", "link", "del", "shh"+id).Run()
+		t.Logf("removed %s, left by test process %d", f[0], pid)
+	}
 }
 
 // limit rate-limits what the host sends into the namespace to rate (tc's
