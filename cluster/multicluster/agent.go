@@ -160,6 +160,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	mc.SecretKey = a.cfg.Key
 	mc.Label = "shoal-multicluster:" + a.cfg.Service
 	mc.PushPullInterval = 0 // the background exchange is syncLoop's
+	// A push or exchange with a member that does not answer waits this
+	// long (WAN's default is 30 s); Close waits for pushes in flight.
+	mc.TCPTimeout = 10 * time.Second
 	mc.Delegate = delegate{a}
 	mc.Events = events{a}
 	mc.Logger = slogstd.New(a.cfg.Logger, "memberlist-wan")
@@ -396,24 +399,32 @@ func (a *Agent) pushLoop() {
 			a.log.Error("multicluster: change not pushed", "err", err)
 			continue
 		}
+		// To every member and channel at once: one that does not answer
+		// costs its own timeout, not the others' push.
+		var wg sync.WaitGroup
 		for _, m := range a.others() {
 			if a.cfg.DropPush != nil && a.cfg.DropPush(m.Addr) {
 				continue
 			}
-			if err := a.ml.SendReliable(&memberlist.Node{Name: m.mlName, Addr: m.ip, Port: m.port}, b); err != nil {
-				a.log.Debug("multicluster: push", "to", m.Addr, "err", err)
-			}
+			wg.Go(func() {
+				if err := a.ml.SendReliable(&memberlist.Node{Name: m.mlName, Addr: m.ip, Port: m.port}, b); err != nil {
+					a.log.Debug("multicluster: push", "to", m.Addr, "err", err)
+				}
+			})
 		}
 		for _, c := range a.cfg.Channels {
 			if a.cfg.DropPush != nil && a.cfg.DropPush(c.Name()) {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
-			if err := c.Publish(ctx, d); err != nil {
-				a.log.Debug("multicluster: push to gossip channel", "channel", c.Name(), "err", err)
-			}
-			cancel()
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+				defer cancel()
+				if err := c.Publish(ctx, d); err != nil {
+					a.log.Debug("multicluster: push to gossip channel", "channel", c.Name(), "err", err)
+				}
+			})
 		}
+		wg.Wait()
 	}
 }
 
