@@ -329,6 +329,7 @@ func TestE2ENetnsSimulcastCongestion(t *testing.T) {
 	// tries r0 again), never above r0; the unlimited one keeps its layer.
 	var limFPS, freeFPS []string
 	limFrames, freeFrames, pauses := 0, 0, 0
+	pli0, nack0, est0 := limVideoStats(node, r.state("lim").ConnectionID)
 	for range 10 {
 		l0, f0, n0 := sims.get("lim").inbound().Frames, sims.get("free").inbound().Frames, len(r.state("lim").Log)
 		time.Sleep(time.Second)
@@ -344,8 +345,10 @@ func TestE2ENetnsSimulcastCongestion(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("the next 10 s, frames decoded each second: limited (r0) %s; unlimited (%s) %s; the limited one's video paused %d times (load average %s)",
-		strings.Join(limFPS, " "), top(), strings.Join(freeFPS, " "), pauses, loadavg())
+	pli1, nack1, est1 := limVideoStats(node, r.state("lim").ConnectionID)
+	t.Logf("the next 10 s, frames decoded each second: limited (r0) %s; unlimited (%s) %s; the limited one's video paused %d times, "+
+		"sent %d keyframe requests and %d NACKs, its estimate went %d -> %d kbit/s (load average %s)",
+		strings.Join(limFPS, " "), top(), strings.Join(freeFPS, " "), pauses, pli1-pli0, nack1-nack0, est0/1000, est1/1000, loadavg())
 	// What it decoded is r0's size. That it keeps decoding steadily (half
 	// the publisher's frame rate at least) is asked of the long run only:
 	// the congestion control still pauses r0 on this link for seconds at a
@@ -414,4 +417,20 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// limVideoStats returns, for connection id of node, the keyframe requests
+// and NACKs it sent about the video it receives, and its downlink estimate.
+func limVideoStats(node *e2eNode, id string) (plis, nacks, estimate uint64) {
+	for _, c := range node.SFU().Stats() {
+		if c.ConnectionID != id {
+			continue
+		}
+		for _, o := range c.Outbound {
+			plis += o.KeyframeRequests
+			nacks += o.NACKs
+		}
+		return plis, nacks, c.EstimatedBandwidth
+	}
+	return 0, 0, 0
 }
