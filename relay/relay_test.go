@@ -594,6 +594,8 @@ func TestConfigValidation(t *testing.T) {
 		{"negative", func(c *Config) { c.LinkTimeout = -1 }, "LinkTimeout must not be negative"},
 		{"backoff", func(c *Config) { c.ReconnectMin, c.ReconnectMax = time.Second, time.Millisecond }, "below ReconnectMin"},
 		{"timeout", func(c *Config) { c.HeartbeatInterval, c.LinkTimeout = time.Second, time.Second }, "must exceed"},
+		{"message queue", func(c *Config) { c.QueueLen = -1 }, "QueueLen must not be negative"},
+		{"track queue", func(c *Config) { c.TrackQueueLen = -1 }, "TrackQueueLen must not be negative"},
 	} {
 		cfg := good
 		tc.mod(&cfg)
@@ -605,7 +607,7 @@ func TestConfigValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.cfg.ListenAddr.Port() != DefaultPort || r.cfg.NACKBuffer != DefaultNACKBuffer || r.cfg.KeyframeInterval != DefaultKeyframeInterval {
+	if r.cfg.ListenAddr.Port() != DefaultPort || r.cfg.NACKBuffer != DefaultNACKBuffer || r.cfg.KeyframeInterval != DefaultKeyframeInterval || r.cfg.TrackQueueLen != DefaultTrackQueueLen {
 		t.Errorf("defaults not applied: %+v", r.cfg)
 	}
 	if err := r.OpenChannel("room", "b@10.0.0.2"); !errors.Is(err, ErrUnknownPeer) {

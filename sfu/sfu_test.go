@@ -532,6 +532,8 @@ func TestNewValidates(t *testing.T) {
 		{Network: sfu.NetworkConfig{PortMin: 20, PortMax: 10}},
 		{Network: sfu.NetworkConfig{UDPPort: 5000, PortMin: 10, PortMax: 20}},
 		{Network: sfu.NetworkConfig{NAT1To1IPs: []string{"not-an-ip"}}},
+		{Messages: sfu.MessageConfig{QueueLen: -1}},
+		{Messages: sfu.MessageConfig{BufferedMax: -1}},
 	}
 	for _, cfg := range bad {
 		if _, err := sfu.New(cfg); err == nil {
