@@ -30,6 +30,9 @@ func (s *session) control(k Kind, channel, track string, payload []byte) bool {
 	return s.enqueueControl(k, channel, track, controlFrame(k, channel, track, payload))
 }
 
+// maxControlQueued bounds a session's control queue (a variable for tests).
+var maxControlQueued = 1 << 16
+
 // enqueueControl queues a control frame (an announcement, a demand, a
 // keyframe request, a heartbeat) on the session's control queue, which is
 // never full: control is state, and losing it would leave the peer wrong
@@ -38,12 +41,20 @@ func (s *session) control(k Kind, channel, track string, payload []byte) bool {
 // its kind (for the same track), and a track's demand waiting is replaced
 // by the newer one in its place. A session whose stream cannot write for
 // LinkTimeout breaks, and its next one announces the current state again.
-// Control frames go out in the order queued, ahead of messages. It reports
-// false when the session has ended.
+// Control frames go out in the order queued, ahead of messages. Should
+// maxControlQueued frames wait at once (a peer that stopped reading, faster
+// than LinkTimeout), the session is closed instead: the next one announces
+// the current state. It reports false when the session has ended.
 func (s *session) enqueueControl(k Kind, channel, track string, b []byte) bool {
 	s.ctlMu.Lock()
 	if s.ctlDone {
 		s.ctlMu.Unlock()
+		return false
+	}
+	if len(s.ctl) >= maxControlQueued {
+		s.ctlMu.Unlock()
+		s.l.stats.controlOverflows.Add(1)
+		s.close()
 		return false
 	}
 	var key string

@@ -157,7 +157,8 @@
 // next of its kind for the same track; a newer demand replaces the waiting
 // one in place, LinkStats.ControlCoalesced). A stream that cannot write
 // for LinkTimeout breaks, and the next session announces the current state
-// again. Messages have a bounded queue (Config.QueueLen); a full one drops
+// again; so does one whose control queue reaches 65,536 frames before that
+// (LinkStats.ControlOverflows). Messages have a bounded queue (Config.QueueLen); a full one drops
 // them, counted. TestControlSurvivesMessageFlood floods messages while
 // tracks open and close: every announcement arrives.
 //

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -104,5 +105,30 @@ func TestControlQueueCoalesces(t *testing.T) {
 	s.endControl()
 	if s.control(KindTrackOpen, "room", "v", nil) {
 		t.Fatal("a control frame queued on an ended session")
+	}
+}
+
+// A control queue at its most closes its session rather than grow.
+func TestControlQueueOverflowClosesSession(t *testing.T) {
+	defer func(n int) { maxControlQueued = n }(maxControlQueued)
+	maxControlQueued = 3
+	c1, c2 := net.Pipe()
+	defer c2.Close()
+	s := &session{l: &link{}, conn: c1, done: make(chan struct{}), ctlKick: make(chan struct{}, 1)}
+	for i := range 3 {
+		if !s.control(KindTrackOpen, "room", fmt.Sprint(i), nil) {
+			t.Fatalf("frame %d refused", i)
+		}
+	}
+	if s.control(KindTrackOpen, "room", "3", nil) {
+		t.Fatal("a fourth frame queued past the most")
+	}
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("session not closed")
+	}
+	if n := s.l.stats.controlOverflows.Load(); n != 1 {
+		t.Fatalf("ControlOverflows = %d, want 1", n)
 	}
 }

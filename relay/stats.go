@@ -33,6 +33,10 @@ type LinkStats struct {
 	// kind already waiting (heartbeats, keyframe requests, a track's
 	// demand); control frames are never dropped.
 	ControlCoalesced uint64
+	// ControlOverflows counts sessions closed because their control queue
+	// held its most (65,536 frames: the peer stopped reading); the next
+	// session announced the current state again.
+	ControlOverflows uint64
 	RTT              time.Duration // last measured round trip; 0 before the first
 }
 
@@ -145,7 +149,7 @@ type linkCounters struct {
 	nacksOut, nacksIn                             atomic.Uint64
 	keyframesOut, keyframesIn, keyframesCoalesced atomic.Uint64
 	sessions, reconnects                          atomic.Uint64
-	controlCoalesced                              atomic.Uint64
+	controlCoalesced, controlOverflows            atomic.Uint64
 	dials                                         atomic.Uint64 // dial attempts (the dialling side); tests read it
 	rtt                                           atomic.Int64
 }
