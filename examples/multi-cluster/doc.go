@@ -13,6 +13,8 @@
 // shows the configuration, the gateway table and where each channel has
 // clients. Ctrl-C stops everything.
 //
+// With -name it runs one node per process instead (README.md).
+//
 // main.go holds the flags, the two regions and the HTTP servers;
 // main_test.go runs it on fresh loopback addresses.
 package main

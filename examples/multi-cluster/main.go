@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,6 +32,8 @@ type options struct {
 	httpPort, minPort int
 	redis             string
 	logLevel          string
+	// one node per process
+	name, clusterID, key, mcKey, init, seeds string
 	// regions: cluster id → the third octet of its 127.0.x.y addresses
 	regions []region
 }
@@ -57,6 +60,12 @@ func main() {
 	flag.IntVar(&o.minPort, "cluster-min-port", 49010, "first of each node's ports: cluster (min..min+3, the relay at min+3), gossip between regions (min+4), inter-cluster relay (min+5)")
 	flag.StringVar(&o.redis, "redis", "", "comma-separated Redis URLs to use as gossip channels (default: one in memory)")
 	flag.StringVar(&o.logLevel, "log", "warn", "log level: debug, info, warn, error")
+	flag.StringVar(&o.name, "name", "", "run one node per process: its node_name, NAME@IP (then -cluster-id, -key and -mc-key are required)")
+	flag.StringVar(&o.clusterID, "cluster-id", "", "one node: its cluster's id")
+	flag.StringVar(&o.key, "key", "", "one node: the cluster key, hex")
+	flag.StringVar(&o.mcKey, "mc-key", "", "one node: the multi-cluster key, hex, the same in every cluster")
+	flag.StringVar(&o.init, "init", "", "one node: run InitCluster with these comma-separated node names once they are all up")
+	flag.StringVar(&o.seeds, "seeds", "", "one node: comma-separated gossip addresses (IP:PORT) of nodes of other clusters")
 	flag.Parse()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -66,7 +75,11 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, log, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
+	runner := run
+	if o.name != "" {
+		runner = runOne
+	}
+	if err := runner(ctx, o, log, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("multi-cluster", "err", err)
 		os.Exit(1)
 	}
@@ -155,6 +168,78 @@ func run(ctx context.Context, o options, log *slog.Logger, out interface{ Write(
 	}
 }
 
+// runOne runs one node of a region in this process (-name): the other
+// nodes of its cluster run the same command with their own -name, one of
+// them with -init; the clusters find each other through -redis or -seeds.
+// The configuration is set through the admin API
+// (Shoal_20261202.SetMultiClusterConfiguration).
+func runOne(ctx context.Context, o options, log *slog.Logger, out interface{ Write([]byte) (int, error) }) error {
+	nn, err := cluster.ParseNodeName(o.name)
+	if err != nil {
+		return err
+	}
+	if !nn.Addr.IsValid() {
+		return fmt.Errorf("-name %s: HOST must be an IP address", o.name)
+	}
+	key, err := hex.DecodeString(o.key)
+	if err != nil || len(key) == 0 {
+		return fmt.Errorf("-key: want the cluster key in hex (%v)", err)
+	}
+	mcKey, err := hex.DecodeString(o.mcKey)
+	if err != nil || len(mcKey) == 0 {
+		return fmt.Errorf("-mc-key: want the multi-cluster key in hex (%v)", err)
+	}
+	var chans []multicluster.GossipChannel
+	for _, u := range strings.Split(o.redis, ",") {
+		if u == "" {
+			continue
+		}
+		c, err := redischannel.New(u, "multi-cluster-example")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		chans = append(chans, c)
+	}
+	var seeds []string
+	if o.seeds != "" {
+		seeds = strings.Split(o.seeds, ",")
+	}
+	n, err := startNode(ctx, o, region{id: o.clusterID, ips: []netip.Addr{nn.Addr}}, o.name, nn.Addr, key, mcKey, chans, seeds, log)
+	if err != nil {
+		return err
+	}
+	defer func() { n.Close(); n.srv.Close() }()
+	errc := make(chan error, 1)
+	go func() {
+		if err := n.srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	if o.init != "" {
+		go func() {
+			for ctx.Err() == nil {
+				ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := n.InitCluster(ictx, strings.Split(o.init, ","))
+				cancel()
+				if err == nil || errors.Is(err, cluster.ErrAlreadyInitialized) {
+					return
+				}
+				time.Sleep(time.Second) // the others are still starting
+			}
+		}()
+	}
+	fmt.Fprintf(out, "%s: http://%s/?channel=sora\n", o.name, n.ln.Addr())
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	case <-n.Done():
+		return n.Err()
+	}
+}
+
 func startNode(ctx context.Context, o options, r region, name string, ip netip.Addr, key, mcKey []byte,
 	chans []multicluster.GossipChannel, seeds []string, log *slog.Logger) (*node, error) {
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, uint16(o.httpPort)).String())
@@ -173,7 +258,9 @@ func startNode(ctx context.Context, o options, r region, name string, ip netip.A
 	cfg.RelayLink = relay.FastConfig(relay.Config{})
 	cfg.ExternalSignalingURL, cfg.ExternalAPIURL = "ws"+strings.TrimPrefix(base, "http")+"/signaling", base+"/api"
 	cfg.Authenticator = signaling.AllowAll
-	cfg.SFU = sfu.LocalConfig(nil)
+	if o.name == "" {
+		cfg.SFU = sfu.LocalConfig(nil) // every node on this machine: loopback candidates
+	}
 	cfg.Logger = log
 	var origins []string
 	for _, rr := range defaultRegions() {
