@@ -56,3 +56,29 @@ func TestSlowTrackDelaysNoOther(t *testing.T) {
 		t.Fatal("the slow track's queue never overflowed")
 	}
 }
+
+// A remote track's queue allocates nothing once made.
+func TestTrackQueueAllocatesNothing(t *testing.T) {
+	q := newTrackQueue(4)
+	pkt := rtpPacket(1, make([]byte, 1200))
+	allocs := testing.AllocsPerRun(1000, func() {
+		if q.push(pkt) == queueFull {
+			t.Fatal("full")
+		}
+		<-q.kick
+		p, ok := q.front()
+		if !ok || len(p) != len(pkt) {
+			t.Fatal("lost")
+		}
+		q.pop()
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per packet", allocs)
+	}
+	for range 4 {
+		q.push(pkt)
+	}
+	if q.push(pkt) != queueFull {
+		t.Fatal("a fifth packet fit in four slots")
+	}
+}
