@@ -19,7 +19,9 @@ import (
 // delivering goroutine then only copies the packet into each worker's ring
 // (spreadRing slots, allocated once) and wakes it; a worker that is a full
 // ring behind loses the packet for its share, counted in
-// MuxStats.FanOutDropped. Once spread a track stays spread until it
+// MuxStats.FanOutDropped. A ring takes about 280 KB (128 slots of a
+// 1500-byte payload and header room), so a spread track holds 0.6 to 1.1
+// MB while it lasts. Once spread a track stays spread until it
 // closes, so a subscriber's packets are never written by two goroutines
 // at once, and keep their order.
 //
