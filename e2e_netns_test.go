@@ -321,7 +321,7 @@ func TestE2ENetnsSimulcastCongestion(t *testing.T) {
 			decoded = time.Since(limited)
 		}
 		return notified > 0 && decoded > 0
-	}, 45*time.Second, "the limited subscriber settles on r0")
+	}, 60*time.Second, "the limited subscriber settles on r0")
 	t.Logf("limited to 300 kbit/s: the limited subscriber was told of r0 after %v and decoded r0 (%dp) after %v; its notifies: %q",
 		notified.Round(100*time.Millisecond), height("r0"), decoded.Round(100*time.Millisecond), r.state("lim").Log)
 	// It keeps decoding (the congestion control may pause its video for
