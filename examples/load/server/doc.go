@@ -9,7 +9,9 @@
 // -impl shoal: a shoal.Node with every connect allowed, its SFU on
 // -udp-port (the UDP mux) on 127.0.0.1, batched sends unless -batch=false,
 // fan-outs spread above -spread-above subscribers (0: the default, 20; -1:
-// never), with its downlink congestion control unless -cc=false.
+// never), with its downlink congestion control unless -cc=false; with
+// -stats-every it prints what the SFU paced, dropped and batched
+// (sfu.Stats, MuxStats) to stderr that often.
 //
 // -impl pion: bare pion v4 with its default codecs and interceptors (NACK,
 // RTCP reports, TWCC, stats), every peer connection on its own UDP socket

@@ -28,6 +28,7 @@ func main() {
 		batch   = flag.Bool("batch", true, "Shoal: batched sends on the UDP mux")
 		spread  = flag.Int("spread-above", 0, "Shoal: spread a track's fan-out above this many subscribers (0: default 20, -1: never)")
 		cc      = flag.Bool("cc", true, "Shoal: downlink congestion control")
+		every   = flag.Duration("stats-every", 0, "Shoal: print what the SFU paced, dropped and batched this often (0: never)")
 		verbose = flag.Bool("v", false, "log warnings")
 	)
 	flag.Parse()
@@ -41,7 +42,7 @@ func main() {
 	var err error
 	switch *impl {
 	case "shoal":
-		err = runShoal(ctx, *addr, *udpPort, *batch, *spread, *cc, logger)
+		err = runShoal(ctx, *addr, *udpPort, *batch, *spread, *cc, *every, logger)
 	case "pion":
 		err = serve(ctx, *addr, newBare(logger))
 	default:
@@ -53,7 +54,7 @@ func main() {
 	}
 }
 
-func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread int, cc bool, logger *slog.Logger) error {
+func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread int, cc bool, statsEvery time.Duration, logger *slog.Logger) error {
 	if udpPort <= 0 || udpPort > 65535 {
 		return fmt.Errorf("-udp-port %d: want 1..65535", udpPort)
 	}
@@ -76,7 +77,38 @@ func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread 
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
+	if statsEvery > 0 {
+		go func() {
+			t := time.NewTicker(statsEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					printSFUStats(n.SFU())
+				}
+			}
+		}()
+	}
 	return serve(ctx, addr, n.SignalingHandler())
+}
+
+// printSFUStats writes to stderr what the SFU batched, paced and dropped,
+// summed over its open connections.
+func printSFUStats(s *sfu.SFU) {
+	var conns int
+	var queued, dropped, est uint64
+	for _, c := range s.Stats() {
+		conns++
+		queued += c.PacerQueued
+		dropped += c.PacerDropped
+		est += c.EstimatedBandwidth
+	}
+	ms := s.MuxStats()
+	fmt.Fprintf(os.Stderr, "sfu: %d connections; pacer queued %d, dropped %d; mean estimate %d bit/s; "+
+		"mux batched %v: %d datagrams in %d calls, %d failed; spread fan-out dropped %d\n",
+		conns, queued, dropped, est/uint64(max(conns, 1)), ms.Batched, ms.Datagrams, ms.Calls, ms.Failed, ms.FanOutDropped)
 }
 
 // serve serves h at /signaling until ctx ends.
