@@ -11,13 +11,18 @@ package sfu
 //     compared with an adaptive threshold: above it for 10 ms and rising is
 //     overuse, below its negative underuse. The rate controller (AIMD)
 //     then cuts to 0.85 of the rate the subscriber acknowledged receiving on
-//     overuse, holds on underuse, and otherwise grows: by about a packet per
-//     response time (200 ms) while what the subscriber receives is near the
-//     rate of the last cuts (within three standard deviations), else 8% a
-//     second.
+//     overuse (at most by half at once, every 200 ms at most), holds on
+//     underuse, and otherwise grows: by about a packet per response time
+//     (200 ms) while what the subscriber receives is near the rate of the
+//     last cuts (within three standard deviations), else 8% a second.
 //   - Loss based: over 10% loss the estimate drops by half the loss, under
 //     2% it may grow by 5% every 200 ms; it never exceeds the delay based
 //     one.
+//   - Neither is left under the rate the subscriber acknowledged receiving
+//     (measured over packets sent after the last cut) while it grows: with
+//     no padding probes, a collapsed estimate would otherwise take tens of
+//     seconds to reach the lowest layer again, and the layer's trial
+//     (congestion.go) would end, paused again, before it did.
 //
 // The estimate grows while the subscriber receives what is sent, even when
 // that is less than the estimate (as pion's GCC does; libwebrtc instead
@@ -41,6 +46,7 @@ const (
 	bweLossLow       = 0.02
 	bweLossHigh      = 0.10
 	bweLossGapNs     = 200_000_000
+	bweFreshNs       = 600_000_000 // an acknowledged rate this long after a cut measures what was sent after it
 )
 
 // Detector outcomes.
@@ -101,6 +107,7 @@ type bwe struct {
 	ackStart   int64 // µs of arrival
 	ackLast    int64
 	ackRate    float64 // bps; 0 not measured yet
+	ackAt      int64   // ns: when ackRate was measured
 	avgPktBits float64
 
 	// loss based
@@ -178,6 +185,7 @@ func (e *bwe) onPacket(send, arr int64, size int, now int64) {
 	if span := e.ackLast - e.ackStart; span >= bweAckWindowUs {
 		e.ackRate = float64(e.ackBytes) * 8 * 1e6 / float64(span)
 		e.ackBytes = 0
+		e.ackAt = now
 	}
 	// groups
 	if !e.gOpen {
@@ -326,13 +334,21 @@ func (e *bwe) updateRate(now int64) {
 			// than the estimate already (see above)
 			next = c
 		}
+		if e.ackFresh(e.decAt) {
+			// never under what gets through without overuse: after a
+			// collapse, a trial of a layer lifts the estimate at once
+			next = max(next, e.ackRate)
+		}
 		e.rate = next
 		e.changedAt = now
 	case rcDecrease:
 		if now-e.decAt >= bweDecreaseGapNs {
 			cut := bweBeta * e.rate
 			if e.ackRate > 0 {
-				cut = min(bweBeta*e.ackRate, e.rate)
+				// to 0.85 of what got through, but not below half the
+				// estimate at once: an acknowledged rate measured over a
+				// pause of the video, or a stall, would collapse it
+				cut = min(max(bweBeta*e.ackRate, e.rate/2), e.rate)
 				e.noteCut(e.ackRate)
 			}
 			e.rate = cut
@@ -344,6 +360,12 @@ func (e *bwe) updateRate(now int64) {
 		e.changedAt = now
 	}
 	e.rate = min(max(e.rate, ccMinBitrate), ccMaxBitrate)
+}
+
+// ackFresh reports whether the acknowledged rate was measured over
+// packets sent after the cut at since (its window and a round trip later).
+func (e *bwe) ackFresh(since int64) bool {
+	return e.ackRate > 0 && e.ackAt-since > bweFreshNs
 }
 
 // noteCut keeps the average and variance of the acknowledged rate at the
@@ -374,6 +396,9 @@ func (e *bwe) updateLoss(loss float64, now int64) {
 	switch {
 	case hi < bweLossLow && now-e.lossIncAt > bweLossGapNs:
 		e.lossRate *= 1.05
+		if e.ackFresh(e.lossDecAt) {
+			e.lossRate = max(e.lossRate, e.ackRate)
+		}
 		e.lossIncAt = now
 	case lo > bweLossHigh && now-e.lossDecAt > bweLossGapNs:
 		e.lossRate *= 1 - 0.5*lo

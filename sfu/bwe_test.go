@@ -255,6 +255,7 @@ type linkSim struct {
 	capacity float64 // bps
 	queue    int     // bytes
 	free     int64   // µs: when the link finishes what it holds
+	fixed    bool    // send appRate whatever the estimate (a layer's trial)
 	pending  []int64 // arrivals (µs, -1 lost) from seq base
 	base     uint16
 	nowUs    int64
@@ -272,6 +273,9 @@ func (l *linkSim) run(d time.Duration, appRate float64) int64 {
 	nextFb := l.nowUs + 100_000
 	for l.nowUs < end {
 		rate := min(float64(l.e.target(l.nowUs*1000)), appRate)
+		if l.fixed {
+			rate = appRate
+		}
 		const size = 1200
 		l.ring[l.seq&(sentRingSize-1)] = twccSent{atUs: uint32(l.nowUs), seq: l.seq, size: size}
 		if len(l.pending) == 0 {
@@ -338,6 +342,16 @@ func TestBWEFollowsLink(t *testing.T) {
 	if est := l.run(20*time.Second, 5_000_000); est < 2_000_000 || est > 3_900_000 {
 		t.Fatalf("on a 3 Mbit/s link the estimate is %d", est)
 	}
+	// A collapsed estimate (as after a stall) and a trial of a layer at
+	// 150 kbit/s, sent whatever the estimate, on a link with room: the
+	// estimate is lifted to what gets through within about a second, not
+	// 8% a second.
+	l.e.rate, l.e.lossRate, l.e.decAt, l.e.lossDecAt = 40_000, 40_000, l.nowUs*1000, l.nowUs*1000
+	l.fixed = true
+	if est := l.run(1500*time.Millisecond, 150_000); est < 130_000 {
+		t.Fatalf("1.5 s into a 150 kbit/s trial after a collapse to 40 kbit/s the estimate is %d", est)
+	}
+	l.fixed = false
 	// A link that loses a quarter of what it carries without queueing
 	// (loss, not delay): the loss based estimate drops.
 	l2 := newLinkSim(10_000_000)
