@@ -109,7 +109,9 @@
 // logs_test.go for what every log line carries, faults_test.go for the
 // node blocking itself on a local fault, webhook_test.go for one
 // session.created and session.destroyed per session across three nodes,
-// metrics_test.go for /metrics parsed by Prometheus's parser), Chromium
+// metrics_test.go for /metrics parsed by Prometheus's parser,
+// stats_consumers_test.go for the stats answers against what sora_exporter,
+// sorabeat and shiguredo's Rust stats viewer read from Sora's), Chromium
 // against three nodes with the example's page and the published
 // sora-js-sdk (e2e*_test.go; e2e_ops_test.go checks the stats API against
 // the browsers' own counts, and the live cluster page), the relay plan's table tests

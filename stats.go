@@ -1,6 +1,8 @@
 package shoal
 
 import (
+	"cmp"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -75,6 +77,24 @@ func (m *mediaTotals) observe(conns []sfu.ConnectionStats) mediaSums {
 	return total
 }
 
+// moduleVersion is Shoal's module version as built into the program
+// ("(devel)" in a build of this repository), the report's version when
+// Config.Version is empty: tools read Sora's version from it.
+var moduleVersion = sync.OnceValue(func() string {
+	const path = "github.com/shoal-sfu/shoal"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Path == path && bi.Main.Version != "" {
+			return bi.Main.Version
+		}
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				return d.Version
+			}
+		}
+	}
+	return "(devel)"
+})
+
 // nodeStats is the Node's signaling.StatsProvider.
 type nodeStats struct{ n *Node }
 
@@ -83,11 +103,14 @@ var _ signaling.StatsProvider = nodeStats{}
 // StatsReport implements signaling.StatsProvider.
 func (s nodeStats) StatsReport() signaling.StatsReport {
 	n := s.n
-	r := signaling.StatsReport{Version: n.cfg.Version, ClusterRelay: []signaling.RelayLinkReport{}}
+	r := signaling.StatsReport{Version: cmp.Or(n.cfg.Version, moduleVersion()), ClusterRelay: []signaling.RelayLinkReport{}}
 	n.sig.FillStatsReport(&r)
 	m := n.media.observe(n.sfu.Stats())
 	r.TotalReceivedSrtp, r.TotalReceivedSrtpByteSize = m.PacketsIn, m.BytesIn
 	r.TotalSentSrtp, r.TotalSentSrtpByteSize = m.PacketsOut, m.BytesOut
+	if rs := n.member.RaftStats(); rs.State != "" {
+		r.Cluster = &signaling.ClusterStatsReport{RaftState: rs.State, RaftTerm: rs.Term, RaftCommitIndex: rs.CommitIndex}
+	}
 	if n.relay != nil {
 		for _, l := range n.relay.Stats().Links {
 			r.ClusterRelay = append(r.ClusterRelay, signaling.RelayLinkReport{NodeName: l.Peer,
@@ -100,7 +123,8 @@ func (s nodeStats) StatsReport() signaling.StatsReport {
 }
 
 // ConnectionStats implements signaling.StatsProvider: every connection of
-// the SFU, with the client_id and role signaling knows.
+// the SFU, with the client_id and role signaling knows (a connection that
+// gave no client_id has its connection_id as client_id, as in Sora).
 func (s nodeStats) ConnectionStats() []signaling.ConnectionStatsReport {
 	n := s.n
 	infos := map[string]signaling.ConnectionInfo{}
@@ -113,8 +137,11 @@ func (s nodeStats) ConnectionStats() []signaling.ConnectionStatsReport {
 	for i := range stats {
 		c := &stats[i]
 		info := infos[c.ConnectionID]
-		r := signaling.ConnectionStatsReport{Timestamp: ts, ChannelID: c.ChannelID, ClientID: info.ClientID,
+		clientID := cmp.Or(info.ClientID, c.ConnectionID)
+		r := signaling.ConnectionStatsReport{Timestamp: ts, ChannelID: c.ChannelID, ClientID: clientID,
 			ConnectionID: c.ConnectionID, Role: info.Role, NodeName: n.cfg.NodeName,
+			RTP: signaling.RTPStatsReport{TotalReceivedBytes: c.BytesReceived, TotalSentBytes: c.BytesSent,
+				TotalReceivedPackets: c.PacketsReceived, TotalSentPackets: c.PacketsSent},
 			TotalReceivedRTP: c.PacketsReceived, TotalReceivedRTPByteSize: c.BytesReceived,
 			TotalSentRTP: c.PacketsSent, TotalSentRTPByteSize: c.BytesSent,
 			RTTMs: ms(c.RTT), EstimatedBandwidth: c.EstimatedBandwidth,

@@ -296,7 +296,7 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 				req.Data = v
 			}
 		}
-	case TargetGetStatsReport, TargetGetStatsAllConnections, TargetGetStatsConnection:
+	case TargetGetStatsReport, TargetGetStatsAllConnections, TargetGetStatsConnection, TargetGetLicense:
 		err = decodeStats(&req, raw, str)
 	case "":
 		return req, badRequest("missing x-sora-target header")

@@ -109,6 +109,9 @@ type StatsReport struct {
 	TotalSessionDestroyed      uint64 `json:"total_session_destroyed"`
 	TotalTurnUDPConnections    uint64 `json:"total_turn_udp_connections"`
 	TotalTurnTCPConnections    uint64 `json:"total_turn_tcp_connections"`
+	// TotalReceivedInvalidTurnTCPPacket is always 0: Shoal has no TURN
+	// server (nor the TURN totals above); kept for the tools that read it.
+	TotalReceivedInvalidTurnTCPPacket uint64 `json:"total_received_invalid_turn_tcp_packet"`
 
 	TotalSuccessfulEventWebhook uint64 `json:"total_successful_event_webhook"`
 	TotalFailedEventWebhook     uint64 `json:"total_failed_event_webhook"`
@@ -119,8 +122,20 @@ type StatsReport struct {
 	TotalSentSrtp             uint64 `json:"total_sent_srtp"`
 	TotalSentSrtpByteSize     uint64 `json:"total_sent_srtp_byte_size"`
 
+	// Cluster is this node's Raft state (Sora's "cluster" object); nil
+	// when the node runs no Raft (a temporary node, or clustering off).
+	Cluster *ClusterStatsReport `json:"cluster,omitempty"`
+
 	// ClusterRelay has one entry per relay link (the peer's node_name).
 	ClusterRelay []RelayLinkReport `json:"cluster_relay"`
+}
+
+// ClusterStatsReport is a StatsReport's "cluster" object: Raft's state
+// ("Leader", "Follower", "Candidate", "Shutdown"), term and commit index.
+type ClusterStatsReport struct {
+	RaftState       string `json:"raft_state"`
+	RaftTerm        uint64 `json:"raft_term"`
+	RaftCommitIndex uint64 `json:"raft_commit_index"`
 }
 
 // RelayLinkReport is one relay link in a StatsReport: Sora's
@@ -145,10 +160,14 @@ type RelayLinkReport struct {
 type ConnectionStatsReport struct {
 	Timestamp    string    `json:"timestamp"`
 	ChannelID    string    `json:"channel_id"`
-	ClientID     string    `json:"client_id,omitempty"`
+	ClientID     string    `json:"client_id"`
 	ConnectionID string    `json:"connection_id"`
 	Role         wire.Role `json:"role,omitempty"`
 	NodeName     string    `json:"node_name"`
+	// RTP is Sora's "rtp" object (what Sora's dashboards read): the bytes
+	// and packets received from the client and forwarded to it, the same
+	// figures as the totals below.
+	RTP RTPStatsReport `json:"rtp"`
 	// Sums of the tracks: RTP received from the client, forwarded to it.
 	TotalReceivedRTP         uint64 `json:"total_received_rtp"`
 	TotalReceivedRTPByteSize uint64 `json:"total_received_rtp_byte_size"`
@@ -159,6 +178,14 @@ type ConnectionStatsReport struct {
 	RTTMs              float64            `json:"rtt_ms"`
 	EstimatedBandwidth uint64             `json:"estimated_bandwidth"`
 	Tracks             []TrackStatsReport `json:"tracks"`
+}
+
+// RTPStatsReport is a ConnectionStatsReport's "rtp" object.
+type RTPStatsReport struct {
+	TotalReceivedBytes   uint64 `json:"total_received_bytes"`
+	TotalSentBytes       uint64 `json:"total_sent_bytes"`
+	TotalReceivedPackets uint64 `json:"total_received_packets"`
+	TotalSentPackets     uint64 `json:"total_sent_packets"`
 }
 
 // TrackStatsReport is one track of a ConnectionStatsReport: "inbound" (the

@@ -30,20 +30,47 @@ const (
 	// ConnectionStatsReport: {"channel_id", "connection_id"}; the nodes
 	// holding the channel are asked, as for the channel operations.
 	TargetGetStatsConnection = "Sora_20171101.GetStatsConnection"
+	// TargetGetLicense answers a LicenseReport for this node. Shoal has no
+	// license; monitoring written for Sora asks it to decide that a node is
+	// up (sora_exporter's sora_up), so it answers this node's capacity and
+	// no expiry.
+	TargetGetLicense = "Sora_20171218.GetLicense"
 )
 
 func isStatsTarget(t string) bool {
-	return t == TargetGetStatsReport || t == TargetGetStatsAllConnections || t == TargetGetStatsConnection
+	return t == TargetGetStatsReport || t == TargetGetStatsAllConnections || t == TargetGetStatsConnection ||
+		t == TargetGetLicense
 }
 
-// decodeStats reads the stats targets' fields: "cluster" (a boolean) and,
-// for GetStatsConnection, "channel_id" and "connection_id".
+// decodeStats reads the stats targets' fields: "cluster" (a boolean), or
+// Sora's "local" (false means the same as "cluster": true) and, for
+// GetStatsConnection, "channel_id" and "connection_id".
 func decodeStats(req *AdminRequest, raw map[string]json.RawMessage, str func(string, bool) (string, error)) error {
-	if v, ok := raw["cluster"]; ok && !bytes.Equal(v, []byte("null")) {
-		if json.Unmarshal(v, &req.Cluster) != nil {
-			return badRequest(`field "cluster" must be a boolean`)
-		}
+	if req.Target == TargetGetLicense {
+		return nil
 	}
+	flag := func(key string) (set, val bool, err error) {
+		v, ok := raw[key]
+		if !ok || bytes.Equal(v, []byte("null")) {
+			return false, false, nil
+		}
+		if json.Unmarshal(v, &val) != nil {
+			return false, false, badRequest("field %q must be a boolean", key)
+		}
+		return true, val, nil
+	}
+	cSet, cluster, err := flag("cluster")
+	if err != nil {
+		return err
+	}
+	lSet, local, err := flag("local")
+	if err != nil {
+		return err
+	}
+	if cSet && lSet && cluster == local {
+		return badRequest(`fields "cluster" and "local" disagree: give one of them`)
+	}
+	req.Cluster = cluster || (lSet && !local)
 	if req.Target != TargetGetStatsConnection {
 		return nil
 	}
@@ -58,7 +85,6 @@ func decodeStats(req *AdminRequest, raw map[string]json.RawMessage, str func(str
 		}
 		return s, err
 	}
-	var err error
 	if req.ChannelID, err = id("channel_id"); err == nil {
 		req.ConnectionID, err = id("connection_id")
 	}
@@ -83,8 +109,36 @@ type ConnectionStatsResult struct {
 	Stats       []ConnectionStatsReport `json:"stats"`
 }
 
+// LicenseReport is GetLicense's answer, with the keys of Sora's that
+// monitoring reads: Shoal has no license, so product_name is "Shoal", type
+// "open-source", serial_code empty, expired_at "9999-12" (no expiry, in
+// Sora's year-month form), max_connections this node's capacity as the
+// cluster view has it (0: no limit) and max_nodes null (no limit).
+type LicenseReport struct {
+	ProductName    string `json:"product_name"`
+	Type           string `json:"type"`
+	SerialCode     string `json:"serial_code"`
+	ExpiredAt      string `json:"expired_at"`
+	MaxConnections int    `json:"max_connections"`
+	MaxNodes       *int   `json:"max_nodes"`
+}
+
+// license answers GetLicense from the cluster view.
+func (h *adminHandler[N, C]) license() LicenseReport {
+	r := LicenseReport{ProductName: "Shoal", Type: "open-source", ExpiredAt: "9999-12"}
+	for _, n := range h.admin.Snapshot().Nodes {
+		if n.Name == h.cfg.NodeName {
+			r.MaxConnections = n.Capacity
+		}
+	}
+	return r
+}
+
 // statsOp answers the stats targets.
 func (h *adminHandler[N, C]) statsOp(ctx context.Context, req AdminRequest, body []byte, nodeScope bool) (int, any, error) {
+	if req.Target == TargetGetLicense {
+		return http.StatusOK, h.license(), nil
+	}
 	st := h.cfg.Stats
 	if st == nil {
 		return http.StatusBadRequest, nil, errors.New("stats are not available on this node (AdminConfig.Stats is nil)")

@@ -128,3 +128,56 @@ func TestStatsTargetsNeedStats(t *testing.T) {
 		t.Errorf("%d %s", st, b)
 	}
 }
+
+// Sora's "local": false asks every node as "cluster": true does (a Sora
+// stats tool sends it for its global view); the two disagreeing is a 400.
+func TestStatsLocalFlag(t *testing.T) {
+	for _, c := range []struct {
+		body    string
+		cluster bool
+		bad     bool
+	}{
+		{``, false, false},
+		{`{"local":true}`, false, false},
+		{`{"local":false}`, true, false},
+		{`{"cluster":true}`, true, false},
+		{`{"cluster":true,"local":false}`, true, false},
+		{`{"cluster":false,"local":true}`, false, false},
+		{`{"cluster":true,"local":true}`, false, true},
+		{`{"local":"no"}`, false, true},
+		{`{"local":null}`, false, false},
+	} {
+		for _, target := range []string{TargetGetStatsReport, TargetGetStatsAllConnections} {
+			req, err := DecodeAdminRequest(target, []byte(c.body))
+			if (err != nil) != c.bad || (err == nil && req.Cluster != c.cluster) {
+				t.Errorf("%s %s: cluster %v, err %v; want cluster %v, error %v", target, c.body, req.Cluster, err, c.cluster, c.bad)
+			}
+		}
+	}
+}
+
+// GetLicense answers without a StatsProvider: this node's capacity from the
+// view, no expiry.
+func TestStatsGetLicense(t *testing.T) {
+	testutil.CheckLeaks(t)
+	mem := NewMemCluster(affinity.DefaultSettings(), affinity.Node{Name: "a@127.0.0.1", Connected: true, Capacity: 42})
+	h, err := NewAdminHandler(&fakeAdmin{Cluster: mem.Node("a@127.0.0.1")}, AdminConfig{NodeName: "a@127.0.0.1", Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	r.Header.Set("x-sora-target", TargetGetLicense)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var got map[string]any
+	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &got) != nil {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	want := map[string]any{"product_name": "Shoal", "type": "open-source", "serial_code": "", "expired_at": "9999-12",
+		"max_connections": 42.0, "max_nodes": nil}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+}
