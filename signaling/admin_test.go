@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/shoal-sfu/shoal/affinity"
 	"github.com/shoal-sfu/shoal/internal/testutil"
@@ -328,6 +329,13 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 		{TargetPushConnection, `{"channel_id":"sora","connection_id":"C1","data":{}}`},
 		{TargetPushClient, `{"channel_id":"sora","client_id":"alice","data":{"x":"y"}}`},
 		{TargetPushChannel, `{"channel_id":"sora","data":[1]}`},
+		{TargetRequestSimulcastRid, `{"channel_id":"sora","receiver_connection_id":"C1","rid":"r1"}`},
+		{TargetRequestSimulcastRid, `{"channel_id":"sora","receiver_connection_id":"C1","sender_connection_id":"C2","auto":true}`},
+		{TargetRequestSimulcastRid, `{"channel_id":"sora","receiver_connection_id":"C1","rid":"r3"}`},
+		{TargetRequestRtpStream, `{"channel_id":"sora","recv_connection_id":"C1","send_connection_id":"C2","rid":"none"}`},
+		{TargetGetStatsReport, `{"local":false}`},
+		{TargetGetStatsAllConnections, `{"cluster":true,"local":true}`},
+		{TargetGetLicense, ``},
 		{"x", `[`},
 	} {
 		f.Add(s[0], []byte(s[1]))
@@ -390,7 +398,26 @@ func FuzzDecodeAdminRequest(f *testing.F) {
 			if req.Mode > affinity.ModeBlockNewConnection {
 				t.Fatal("accepted a bad mode")
 			}
-		case TargetListClusterNodes, TargetListClusterChannels, TargetGetStatsReport, TargetGetStatsAllConnections:
+		case TargetRequestSimulcastRid, TargetRequestRtpStream:
+			if req.Target != TargetRequestSimulcastRid {
+				t.Fatalf("%s decoded as %q", target, req.Target)
+			}
+			if req.ChannelID == "" || len(req.ChannelID) > wire.MaxChannelIDLen || !utf8.ValidString(req.ChannelID) {
+				t.Fatalf("accepted channel_id %q", req.ChannelID)
+			}
+			if req.ConnectionID == "" || len(req.ConnectionID) > wire.MaxChannelIDLen || !utf8.ValidString(req.ConnectionID) {
+				t.Fatalf("accepted receiver connection %q", req.ConnectionID)
+			}
+			if !slices.Contains([]string{"none", "r0", "r1", "r2", "auto"}, req.Rid) {
+				t.Fatalf("accepted rid %q", req.Rid)
+			}
+			if req.Data != nil {
+				t.Fatalf("data %q kept for %s", req.Data, target)
+			}
+		case TargetListClusterNodes, TargetListClusterChannels, TargetGetStatsReport, TargetGetStatsAllConnections, TargetGetLicense:
+			if target == TargetGetLicense && req.Cluster {
+				t.Fatal("GetLicense decoded a cluster flag")
+			}
 		case TargetGetStatsConnection:
 			if req.ChannelID == "" || req.ConnectionID == "" || len(req.ChannelID) > wire.MaxChannelIDLen || len(req.ConnectionID) > wire.MaxChannelIDLen {
 				t.Fatalf("accepted channel_id %q connection_id %q", req.ChannelID, req.ConnectionID)
