@@ -22,8 +22,9 @@ import (
 // connections itself while the view says so (signaling's Admission).
 func (n *Node) onEvent(e cluster.Event) {
 	if e.Kind == cluster.EventSessionEnded {
-		// The leader released a failed node's claims, which ended the
-		// session: no node's release did, so none sent session.destroyed.
+		// A session ended that no node's ReleaseChannelEnded reported: the
+		// leader released a failed node's claims, or this node's retry of a
+		// release that had failed ended it. None sent session.destroyed.
 		n.sig.SessionEndedInCluster(e.Channel)
 		return
 	}

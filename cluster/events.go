@@ -20,10 +20,12 @@ const (
 	// EventChannel: a channel's owners changed, or its session ended
 	// (Removed).
 	EventChannel
-	// EventSessionEnded: on the Raft leader only, a session (Channel)
-	// ended because this leader released the claims of a node that failed,
-	// was purged or left: no node holding it released it itself. Sent once
-	// per such session, so that the leader's signaling server sends
+	// EventSessionEnded: a session (Channel) ended and no caller of
+	// ReleaseChannelEnded learnt it: on the Raft leader, because it
+	// released the claims of a node that failed, was purged or left; or on
+	// a node whose ReleaseChannelEnded failed (e.g. its commit timed out)
+	// and whose background retry of that release ended the session. Sent
+	// once per such session, so that this node's signaling server sends
 	// session.destroyed for it.
 	EventSessionEnded
 )

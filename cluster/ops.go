@@ -350,8 +350,10 @@ func (n *Node) ReleaseChannel(ctx context.Context, channelID string) error {
 // release ended the session: it removed the session's last owner. Raft
 // orders the releases, so of the nodes releasing one session exactly one
 // learns it ended it (the signaling server sends session.destroyed on that
-// node). A release retried in the background after an error reports
-// nothing.
+// node). After an error the release is retried in the background; when
+// that retry ends the session, the node emits EventSessionEnded instead.
+// A release whose commit happened though its caller got an error (the
+// answer was lost, or came after the deadline) is reported by neither.
 func (n *Node) ReleaseChannelEnded(ctx context.Context, channelID string) (bool, error) {
 	if err := n.check("release channel"); err != nil {
 		return false, err

@@ -135,11 +135,12 @@ func (s *Server) releaseInCluster(ctx context.Context, channelID string) (bool, 
 }
 
 // SessionEndedInCluster tells the server that the session of channelID
-// ended without any node holding it releasing it: the cluster's leader
-// released the claims of a node that failed or was purged, and that ended
-// the session. The server counts it and sends session.destroyed. The root
-// package's Node calls it on the Raft leader (cluster.EventSessionEnded),
-// so that such a session too gets its one session.destroyed.
+// ended without a release of this server's reporting it: the cluster's
+// leader released the claims of a node that failed or was purged, or the
+// cluster's background retry of a release that had failed here ended it.
+// The server counts it and sends session.destroyed. The root package's
+// Node calls it on cluster.EventSessionEnded, so that such a session too
+// gets its one session.destroyed.
 func (s *Server) SessionEndedInCluster(channelID string) {
 	s.sessionEnded(channelID)
 }
