@@ -27,8 +27,13 @@ import (
 // namespace of its own on one bridge, with a redis-server as their gossip
 // channel and a Chromium page in each region: the pages see and hear each
 // other; then the bridge of the publisher's region is killed (SIGKILL) and
-// media resumes through another gateway. No delay between the regions
-// (this kernel has no netem). Set SHOAL_NETNS_MULTICLUSTER=1 (root).
+// media resumes through another gateway; then the regions are cut from
+// each other (prohibit routes in every namespace): each keeps serving its
+// page, and the media crosses again once the cut heals. No delay between
+// the regions (this kernel has no netem). Set SHOAL_NETNS_MULTICLUSTER=1
+// (root). Of its first four runs, one failed at the heal (media not back
+// within 90 s; its logs were not kept, the cause is not known); the others
+// saw media back 2.5 to 4.6 s after the heal.
 func TestE2ENetnsTwoRegions(t *testing.T) {
 	if os.Getenv("SHOAL_NETNS_MULTICLUSTER") == "" {
 		t.Skip("set SHOAL_NETNS_MULTICLUSTER=1 (needs root, ip, chromium, redis-server)")
@@ -62,6 +67,7 @@ func TestE2ENetnsTwoRegions(t *testing.T) {
 
 	type proc struct {
 		name string
+		ns   string
 		ip   netip.Addr
 		cmd  *exec.Cmd
 		done chan struct{}
@@ -81,6 +87,7 @@ func TestE2ENetnsTwoRegions(t *testing.T) {
 		for i, p := range ps {
 			tag := fmt.Sprintf("%d-m%s%d", pid, region, i+1)
 			ns, veth, peer := netnsPrefix+tag, fmt.Sprintf("shm%d%s%d", pid%10000000, region, i+1), fmt.Sprintf("shq%d%s%d", pid%10000000, region, i+1)
+			p.ns = ns
 			t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run(); exec.Command("ip", "link", "del", veth).Run() })
 			run(t, "ip", "netns", "add", ns)
 			run(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", peer)
@@ -210,6 +217,40 @@ func TestE2ENetnsTwoRegions(t *testing.T) {
 	var buf bytes.Buffer
 	json.NewEncoder(&buf).Encode(gateways(regions["b"][0]))
 	t.Logf("gateways seen in b: %s", buf.String())
+
+	// The regions cut from each other: in every namespace, the other
+	// region's addresses are unreachable (the host, the browser's, still
+	// reaches both). Each keeps serving its own page; healed, the media
+	// crosses again.
+	route := func(op string) {
+		for _, x := range all {
+			for _, y := range all {
+				if x.name[0] != y.name[0] && x != victim && y != victim {
+					run(t, "ip", "netns", "exec", x.ns, "ip", "route", op, "prohibit", y.ip.String()+"/32")
+				}
+			}
+		}
+	}
+	route("add")
+	cut := time.Now()
+	time.Sleep(3 * time.Second)
+	stalled := r.state(names[1]).FramesDecoded[tokyoID]
+	time.Sleep(3 * time.Second)
+	if got := r.state(names[1]).FramesDecoded[tokyoID]; got > stalled+10 {
+		t.Errorf("frankfurt decoded %d frames of tokyo while the regions were cut", got-stalled)
+	}
+	for _, n := range names {
+		if st := r.state(n); st.State != "connected" {
+			t.Errorf("page %s is %s while the regions are cut: each region must keep serving its own", n, st.State)
+		}
+	}
+	route("del")
+	healed := time.Now()
+	r.waitAll(90*time.Second, "frankfurt decodes tokyo again after the cut healed", names[1:], func(st pageState) bool {
+		return st.FramesDecoded[tokyoID] > stalled+30
+	})
+	t.Logf("regions cut for %v; frankfurt decoding tokyo's video again (30 more frames) %v after the heal",
+		healed.Sub(cut).Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 }
 
 // insecureBrowser is testutil.Browser with origins treated as secure.
