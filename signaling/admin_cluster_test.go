@@ -499,6 +499,18 @@ func TestAdminPushAndPerConnectionAcrossCluster(t *testing.T) {
 	}
 	b2.wantClose(1000, "")
 	testutil.Eventually(t, func() bool { return len(ac.servers[b].Connections("room")) == 0 }, 5*time.Second, "b's connections gone")
+	// A connection is unlisted as its end begins, but its node releases the
+	// channel only after the close handshake (up to closeFirstWait): wait
+	// for b's release, or b is still asked below (a 502 listing b).
+	testutil.Eventually(t, func() bool {
+		v := ac.mem.Node(a).Snapshot()
+		for _, o := range v.Sessions["room"].Owners {
+			if v.Nodes[o.Node].Name == b {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, "b no longer holding room")
 
 	// The others are still there, listed in Sora's shape, under
 	// Sora's name and the old alias alike (at a: b, holding no part now,
