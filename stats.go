@@ -49,30 +49,47 @@ func sumsOf(c *sfu.ConnectionStats) mediaSums {
 // their connection, into totals that only grow: each read remembers every
 // connection's figures, and a connection gone since the previous read adds
 // its last figures to the retired sum. The traffic of a connection between
-// the last read and its end is not counted.
+// the last read and its end is not counted. One map lives across reads
+// (an entry per connection, marked with the read that last saw it), so
+// that a read allocates nothing for the connections it already knows.
 type mediaTotals struct {
 	mu      sync.Mutex
-	last    map[string]mediaSums
+	last    map[string]*seenSums
+	read    uint64 // the number of the current read
 	retired mediaSums
+}
+
+// seenSums are a connection's figures at read number read.
+type seenSums struct {
+	sums mediaSums
+	read uint64
 }
 
 // observe returns the totals given the current connections' stats.
 func (m *mediaTotals) observe(conns []sfu.ConnectionStats) mediaSums {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := make(map[string]mediaSums, len(conns))
+	if m.last == nil {
+		m.last = make(map[string]*seenSums, len(conns))
+	}
+	m.read++
 	var total mediaSums
 	for i := range conns {
 		s := sumsOf(&conns[i])
-		now[conns[i].ConnectionID] = s
+		e := m.last[conns[i].ConnectionID]
+		if e == nil {
+			e = &seenSums{}
+			m.last[conns[i].ConnectionID] = e
+		}
+		e.sums, e.read = s, m.read
 		total.add(s)
 	}
-	for id, s := range m.last {
-		if _, ok := now[id]; !ok {
-			m.retired.add(s)
+	for id, e := range m.last {
+		if e.read != m.read {
+			m.retired.add(e.sums)
+			delete(m.last, id)
 		}
 	}
-	m.last = now
 	total.add(m.retired)
 	return total
 }
