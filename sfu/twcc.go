@@ -40,7 +40,7 @@ type twccFactory struct {
 
 // NewInterceptor returns the peer connection's sender.
 func (f *twccFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
-	t := &twccSender{cc: f.reg != nil}
+	t := &twccSender{cc: f.reg != nil, id: id, reg: f.reg}
 	if f.reg != nil {
 		t.bwe = newBWE()
 		f.reg.m.Store(id, t)
@@ -48,11 +48,22 @@ func (f *twccFactory) NewInterceptor(id string) (interceptor.Interceptor, error)
 	return t, nil
 }
 
+// Close forgets the sender in the registry, should the connection never
+// have taken it (a Join that failed on the way).
+func (t *twccSender) Close() error {
+	if t.reg != nil {
+		t.reg.m.CompareAndDelete(t.id, t)
+	}
+	return nil
+}
+
 // twccSender is a peer connection's transport-wide sequence numbering and
 // its send-side estimator.
 type twccSender struct {
 	interceptor.NoOp
-	cc bool // stamp transport-wide sequence numbers and estimate
+	cc  bool // stamp transport-wide sequence numbers and estimate
+	id  string
+	reg *ccRegistry
 
 	// mu orders the stamping with the send: a sequence number is taken
 	// and the packet written under it, so that the numbers go out in

@@ -44,3 +44,19 @@ func TestStampAllocatesNothing(t *testing.T) {
 		t.Fatalf("sequence number % x after 202 packets", seq)
 	}
 }
+
+// TestTWCCRegistryForgets: a peer connection's sender leaves the registry
+// when the connection takes it, or when the peer connection closes first.
+func TestTWCCRegistryForgets(t *testing.T) {
+	reg := &ccRegistry{}
+	f := &twccFactory{reg: reg}
+	i, _ := f.NewInterceptor("a")
+	if reg.take("a") != i {
+		t.Fatal("sender not registered")
+	}
+	i, _ = f.NewInterceptor("b")
+	_ = i.Close()
+	if reg.take("b") != nil {
+		t.Fatal("a closed peer connection's sender is still registered")
+	}
+}
