@@ -26,7 +26,7 @@ import (
 // metricsSnapshot is what one scrape reads.
 type metricsSnapshot struct {
 	node    string
-	conns   []signaling.ConnectionInfo
+	conns   signaling.ConnectionCounts
 	media   mediaSums
 	drops   sfu.Drops
 	view    affinity.View
@@ -38,7 +38,7 @@ type metricsSnapshot struct {
 }
 
 func (n *Node) metricsSnapshot() metricsSnapshot {
-	s := metricsSnapshot{node: n.cfg.NodeName, conns: n.sig.AllConnections(), media: n.media.observe(n.sfu.Stats()),
+	s := metricsSnapshot{node: n.cfg.NodeName, conns: n.sig.ConnectionCounts(), media: n.media.observe(n.sfu.Stats()),
 		drops: n.sfu.Drops(), view: n.member.Snapshot(), raft: n.member.RaftStats(), sig: n.sig.Counters()}
 	if n.relay != nil {
 		rs := n.relay.Stats()
@@ -153,16 +153,10 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 
-	roles := map[string]int{"sendrecv": 0, "sendonly": 0, "recvonly": 0}
-	channels := map[string]struct{}{}
-	for _, ci := range s.conns {
-		roles[string(ci.Role)]++
-		channels[ci.ChannelID] = struct{}{}
-	}
-	for _, r := range []string{"sendrecv", "sendonly", "recvonly"} {
-		gauge(mConnections, float64(roles[r]), r)
-	}
-	gauge(mChannels, float64(len(channels)))
+	gauge(mConnections, float64(s.conns.Sendrecv), "sendrecv")
+	gauge(mConnections, float64(s.conns.Sendonly), "sendonly")
+	gauge(mConnections, float64(s.conns.Recvonly), "recvonly")
+	gauge(mChannels, float64(s.conns.Channels))
 	gauge(mSessions, float64(len(s.view.Sessions)))
 	gauge(mMajority, b2f(s.view.InMajority || !s.view.Settings.Cluster))
 	if i := s.view.NodeIndex(s.node); i >= 0 {

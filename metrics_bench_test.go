@@ -13,25 +13,23 @@ import (
 	"github.com/shoal-sfu/shoal/relay"
 	"github.com/shoal-sfu/shoal/sfu"
 	"github.com/shoal-sfu/shoal/signaling"
-	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // BenchmarkMetricsScrape1000 is one /metrics scrape of a node with 1,000
-// connections (snapshot level: 1,000 signaling connections and 1,000 SFU
-// connection stats with an inbound and two outbound tracks each, made up,
-// folded into the media totals at each scrape as a real scrape does; 20
-// channels, 3 nodes, 2 relay links), through promhttp's handler, text
-// format. The SFU's and signaling's own walks over their live connections
-// (sfu.SFU.Stats, Server.AllConnections) are not included.
+// connections (snapshot level: signaling's counts of 1,000 connections and
+// 1,000 SFU connection stats with an inbound and two outbound tracks each,
+// made up, folded into the media totals at each scrape as a real scrape
+// does; 20 channels, 3 nodes, 2 relay links), through promhttp's handler,
+// text format. The SFU's and signaling's own walks over their live
+// connections (sfu.SFU.Stats, Server.ConnectionCounts: see signaling's
+// BenchmarkConnectionCounts1000) are not included.
 func BenchmarkMetricsScrape1000(b *testing.B) {
 	const n = 1000
-	conns := make([]signaling.ConnectionInfo, n)
+	conns := signaling.ConnectionCounts{Sendrecv: n / 3, Recvonly: n / 3, Sendonly: n - 2*(n/3), Channels: 20}
 	stats := make([]sfu.ConnectionStats, n)
-	roles := []wire.Role{wire.RoleSendrecv, wire.RoleRecvonly, wire.RoleSendonly}
-	for i := range conns {
+	for i := range stats {
 		id := fmt.Sprintf("C%025d", i)
 		ch := fmt.Sprintf("room-%d", i%20)
-		conns[i] = signaling.ConnectionInfo{ChannelID: ch, ConnectionID: id, Role: roles[i%3], CreatedTime: time.Now()}
 		tr := sfu.TrackStats{Packets: uint64(i) * 100, Bytes: uint64(i) * 100000, NACKs: 3, Retransmitted: 2}
 		stats[i] = sfu.ConnectionStats{ConnectionID: id, ChannelID: ch, PacketsReceived: 100, BytesReceived: 1e5,
 			PacketsSent: 200, BytesSent: 2e5, Inbound: []sfu.TrackStats{tr}, Outbound: []sfu.TrackStats{tr, tr}}

@@ -316,9 +316,11 @@
 //   - webhook.go — EventWebhook: the EventSink that POSTs events with
 //     Sora's bodies from a bounded queue (retries, backoff, timeout, drops
 //     counted), and sends connection.updated on an interval.
-//   - stats.go — the server's counters (ServerCounters), and the stats
-//     answers' types (StatsReport, ConnectionStatsReport, StatsProvider).
+//   - stats.go — the server's counters (ServerCounters), its connections
+//     by role for metrics (ConnectionCounts, allocation-free), and the
+//     stats answers' types (StatsReport, ConnectionStatsReport,
+//     StatsProvider).
 //   - stats_admin.go — the stats targets of the admin API: this node's
-//     answer, or every node's with "cluster": true (failed_nodes and 502
-//     when some fail).
+//     answer, or every node's with "cluster": true (or Sora's "local":
+//     false; failed_nodes and 502 when some fail), and GetLicense.
 package signaling

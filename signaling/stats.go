@@ -248,6 +248,40 @@ func (s *Server) FillStatsReport(r *StatsReport) {
 	}
 }
 
+// ConnectionCounts are a server's served connections by role and the
+// channels they are in: what metrics need, without copying the
+// connections as AllConnections does.
+type ConnectionCounts struct {
+	Sendrecv, Sendonly, Recvonly int
+	// Channels is the number of channels with a served connection here.
+	Channels int
+}
+
+// ConnectionCounts counts the served connections by role, and their
+// channels. It allocates nothing.
+func (s *Server) ConnectionCounts() ConnectionCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := ConnectionCounts{Channels: len(s.perChannel)}
+	for se := range s.sessions {
+		se.mu.Lock()
+		role, served := se.infoV.Role, se.served
+		se.mu.Unlock()
+		if !served {
+			continue
+		}
+		switch role {
+		case wire.RoleSendrecv:
+			c.Sendrecv++
+		case wire.RoleSendonly:
+			c.Sendonly++
+		case wire.RoleRecvonly:
+			c.Recvonly++
+		}
+	}
+	return c
+}
+
 // AllConnections returns every served connection of this node, oldest
 // first.
 func (s *Server) AllConnections() []ConnectionInfo {
