@@ -16,6 +16,9 @@
 //     the nodes' RelayLink.Net, which the inter-cluster relay uses too):
 //     each region keeps serving its clients, and media crosses again when
 //     the cut heals.
+//   - delaynet_test.go — delayNet, a relay.Network that delays what
+//     crosses between regions (40 ms each way in TestTwoRegionsDelayed,
+//     run with SHOAL_MC_DELAY=1), as this kernel has no netem.
 //   - admin_test.go — the admin API's multi-cluster targets and the
 //     configuration errors.
 package multiclustertest

@@ -320,10 +320,47 @@ func TestTwoRegions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two clusters of three nodes")
 	}
+	twoRegions(t, 0)
+}
+
+// TestTwoRegionsDelayed is TestTwoRegions with 40 ms each way between the
+// regions on the relay (delayNet: this kernel has no netem), a measurement
+// run with SHOAL_MC_DELAY=1. It passed without -race; under -race, at a
+// load average of 9.5, it failed twice (not every subscriber received
+// within 30 s; once a pion client failed to connect): not understood yet,
+// so it is not part of the suite.
+func TestTwoRegionsDelayed(t *testing.T) {
+	if os.Getenv("SHOAL_MC_DELAY") == "" {
+		t.Skip("a measurement: set SHOAL_MC_DELAY=1")
+	}
+	twoRegions(t, 40*time.Millisecond)
+}
+
+// twoRegions: media and messages from a publisher in a reach ten
+// subscribers in b, each packet crossing once; a's bridge stopped, another
+// takes over. delay, when not 0, is added each way between the regions.
+func twoRegions(t *testing.T, delay time.Duration) {
 	testutil.CheckLeaks(t)
+	var set func(*shoal.Config)
+	if delay > 0 {
+		var mu sync.Mutex
+		region := map[netip.Addr]string{}
+		dn := &delayNet{inner: relay.NewFaultNet(), d: delay, far: func(x, y netip.Addr) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return region[x] != "" && region[y] != "" && region[x] != region[y]
+		}}
+		set = func(c *shoal.Config) {
+			nn, _ := cluster.ParseNodeName(c.NodeName)
+			mu.Lock()
+			region[nn.Addr] = c.ClusterID
+			mu.Unlock()
+			c.RelayLink.Net = dn
+		}
+	}
 	mem := multicluster.NewMemoryChannel("mem")
-	a := startRegion(t, "a", mem, nil, nil)
-	b := startRegion(t, "b", mem, []string{a.nodes[0].GossipAddr()}, nil)
+	a := startRegion(t, "a", mem, nil, set)
+	b := startRegion(t, "b", mem, []string{a.nodes[0].GossipAddr()}, set)
 	start := time.Now()
 	if _, err := b.nodes[2].SetMultiClusterConfiguration([]string{"a", "b"}, "two regions"); err != nil {
 		t.Fatal(err)
@@ -370,6 +407,13 @@ func TestTwoRegions(t *testing.T) {
 	perByte := float64(bout1-bout0) / float64(bytes1-bytes0)
 	t.Logf("window of 3 s: publisher sent %d packets, A's inter-cluster relays sent %d, B's received %d; inter-cluster bytes per published byte %.3f",
 		sent, crossed, arrived, perByte)
+	for _, n := range a.nodes {
+		for _, l := range n.InterClusterRelay().Stats().Links {
+			if l.Connected {
+				t.Logf("inter-cluster link %s - %s: RTT %v", n.Name(), l.Peer, l.RTT)
+			}
+		}
+	}
 	if crossed > sent+sent/10+5 || crossed < sent/2 {
 		t.Errorf("%d packets crossed for %d published to ten subscribers: want each once", crossed, sent)
 	}
