@@ -23,8 +23,8 @@ import (
 func (n *Node) onEvent(e cluster.Event) {
 	if e.Kind == cluster.EventSessionEnded {
 		// A session ended that no node's ReleaseChannelEnded reported: the
-		// leader released a failed node's claims, or this node's retry of a
-		// release that had failed ended it. None sent session.destroyed.
+		// leader released a failed node's claims, or this node's release
+		// that had returned an error ended it. None sent session.destroyed.
 		n.sig.SessionEndedInCluster(e.Channel)
 		return
 	}

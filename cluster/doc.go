@@ -109,6 +109,11 @@
 //     that fails is logged and retried with backoff.
 //   - claim.go — commits through the leader that survive a leader loss:
 //     short attempts, retried against the new leader.
+//   - release_report.go — who reports a session's end when this node's
+//     release ended it: ReleaseChannelEnded's caller, or, when the call
+//     returned an error (a late or lost answer, or a release committed by
+//     the background retry), EventSessionEnded from this node's state
+//     machine applying it; exactly once either way.
 //   - modefile.go — the mode kept in DataDir across restarts.
 //   - swapmode.go — Mode, and SwapMode: a mode the node sets on its own,
 //     in memory only, unless the mode changed meanwhile.

@@ -23,10 +23,10 @@ const (
 	// EventSessionEnded: a session (Channel) ended and no caller of
 	// ReleaseChannelEnded learnt it: on the Raft leader, because it
 	// released the claims of a node that failed, was purged or left; or on
-	// a node whose ReleaseChannelEnded failed (e.g. its commit timed out)
-	// and whose background retry of that release ended the session. Sent
-	// once per such session, so that this node's signaling server sends
-	// session.destroyed for it.
+	// a node whose ReleaseChannelEnded returned an error although its
+	// release, committed then (a late or lost answer) or by the background
+	// retry, ended the session. Sent once per such session, so that this
+	// node's signaling server sends session.destroyed for it.
 	EventSessionEnded
 )
 

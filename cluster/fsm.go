@@ -74,6 +74,10 @@ type fsm struct {
 	mu       sync.RWMutex
 	st       fsmState
 	onChange func()
+	// onRelease, when set, is called after each release that removed an
+	// owner, outside the lock, with whether it ended the session (see
+	// Node.releaseApplied). It must not block.
+	onRelease func(channel, node string, ended bool)
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -147,6 +151,9 @@ func (f *fsm) apply(c command) any {
 		changed = f.releaseLocked(c.Channel, c.Node)
 		_, held := f.st.Channels[c.Channel]
 		res = claimResult{Ended: changed && !held}
+		if changed && f.onRelease != nil {
+			defer f.onRelease(c.Channel, c.Node, !held) // after the unlock below
+		}
 	case opReleaseNode:
 		changed = false
 		var ended []string

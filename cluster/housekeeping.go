@@ -158,14 +158,10 @@ func (n *Node) reconcileSelf(ctx context.Context, st *state, hk *hkState) {
 	}
 	for _, ch := range release {
 		if slices.Contains(hk.release, ch) {
-			res, err := n.applyCmd(cctx, command{Op: opRelease, Channel: ch, Node: n.self})
-			if err != nil {
+			// When this retry ends the session, its application here
+			// reports it (release_report.go).
+			if _, err := n.applyCmd(cctx, command{Op: opRelease, Channel: ch, Node: n.self}); err != nil {
 				n.logger.Debug("cluster: release stale claim", "channel", ch, "err", err)
-			} else if res.Ended {
-				// The retry of a release that failed (ReleaseChannelEnded
-				// returned an error, so its caller sent no session end):
-				// this release ended the session, and only this node knows.
-				n.emit(Event{Kind: EventSessionEnded, Channel: ch})
 			}
 		}
 	}

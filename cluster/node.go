@@ -73,6 +73,7 @@ type Node struct {
 		mode     affinity.Mode
 		reason   string
 		claims   map[string]bool
+		releases map[string]releaseState // this node's releases whose end may be unreported (release_report.go)
 		total    int
 		channels map[string]int
 		seq      uint64
@@ -120,7 +121,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.local.claims = map[string]bool{}
 	n.local.channels = map[string]int{}
+	n.local.releases = map[string]releaseState{}
 	n.fsm = newFSM(n.markDirty)
+	n.fsm.onRelease = n.releaseApplied
 	n.rebuild() // a usable snapshot before Start
 	return n, nil
 }

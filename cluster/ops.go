@@ -350,29 +350,35 @@ func (n *Node) ReleaseChannel(ctx context.Context, channelID string) error {
 // release ended the session: it removed the session's last owner. Raft
 // orders the releases, so of the nodes releasing one session exactly one
 // learns it ended it (the signaling server sends session.destroyed on that
-// node). After an error the release is retried in the background; when
-// that retry ends the session, the node emits EventSessionEnded instead.
-// A release whose commit happened though its caller got an error (the
-// answer was lost, or came after the deadline) is reported by neither.
+// node). After an error the release may still be committed (the answer
+// was lost or late), or the background retry commits it: when that
+// release ended the session, the node emits EventSessionEnded instead, so
+// that the end is reported once either way (see release_report.go).
 func (n *Node) ReleaseChannelEnded(ctx context.Context, channelID string) (bool, error) {
 	if err := n.check("release channel"); err != nil {
 		return false, err
 	}
 	n.local.Lock()
 	delete(n.local.claims, channelID)
+	n.releaseStarted(channelID)
 	n.local.Unlock()
 	cmd := command{Op: opRelease, Channel: channelID, Node: n.self}
 	if !n.cfg.Cluster {
 		res, _ := n.fsm.apply(cmd).(claimResult)
+		n.releaseFinished(channelID, true)
 		n.rebuild()
 		return res.Ended, nil
 	}
 	if !slices.Contains(n.fsm.owners(channelID), n.self) {
+		// Not applied here yet (or already released): the background
+		// retry releases it if needed, and its application reports the end.
+		n.releaseFinished(channelID, false)
 		return false, nil
 	}
 	ctx, cancel := n.withTimeout(ctx, 1)
 	defer cancel()
 	res, err := n.applyCmd(ctx, cmd)
+	n.releaseFinished(channelID, err == nil)
 	if err != nil {
 		return false, fmt.Errorf("cluster: release channel %q: %w", channelID, err)
 	}

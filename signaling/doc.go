@@ -173,7 +173,7 @@
 // owner (the cluster orders claims and releases; *cluster.Node reports
 // which release ended a session, see ChannelReleaser), or by the Raft
 // leader when it released a failed node's claims, or by the node whose
-// background retry of a failed release ended it (SessionEndedInCluster). Delivery is
+// release returned an error but ended it (SessionEndedInCluster). Delivery is
 // asynchronous: Emit never blocks, a full queue drops and counts, so a
 // slow or dead receiver never slows signaling. docs/operations.md has the
 // bodies.

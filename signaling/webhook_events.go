@@ -136,8 +136,9 @@ func (s *Server) releaseInCluster(ctx context.Context, channelID string) (bool, 
 
 // SessionEndedInCluster tells the server that the session of channelID
 // ended without a release of this server's reporting it: the cluster's
-// leader released the claims of a node that failed or was purged, or the
-// cluster's background retry of a release that had failed here ended it.
+// leader released the claims of a node that failed or was purged, or a
+// release of this node's that had returned an error (committed late, or
+// by the cluster's background retry) ended it.
 // The server counts it and sends session.destroyed. The root package's
 // Node calls it on cluster.EventSessionEnded, so that such a session too
 // gets its one session.destroyed.
