@@ -444,14 +444,25 @@ func twoRegions(t *testing.T, delay time.Duration) {
 		before[i] = s.packets.Load()
 	}
 	old.stop()
-	testutil.Eventually(t, func() bool {
+	resumed := testutil.WaitFor(func() bool {
 		for i, s := range subs {
 			if s.packets.Load() < before[i]+100 {
 				return false
 			}
 		}
 		return true
-	}, 40*time.Second, "media resumes after %s stopped", old.Name())
+	}, 40*time.Second)
+	if !resumed {
+		// Say which: the publisher's node may have left its cluster's
+		// majority for a moment (the stopped node was the Raft leader),
+		// which closes its connections.
+		select {
+		case <-pub.c.Done():
+			t.Fatalf("media did not resume after %s stopped: the publisher's connection ended (%v)", old.Name(), pub.c.Err())
+		default:
+			t.Fatalf("media did not resume after %s stopped (publisher still connected)", old.Name())
+		}
+	}
 	var worst time.Duration
 	for _, s := range subs {
 		worst = max(worst, time.Duration(s.maxGap.Load()))
