@@ -149,7 +149,7 @@ func (e *bwe) onFeedback(fb *twccFeedback, ring []twccSent, now int64) {
 		if !ok {
 			break
 		}
-		slot := &ring[seq&(sentRingSize-1)]
+		slot := &ring[int(seq)&(len(ring)-1)]
 		if slot.seq != seq || slot.size == 0 {
 			continue // not ours, too old, or read already
 		}

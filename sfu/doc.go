@@ -72,7 +72,8 @@
 // each connection stamps a transport-wide sequence number on every packet it
 // sends (one interceptor per peer connection, writing into the packet's
 // header extensions without allocating) and keeps what it sent (sequence
-// number, time, size) in a fixed ring of 2048. The subscriber's
+// number, time, size) in a ring of 512 (4 KB) that doubles, up to 2048,
+// when feedback comes more than half of it late. The subscriber's
 // transport-cc feedback, parsed in place, feeds a send-side estimator built
 // as GCC is: delay based (packets grouped by 5 ms of send time, the
 // trendline filter over 20 groups, an adaptive overuse threshold, AIMD
@@ -119,9 +120,10 @@
 // and what a subscriber is resent stays within a tenth of what it is
 // forwarded (plus two packets per 500 ms), so that a congested link is not
 // loaded further.
-// Each subscriber keeps only what it was sent: 512 sequence numbers mapped
-// to the buffer's packets (8 KB), which also undoes a simulcast switch's
-// rewrite. pion's own NACK responder, which copies the last 1024 packets
+// A subscriber of a simulcast track keeps what it was sent: 512 sequence
+// numbers mapped to the buffer's packets (8 KB), which also undoes a
+// switch's rewrite; one of a track without layers is sent the source's
+// numbers and keeps only the resend counts of 512 packets (3 KB). pion's own NACK responder, which copies the last 1024 packets
 // for every subscriber, is not used. Packets a publisher's uplink lost are
 // asked of it by pion's NACK generator; its repairs (RTX included) are
 // fanned out to every subscriber like the rest. For a relayed track the
@@ -215,7 +217,7 @@
 //   - codec.go: codec choice: connect's codec_type and bit_rate, what a
 //     subscriber is offered and what it cannot decode.
 //   - nackbuffer.go: the shared packet buffer of a source stream and a
-//     subscriber's sequencer.
+//     simulcast subscriber's sequencer.
 //   - rtx.go: answering NACKs (RTX or plain), reading subscribers' RTCP
 //     (keyframe requests, NACKs, receiver reports), the RTX gate
 //     interceptor.

@@ -275,7 +275,7 @@ var _ webrtc.TrackLocal = (*downTrack)(nil)
 func newDownTrack(src *source, c *Connection) *downTrack {
 	d := &downTrack{src: src, conn: c}
 	if src.info.Kind == webrtc.RTPCodecTypeVideo {
-		d.rx = newRtxState()
+		d.rx = newRtxState(src.sim != nil)
 	}
 	return d
 }
@@ -291,9 +291,6 @@ func (d *downTrack) writeRTP(h *rtp.Header, payload, level []byte, keyframe bool
 	withLevel := level != nil && b.levelID != 0 && h.SetExtension(b.levelID, level) == nil
 	h.PayloadType = b.pt
 	h.SSRC = b.ssrc
-	if d.rx != nil {
-		d.rx.seq.push(h.SequenceNumber, h.SequenceNumber, h.Timestamp, -1, false, 0, 0)
-	}
 	d.stats.packets++
 	d.stats.bytes += uint64(len(payload))
 	// Errors are a subscriber's own trouble (closing, congested); they must

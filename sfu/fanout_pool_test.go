@@ -194,7 +194,7 @@ func TestSpreadLockSent(t *testing.T) {
 				default:
 				}
 				mu := d.lockSent()
-				_, _ = d.rx.seq.get(5)
+				_ = d.rx.marks.get(5)
 				_ = d.stats.packets
 				mu.Unlock()
 				_ = d.trackStats()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func BenchmarkVideoSubscriberHeap(b *testing.B) {
 	testutil.Eventually(b, func() bool { return cl.count("connected") == b.N }, 30*time.Second, "clients connected")
 	ch := channel(b, s, "heap")
 	before, beforeInUse := liveHeap(), heapInUse()
+	heapProfile(b, "before")
 	w := addRemoteVideo(b, ch, "v", "PUB", nil)
 	pkt := benchPacket()
 	seq := 0
@@ -56,9 +58,28 @@ func BenchmarkVideoSubscriberHeap(b *testing.B) {
 		time.Sleep(time.Millisecond) // about 1000 packets/s, 8 Mbit/s
 	}
 	after, afterInUse := liveHeap(), heapInUse()
+	heapProfile(b, "after")
 	b.ReportMetric(float64(after-before)/float64(b.N), "heap-B/video-sub")
 	b.ReportMetric(float64(afterInUse-beforeInUse)/float64(b.N), "inuse-B/video-sub")
 	b.ReportMetric(0, "ns/op")
+}
+
+// heapProfile writes a heap profile to $SFU_HEAP_PROFILE.name when that
+// is set: compare the two of BenchmarkVideoSubscriberHeap with
+// go tool pprof -base $SFU_HEAP_PROFILE.before $SFU_HEAP_PROFILE.after.
+func heapProfile(tb testing.TB, name string) {
+	path := os.Getenv("SFU_HEAP_PROFILE")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path + "." + name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // liveHeap returns the bytes of live heap objects (HeapAlloc after GC);

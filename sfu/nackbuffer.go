@@ -1,9 +1,10 @@
 package sfu
 
 // Retransmission state: one packet buffer per source stream (a track, or
-// one simulcast layer), shared by all its subscribers, and per subscriber a
-// small sequencer that maps the sequence numbers it was sent to the packets
-// in that buffer. pion's own NACK responder would instead keep a copy of
+// one simulcast layer), shared by all its subscribers, and per subscriber of
+// a simulcast track a small sequencer that maps the sequence numbers it was
+// sent to the packets in that buffer (a subscriber of a track without
+// layers is sent the source's numbers: rtx.go's resendMarks). pion's own NACK responder would instead keep a copy of
 // the last 1024 packets for every subscriber.
 
 import (
@@ -132,8 +133,9 @@ type sentPacket struct {
 }
 
 const (
-	seqValid = 1 << iota // the entry holds a packet
-	seqIDs               // picture ids were rewritten with the offsets
+	seqValid    = 1 << iota // the entry holds a packet
+	seqIDs                  // picture ids were rewritten with the offsets
+	seqSourceTS             // sent with the source's timestamp (outTS unset)
 )
 
 // push records that the subscriber was sent outSN, carrying packet srcSN

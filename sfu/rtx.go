@@ -29,15 +29,52 @@ const (
 
 // rtxState is a video down track's retransmission state. The sequencer is
 // written by the fan-out; the rest belongs to the track's RTCP reader.
+//
+// Only a track with simulcast layers has a sequencer: its subscriber's
+// sequence numbers and timestamps are rewritten at each switch. A track
+// without layers is sent with the source's sequence numbers and
+// timestamps, so the packet a NACK asks for is the source's of that
+// number, and all a subscriber needs is the count of its resends (marks,
+// 6 bytes a packet instead of 16).
 type rtxState struct {
-	seq    sequencer
-	budget rtxBudget // under source.mu
+	seq    *sequencer   // a track with layers; nil without
+	marks  *resendMarks // a track without layers; nil with
+	budget rtxBudget    // under source.mu
 	rtxSN  uint16
 	rtt    atomic.Int64 // ns, from the subscriber's receiver reports; 0 unknown
 }
 
-func newRtxState() *rtxState {
-	return &rtxState{rtxSN: uint16(time.Now().UnixNano())}
+func newRtxState(layers bool) *rtxState {
+	rx := &rtxState{rtxSN: uint16(time.Now().UnixNano())}
+	if layers {
+		rx.seq = &sequencer{}
+	} else {
+		rx.marks = &resendMarks{}
+	}
+	return rx
+}
+
+// resendMarks counts the resends of the recent packets of a track without
+// layers, by sequence number (seqSlots of them). Used by the down track's
+// RTCP reader only.
+type resendMarks struct {
+	e [seqSlots]resendMark
+}
+
+type resendMark struct {
+	sn           uint16
+	lastResendMs uint16 // ms modulo 2^16
+	resends      uint8
+}
+
+// get returns the mark of sn, a fresh one if its slot held another
+// packet's.
+func (m *resendMarks) get(sn uint16) *resendMark {
+	e := &m.e[int(sn)&(seqSlots-1)]
+	if e.sn != sn {
+		*e = resendMark{sn: sn}
+	}
+	return e
 }
 
 // rtxScratch is what a resend works in: taken from a pool for one RTCP
@@ -85,16 +122,41 @@ func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
 	d.stats.nacked.Add(1)
 	nowMs := mono() / int64(time.Millisecond)
 	gap := (time.Duration(rx.rtt.Load()) + minResendGap).Milliseconds()
-	// Look up and mark under the lock the fan-out holds while it writes
-	// the sequencer (the source's, or its spread worker's).
-	mu := d.lockSent()
-	p, ok := rx.seq.get(sn)
-	if !ok {
-		mu.Unlock()
-		d.missing(sc, sn, nowMs)
-		return
+	var (
+		sent    sentPacket
+		n       int
+		resends *uint8
+		last    *uint16
+	)
+	if rx.seq == nil {
+		// A track without layers: the source's packet sn, if it has it.
+		sent = sentPacket{outSN: sn, srcSN: sn, layer: -1, flags: seqValid | seqSourceTS}
+		if buf := d.src.bufferOf(-1); buf != nil {
+			n = buf.get(sn, sc.pkt[:])
+		}
+		if n == 0 {
+			d.missing(sc, sn, nowMs)
+			return
+		}
 	}
-	if p.resends >= maxResends || (p.resends > 0 && int64(uint16(nowMs)-p.lastResendMs) < gap) {
+	// Look up and mark under the lock the fan-out holds while it writes
+	// the sequencer and the counters the budget reads (the source's, or
+	// its spread worker's).
+	mu := d.lockSent()
+	if rx.seq != nil {
+		p, ok := rx.seq.get(sn)
+		if !ok {
+			mu.Unlock()
+			d.missing(sc, sn, nowMs)
+			return
+		}
+		sent = *p
+		resends, last = &p.resends, &p.lastResendMs
+	} else {
+		m := rx.marks.get(sn)
+		resends, last = &m.resends, &m.lastResendMs
+	}
+	if *resends >= maxResends || (*resends > 0 && int64(uint16(nowMs)-*last) < gap) {
 		mu.Unlock()
 		return // resent enough, or too recently
 	}
@@ -103,18 +165,18 @@ func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
 		d.stats.rtxLimited.Add(1)
 		return
 	}
-	sent := *p
-	p.resends++
-	p.lastResendMs = uint16(nowMs)
+	*resends++
+	*last = uint16(nowMs)
 	mu.Unlock()
-	buf := d.src.bufferOf(sent.layer)
-	if buf == nil {
-		return
-	}
-	n := buf.get(sent.srcSN, sc.pkt[:])
-	if n == 0 {
-		d.stats.nackMissing.Add(1)
-		return
+	if rx.seq != nil {
+		buf := d.src.bufferOf(sent.layer)
+		if buf == nil {
+			return
+		}
+		if n = buf.get(sent.srcSN, sc.pkt[:]); n == 0 {
+			d.stats.nackMissing.Add(1)
+			return
+		}
 	}
 	h := &sc.hdr
 	hn, err := h.Unmarshal(sc.pkt[:n])
@@ -145,7 +207,9 @@ func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
 	}
 	h.Extension = false
 	h.Extensions = h.Extensions[:0]
-	h.Timestamp = sent.outTS
+	if sent.flags&seqSourceTS == 0 {
+		h.Timestamp = sent.outTS
+	}
 	if b.rtxSSRC != 0 {
 		binary.BigEndian.PutUint16(sc.out[:2], sn)
 		m := copy(sc.out[2:], payload)

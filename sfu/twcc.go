@@ -17,10 +17,17 @@ import (
 	"github.com/pion/sdp/v3"
 )
 
-// sentRingSize is how many packets a connection remembers it sent (a
-// power of two): a second of 2000 packets per second, well beyond the
-// 50 to 100 ms between two feedbacks of a browser.
-const sentRingSize = 2048
+// The ring of what a connection sent holds sentRingMin packets (a power
+// of two) at first: at 1000 packets a second, half a second, well beyond
+// the 50 to 100 ms between two feedbacks of a browser plus a round trip.
+// When a feedback comes for packets more than half the ring behind what
+// was sent last, the ring doubles (growRing), up to sentRingSize: a
+// second of 2000 packets per second. A subscriber at a few Mbit/s keeps 4
+// KB instead of 16.
+const (
+	sentRingMin  = 512
+	sentRingSize = 2048
+)
 
 // twccSent is what the ring keeps of a packet sent: its transport-wide
 // sequence number (to tell a stale slot), when (µs on the mono clock,
@@ -99,7 +106,7 @@ func (t *twccSender) BindLocalStream(info *interceptor.StreamInfo, w interceptor
 	if tcc != 0 {
 		t.mu.Lock()
 		if t.ring == nil {
-			t.ring = make([]twccSent, sentRingSize)
+			t.ring = make([]twccSent, sentRingMin)
 		}
 		t.mu.Unlock()
 	}
@@ -156,7 +163,7 @@ func (s *stampWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attribu
 		binary.BigEndian.PutUint16(t.tccBuf[:], seq)
 		if h.SetExtension(s.tcc, t.tccBuf[:]) == nil {
 			size := h.MarshalSize() + len(payload)
-			t.ring[seq&(sentRingSize-1)] = twccSent{atUs: uint32(now / 1e3), seq: seq, size: uint16(min(size, 0xffff))}
+			t.ring[int(seq)&(len(t.ring)-1)] = twccSent{atUs: uint32(now / 1e3), seq: seq, size: uint16(min(size, 0xffff))}
 		}
 	}
 	n, err := s.next.Write(h, payload, a)
@@ -183,6 +190,7 @@ func (t *twccSender) onRTCP(b []byte, now int64) int {
 				t.feedback.Store(true)
 				t.mu.Lock()
 				if t.ring != nil {
+					t.growRing(fb.base)
 					t.bwe.onFeedback(&fb, t.ring, now)
 				}
 				t.mu.Unlock()
@@ -193,6 +201,29 @@ func (t *twccSender) onRTCP(b []byte, now int64) int {
 		rest = rest[size:]
 	}
 	return out + copy(b[out:], rest)
+}
+
+// growRing doubles the ring of what was sent, up to sentRingSize, while
+// base, the first packet a feedback reports on, is more than half of it
+// behind the next to be sent: the feedback comes late for the ring's
+// size (a high packet rate, a long round trip). The packets it still
+// holds are kept. Under mu.
+func (t *twccSender) growRing(base uint16) {
+	behind := int(t.next - base)
+	n := len(t.ring)
+	for n < sentRingSize && behind > n/2 {
+		n *= 2
+	}
+	if n == len(t.ring) {
+		return
+	}
+	ring := make([]twccSent, n)
+	for _, e := range t.ring {
+		if e.size != 0 {
+			ring[int(e.seq)&(n-1)] = e
+		}
+	}
+	t.ring = ring
 }
 
 // estimate returns the delay and loss based estimate, bits per second,
