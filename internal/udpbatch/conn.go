@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -130,6 +131,11 @@ func (c *Conn) Close() error {
 	c.Flush()
 	return c.c.Close()
 }
+
+// SyscallConn returns the wrapped socket's raw connection, so that what
+// checks a system socket (the SFU's media socket health, for one) sees
+// through the wrapper.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.c.SyscallConn() }
 
 // LocalAddr is the socket's address.
 func (c *Conn) LocalAddr() net.Addr { return c.c.LocalAddr() }
