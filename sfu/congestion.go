@@ -97,6 +97,7 @@ func (c *Connection) startCongestion() {
 	}
 	c.dl = &downlink{tw: tw}
 	c.pacer = newPacer()
+	c.pacer.drops = &c.sfu.drops
 	c.wg.Add(2)
 	go c.runCongestion()
 	go c.runPacer(c.pacer)

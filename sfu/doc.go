@@ -157,7 +157,9 @@
 // Drops: SFU.Drops counts, by reason, every message and packet the SFU
 // dropped (a receiver's queue full, a data channel not open or refusing a
 // message, a slow consumer closed, packets written to a removed track or
-// not parsing), with atomic counters read without a lock; the names are
+// not parsing, packets a subscriber's sender refused, dropped from a full
+// pacer queue or a spread fan-out's full ring, or refused by the system in
+// a batched send), with atomic counters read without a lock; the names are
 // stable, for a metrics exporter. Several observers may tap one track: each
 // TrackTap has its own sink.
 //

@@ -30,20 +30,42 @@ type Drops struct {
 	// MediaInvalid: RTP packets written to a remote track that did not
 	// parse, or without the layer they were written to.
 	MediaInvalid uint64
+	// MediaWriteFailed: RTP packets, forwarded or resent, that a
+	// subscriber's sender refused (its connection closing or closed, its
+	// transport not ready). The other subscribers are not affected.
+	MediaWriteFailed uint64
+	// PacerQueueFull: video packets dropped from a connection's full pacer
+	// queue, the oldest first, or too large for it (also per connection
+	// in ConnectionStats.PacerDropped). A NACK can still get them resent.
+	PacerQueueFull uint64
+	// FanOutQueueFull: packets a spread fan-out's worker lost for its
+	// share of a track's subscribers because it was a full ring behind
+	// (also MuxStats.FanOutDropped).
+	FanOutQueueFull uint64
+	// MuxSendFailed: datagrams the system refused in a batched send of
+	// the UDP mux (also MuxStats.Failed).
+	MuxSendFailed uint64
 }
 
 type dropCounters struct {
 	messageQueueFull, messageNotOpen, messageSendFailed, slowConsumersClosed atomic.Uint64
 	mediaAfterClose, mediaInvalid, sendBufferFull                            atomic.Uint64
+	mediaWriteFailed, pacerQueueFull                                         atomic.Uint64
 }
 
 // Drops returns what the SFU has dropped, by reason.
 func (s *SFU) Drops() Drops {
 	d := &s.drops
-	return Drops{
+	out := Drops{
 		MessageQueueFull: d.messageQueueFull.Load(), MessageNotOpen: d.messageNotOpen.Load(),
 		MessageSendFailed: d.messageSendFailed.Load(), SlowConsumersClosed: d.slowConsumersClosed.Load(),
 		MediaAfterClose: d.mediaAfterClose.Load(),
 		MediaInvalid:    d.mediaInvalid.Load(), SendBufferFull: d.sendBufferFull.Load(),
+		MediaWriteFailed: d.mediaWriteFailed.Load(), PacerQueueFull: d.pacerQueueFull.Load(),
+		FanOutQueueFull: s.send.fanOutDropped.Load(),
 	}
+	if bc := s.send.batch.Load(); bc != nil {
+		out.MuxSendFailed = bc.Stats().Failed
+	}
+	return out
 }

@@ -71,6 +71,10 @@ type pacer struct {
 
 	queued  atomic.Uint64 // packets that waited
 	dropped atomic.Uint64 // packets dropped from a full FIFO
+
+	// drops are the SFU's counters (set before the pacer is used; nil in
+	// unit tests): PacerQueueFull and MediaWriteFailed.
+	drops *dropCounters
 }
 
 func newPacer() *pacer { return &pacer{wake: make(chan struct{}, 1)} }
@@ -104,7 +108,7 @@ func (p *pacer) send(ws webrtc.TrackLocalWriter, h *rtp.Header, payload []byte, 
 	p.mu.Lock()
 	if p.rate == 0 {
 		p.mu.Unlock()
-		_, _ = ws.WriteRTP(h, payload)
+		p.write(ws, h, payload)
 		return
 	}
 	p.refill(mono())
@@ -112,12 +116,12 @@ func (p *pacer) send(ws webrtc.TrackLocalWriter, h *rtp.Header, payload []byte, 
 	if p.n == 0 && (!burst || p.tokens >= 0) {
 		p.tokens = max(p.tokens-size, -p.depth())
 		p.mu.Unlock()
-		_, _ = ws.WriteRTP(h, payload)
+		p.write(ws, h, payload)
 		return
 	}
 	if len(payload) > bufSlotSize {
 		p.mu.Unlock()
-		p.dropped.Add(1)
+		p.drop()
 		return
 	}
 	if p.q == nil {
@@ -128,7 +132,7 @@ func (p *pacer) send(ws webrtc.TrackLocalWriter, h *rtp.Header, payload []byte, 
 		p.q.slots[p.head].ws = nil
 		p.head = (p.head + 1) % pacerSlots
 		p.n--
-		p.dropped.Add(1)
+		p.drop()
 	}
 	s := &p.q.slots[(p.head+p.n)%pacerSlots]
 	p.n++
@@ -147,6 +151,21 @@ func (p *pacer) send(ws webrtc.TrackLocalWriter, h *rtp.Header, payload []byte, 
 	}
 }
 
+// write writes a packet, counting a refusal (Drops.MediaWriteFailed).
+func (p *pacer) write(ws webrtc.TrackLocalWriter, h *rtp.Header, payload []byte) {
+	if _, err := ws.WriteRTP(h, payload); err != nil && p.drops != nil {
+		p.drops.mediaWriteFailed.Add(1)
+	}
+}
+
+// drop counts a packet dropped from the FIFO (or too large for it).
+func (p *pacer) drop() {
+	p.dropped.Add(1)
+	if p.drops != nil {
+		p.drops.pacerQueueFull.Add(1)
+	}
+}
+
 // drain sends the waiting packets the bucket allows and returns how long
 // until the next may go; 0 when none waits.
 func (p *pacer) drain() time.Duration {
@@ -161,7 +180,7 @@ func (p *pacer) drain() time.Duration {
 		p.tokens -= float64(s.n + 12)
 		// Written under mu: a packet that would pass through meanwhile
 		// must not overtake this one.
-		_, _ = s.ws.WriteRTP(&s.hdr, s.buf[:s.n])
+		p.write(s.ws, &s.hdr, s.buf[:s.n])
 		s.ws = nil
 		p.head = (p.head + 1) % pacerSlots
 		p.n--
@@ -223,7 +242,9 @@ func (d *downTrack) send(b *binding, h *rtp.Header, payload []byte, keyframe boo
 		p = d.conn.pacer
 	}
 	if p == nil || d.src.info.Kind != webrtc.RTPCodecTypeVideo {
-		_, _ = b.ws.WriteRTP(h, payload)
+		if _, err := b.ws.WriteRTP(h, payload); err != nil {
+			d.src.ch.sfu.drops.mediaWriteFailed.Add(1)
+		}
 		return
 	}
 	if keyframe {

@@ -222,6 +222,8 @@ func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
 	if _, err := b.ws.WriteRTP(h, payload); err == nil {
 		d.stats.resent.Add(1)
 		d.stats.resentBytes.Add(uint64(len(payload)))
+	} else {
+		d.src.ch.sfu.drops.mediaWriteFailed.Add(1)
 	}
 }
 
