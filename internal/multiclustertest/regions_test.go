@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -46,7 +47,11 @@ type region struct {
 }
 
 func logLevel() slog.Level {
-	if os.Getenv("SHOAL_TEST_LOG") != "" {
+	switch os.Getenv("SHOAL_TEST_LOG") {
+	case "":
+	case "info":
+		return slog.LevelInfo
+	default:
 		return slog.LevelDebug
 	}
 	return slog.LevelError
@@ -69,7 +74,7 @@ func startRegion(t *testing.T, id string, ch multicluster.GossipChannel, seeds [
 		cfg.ClusterKey = key
 		cfg.ClusterID, cfg.ServiceID = id, "test"
 		cfg.ListenMinPort, cfg.ListenMaxPort = port, port+3
-		cfg.Timing = cluster.FastTiming()
+		cfg.Timing = testTiming()
 		cfg.RelayLink = relay.FastConfig(relay.Config{})
 		cfg.Authenticator = signaling.AllowAll
 		cfg.SFU = sfu.LocalConfig(nil)
@@ -77,7 +82,7 @@ func startRegion(t *testing.T, id string, ch multicluster.GossipChannel, seeds [
 		cfg.Logger = testutil.LoggerLevel(t, logLevel())
 		cfg.MultiCluster = shoal.MultiClusterConfig{Key: mcKey, GossipPort: port + 4, RelayPort: port + 5,
 			Channels: []multicluster.GossipChannel{ch}, Seeds: seeds, SyncInterval: time.Second, Tick: 100 * time.Millisecond,
-			Agent: func(c *multicluster.AgentConfig) { c.Tune = multicluster.FastTune }}
+			Agent: func(c *multicluster.AgentConfig) { c.Tune = testTune }}
 		if i > 0 {
 			cfg.MultiCluster.Seeds = append(slices.Clone(seeds), netip.AddrPortFrom(ips[0], uint16(port+4)).String())
 		}
@@ -95,6 +100,37 @@ func startRegion(t *testing.T, id string, ch multicluster.GossipChannel, seeds [
 		testutil.Eventually(t, n.Ready, 20*time.Second, "%s ready", n.Name())
 	}
 	return r
+}
+
+// testTiming is cluster.FastTiming with a failure detector that holds
+// under CPU starvation. Six nodes and eleven pion clients share one -race
+// process here; on two loaded cores it stalls for hundreds of
+// milliseconds, and FastTiming's detector (150 ms probe timeout, suspicion
+// x2, Lifeguard's awareness capped at x2) then declared live nodes failed
+// every second or so: a node seeing two of its cluster failed leaves the
+// majority and closes every client (the rule of docs/cluster.md), which
+// broke connects, media and messages at random (a1-a3 and b1-b3
+// "EventMemberFailed" while all ran). No step here waits on the detector:
+// a stopped node leaves (serf leave, Raft leadership transferred) and the
+// partition cuts the relay only, so the memberlist LAN profile's probe
+// timeout, suspicion and awareness, and Raft's default election timers,
+// cost the tests nothing but the first election (about a second).
+func testTiming() cluster.Timing {
+	t := cluster.FastTiming()
+	p := cluster.ProductionTiming()
+	t.ProbeInterval, t.ProbeTimeout = p.ProbeInterval, p.ProbeTimeout
+	t.SuspicionMult, t.AwarenessMaxMultiplier = p.SuspicionMult, p.AwarenessMaxMultiplier
+	t.HeartbeatTimeout, t.ElectionTimeout, t.LeaderLeaseTimeout = p.HeartbeatTimeout, p.ElectionTimeout, p.LeaderLeaseTimeout
+	return t
+}
+
+// testTune is multicluster.FastTune with the same tolerance for the
+// gossip between the regions: memberlist's LAN profile probe timers,
+// suspicion and awareness, fast gossip.
+func testTune(c *memberlist.Config) {
+	multicluster.FastTune(c)
+	w := memberlist.DefaultLANConfig()
+	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult, c.AwarenessMaxMultiplier = w.ProbeInterval, w.ProbeTimeout, w.SuspicionMult, w.AwarenessMaxMultiplier
 }
 
 func startNode(t *testing.T, cfg shoal.Config) *node {
@@ -403,6 +439,12 @@ func twoRegions(t *testing.T, delay time.Duration) {
 	sent1, bytes1 := pub.sent.Load(), pub.bytes.Load()
 	out1, _, bout1, _ := a.interStats(channel)
 	_, in1, _, _ := b.interStats(channel)
+	if out1 < out0 || in1 < in0 || bout1 < bout0 {
+		// The sums cover the channels and links open now: one closed in
+		// the window takes its counts with it.
+		t.Fatalf("inter-cluster counters went back in the window (sent %d -> %d, received %d -> %d, bytes %d -> %d): a link or channel of the inter-cluster relay closed",
+			out0, out1, in0, in1, bout0, bout1)
+	}
 	sent, crossed, arrived := sent1-sent0, out1-out0, in1-in0
 	perByte := float64(bout1-bout0) / float64(bytes1-bytes0)
 	t.Logf("window of 3 s: publisher sent %d packets, A's inter-cluster relays sent %d, B's received %d; inter-cluster bytes per published byte %.3f",
