@@ -214,8 +214,9 @@
 //   - config.go: Config, NetworkConfig, Reuse, LocalConfig and their checks.
 //   - sfu.go: the SFU: New, the pion API and UDP mux built by the first Join,
 //     Channel, CloseChannel, DisconnectAll, Counts, Close.
-//   - mediaengine.go: the codecs, RTP header extensions and interceptors
-//     every connection negotiates.
+//   - mediaengine.go: the codecs, RTP header extensions, interceptors and
+//     SRTP protection profiles (AES-128-GCM preferred) every connection
+//     negotiates.
 //   - codec.go: codec choice: connect's codec_type and bit_rate, what a
 //     subscriber is offered and what it cannot decode.
 //   - nackbuffer.go: the shared packet buffer of a source stream and a

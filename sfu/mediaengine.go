@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
@@ -44,6 +45,14 @@ var audioLevelExtID = func() uint8 {
 	}
 	panic("sfu: audio level extension not registered")
 }()
+
+// srtpProfiles are the SRTP protection profiles a connection accepts,
+// preferred first (sfu.go sets them in the SettingEngine).
+var srtpProfiles = []dtls.SRTPProtectionProfile{
+	dtls.SRTP_AEAD_AES_128_GCM,
+	dtls.SRTP_AEAD_AES_256_GCM,
+	dtls.SRTP_AES128_CM_HMAC_SHA1_80,
+}
 
 // newMediaEngine returns the media engine and interceptor registry of the
 // SFU's pion API.

@@ -112,6 +112,11 @@ func (s *SFU) start() error {
 		se.SetNet(s.cfg.Net)
 	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// As DTLS server the SFU picks the SRTP profile from the client's
+	// offer in this order: AES-128-GCM is the cheapest per packet with
+	// AES-NI (pion's own order puts AES-256-GCM first; AES-CM with
+	// HMAC-SHA1 costs an AES pass and a SHA-1 pass).
+	se.SetSRTPProtectionProfiles(srtpProfiles...)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetLite(n.Lite)
 	if n.IPFilter != nil {
