@@ -11,7 +11,12 @@
 //     multi-cluster on), the publisher and subscriber clients, and the
 //     tests: media and messages from cluster A reach subscribers in
 //     cluster B, each packet crossing the inter-cluster link once for ten
-//     subscribers, and a gateway stopped is taken over.
+//     subscribers, and a gateway stopped is taken over. The regions run
+//     with testTiming, testTune and linkTimeout: cluster.FastTiming,
+//     multicluster.FastTune and relay.FastConfig with a failure detector,
+//     Raft timers and relay link timeout that hold when the -race process
+//     is starved of CPU (too fast, they declared live nodes failed and
+//     clients were closed at random).
 //   - partition_test.go — the inter-cluster links cut (relay.FaultNet as
 //     the nodes' RelayLink.Net, which the inter-cluster relay uses too):
 //     each region keeps serving its clients, and media crosses again when

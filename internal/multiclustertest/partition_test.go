@@ -52,7 +52,7 @@ func TestRegionsPartitioned(t *testing.T) {
 		}
 	}
 	cut := time.Now()
-	time.Sleep(2 * time.Second) // in flight, and the links found down (LinkTimeout 1 s)
+	time.Sleep(2 * time.Second) // what was in flight arrives (the links are found down after linkTimeout, not awaited)
 	counts := func(ss []*subscriber) []uint64 {
 		var out []uint64
 		for _, s := range ss {
