@@ -78,6 +78,17 @@ func FastTune(c *memberlist.Config) {
 	c.TCPTimeout = 2 * time.Second
 }
 
+// StarvedTune is FastTune with memberlist's LAN failure detection (its
+// probe interval and timeout, suspicion and awareness): fast gossip, but
+// live members are not declared failed when the processes are starved of
+// CPU, as on a loaded 2-core test machine running -race.
+func StarvedTune(c *memberlist.Config) {
+	FastTune(c)
+	w := memberlist.DefaultLANConfig()
+	c.ProbeInterval, c.ProbeTimeout = w.ProbeInterval, w.ProbeTimeout
+	c.SuspicionMult, c.AwarenessMaxMultiplier = w.SuspicionMult, w.AwarenessMaxMultiplier
+}
+
 // Agent spreads the multi-cluster state: it is one member of a memberlist
 // pool (WAN profile) of the nodes of every cluster of the configuration,
 // which carries its messages, encrypted with the multi-cluster key. A

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -130,14 +129,9 @@ func testTiming() cluster.Timing {
 // deadlines, both relays', and reconnected them mid-measurement.
 const linkTimeout = 3 * time.Second
 
-// testTune is multicluster.FastTune with the same tolerance for the
-// gossip between the regions: memberlist's LAN profile probe timers,
-// suspicion and awareness, fast gossip.
-func testTune(c *memberlist.Config) {
-	multicluster.FastTune(c)
-	w := memberlist.DefaultLANConfig()
-	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult, c.AwarenessMaxMultiplier = w.ProbeInterval, w.ProbeTimeout, w.SuspicionMult, w.AwarenessMaxMultiplier
-}
+// testTune keeps memberlist's LAN failure detection for the gossip
+// between the regions (multicluster.StarvedTune), for the reason above.
+var testTune = multicluster.StarvedTune
 
 func startNode(t *testing.T, cfg shoal.Config) *node {
 	t.Helper()
