@@ -246,9 +246,21 @@ func TestE2ENetnsTwoRegions(t *testing.T) {
 	}
 	route("del")
 	healed := time.Now()
-	r.waitAll(90*time.Second, "frankfurt decodes tokyo again after the cut healed", names[1:], func(st pageState) bool {
-		return st.FramesDecoded[tokyoID] > stalled+30
-	})
+	if !testutil.WaitFor(func() bool { return r.state(names[1]).FramesDecoded[tokyoID] > stalled+30 }, 90*time.Second) {
+		// Say which side broke: a page that reconnected has a new
+		// connection id (its node left the majority for a moment, say),
+		// and frankfurt waits for tokyo's old one in vain.
+		for _, n := range names {
+			st := r.state(n)
+			st.Messages = nil
+			b, _ := json.Marshal(st)
+			t.Logf("page %s: %s", n, b)
+		}
+		if id := r.state(names[0]).ConnectionID; id != tokyoID {
+			t.Fatalf("frankfurt did not decode tokyo again within 90 s of the heal: tokyo reconnected meanwhile (connection %s, was %s)", id, tokyoID)
+		}
+		t.Fatalf("frankfurt did not decode tokyo again within 90 s of the heal (tokyo still on connection %s)", tokyoID)
+	}
 	t.Logf("regions cut for %v; frankfurt decoding tokyo's video again (30 more frames) %v after the heal",
 		healed.Sub(cut).Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 }
