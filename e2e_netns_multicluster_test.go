@@ -194,7 +194,7 @@ func TestE2ENetnsTwoRegions(t *testing.T) {
 	for _, p := range all {
 		origins = append(origins, base(p))
 	}
-	insecureBrowser(t, r.base+"/", origins)
+	testutil.BrowserWith(t, r.base+"/", testutil.BrowserOptions{SecureOrigins: origins})
 	waitMediaAndMessages(t, r, names)
 
 	// Kill the bridge of a (SIGKILL: no goodbye).
@@ -263,32 +263,4 @@ func TestE2ENetnsTwoRegions(t *testing.T) {
 	}
 	t.Logf("regions cut for %v; frankfurt decoding tokyo's video again (30 more frames) %v after the heal",
 		healed.Sub(cut).Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
-}
-
-// insecureBrowser is testutil.Browser with origins treated as secure.
-func insecureBrowser(t *testing.T, url string, origins []string) {
-	t.Helper()
-	cmd := exec.Command(testutil.ChromiumPath(),
-		"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-default-apps", "--disable-extensions", "--use-fake-device-for-media-stream",
-		"--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
-		"--disable-features=WebRtcHideLocalIpsWithMdns",
-		"--unsafely-treat-insecure-origin-as-secure="+strings.Join(origins, ","),
-		"--user-data-dir="+filepath.Clean(t.TempDir()), "--remote-debugging-port=0", url)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
 }

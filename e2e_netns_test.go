@@ -18,7 +18,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -153,35 +152,7 @@ func (l *netnsLink) unlimit(t *testing.T) {
 // testutil.Browser's), stopped when the test ends.
 func (l *netnsLink) browser(t *testing.T, url string) {
 	t.Helper()
-	bin := testutil.ChromiumPath()
-	if bin == "" {
-		t.Skip("chromium is not installed; scripts/test.sh installs it")
-	}
-	cmd := exec.Command("ip", "netns", "exec", l.ns, bin,
-		"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-default-apps", "--disable-extensions", "--use-fake-device-for-media-stream",
-		"--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
-		"--disable-features=WebRtcHideLocalIpsWithMdns",
-		"--user-data-dir="+filepath.Clean(t.TempDir()), "--remote-debugging-port=0", url)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium in %s: %v", l.ns, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
+	testutil.BrowserWith(t, url, testutil.BrowserOptions{Netns: l.ns})
 }
 
 // netnsNode starts a single node whose signaling listens on l's host
@@ -209,26 +180,11 @@ func e2eSoloNode(t *testing.T, ip netip.Addr, network *sfu.NetworkConfig, mutate
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	n, err := shoal.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
-		n.Close()
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: n.SignalingHandler()}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		n.Close()
-		srv.Close()
-		<-done
-	})
-	if err := n.Start(testutil.Context(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	n := serveNode(t, cfg, ln)
 	return &e2eNode{Node: n, ip: ip, base: "http://" + ln.Addr().String(), signaling: "ws://" + ln.Addr().String() + "/signaling"}
 }
 

@@ -127,6 +127,13 @@ func ntStart(t *testing.T, cfg shoal.Config) *ntNode {
 	if cfg.Cluster {
 		cfg.ExternalSignalingURL, cfg.ExternalAPIURL = url, "http://"+ln.Addr().String()+"/api"
 	}
+	return &ntNode{Node: serveNode(t, cfg, ln), url: url}
+}
+
+// serveNode creates a node from cfg, serves its signaling on ln, starts it
+// and stops both when the test ends.
+func serveNode(t *testing.T, cfg shoal.Config, ln net.Listener) *shoal.Node {
+	t.Helper()
 	n, err := shoal.New(cfg)
 	if err != nil {
 		ln.Close()
@@ -143,7 +150,7 @@ func ntStart(t *testing.T, cfg shoal.Config) *ntNode {
 	if err := n.Start(testutil.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	return &ntNode{Node: n, url: url}
+	return n
 }
 
 func ntClient(t *testing.T, url, channel string) (*client.Conn, error) {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +28,23 @@ func ChromiumPath() string {
 // chromium, the test is skipped, or fails when the CI variable is set.
 func Browser(t testing.TB, url string) {
 	t.Helper()
+	BrowserWith(t, url, BrowserOptions{})
+}
+
+// BrowserOptions changes where and how BrowserWith runs Chromium.
+type BrowserOptions struct {
+	// Netns, if set, runs Chromium inside that network namespace (ip netns
+	// exec: the test must run as root).
+	Netns string
+	// SecureOrigins are origins Chromium treats as secure, so that a page
+	// served over plain http from a non-loopback address may use the
+	// camera and microphone.
+	SecureOrigins []string
+}
+
+// BrowserWith is Browser with options.
+func BrowserWith(t testing.TB, url string, o BrowserOptions) {
+	t.Helper()
 	bin := ChromiumPath()
 	if bin == "" {
 		if os.Getenv("CI") != "" {
@@ -34,8 +52,7 @@ func Browser(t testing.TB, url string) {
 		}
 		t.Skip("chromium is not installed; scripts/test.sh installs it")
 	}
-	profile := t.TempDir()
-	cmd := exec.Command(bin,
+	args := []string{
 		"--headless=new",
 		"--no-sandbox",
 		"--disable-gpu",
@@ -53,16 +70,27 @@ func Browser(t testing.TB, url string) {
 		// Keep WebRTC on loopback: the host has no other network worth
 		// gathering, and mDNS names would hide the addresses.
 		"--disable-features=WebRtcHideLocalIpsWithMdns",
-		"--user-data-dir="+filepath.Clean(profile),
+	}
+	if len(o.SecureOrigins) > 0 {
+		args = append(args, "--unsafely-treat-insecure-origin-as-secure="+strings.Join(o.SecureOrigins, ","))
+	}
+	args = append(args,
+		"--user-data-dir="+filepath.Clean(t.TempDir()),
 		"--remote-debugging-port=0",
 		url,
 	)
+	where := ""
+	if o.Netns != "" {
+		args = append([]string{"netns", "exec", o.Netns, bin}, args...)
+		bin, where = "ip", " in "+o.Netns
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("testutil: start chromium: %v", err)
+		t.Fatalf("testutil: start chromium%s: %v", where, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
