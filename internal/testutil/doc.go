@@ -15,8 +15,9 @@
 //     reads while it is written, with Missing.
 //   - admin.go — AdminPost (one admin API request) and ClusterNodes
 //     (ListClusterNodes as node_name → connected).
-//   - browser.go — ChromiumPath and Browser: headless Chromium with a fake
-//     camera and microphone.
+//   - browser.go — ChromiumPath, Browser and BrowserWith: headless Chromium
+//     with a fake camera and microphone (BrowserWith: inside a network
+//     namespace, or with origins treated as secure).
 //   - pionapi/ — the pion API of the tests' WebRTC peers.
 //
 // # Usage
