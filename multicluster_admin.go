@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/shoal-sfu/shoal/internal/httpjson"
 )
 
 // The admin API's multi-cluster targets, served by the Node in front of
@@ -55,21 +57,21 @@ func (h multiClusterAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
 			w.Header().Set("WWW-Authenticate", "Bearer")
-			adminJSON(w, http.StatusUnauthorized, adminErr("missing or wrong bearer token"))
+			httpjson.Error(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxMultiClusterBody+1))
 	if err != nil {
-		adminJSON(w, http.StatusBadRequest, adminErr("reading the body: "+err.Error()))
+		httpjson.Error(w, http.StatusBadRequest, "reading the body: "+err.Error())
 		return
 	}
 	if len(body) > maxMultiClusterBody {
-		adminJSON(w, http.StatusRequestEntityTooLarge, adminErr(fmt.Sprintf("body over %d bytes", maxMultiClusterBody)))
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxMultiClusterBody))
 		return
 	}
 	if h.n.mc == nil {
-		adminJSON(w, http.StatusBadRequest, adminErr(ErrNoMultiCluster.Error()))
+		httpjson.Error(w, http.StatusBadRequest, ErrNoMultiCluster.Error())
 		return
 	}
 	switch target {
@@ -79,22 +81,22 @@ func (h multiClusterAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Comment  string   `json:"comment"`
 		}
 		if err := strictJSON(body, &req); err != nil {
-			adminJSON(w, http.StatusBadRequest, adminErr(err.Error()))
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		if req.Clusters == nil {
-			adminJSON(w, http.StatusBadRequest, adminErr(`missing field "clusters" (a list of cluster ids)`))
+			httpjson.Error(w, http.StatusBadRequest, `missing field "clusters" (a list of cluster ids)`)
 			return
 		}
 		c, err := h.n.SetMultiClusterConfiguration(req.Clusters, req.Comment)
 		if err != nil {
-			adminJSON(w, http.StatusBadRequest, adminErr(err.Error()))
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		adminJSON(w, http.StatusOK, c)
+		httpjson.Write(w, http.StatusOK, c)
 	case TargetGetMultiClusterConfiguration:
 		c, _ := h.n.GetMultiClusterConfiguration()
-		adminJSON(w, http.StatusOK, map[string]any{"configuration": c})
+		httpjson.Write(w, http.StatusOK, map[string]any{"configuration": c})
 	case TargetListGateways:
 		gws, _ := h.n.ListGateways()
 		out := make([]map[string]any, 0, len(gws))
@@ -102,37 +104,25 @@ func (h multiClusterAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out = append(out, map[string]any{"address": g.Addr, "cluster_id": g.ClusterID, "node_name": g.Node,
 				"relay_address": g.Relay, "status": g.Status.String(), "version": g.Version, "channels": g.Channels})
 		}
-		adminJSON(w, http.StatusOK, out)
+		httpjson.Write(w, http.StatusOK, out)
 	case TargetListChannelClusters:
 		var req struct {
 			ChannelID *string `json:"channel_id"`
 		}
 		if err := strictJSON(body, &req); err != nil {
-			adminJSON(w, http.StatusBadRequest, adminErr(err.Error()))
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		if req.ChannelID == nil || *req.ChannelID == "" {
-			adminJSON(w, http.StatusBadRequest, adminErr(`missing field "channel_id"`))
+			httpjson.Error(w, http.StatusBadRequest, `missing field "channel_id"`)
 			return
 		}
 		cc, _ := h.n.ListChannelClusters(*req.ChannelID)
 		if cc == nil {
 			cc = []ChannelCluster{}
 		}
-		adminJSON(w, http.StatusOK, cc)
+		httpjson.Write(w, http.StatusOK, cc)
 	}
-}
-
-func adminErr(msg string) map[string]string { return map[string]string{"error": msg} }
-
-func adminJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
 }
 
 // strictJSON decodes one JSON object into v, refusing unknown fields; an

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/httpjson"
 	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
@@ -344,20 +345,6 @@ func NewAdminHandler[N, C any](admin Admin[N, C], cfg AdminConfig) (http.Handler
 	return &adminHandler[N, C]{admin: admin, cfg: cfg, client: &hc, logger: cfg.Logger.With("component", "admin-api")}, nil
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
 func (h *adminHandler[N, C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.CORSOrigin != "" {
 		hd := w.Header()
@@ -372,55 +359,55 @@ func (h *adminHandler[N, C]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
 		return
 	}
 	if r.URL.Path != "/" {
-		writeError(w, http.StatusNotFound, "no such path; the admin API is POST /")
+		httpjson.Error(w, http.StatusNotFound, "no such path; the admin API is POST /")
 		return
 	}
 	if h.cfg.Token != "" {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", "Bearer")
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			httpjson.Error(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}
 	}
 	nodeScope, err := parseScope(r.Header)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBodySize+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "reading the body: "+err.Error())
 		return
 	}
 	if int64(len(body)) > h.cfg.MaxBodySize {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.cfg.MaxBodySize))
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.cfg.MaxBodySize))
 		return
 	}
 	req, err := DecodeAdminRequest(r.Header.Get("x-sora-target"), body)
 	if err != nil {
 		var ae *AdminError
 		if errors.As(err, &ae) {
-			writeError(w, ae.Status, ae.Msg)
+			httpjson.Error(w, ae.Status, ae.Msg)
 		} else {
-			writeError(w, http.StatusBadRequest, err.Error())
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
 		}
 		return
 	}
 	status, v, err := h.do(r.Context(), w, req, body, nodeScope)
 	if err != nil {
 		h.logger.Info("admin operation failed", "target", req.Target, "err", err)
-		writeError(w, status, err.Error())
+		httpjson.Error(w, status, err.Error())
 		return
 	}
 	if status == http.StatusTemporaryRedirect {
 		return // written by do
 	}
-	writeJSON(w, status, v)
+	httpjson.Write(w, status, v)
 }
 
 // HTTPStatuser is an error that says which status the admin API answers

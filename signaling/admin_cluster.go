@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/httpjson"
 )
 
 // With relay on, one channel's session spans several nodes. A channel
@@ -235,7 +236,7 @@ func (h *adminHandler[N, C]) channelOp(ctx context.Context, w http.ResponseWrite
 				return http.StatusServiceUnavailable, nil, fmt.Errorf("channel %q is held by another node that has no external_api_url", req.ChannelID)
 			}
 			w.Header().Set("Location", loc)
-			writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"location": loc})
+			httpjson.Write(w, http.StatusTemporaryRedirect, map[string]string{"location": loc})
 			return http.StatusTemporaryRedirect, nil, nil
 		}
 		peers = p

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/httpjson"
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/signaling/wire"
 )
@@ -257,7 +258,7 @@ func TestAdminFanOutPeerAnswers(t *testing.T) {
 			w.Write([]byte(`[{"channel_id":"room","connection_id":"G1","role":"sendrecv","created_time":"2026-01-01T00:00:00Z"}]`))
 		}},
 		"e500@127.0.0.1": {answer: func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, 500, "boom")
+			httpjson.Error(w, 500, "boom")
 		}},
 		"junk@127.0.0.1": {answer: func(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte(`<html>not json</html>`))
