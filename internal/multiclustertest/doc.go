@@ -21,6 +21,11 @@
 //     the nodes' RelayLink.Net, which the inter-cluster relay uses too):
 //     each region keeps serving its clients, and media crosses again when
 //     the cut heals.
+//   - restart_test.go — a node of cluster A restarted (same name and
+//     data dir, no seed) after every node of cluster B was replaced at new
+//     addresses finds B's new gateways through the gossip channel (a real
+//     redis-server the test starts) and relays B's media and messages to
+//     its subscriber.
 //   - delaynet_test.go — delayNet, a relay.Network that delays what
 //     crosses between regions (40 ms each way in TestTwoRegionsDelayed,
 //     run with SHOAL_MC_DELAY=1), as this kernel has no netem.
