@@ -238,18 +238,7 @@ func DecodeAdminRequest(target string, body []byte) (AdminRequest, error) {
 		case TargetRequestRtpStream:
 			req.Target = TargetRequestSimulcastRid
 		}
-		// An id: required, at most wire.MaxChannelIDLen bytes, UTF-8.
-		id := func(key string) (string, error) {
-			s, err := str(key, true)
-			switch {
-			case err != nil:
-			case len(s) > wire.MaxChannelIDLen:
-				err = badRequest("%s is %d bytes, over the limit of %d", key, len(s), wire.MaxChannelIDLen)
-			case !utf8.ValidString(s):
-				err = badRequest("%s is not valid UTF-8", key)
-			}
-			return s, err
-		}
+		id := func(key string) (string, error) { return adminID(str, key) }
 		req.ChannelID, err = id("channel_id")
 		if err == nil {
 			switch target {
@@ -511,4 +500,18 @@ func simulcastRid(raw map[string]json.RawMessage, str func(string, bool) (string
 		err = badRequest(`field "rid": %.20q is not none, r0, r1, r2 or auto`, rid)
 	}
 	return rid, err
+}
+
+// adminID reads the id field key with str: required, at most
+// wire.MaxChannelIDLen bytes, UTF-8.
+func adminID(str func(string, bool) (string, error), key string) (string, error) {
+	s, err := str(key, true)
+	switch {
+	case err != nil:
+	case len(s) > wire.MaxChannelIDLen:
+		err = badRequest("%s is %d bytes, over the limit of %d", key, len(s), wire.MaxChannelIDLen)
+	case !utf8.ValidString(s):
+		err = badRequest("%s is not valid UTF-8", key)
+	}
+	return s, err
 }

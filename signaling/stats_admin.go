@@ -11,10 +11,8 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/shoal-sfu/shoal/affinity"
-	"github.com/shoal-sfu/shoal/signaling/wire"
 )
 
 // The admin API's stats targets (they need AdminConfig.Stats).
@@ -74,19 +72,8 @@ func decodeStats(req *AdminRequest, raw map[string]json.RawMessage, str func(str
 	if req.Target != TargetGetStatsConnection {
 		return nil
 	}
-	id := func(key string) (string, error) {
-		s, err := str(key, true)
-		switch {
-		case err != nil:
-		case len(s) > wire.MaxChannelIDLen:
-			err = badRequest("%s is %d bytes, over the limit of %d", key, len(s), wire.MaxChannelIDLen)
-		case !utf8.ValidString(s):
-			err = badRequest("%s is not valid UTF-8", key)
-		}
-		return s, err
-	}
-	if req.ChannelID, err = id("channel_id"); err == nil {
-		req.ConnectionID, err = id("connection_id")
+	if req.ChannelID, err = adminID(str, "channel_id"); err == nil {
+		req.ConnectionID, err = adminID(str, "connection_id")
 	}
 	return err
 }
