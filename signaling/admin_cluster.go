@@ -1,13 +1,11 @@
 package signaling
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -307,58 +305,42 @@ func (h *adminHandler[N, C]) askPeers(ctx context.Context, target string, body [
 }
 
 func (h *adminHandler[N, C]) askPeer(ctx context.Context, n affinity.Node, target string, body []byte) (int, part) {
-	r, err := http.NewRequestWithContext(ctx, http.MethodPost, n.APIURL, bytes.NewReader(body))
+	rep, err := h.post(ctx, n.APIURL, target, body)
 	if err != nil {
-		return 0, part{err: fmt.Errorf("external_api_url %q: %w", n.APIURL, err)}
+		return rep.status, part{err: err}
 	}
-	r.Header.Set("x-sora-target", target)
-	r.Header.Set(ScopeHeader, ScopeNode)
-	r.Header.Set("Content-Type", "application/json")
-	if h.cfg.Token != "" {
-		r.Header.Set("Authorization", "Bearer "+h.cfg.Token)
-	}
-	resp, err := h.client.Do(r)
-	if err != nil {
-		return 0, part{err: err}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPeerAnswer+1))
-	switch {
-	case err != nil:
-		return resp.StatusCode, part{err: fmt.Errorf("reading the answer: %w", err)}
-	case len(b) > maxPeerAnswer:
-		return resp.StatusCode, part{err: fmt.Errorf("answer over %d bytes", maxPeerAnswer)}
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		msg := resp.Status
+	if !rep.ok() {
+		msg := rep.line
 		var e struct {
 			Error string `json:"error"`
 		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		if json.Unmarshal(rep.body, &e) == nil && e.Error != "" {
 			msg += ": " + clip(e.Error, 200)
 		}
-		if loc := resp.Header.Get("Location"); loc != "" {
-			msg += " (to " + clip(loc, 200) + ", not followed)"
+		if rep.location != "" {
+			msg += " (to " + clip(rep.location, 200) + ", not followed)"
 		}
-		return resp.StatusCode, part{err: errors.New(msg)}
+		return rep.status, part{err: errors.New(msg)}
 	}
+	b := rep.body
 	if op, ok := countedOps[target]; ok {
 		var res map[string]json.RawMessage
 		var count *int
 		if err := json.Unmarshal(b, &res); err != nil || json.Unmarshal(res[op.field], &count) != nil || count == nil || *count < 0 {
-			return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want {%q: n, ...}", b, op.field)}
+			return rep.status, part{err: fmt.Errorf("malformed answer %.80q: want {%q: n, ...}", b, op.field)}
 		}
-		return resp.StatusCode, part{n: *count}
+		return rep.status, part{n: *count}
 	}
 	var list []ConnectionInfo
 	if err := json.Unmarshal(b, &list); err != nil || list == nil {
-		return resp.StatusCode, part{err: fmt.Errorf("malformed answer %.80q: want a JSON array of connections", b)}
+		return rep.status, part{err: fmt.Errorf("malformed answer %.80q: want a JSON array of connections", b)}
 	}
 	for i := range list {
 		if list[i].NodeName == "" {
 			list[i].NodeName = n.Name
 		}
 	}
-	return resp.StatusCode, part{conns: list}
+	return rep.status, part{conns: list}
 }
 
 // merge builds the answer from this node's part and the peers'. Any

@@ -243,14 +243,17 @@ func (h *adminHandler[N, C]) askAll(ctx context.Context, target string, body []b
 			continue
 		}
 		wg.Go(func() {
-			status, b, err := h.post(ctx, n.APIURL, target, body)
+			rep, err := h.post(ctx, n.APIURL, target, body)
+			if err == nil && !rep.ok() {
+				err = fmt.Errorf("%s: %s", rep.line, clip(string(rep.body), 200))
+			}
 			if err == nil {
 				mu.Lock()
-				err = use(n.Name, b)
+				err = use(n.Name, rep.body)
 				mu.Unlock()
 			}
 			if err != nil {
-				fail(n.Name, status, err)
+				fail(n.Name, rep.status, err)
 			}
 		})
 	}
@@ -259,12 +262,24 @@ func (h *adminHandler[N, C]) askAll(ctx context.Context, target string, body []b
 	return failed
 }
 
-// post makes one ScopeNode call to another node's admin API and returns
-// a 2xx answer's body.
-func (h *adminHandler[N, C]) post(ctx context.Context, url, target string, body []byte) (int, []byte, error) {
+// peerReply is another node's answer to a ScopeNode call.
+type peerReply struct {
+	status   int    // its HTTP status code
+	line     string // its status line, such as "404 Not Found"
+	location string // its Location header
+	body     []byte
+}
+
+func (r peerReply) ok() bool { return r.status >= 200 && r.status <= 299 }
+
+// post makes one ScopeNode call to another node's admin API at url and
+// returns its answer, whatever the status; the error is for a call that
+// failed or an answer that could not be read whole (status is then that
+// of the answer, if any).
+func (h *adminHandler[N, C]) post(ctx context.Context, url, target string, body []byte) (peerReply, error) {
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, fmt.Errorf("external_api_url %q: %w", url, err)
+		return peerReply{}, fmt.Errorf("external_api_url %q: %w", url, err)
 	}
 	r.Header.Set("x-sora-target", target)
 	r.Header.Set(ScopeHeader, ScopeNode)
@@ -274,19 +289,19 @@ func (h *adminHandler[N, C]) post(ctx context.Context, url, target string, body 
 	}
 	resp, err := h.client.Do(r)
 	if err != nil {
-		return 0, nil, err
+		return peerReply{}, err
 	}
 	defer resp.Body.Close()
+	rep := peerReply{status: resp.StatusCode, line: resp.Status, location: resp.Header.Get("Location")}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPeerAnswer+1))
 	switch {
 	case err != nil:
-		return resp.StatusCode, nil, fmt.Errorf("reading the answer: %w", err)
+		return rep, fmt.Errorf("reading the answer: %w", err)
 	case len(b) > maxPeerAnswer:
-		return resp.StatusCode, nil, fmt.Errorf("answer over %d bytes", maxPeerAnswer)
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return resp.StatusCode, nil, fmt.Errorf("%s: %s", resp.Status, clip(string(b), 200))
+		return rep, fmt.Errorf("answer over %d bytes", maxPeerAnswer)
 	}
-	return resp.StatusCode, b, nil
+	rep.body = b
+	return rep, nil
 }
 
 func failedMsg(failed []NodeFailure) string {
