@@ -288,12 +288,7 @@ func (h *adminHandler[N, C]) askPeers(ctx context.Context, target string, body [
 	var wg sync.WaitGroup
 	for i, n := range peers {
 		out[i].node = n.Name
-		switch {
-		case !n.Connected:
-			out[i].err = errors.New("node is not connected")
-			continue
-		case n.APIURL == "":
-			out[i].err = errors.New("node has no external_api_url")
+		if out[i].err = unreachable(n); out[i].err != nil {
 			continue
 		}
 		wg.Go(func() {

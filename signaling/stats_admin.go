@@ -234,12 +234,8 @@ func (h *adminHandler[N, C]) askAll(ctx context.Context, target string, body []b
 		mu.Unlock()
 	}
 	for _, n := range peers {
-		switch {
-		case !n.Connected:
-			fail(n.Name, 0, errors.New("node is not connected"))
-			continue
-		case n.APIURL == "":
-			fail(n.Name, 0, errors.New("node has no external_api_url"))
+		if err := unreachable(n); err != nil {
+			fail(n.Name, 0, err)
 			continue
 		}
 		wg.Go(func() {
@@ -260,6 +256,18 @@ func (h *adminHandler[N, C]) askAll(ctx context.Context, target string, body []b
 	wg.Wait()
 	slices.SortFunc(failed, func(a, b NodeFailure) int { return cmp.Compare(a.NodeName, b.NodeName) })
 	return failed
+}
+
+// unreachable says why n cannot be asked, if the view shows it
+// disconnected or without an external_api_url.
+func unreachable(n affinity.Node) error {
+	switch {
+	case !n.Connected:
+		return errors.New("node is not connected")
+	case n.APIURL == "":
+		return errors.New("node has no external_api_url")
+	}
+	return nil
 }
 
 // peerReply is another node's answer to a ScopeNode call.
