@@ -15,22 +15,27 @@ package sfu
 //     underuse, and otherwise grows: by about a packet per response time
 //     (200 ms) while what the subscriber receives is near the rate of the
 //     last cuts (within three standard deviations), else 8% a second.
-//   - Loss based: over 10% loss the estimate drops by half the loss, under
-//     2% it may grow by 5% every 200 ms; it never exceeds the delay based
-//     one.
+//   - Loss based: over 10% loss (measured over 20 packets at least) the
+//     estimate drops by half the loss, under 2% it may grow by 5% every
+//     200 ms; it never exceeds the delay based one.
 //   - Neither is left under the rate the subscriber acknowledged receiving
-//     (measured over packets sent after the last cut) while it grows: with
-//     no padding probes, a collapsed estimate would otherwise take tens of
-//     seconds to reach the lowest layer again, and the layer's trial
-//     (congestion.go) would end, paused again, before it did.
+//     (measured over packets sent after the last cut) while it grows: a
+//     collapsed estimate would otherwise take tens of seconds to reach the
+//     lowest layer again, and the layer's trial (congestion.go) would end,
+//     paused again, before it did; a padding probe (probe.go) lifts it the
+//     same way.
 //
 // The estimate grows while the subscriber receives what is sent, even when
 // that is less than the estimate (as pion's GCC does; libwebrtc instead
 // caps it at 1.5 times the acknowledged rate and probes with padding): the
 // layer choice (congestion.go) steps up one layer at a time after a hold,
-// and that step is the probe. Nothing here allocates.
+// and probes with padding (probe.go) when the step does not fit yet.
+// Nothing here allocates.
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 const (
 	bweGroupUs       = 5_000 // a send-time burst: one group
@@ -46,6 +51,7 @@ const (
 	bweLossLow       = 0.02
 	bweLossHigh      = 0.10
 	bweLossGapNs     = 200_000_000
+	bweLossPackets   = 20          // a loss ratio is measured over this many packets at least
 	bweFreshNs       = 600_000_000 // an acknowledged rate this long after a cut measures what was sent after it
 )
 
@@ -111,6 +117,8 @@ type bwe struct {
 	avgPktBits float64
 
 	// loss based
+	lossTotal int // packets reported on since the last loss update
+	lossLost  int // of which lost
 	lossRate  float64
 	avgLoss   float64
 	lossAt    int64
@@ -166,7 +174,21 @@ func (e *bwe) onFeedback(fb *twccFeedback, ring []twccSent, now int64) {
 	if total == 0 {
 		return
 	}
-	e.updateLoss(float64(lost)/float64(total), now)
+	// The loss ratio is taken over bweLossPackets packets at least, summed
+	// over feedbacks as libwebrtc's loss based estimator does: at the low
+	// layer's 20 to 60 packets a second a feedback reports on 2 to 6, and one
+	// lost (or late) among them would read as 15 to 50% loss.
+	e.lossTotal += total
+	e.lossLost += lost
+	if e.lossTotal >= bweLossPackets {
+		e.updateLoss(float64(e.lossLost)/float64(e.lossTotal), now)
+		e.lossTotal, e.lossLost = 0, 0
+	}
+	if e.avgLoss < bweLossLow && e.ackFresh(e.lossDecAt) {
+		// what gets through, with little loss, measured since the last
+		// cut: at every feedback, not only when a ratio is measured
+		e.lossRate = max(e.lossRate, e.ackRate)
+	}
 	e.updateRate(now)
 }
 
@@ -395,7 +417,9 @@ func (e *bwe) updateLoss(loss float64, now int64) {
 	hi, lo := max(e.avgLoss, loss), min(e.avgLoss, loss)
 	switch {
 	case hi < bweLossLow && now-e.lossIncAt > bweLossGapNs:
-		e.lossRate *= 1.05
+		// 5% per 200 ms since the last growth (a ratio may take a second
+		// or more to measure at a low packet rate)
+		e.lossRate *= math.Pow(1.05, float64(min(now-e.lossIncAt, int64(time.Second)))/bweLossGapNs)
 		if e.ackFresh(e.lossDecAt) {
 			e.lossRate = max(e.lossRate, e.ackRate)
 		}

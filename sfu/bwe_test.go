@@ -387,3 +387,42 @@ func TestBWEFollowsLink(t *testing.T) {
 		t.Fatalf("reading feedback allocates %v", allocs)
 	}
 }
+
+// TestBWELossOverPackets: at the low layer's packet rate a feedback reports
+// on three packets; one lost in four feedbacks is 8% loss, which must not
+// lower the loss based estimate (over 10% does), though the feedback that
+// holds it reads 33%.
+func TestBWELossOverPackets(t *testing.T) {
+	run := func(lostEvery int) float64 {
+		e := newBWE()
+		ring := make([]twccSent, sentRingSize)
+		var seq uint16
+		nowUs := int64(1_000_000)
+		for fbn := range 100 {
+			base := seq
+			arr := make([]int64, 3)
+			for i := range arr {
+				send := nowUs + int64(i)*33_000
+				ring[seq&(sentRingSize-1)] = twccSent{atUs: uint32(send), seq: seq, size: 1000}
+				seq++
+				arr[i] = send + 20_000
+				if i == 1 && fbn%lostEvery == 0 {
+					arr[i] = -1
+				}
+			}
+			nowUs += 100_000
+			fb, ok := parseTWCC(encodeTWCC(base, arr, uint8(fbn)))
+			if !ok {
+				t.Fatal("feedback not parsed")
+			}
+			e.onFeedback(&fb, ring, nowUs*1000)
+		}
+		return e.lossRate
+	}
+	if got := run(4); got < ccInitialBitrate {
+		t.Errorf("8%% loss, one packet in four feedbacks of three: loss based estimate %.0f, under the initial %d", got, ccInitialBitrate)
+	}
+	if got := run(1); got >= ccInitialBitrate/2 {
+		t.Errorf("33%% loss for 10 s: loss based estimate %.0f, not under half the initial %d", got, ccInitialBitrate)
+	}
+}

@@ -16,7 +16,9 @@ package sfu
 // after tries that failed. When even the lowest layer is far off, the video
 // of that track pauses (audio keeps flowing) until the lowest fits again,
 // or until a trial of it. The estimate keeps growing while the link carries
-// what is sent, so a lowered subscriber climbs back when its link recovers.
+// what is sent, and padding probes (probe.go) test a higher rate when the
+// tracks want more, so a lowered subscriber climbs back when its link
+// recovers.
 
 import (
 	"encoding/binary"
@@ -85,6 +87,12 @@ func (r *ccRegistry) take(id string) *twccSender {
 type downlink struct {
 	tw   *twccSender
 	remb atomic.Int64 // the client's last REMB, bps; 0: none
+
+	// the congestion goroutine's: padding probes (probe.go) and what the
+	// media sends, from the last sharing of the estimate
+	probe  prober
+	media  int64
+	probes atomic.Uint64 // padding packets sent
 }
 
 // startCongestion starts the connection's congestion control, if its peer
@@ -107,14 +115,44 @@ func (c *Connection) runCongestion() {
 	defer c.wg.Done()
 	t := time.NewTicker(ccTick)
 	defer t.Stop()
+	pt := time.NewTicker(probeSlice)
+	pt.Stop()
+	defer pt.Stop()
+	probing := false
 	for {
 		select {
 		case <-c.done:
 			return
 		case <-t.C:
-			c.shareEstimate(mono())
+			p := c.shareEstimate(mono())
+			switch {
+			case p && !probing:
+				pt.Reset(probeSlice)
+			case !p && probing:
+				pt.Stop()
+			}
+			probing = p
+		case <-pt.C:
+			c.sendProbe(mono())
 		}
 	}
+}
+
+// sendProbe sends the padding a running probe owes.
+func (c *Connection) sendProbe(now int64) {
+	dl := c.dl
+	n := dl.probe.padBytes(dl.media, now)
+	if n <= 0 {
+		return
+	}
+	d, b := c.probeTarget()
+	if d == nil {
+		dl.probe.goal = 0
+		return
+	}
+	before := dl.probe.packets
+	dl.probe.sendPadding(d, b, n)
+	dl.probes.Add(dl.probe.packets - before)
 }
 
 // budget is the connection's estimate: the send-side one, capped by the
@@ -138,8 +176,9 @@ func (dl *downlink) budget(now int64) int64 {
 func (c *Connection) EstimatedBitrate() int { return int(c.bwe.Load()) }
 
 // shareEstimate gives each simulcast track of the connection the highest
-// layer that fits its share of the estimate.
-func (c *Connection) shareEstimate(now int64) {
+// layer that fits its share of the estimate, and starts or ends a padding
+// probe (probe.go): it returns whether one runs.
+func (c *Connection) shareEstimate(now int64) bool {
 	budget := c.dl.budget(now)
 	c.bwe.Store(uint64(budget))
 	c.pacer.setRate(budget)
@@ -158,12 +197,16 @@ func (c *Connection) shareEstimate(now int64) {
 	}
 	c.mu.Unlock()
 	if len(sims) == 0 {
-		return
+		c.dl.probe.goal = 0
+		return false
 	}
 	share := (budget - int64(audio)*ccAudioReserve) / int64(len(sims))
 	for _, d := range sims {
 		d.sim.fitLayer(d.src.sim.rates(), share, now)
 	}
+	need, media := probeNeed(sims, audio)
+	c.dl.media = media
+	return c.dl.probe.probeStep(need, budget, now)
 }
 
 // fitLayer sets the subscriber's layer cap from its share of the estimate

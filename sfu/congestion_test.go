@@ -109,3 +109,38 @@ func TestREMBBitrate(t *testing.T) {
 		t.Fatalf("rembBitrate allocates %v", allocs)
 	}
 }
+
+// TestKeyframeDoesNotPauseLowest: the lowest layer runs at 140 kbit/s and a
+// keyframe (a switch, a trial, a PLI) lifts one second's measure to 374
+// kbit/s. With a share of 90 kbit/s the layer fits within twice the share
+// on average and must keep flowing; the second of the keyframe alone would
+// look far off and pause it.
+func TestKeyframeDoesNotPauseLowest(t *testing.T) {
+	st := newSimSub(RidAuto)
+	st.bwCap.Store(0)
+	var rate int64
+	now := int64(time.Hour)
+	for sec := range 20 {
+		r := int64(140_000)
+		if sec%4 == 1 {
+			r = 374_000
+		}
+		rate = smoothRate(rate, r)
+		if rate > 180_000 {
+			t.Fatalf("second %d: smoothed rate %d after a keyframe's 374k", sec, rate)
+		}
+		for range 5 {
+			st.fitLayer([maxLayers]int64{rate, 500_000, 1_500_000}, 90_000, now)
+			now += int64(ccTick)
+		}
+		if c := st.bwCap.Load(); c != 0 {
+			t.Fatalf("second %d: cap %d, want 0 (r0 kept)", sec, c)
+		}
+	}
+	if got := smoothRate(300_000, 0); got != 0 {
+		t.Errorf("a layer that stopped: %d, want 0", got)
+	}
+	if got := smoothRate(0, 250_000); got != 250_000 {
+		t.Errorf("a layer that started: %d, want 250000", got)
+	}
+}

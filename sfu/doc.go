@@ -68,7 +68,8 @@
 // coalesced and rate-limited (Config.KeyframeInterval); a new subscriber
 // triggers one.
 //
-// Downlink congestion control (congestion.go, twcc.go, bwe.go, pacer.go):
+// Downlink congestion control (congestion.go, twcc.go, bwe.go, pacer.go,
+// probe.go):
 // each connection stamps a transport-wide sequence number on every packet it
 // sends (one interceptor per peer connection, writing into the packet's
 // header extensions without allocating) and keeps what it sent (sequence
@@ -78,17 +79,29 @@
 // as GCC is: delay based (packets grouped by 5 ms of send time, the
 // trendline filter over 20 groups, an adaptive overuse threshold, AIMD
 // cutting to 0.85 of the acknowledged rate) and loss based (over 10% loss
-// it drops, under 2% it may grow). A client's REMB caps the estimate, and
+// it drops, under 2% it may grow; the ratio is taken over 20 packets at
+// least, as libwebrtc does). A client's REMB caps the estimate, and
 // is the estimate of a client without transport-cc. Every 200 ms the
 // connection shares the estimate among its tracks: audio first, the rest
 // evenly among its simulcast tracks, each getting the highest layer that
-// fits (Connection.EstimatedBitrate). Down at once when far off, after 3 s
+// fits (Connection.EstimatedBitrate), measured as a bitrate smoothed over
+// seconds (a keyframe's second would make the lowest layer look far off
+// and pause it). Down at once when far off, after 3 s
 // when a little; up one layer at a time once the next fits with a quarter
 // to spare for 2 s (longer after tries that failed); below half the lowest
 // layer the video pauses while audio flows, and the lowest layer is tried
 // again after 4 s, then twice as long each time. The estimate grows while
-// what is sent gets through, even when less is sent than it allows, so
-// the next layer's trial is the probe (nothing is sent as padding).
+// what is sent gets through, even when less is sent than it allows. When
+// the tracks want more than the estimate (a paused video, or the next layer
+// up), the connection probes, as LiveKit's probe clusters and mediasoup's
+// probation do: for a second it tops the media up to twice the estimate
+// (at most what the step needs) with padding-only packets on a video
+// track's RTX stream, paced in 10 ms slices; it stops as soon as the
+// estimate drops, and waits twice as long after each probe that failed.
+// A layer's packet that arrives twice (a browser pads a simulcast layer
+// with RTX copies of recent packets) is forwarded once: a duplicate under
+// the same number is dropped by the subscriber's SRTP replay check, which
+// transport-cc reports as loss.
 //
 // Pacing: as LiveKit (its default pacer hands packets to a send goroutine
 // without holding them to a rate) and mediasoup (which paces only its
@@ -260,6 +273,8 @@
 //   - twcc_feedback.go: the allocation-free transport-cc feedback parser.
 //   - bwe.go: the send-side bandwidth estimator (delay and loss based).
 //   - pacer.go: the pacing of keyframe bursts, and why only those.
+//   - probe.go: probing with padding on the RTX stream when the tracks
+//     want more than the estimate.
 //   - layer_keyframe.go: what the layer switch reads in a video payload:
 //     keyframe starts (VP8, VP9, H.264, H.265, AV1), VP8 and VP9 picture
 //     ids.

@@ -51,6 +51,7 @@ type simSource struct {
 	winFrames  [maxLayers]int32 // frames ended in the window, per layer
 	prevFrames [maxLayers]int32 // in the window before
 	winBytes   [maxLayers]int64 // bytes of the layers in the window
+	got        [maxLayers]snWindow
 	// rate is each layer's bitrate over the last full window, bps.
 	rate [maxLayers]atomic.Int64
 }
@@ -89,7 +90,7 @@ func (ss *simSource) activeMask(now int64) (active, seen uint8) {
 			ss.winBytes = [maxLayers]int64{}
 		}
 		for l := range ss.rate {
-			ss.rate[l].Store(ss.winBytes[l] * 8 * int64(time.Second) / d)
+			ss.rate[l].Store(smoothRate(ss.rate[l].Load(), ss.winBytes[l]*8*int64(time.Second)/d))
 		}
 		ss.winFrames = [maxLayers]int32{}
 		ss.winBytes = [maxLayers]int64{}
@@ -181,8 +182,28 @@ func (ss *simSource) updateDemand(s *source, report int8) {
 	}
 }
 
-// rates returns each layer's bitrate over the last full window, in bits
-// per second (0: none arrived).
+// smoothRate returns a layer's bitrate after a window that measured r,
+// prev the one before (0: none). A keyframe (asked at every switch, trial
+// and PLI) doubles or triples the lowest layer's bitrate over the second it
+// arrives in; taken as it is, it would make the layer look far beyond a
+// share it fits in on average, and pause it (congestion.go). So the rate
+// moves an eighth of the way to a higher measure (a keyframe adds a fifth
+// at most; a lasting rise is followed in about eight seconds), except that a layer starting or stopping
+// (prev or r 0) takes r at once, and a measure under the average pulls it
+// down by half (a publisher lowering its bitrate is followed quicker than
+// a burst is believed).
+func smoothRate(prev, r int64) int64 {
+	switch {
+	case prev == 0 || r == 0:
+		return r
+	case r < prev:
+		return prev - (prev-r)/2
+	}
+	return prev + (r-prev)/8
+}
+
+// rates returns each layer's bitrate, smoothed over the windows
+// (smoothRate), in bits per second (0: none arrived).
 func (ss *simSource) rates() [maxLayers]int64 {
 	var r [maxLayers]int64
 	for l := range r {
@@ -238,6 +259,15 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 	n, err := s.hdr.Unmarshal(pkt)
 	if err != nil {
 		return ErrInvalidRTP
+	}
+	if ss.got[l].seen(s.hdr.SequenceNumber) {
+		// A packet had already: the publisher's retransmission of one
+		// that came after all, or a browser's RTX "payload padding" (it
+		// pads a layer up to its bitrate, or probes, by resending recent
+		// packets). Forwarded again under the same number it would be
+		// dropped by the subscriber's SRTP replay check after its
+		// transport-wide number was stamped: loss, to the estimator.
+		return nil
 	}
 	if s.hdr.Padding {
 		s.hdr.PaddingSize = 0
@@ -324,4 +354,45 @@ func (s *source) selectLocked(d *downTrack, active, seen uint8, again bool) {
 	if t != old || t < 0 && cur >= 0 {
 		s.sim.updateDemand(s, -1)
 	}
+}
+
+// snWindow remembers which of a stream's last 128 sequence numbers
+// arrived.
+type snWindow struct {
+	top  uint16    // the highest sequence number seen
+	bits [2]uint64 // bit i: top-i arrived
+	ok   bool
+}
+
+// seen notes sequence number sn and reports whether it had arrived
+// already. One older than the window is taken as new.
+func (w *snWindow) seen(sn uint16) bool {
+	if !w.ok {
+		w.ok, w.top, w.bits = true, sn, [2]uint64{1, 0}
+		return false
+	}
+	d := int(int16(sn - w.top))
+	switch {
+	case d > 0:
+		switch {
+		case d >= 128:
+			w.bits = [2]uint64{}
+		case d >= 64:
+			w.bits = [2]uint64{0, w.bits[0] << (d - 64)}
+		default:
+			w.bits = [2]uint64{w.bits[0] << d, w.bits[1]<<d | w.bits[0]>>(64-d)}
+		}
+		w.top = sn
+		w.bits[0] |= 1
+		return false
+	case d <= -128:
+		return false
+	}
+	i := -d
+	m := uint64(1) << (i % 64)
+	if w.bits[i/64]&m != 0 {
+		return true
+	}
+	w.bits[i/64] |= m
+	return false
 }

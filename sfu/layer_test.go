@@ -283,3 +283,45 @@ func TestActiveMask(t *testing.T) {
 		t.Fatalf("active %03b after silence", active)
 	}
 }
+
+// TestSNWindow: a sequence number seen again within the last 128 is a
+// duplicate; a late one not seen before is not; the window follows wraps.
+func TestSNWindow(t *testing.T) {
+	var w snWindow
+	seq := []struct {
+		sn  uint16
+		dup bool
+	}{
+		{65530, false}, {65531, false}, {65533, false}, {65531, true}, {65532, false}, {65532, true},
+		{2, false}, {65535, false}, {65535, true}, {65533, true}, {70, false}, {2, true}, {65530, true},
+		{150, false}, {70, true}, {71, false}, {72, false}, {72, true}, {149, false}, {73, false}, {149, true},
+		{1000, false}, {999, false}, {1000, true}, {872, false}, {872, false}, {873, false}, {873, true}, {1064, false}, {1000, true}, {1001, false},
+	}
+	for i, c := range seq {
+		if got := w.seen(c.sn); got != c.dup {
+			t.Fatalf("step %d: %d seen again: %v, want %v", i, c.sn, got, c.dup)
+		}
+	}
+}
+
+// TestWriteLayerDropsDuplicates: a packet of a layer that arrives again (a
+// browser's RTX "payload padding", a retransmission of one that came after
+// all) is not forwarded again under the same number (the subscriber's SRTP
+// drops it as a replay, after its transport-wide number was stamped: loss
+// to the estimator), nor counted in the layer's bitrate; one that comes late
+// for the first time is.
+func TestWriteLayerDropsDuplicates(t *testing.T) {
+	src, _, ws := newSimTestSource(t, 1, RidR0)
+	w := ws[0]
+	for _, sn := range []uint16{100, 101, 103, 101, 100, 103, 102, 102} {
+		if err := src.writeLayer(0, vp8Packet(sn, uint32(sn)*3000, sn, uint8(sn), sn == 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.count != 4 {
+		t.Fatalf("%d packets forwarded for 4 distinct ones and 4 duplicates", w.count)
+	}
+	if got, want := src.sim.winBytes[0], int64(4*len(vp8Packet(100, 0, 0, 0, false))); got != want {
+		t.Fatalf("layer bytes %d, want %d (the duplicates left out)", got, want)
+	}
+}

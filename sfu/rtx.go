@@ -37,15 +37,16 @@ const (
 // number, and all a subscriber needs is the count of its resends (marks,
 // 6 bytes a packet instead of 16).
 type rtxState struct {
-	seq    *sequencer   // a track with layers; nil without
-	marks  *resendMarks // a track without layers; nil with
-	budget rtxBudget    // under source.mu
-	rtxSN  uint16
-	rtt    atomic.Int64 // ns, from the subscriber's receiver reports; 0 unknown
+	seq    *sequencer    // a track with layers; nil without
+	marks  *resendMarks  // a track without layers; nil with
+	budget rtxBudget     // under source.mu
+	rtxSN  atomic.Uint32 // the RTX stream's next sequence number (low 16 bits): resends and padding probes (probe.go)
+	rtt    atomic.Int64  // ns, from the subscriber's receiver reports; 0 unknown
 }
 
 func newRtxState(layers bool) *rtxState {
-	rx := &rtxState{rtxSN: uint16(time.Now().UnixNano())}
+	rx := &rtxState{}
+	rx.rtxSN.Store(uint32(uint16(time.Now().UnixNano())))
 	if layers {
 		rx.seq = &sequencer{}
 	} else {
@@ -213,8 +214,7 @@ func (d *downTrack) resend(b *binding, sc *rtxScratch, sn uint16) {
 	if b.rtxSSRC != 0 {
 		binary.BigEndian.PutUint16(sc.out[:2], sn)
 		m := copy(sc.out[2:], payload)
-		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, rx.rtxSN
-		rx.rtxSN++
+		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, uint16(rx.rtxSN.Add(1)-1)
 		payload = sc.out[:2+m]
 	} else {
 		h.SSRC, h.PayloadType, h.SequenceNumber = b.ssrc, b.pt, sn

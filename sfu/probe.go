@@ -1,0 +1,181 @@
+package sfu
+
+// Probing with padding. A subscriber whose video is paused sends nothing
+// for its estimate to grow on, and one whose next layer up does not fit
+// grows it only as fast as the estimator's increase. Production SFUs probe:
+// LiveKit's stream allocator sends a "probe cluster" of padding at a goal
+// above the estimate before it lets a track step up, and stops it when the
+// estimator sees congestion; mediasoup's probation stream sends padding
+// (RTX) to test a higher rate. Here, when a connection's simulcast tracks
+// want more than the estimate allows (a paused video's lowest layer, or the
+// next layer up, with the quarter to spare that fitLayer asks for), the
+// congestion goroutine sends padding-only packets on a video track's RTX
+// stream for probeDur, topping what the media sends up to a goal of
+// probeGain times the estimate (at most what the step needs), in 10 ms
+// slices. The subscriber's transport-cc feedback on them feeds the
+// estimator like media: when the link carries the goal, the acknowledged
+// rate lifts the estimate (bwe.go) and the layer steps up after its hold;
+// when it does not, the delay or loss based estimate drops, which ends the
+// probe at once. After a probe that did not reach its goal the next waits
+// twice as long (probeGapMin up to ccProbeMax); after one that did, or a
+// step up, probeGapMin. A subscriber without RTX is not probed.
+
+import (
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+const (
+	probeDur    = time.Second
+	probeSlice  = 10 * time.Millisecond
+	probeGain   = 2
+	probeGapMin = time.Second
+	// probePad is a padding packet's payload, all padding (libwebrtc's
+	// largest padding packet is 224 bytes; RTP padding counts in one byte).
+	probePad = 224
+)
+
+// prober is a connection's probe state, its congestion goroutine's only.
+type prober struct {
+	goal     int64 // bits/s the probe tops the media up to; 0: none running
+	until    int64 // when the probe ends
+	next     int64 // no probe starts before
+	gap      int64 // wait after a probe that failed
+	startEst int64 // the estimate when the probe started
+	sent     int64 // padding bytes sent since the probe started
+	debt     float64
+	at       int64
+	hdr      rtp.Header
+	pad      [probePad]byte
+	packets  uint64 // padding packets sent, for tests
+}
+
+// probeNeed returns the estimate the connection's simulcast tracks need for
+// their next step (a paused one's lowest layer, or the next layer up within
+// what is asked, each with a quarter to spare, times the tracks sharing
+// the estimate, plus the audio reserve), and what their media sends now;
+// need 0 when no track wants more.
+func probeNeed(sims []*downTrack, audio int) (need, media int64) {
+	var most int64
+	for _, d := range sims {
+		rates := d.src.sim.rates()
+		cur := int8(d.sim.bwCap.Load())
+		want := int8(d.sim.want.Load())
+		lowest := int8(-1)
+		for l := int8(0); l < maxLayers; l++ {
+			if rates[l] > 0 {
+				lowest = l
+				break
+			}
+		}
+		if lowest < 0 {
+			continue
+		}
+		var up int8
+		if cur < 0 {
+			up = lowest
+		} else {
+			media += rates[min(cur, want)]
+			up = cur + 1
+			for up < maxLayers && up <= want && rates[up] == 0 {
+				up++ // a layer not arriving is skipped
+			}
+			if up >= maxLayers || up > want {
+				continue
+			}
+		}
+		most = max(most, rates[up]*5/4)
+	}
+	if most == 0 {
+		return 0, media
+	}
+	audioBits := int64(audio) * ccAudioReserve
+	return audioBits + most*int64(len(sims)), media + audioBits
+}
+
+// probeStep runs the probe state at a tick of the estimate sharing: it
+// starts a probe when the tracks need more than budget, ends one that is
+// done or that the estimate dropped in. It returns whether a probe runs.
+func (p *prober) probeStep(need, budget, now int64) bool {
+	if p.goal != 0 {
+		switch {
+		case budget < p.startEst*9/10:
+			// the estimator saw congestion: stop, wait longer
+			p.fail()
+		case budget >= p.goal*9/10 || budget >= need:
+			// reached: the layer steps up after its hold
+			p.goal, p.gap, p.next = 0, 0, now+int64(probeGapMin)
+		case now >= p.until:
+			p.fail()
+		}
+		if p.goal != 0 {
+			return true
+		}
+	}
+	if need <= budget || now < p.next {
+		return false
+	}
+	p.goal = min(need, probeGain*budget)
+	p.startEst = budget
+	p.until = now + int64(probeDur)
+	p.sent, p.debt, p.at = 0, 0, now
+	return true
+}
+
+func (p *prober) fail() {
+	p.goal = 0
+	p.gap = min(max(2*p.gap, int64(probeGapMin)), int64(ccProbeMax))
+	p.next = p.until + p.gap
+	if p.next < p.until {
+		p.next = p.until
+	}
+}
+
+// padBytes returns how many padding bytes are due at now, topping media
+// (bits/s) up to the goal.
+func (p *prober) padBytes(media, now int64) int {
+	if p.goal == 0 || p.goal <= media {
+		p.at = now
+		return 0
+	}
+	dt := float64(min(now-p.at, int64(4*probeSlice))) / 1e9
+	p.at = now
+	p.debt += float64(p.goal-media) / 8 * dt
+	n := int(p.debt)
+	p.debt -= float64(n)
+	return n
+}
+
+// probeTarget returns a video track of the connection whose subscriber
+// has RTX, for the padding (nil: none).
+func (c *Connection) probeTarget() (*downTrack, *binding) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for src, d := range c.downs {
+		if src.info.Kind != webrtc.RTPCodecTypeVideo || d.rx == nil {
+			continue
+		}
+		if b := d.binding.Load(); b != nil && b.rtxSSRC != 0 {
+			return d, b
+		}
+	}
+	return nil, nil
+}
+
+// sendPadding sends n bytes (rounded up to whole packets) of padding-only
+// packets on d's RTX stream.
+func (p *prober) sendPadding(d *downTrack, b *binding, n int) {
+	p.pad[probePad-1] = probePad
+	for ; n > 0; n -= probePad + 12 {
+		h := &p.hdr
+		*h = rtp.Header{Version: 2, Padding: true, PayloadType: b.rtxPT, SSRC: b.rtxSSRC,
+			SequenceNumber: uint16(d.rx.rtxSN.Add(1) - 1), Timestamp: 0, Extensions: h.Extensions[:0]}
+		if _, err := b.ws.WriteRTP(h, p.pad[:]); err != nil {
+			return
+		}
+		p.sent += probePad + 12
+		p.packets++
+	}
+}
