@@ -89,11 +89,7 @@ func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e
 		mux := http.NewServeMux()
 		mux.Handle("/", web.Handler())
 		mux.Handle("/cluster.json", web.StatusHandler(n))
-		mux.Handle("/api", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			req = req.Clone(req.Context())
-			req.URL.Path = "/" // the admin API is POST / wherever it is mounted
-			n.AdminHandler().ServeHTTP(w, req)
-		}))
+		mux.Handle("/api", web.AdminHandler(n))
 		en := &e2eNode{Node: n, ip: ip, base: "http://" + hp, signaling: cfg.ExternalSignalingURL}
 		mux.Handle("/signaling", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if d := en.delay.Load(); d > 0 {

@@ -198,12 +198,7 @@ func startNode(ctx context.Context, cfg shoal.Config, listen string) (*node, err
 	mux.Handle("/cluster.json", web.StatusHandler(n)) // read by /cluster.html
 	mux.Handle("/metrics", n.MetricsHandler())
 	mux.Handle("/signaling", newOriginGuard(n.SignalingHandler(), cfg.Signaling.OriginPatterns, cfg.Logger.With("node", cfg.NodeName)))
-	admin := n.AdminHandler()
-	mux.Handle("/api", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = "/" // the admin API is POST / wherever it is mounted
-		admin.ServeHTTP(w, r2)
-	}))
+	mux.Handle("/api", web.AdminHandler(n)) // the admin API (POST /) at /api
 	return &node{Node: n, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln, hook: hook}, nil
 }
 

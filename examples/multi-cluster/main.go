@@ -285,12 +285,7 @@ func startNode(ctx context.Context, o options, r region, name string, ip netip.A
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler())
 	mux.Handle("/signaling", n.SignalingHandler())
-	admin := n.AdminHandler()
-	mux.Handle("/api", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = "/"
-		admin.ServeHTTP(w, r2)
-	}))
+	mux.Handle("/api", web.AdminHandler(n)) // the admin API (POST /) at /api
 	mux.Handle("/multicluster.json", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := status(n)
 		w.Header().Set("Content-Type", "application/json")

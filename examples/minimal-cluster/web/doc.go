@@ -18,6 +18,7 @@
 // the nodes holding them, and the relay links with their packet rates,
 // redrawn every second from each node's /cluster.json (StatusHandler).
 //
-// Files: web.go (Handler, the embedded files), status.go (StatusHandler,
+// Files: web.go (Handler, the embedded files; AdminHandler, the admin API
+// at a path such as /api), status.go (StatusHandler,
 // /cluster.json), index.html and shoal.js (the client page), cluster.html.
 package web

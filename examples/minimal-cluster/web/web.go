@@ -3,6 +3,8 @@ package web
 import (
 	"embed"
 	"net/http"
+
+	"github.com/shoal-sfu/shoal"
 )
 
 //go:embed index.html shoal.js cluster.html
@@ -15,5 +17,17 @@ func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		fs.ServeHTTP(w, r)
+	})
+}
+
+// AdminHandler serves n's admin API at whatever path it is mounted, such
+// as /api: the admin API is POST /, so the request goes on with its path
+// set to "/".
+func AdminHandler(n *shoal.Node) http.Handler {
+	admin := n.AdminHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/"
+		admin.ServeHTTP(w, r2)
 	})
 }
