@@ -42,6 +42,8 @@ command -v chromium >/dev/null || apt_install chromium
 command -v npm >/dev/null || apt_install npm
 # The multi-cluster gossip channel's tests run a real Redis.
 command -v redis-server >/dev/null || apt_install redis-server
+# Network tests put hosts in namespaces and limit links with tc.
+command -v ip >/dev/null && command -v tc >/dev/null || apt_install iproute2
 export SHOAL_SORA_JS_SDK="${SHOAL_SORA_JS_SDK:-$HOME/.cache/shoal/sora-js-sdk}"
 [ -f "$SHOAL_SORA_JS_SDK/node_modules/sora-js-sdk/dist/sora.js" ] ||
 	npm install --prefix "$SHOAL_SORA_JS_SDK" --no-audit --no-fund sora-js-sdk@2026.1.0 >/dev/null
