@@ -175,14 +175,5 @@ func (s *sender) send(c *Conn, b *sendBatch) error {
 // doWrite makes one sendmmsg call; false means the socket is not ready
 // (the runtime waits and calls again).
 func (b *sendBatch) doWrite(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.off])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
-	if e == unix.EAGAIN {
-		return false
-	}
-	if e != 0 {
-		b.err = e
-		return true
-	}
-	b.count = int(n)
-	return true
+	return mmsg(unix.SYS_SENDMMSG, fd, b.hdrs[b.off:], &b.count, &b.err)
 }

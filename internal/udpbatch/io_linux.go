@@ -175,15 +175,22 @@ func (b *mmsgIO) doRead(fd uintptr) bool { return b.mmsg(unix.SYS_RECVMMSG, fd, 
 // from hdrs[first]; it sets b.count to the messages done, or b.err. False
 // means the socket is not ready: the runtime waits and calls again.
 func (b *mmsgIO) mmsg(trap, fd uintptr, first int) bool {
-	n, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&b.hdrs[first])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
+	return mmsg(trap, fd, b.hdrs[first:], &b.count, &b.err)
+}
+
+// mmsg makes one sendmmsg or recvmmsg call (trap) for *count messages
+// from hdrs[0], without blocking; it sets *count to the messages done, or
+// *err. False means the socket is not ready (EAGAIN).
+func mmsg(trap, fd uintptr, hdrs []mmsghdr, count *int, err *error) bool {
+	n, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(*count), unix.MSG_DONTWAIT, 0, 0)
 	if e == unix.EAGAIN {
 		return false
 	}
 	if e != 0 {
-		b.err = e
+		*err = e
 		return true
 	}
-	b.count = int(n)
+	*count = int(n)
 	return true
 }
 
