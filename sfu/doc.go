@@ -94,8 +94,8 @@
 // what is sent gets through, even when less is sent than it allows. When
 // the tracks want more than the estimate (a paused video, or the next layer
 // up), the connection probes, as LiveKit's probe clusters and mediasoup's
-// probation do: for a second it tops the media up to twice the estimate
-// (at most what the step needs) with padding-only packets on a video
+// probation do: for half a second it tops the media up to 1.5 times the
+// estimate (at most what the step needs) with padding-only packets on a video
 // track's RTX stream, paced in 10 ms slices; it stops as soon as the
 // estimate drops, and waits twice as long after each probe that failed.
 // A layer's packet that arrives twice (a browser pads a simulcast layer

@@ -10,9 +10,13 @@ package sfu
 // want more than the estimate allows (a paused video's lowest layer, or the
 // next layer up, with the quarter to spare that fitLayer asks for), the
 // congestion goroutine sends padding-only packets on a video track's RTX
-// stream for probeDur, topping what the media sends up to a goal of
-// probeGain times the estimate (at most what the step needs), in 10 ms
-// slices. The subscriber's transport-cc feedback on them feeds the
+// stream for probeDur (half a second), topping what the media sends up to
+// a goal of probeGain (1.5) times the estimate (at most what the step
+// needs), in 10 ms slices: on a link that has no room, half a second of
+// half again the estimate fills a queue of a few tens of KB for a moment
+// without overflowing it (twice the estimate for a second made the
+// limited subscriber of TestCongestionSettlesAndRecovers lose its video
+// for seconds). The subscriber's transport-cc feedback on them feeds the
 // estimator like media: when the link carries the goal, the acknowledged
 // rate lifts the estimate (bwe.go) and the layer steps up after its hold;
 // when it does not, the delay or loss based estimate drops, which ends the
@@ -28,9 +32,9 @@ import (
 )
 
 const (
-	probeDur    = time.Second
+	probeDur    = 500 * time.Millisecond
 	probeSlice  = 10 * time.Millisecond
-	probeGain   = 2
+	probeGain   = 1.5
 	probeGapMin = time.Second
 	// probePad is a padding packet's payload, all padding (libwebrtc's
 	// largest padding packet is 224 bytes; RTP padding counts in one byte).
@@ -117,7 +121,7 @@ func (p *prober) probeStep(need, budget, now int64) bool {
 	if need <= budget || now < p.next {
 		return false
 	}
-	p.goal = min(need, probeGain*budget)
+	p.goal = min(need, int64(probeGain*float64(budget)))
 	p.startEst = budget
 	p.until = now + int64(probeDur)
 	p.sent, p.debt, p.at = 0, 0, now
