@@ -594,7 +594,12 @@ func TestE2ESoraJSSDKDataChannelSignaling(t *testing.T) {
 	switched := func(st pageState) bool {
 		return st.State == "connected" && !st.WS && slices.Contains(st.Log, `switched {"type":"switched","ignore_disconnect_websocket":true}`)
 	}
-	r.open(page("d1"), page("d2"))
+	// One page after the other: two first connects of a new session at
+	// once may each be sent to the most free node (placement.md), and the
+	// checks below want both pages on this node.
+	r.open(page("d1"))
+	r.waitAll(60*time.Second, "the first page connected", []string{"d1"}, func(st pageState) bool { return st.State == "connected" })
+	r.open(page("d2"))
 	both := []string{"d1", "d2"}
 	r.waitAll(60*time.Second, "both pages connected and switched, WebSocket closed", both, switched)
 	d1, d2 := r.state("d1").ConnectionID, r.state("d2").ConnectionID
