@@ -1,19 +1,14 @@
 package multiclustertest
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"github.com/redis/go-redis/v9"
 
 	shoal "github.com/shoal-sfu/shoal"
 	"github.com/shoal-sfu/shoal/cluster/multicluster"
@@ -21,32 +16,9 @@ import (
 	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
-// startRedis runs a redis-server on a free loopback port until the test
-// ends and returns its URL (skips when redis-server is not installed:
-// scripts/test.sh installs it).
 func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed (scripts/test.sh installs it)")
-	}
-	ip := testutil.LoopbackIP(t)
-	port := testutil.FreePort(t, ip)
-	cmd := exec.Command(bin, "--bind", ip.String(), "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--protected-mode", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	testutil.Eventually(t, func() bool { return rdb.Ping(context.Background()).Err() == nil }, 10*time.Second,
-		"redis-server at %s answers", addr)
-	return "redis://" + addr
+	url, _ := testutil.Redis(t)
+	return url
 }
 
 func redisChannel(t *testing.T, url string) *redischannel.Channel {

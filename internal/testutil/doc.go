@@ -18,6 +18,7 @@
 //   - browser.go — ChromiumPath, Browser and BrowserWith: headless Chromium
 //     with a fake camera and microphone (BrowserWith: inside a network
 //     namespace, or with origins treated as secure).
+//   - redis.go — Redis: a redis-server on a free loopback port for a test.
 //   - pionapi/ — the pion API of the tests' WebRTC peers.
 //
 // # Usage

@@ -1,50 +1,15 @@
 package redischannel
 
 import (
-	"context"
-	"net"
-	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/shoal-sfu/shoal/cluster/multicluster"
 	"github.com/shoal-sfu/shoal/internal/testutil"
 )
 
-// startRedis runs a redis-server on a free loopback port until the test
-// ends and returns its URL; kill stops it early.
-func startRedis(t *testing.T) (url string, kill func()) {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed (scripts/test.sh installs it)")
-	}
-	ip := testutil.LoopbackIP(t)
-	port := testutil.FreePort(t, ip)
-	cmd := exec.Command(bin, "--bind", ip.String(), "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--protected-mode", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill = func() {
-		once.Do(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(kill)
-	addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	testutil.Eventually(t, func() bool { return rdb.Ping(context.Background()).Err() == nil }, 10*time.Second,
-		"redis-server at %s answers", addr)
-	return "redis://" + addr, kill
-}
+var startRedis = testutil.Redis
 
 func newChannel(t *testing.T, url, svc string) *Channel {
 	t.Helper()
