@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"runtime"
 	"time"
 )
 
@@ -88,6 +89,27 @@ type Config struct {
 	// Net is the network the relay listens and dials on; nil means the
 	// host's. Tests pass a FaultNet.
 	Net Network
+
+	// inlineDispatch (benchmarks only) calls every remote track's
+	// WriteRTP on the receive goroutine, with no queue, as the relay did
+	// before each track had a goroutine: the baseline of
+	// BenchmarkRelayedFanOut.
+	inlineDispatch bool
+	// fanOutSlots (benchmarks only), when not 0, replaces the number of
+	// remote tracks' fan-outs that may run at once (as many as
+	// processors, at least two): -1 means no limit, as before the limit.
+	fanOutSlots int
+}
+
+// fanOutSlots is how many remote tracks' fan-outs may run at once.
+func fanOutSlots(cfg Config) int {
+	switch {
+	case cfg.fanOutSlots > 0:
+		return cfg.fanOutSlots
+	case cfg.fanOutSlots < 0:
+		return 1 << 16
+	}
+	return max(2, runtime.GOMAXPROCS(0))
 }
 
 // FastConfig returns cfg with short heartbeats, timeouts and backoff, for

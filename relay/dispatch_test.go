@@ -82,3 +82,50 @@ func TestTrackQueueAllocatesNothing(t *testing.T) {
 		t.Fatal("a fifth packet fit in four slots")
 	}
 }
+
+// At most Config's fan-out slots of remote tracks' fan-outs run at once,
+// and they do run side by side: eight tracks whose writers take 2 ms a
+// packet, two slots. With a goroutine per track and no limit, all eight
+// ran at once, each taking the SFU's locks; with one goroutine, one.
+func TestFanOutsBounded(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a := startNode(t, "a", testKey)
+	b := startNode(t, "b", testKey, func(c *Config) { c.fanOutSlots = 2 })
+	meet(t, a, b)
+	if err := a.OpenChannel("room", b.name); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays room")
+	const tracks, each = 8, 20
+	var active, most, got atomic.Int64
+	lts := make([]*LocalTrack, tracks)
+	for i := range lts {
+		info := video
+		info.ID = string(rune('a' + i))
+		lt, err := a.AddLocalTrack("room", info, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lts[i] = lt
+		var w *fakeWriter
+		testutil.Eventually(t, func() bool { w = b.local.sink("room").track(info.ID); return w != nil }, 5*time.Second, "track %s on B", info.ID)
+		w.onWrite(func([]byte) {
+			n := active.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(2 * time.Millisecond)
+			active.Add(-1)
+			got.Add(1)
+		})
+	}
+	payload := make([]byte, 100)
+	for seq := range each {
+		for _, lt := range lts {
+			_ = lt.WriteRTP(rtpPacket(uint16(seq), payload))
+		}
+	}
+	testutil.Eventually(t, func() bool { return got.Load() == tracks*each }, 10*time.Second, "every packet written (%d of %d)", got.Load(), tracks*each)
+	if m := most.Load(); m != 2 {
+		t.Fatalf("%d fan-outs ran at once, want 2 (the slots)", m)
+	}
+}

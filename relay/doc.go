@@ -143,7 +143,11 @@
 // copies each packet into its remote track's queue (Config.TrackQueueLen
 // slots, preallocated); each remote track has a goroutine of its own that
 // calls TrackWriter.WriteRTP, so the SFU's fan-out of one track never
-// delays another's, and the tracks of a node spread over its cores. A
+// waits for another's queue, and the tracks of a node spread over its
+// cores. At most as many fan-outs as processors (at least two) run at
+// once, each for up to 16 packets before the next waiting track's turn:
+// fifty at once only contended for the SFU's locks and crowded out its
+// other goroutines (BenchmarkRelayedFanOut, README.md). A
 // track's goroutine ends when it closes, before its writer's Close. A full
 // track queue drops (Drops.TrackQueueFull). LocalTrack.WriteRTP allocates
 // nothing and does not block on the network.

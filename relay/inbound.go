@@ -50,6 +50,10 @@ func (t *inTrack) setWriter(w TrackWriter) bool {
 	if t.closed {
 		return false
 	}
+	if t.l.r.cfg.inlineDispatch { // no queue, no goroutine: receive writes
+		t.w.Store(&writerRef{w})
+		return true
+	}
 	t.q = newTrackQueue(t.l.r.cfg.TrackQueueLen)
 	t.quit, t.gone = make(chan struct{}), make(chan struct{})
 	go t.dispatch(w, t.q)
@@ -57,33 +61,52 @@ func (t *inTrack) setWriter(w TrackWriter) bool {
 	return true
 }
 
+// dispatchBatch is how many packets a remote track's goroutine hands to
+// its writer before it lets another track's fan-out have its slot.
+const dispatchBatch = 16
+
 // dispatch hands the queued packets to w until the track closes. Owned by
 // the track: close ends it and waits for it before closing w, so w gets no
 // packet after its Close.
+//
+// A track's fan-out runs while it holds one of the relay's fan-out slots
+// (r.fanOuts: as many as processors, at least two), for at most
+// dispatchBatch packets at a time, then queues for a slot again (a
+// channel's waiting senders are served in order). With a goroutine per
+// track and no limit, 50 tracks were up to 50 fan-outs at once, each
+// taking the same locks of the SFU (a subscriber's SRTP session, the
+// media socket) and crowding its other goroutines out: on the dev VM a
+// node at two processors delivered a fifth of what one goroutine did
+// (BenchmarkRelayedFanOut, relay/README.md).
 func (t *inTrack) dispatch(w TrackWriter, q *trackQueue) {
 	defer close(t.gone)
-	l, ch := t.l, t.ch
+	l, ch, slots := t.l, t.ch, t.l.r.fanOuts
 	for {
 		select {
 		case <-t.quit:
 			return
 		case <-q.kick:
 		}
-		for {
-			pkt, ok := q.front()
-			if !ok {
-				break
-			}
-			if err := w.WriteRTP(pkt); err != nil {
-				l.stats.drops.writeFailed.Add(1)
-				ch.stats.drops.Add(1)
-			}
-			q.pop()
+		for more := true; more; {
 			select {
 			case <-t.quit:
 				return
-			default:
+			case slots <- struct{}{}:
 			}
+			n := 0
+			for ; n < dispatchBatch; n++ {
+				pkt, ok := q.front()
+				if !ok {
+					break
+				}
+				if err := w.WriteRTP(pkt); err != nil {
+					l.stats.drops.writeFailed.Add(1)
+					ch.stats.drops.Add(1)
+				}
+				q.pop()
+			}
+			<-slots
+			more = n == dispatchBatch
 		}
 	}
 }
@@ -100,8 +123,10 @@ func (t *inTrack) close() {
 	w := t.w.Load()
 	t.mu.Unlock()
 	if w != nil {
-		close(t.quit)
-		<-t.gone
+		if t.quit != nil {
+			close(t.quit)
+			<-t.gone
+		}
 		_ = w.Close()
 	}
 }
@@ -279,6 +304,13 @@ func (t *inTrack) receive(s *session, pkt []byte, flags uint8) {
 	}
 	ch.stats.packetsIn.Add(1)
 	ch.stats.bytesIn.Add(uint64(len(pkt)))
+	if t.q == nil { // Config.inlineDispatch
+		if err := t.w.Load().WriteRTP(pkt); err != nil {
+			l.stats.drops.writeFailed.Add(1)
+			ch.stats.drops.Add(1)
+		}
+		return
+	}
 	switch t.q.push(pkt) {
 	case queueFull:
 		l.stats.drops.trackQueueFull.Add(1)

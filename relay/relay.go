@@ -53,6 +53,10 @@ type Relay struct {
 	chMu   sync.RWMutex // guards channels for the receive path
 	byAddr atomic.Pointer[map[netip.AddrPort]*link]
 
+	// fanOuts holds a token per remote track's fan-out running now: at
+	// most this many run at once (inbound.go).
+	fanOuts chan struct{}
+
 	handshakeFailures atomic.Uint64
 	unknownSource     atomic.Uint64
 	drops             dropCounters // what no link was involved in (TooLarge)
@@ -77,6 +81,7 @@ func New(cfg Config) (*Relay, error) {
 		peers:    map[string]*link{},
 		channels: map[string]*channel{},
 		stopped:  make(chan struct{}),
+		fanOuts:  make(chan struct{}, fanOutSlots(cfg)),
 	}
 	empty := map[netip.AddrPort]*link{}
 	r.byAddr.Store(&empty)
