@@ -25,7 +25,7 @@ import Sora from "./sora.js";
 const q = new URLSearchParams(location.search);
 const role = q.get("role"), name = q.get("name");
 const T = {name, state: "connecting", error: "", connectionId: "", remotes: [], framesDecoded: {}, log: []};
-const S = {name, out: {}, in: {}};
+const S = {name, out: {}, in: {}, gaps: [], stall: 0};
 let c;
 (async () => {
   try {
@@ -48,13 +48,30 @@ setInterval(async () => {
   if (c && c.pc && T.state === "connected") {
     (await c.pc.getStats()).forEach((s) => {
       if (s.kind !== "video") return;
-      if (s.type === "outbound-rtp") S.out[s.rid || "-"] = {bytes: (s.bytesSent || 0) + (s.headerBytesSent || 0), frames: s.framesEncoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0, limit: s.qualityLimitationReason || ""};
+      if (s.type === "outbound-rtp") S.out[s.rid || "-"] = {bytes: (s.bytesSent || 0) + (s.headerBytesSent || 0), frames: s.framesEncoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0, limit: s.qualityLimitationReason || "", mode: s.scalabilityMode || ""};
       if (s.type === "inbound-rtp") S.in[String(s.ssrc)] = {frames: s.framesDecoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0};
     });
   }
   fetch("/report", {method: "POST", body: JSON.stringify(T)}).catch(() => {});
   fetch("/simreport", {method: "POST", body: JSON.stringify(S)}).catch(() => {});
 }, 1000);
+// A receiver notes every stretch of 300 ms or more without a frame decoded
+// (when it ended, how long), and how long it has gone without one now,
+// sampled every 50 ms.
+let lastFrames = -1, lastAt = 0;
+setInterval(async () => {
+  if (role !== "recvonly" || !c || !c.pc || T.state !== "connected") return;
+  for (const r of c.pc.getReceivers()) {
+    if (r.track.kind !== "video") continue;
+    (await r.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      const now = Date.now(), f = s.framesDecoded || 0;
+      if (f === lastFrames) { S.stall = now - lastAt; return; }
+      if (lastFrames >= 0 && now - lastAt >= 300 && S.gaps.length < 200) S.gaps.push([now, now - lastAt]);
+      lastFrames = f; lastAt = now; S.stall = 0;
+    });
+  }
+}, 50);
 </script>`
 
 // rtpStats is one video RTP stream as a simulcastPage reports it.
@@ -64,12 +81,30 @@ type rtpStats struct {
 	Width  int    `json:"width"`
 	Height int    `json:"height"`
 	Limit  string `json:"limit"`
+	Mode   string `json:"mode"` // outbound: the scalability mode (L1T3: three temporal layers)
 }
 
 type simReport struct {
 	Name string              `json:"name"`
 	Out  map[string]rtpStats `json:"out"`
 	In   map[string]rtpStats `json:"in"`
+	// Gaps are a receiver's stretches of 300 ms or more without a frame
+	// decoded: when each ended (Unix ms) and how long it was (ms).
+	Gaps [][2]int64 `json:"gaps"`
+	// Stall is how long it has gone without a frame decoded (ms).
+	Stall int64 `json:"stall"`
+}
+
+// longestGap returns the longest stretch without a frame decoded that
+// ended after from, or is still going on, in the report r.
+func (r simReport) longestGap(from time.Time) time.Duration {
+	most := time.Duration(r.Stall) * time.Millisecond
+	for _, g := range r.Gaps {
+		if end := time.UnixMilli(g[0]); end.After(from) {
+			most = max(most, min(time.Duration(g[1])*time.Millisecond, end.Sub(from)))
+		}
+	}
+	return most
 }
 
 // simReports keeps the pages' last /simreport.

@@ -141,12 +141,12 @@ func firstVideoCodec(sdpText, mid string) string {
 	return ""
 }
 
-// TestCodecChoice: a publisher asking for VP9, H264 or AV1 is offered that
+// TestCodecChoice: a publisher asking for VP9, H264, AV1 or H265 is offered that
 // codec first and publishes with it; a recvonly subscriber gets the track in
 // that codec, on an m-line that lists it first.
 func TestCodecChoice(t *testing.T) {
 	for _, tc := range []struct{ name, mime string }{
-		{"VP9", webrtc.MimeTypeVP9}, {"H264", webrtc.MimeTypeH264}, {"AV1", webrtc.MimeTypeAV1}, {"vp8", webrtc.MimeTypeVP8},
+		{"VP9", webrtc.MimeTypeVP9}, {"H264", webrtc.MimeTypeH264}, {"AV1", webrtc.MimeTypeAV1}, {"H265", webrtc.MimeTypeH265}, {"vp8", webrtc.MimeTypeVP8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSFU(t, nil)

@@ -53,6 +53,10 @@ const (
 	// ccUpKeep is how long a step up must hold for the next one to come
 	// without backoff.
 	ccUpKeep = 10 * time.Second
+	// ccPauseHold is how long the share must stay under the lowest step
+	// of a track (its lowest layer's lowest temporal layer) before its
+	// video pauses.
+	ccPauseHold = 3 * time.Second
 )
 
 // ccRegistry hands each new peer connection's transport-wide sender
@@ -202,41 +206,70 @@ func (c *Connection) shareEstimate(now int64) bool {
 	}
 	share := (budget - int64(audio)*ccAudioReserve) / int64(len(sims))
 	for _, d := range sims {
-		d.sim.fitLayer(d.src.sim.rates(), share, now)
+		d.sim.fitLayer(d.src.sim.rates(), d.src.sim.temporalRates(), share, now)
 	}
 	need, media := probeNeed(sims, audio)
 	c.dl.media = media
 	return c.dl.probe.probeStep(need, budget, now)
 }
 
-// fitLayer sets the subscriber's layer cap from its share of the estimate
-// and the layers' bitrates (layerFit), with hysteresis both ways:
+// fitLayer sets the subscriber's caps (bwCap, tCap) from its share of
+// the estimate and the track's ladder (ladderOf: the lowest layer's
+// temporal layers, then the layers), with hysteresis both ways:
 //
-//   - Down: at once when the share is under three quarters of the layer's
+//   - Down: at once when the share is under three quarters of the step's
 //     bitrate; when it is under the bitrate but not that far, only once it
 //     stayed under for ccDownHold (the estimate drops to 0.85 of what it
 //     receives at each overuse it sees, a queue that built up for a moment
 //     included, and is back within two or three seconds when the link has
-//     room).
-//   - Up: one layer at a time, once the next fits with a quarter to spare
-//     for the up hold: ccUpHold, twice as long after each try that went
-//     down again within ccUpKeep, up to ccProbeMax.
-//   - Pause: when the share is under half the lowest layer arriving (so
-//     that the estimator's drop after an overuse does not pause it). Nothing is sent
-//     then to measure the link by, so the
-//     estimate stands still unless audio flows: the lowest layer is tried
-//     again after ccProbeAfter, then after twice as long each time it
-//     pauses again (up to ccProbeMax), and kept for ccUpHold at least.
-func (st *simSub) fitLayer(rates [maxLayers]int64, share, now int64) {
-	lowest, fits, far := layerFit(rates, share)
-	if lowest < 0 {
+//     room). A step down within the lowest layer's temporal layers is
+//     only a matter of forwarding fewer frames: the subscriber keeps
+//     decoding, at a lower frame rate.
+//   - Up: one step at a time, once the next fits for the up hold (a layer
+//     with a quarter to spare, a temporal layer as it is: upMargin):
+//     ccUpHold, twice as long after each try that went down again within
+//     ccUpKeep, up to ccProbeMax.
+//   - Pause: only when the share stayed under the lowest step (the lowest
+//     layer's lowest temporal layer) for ccPauseHold: the estimate of a
+//     link that carries that step dips under it after an overuse or a
+//     burst of loss, and is back within a second or two. Nothing is sent
+//     then to measure the link by, so the estimate stands still unless
+//     audio flows or a probe runs: the lowest step is tried again after
+//     ccProbeAfter, then after twice as long each time it pauses again (up
+//     to ccProbeMax), and kept for ccUpHold at least.
+func (st *simSub) fitLayer(rates [maxLayers]int64, trates [maxTemporal]int64, share, now int64) {
+	ld := ladderOf(rates, trates)
+	if ld.n == 0 {
 		return // nothing measured: no decision
 	}
-	cur := int8(st.bwCap.Load())
+	fits, far := ld.fit(share)
+	cur := ld.index(int8(st.bwCap.Load()), int8(st.tCap.Load()))
+	under := ld.r[0].rate > share
+	switch {
+	case !under:
+		st.pauseSince = 0
+	case st.pauseSince == 0:
+		st.pauseSince = now
+	}
 	next := cur
 	switch {
 	case cur >= 0 && now < st.holdUntil:
-		// a trial of the lowest layer: the estimate needs time to follow
+		// a trial of the lowest step: the estimate needs time to follow
+	case cur >= 0 && under && now-st.pauseSince >= int64(ccPauseHold):
+		next = -1
+	case cur < 0:
+		st.downSince = 0
+		if ld.upMargin(0) > share {
+			st.upSince = 0
+		} else if st.upSince == 0 {
+			st.upSince = now
+		}
+		switch {
+		case st.upSince != 0 && now-st.upSince >= max(st.upHold, int64(ccUpHold)):
+			next = 0
+		case now-st.pausedAt >= st.probeAfter:
+			next, st.holdUntil = 0, now+int64(ccUpHold)
+		}
 	case far < cur:
 		next = far
 	case fits < cur:
@@ -246,10 +279,9 @@ func (st *simSub) fitLayer(rates [maxLayers]int64, share, now int64) {
 		if now-st.downSince >= int64(ccDownHold) {
 			next = fits
 		}
-	case fits > cur && cur >= 0 || cur < 0 && far >= 0:
+	case fits > cur:
 		st.downSince = 0
-		up := max(cur+1, lowest)
-		if rates[up]*5/4 > share {
+		if ld.upMargin(cur+1) > share {
 			st.upSince = 0
 			break
 		}
@@ -257,14 +289,11 @@ func (st *simSub) fitLayer(rates [maxLayers]int64, share, now int64) {
 			st.upSince = now
 		}
 		if now-st.upSince >= max(st.upHold, int64(ccUpHold)) {
-			next = up
+			next = cur + 1
 		}
 	default:
 		st.downSince, st.upSince = 0, 0
-		if cur < 0 && now-st.pausedAt >= st.probeAfter {
-			next, st.holdUntil = lowest, now+int64(ccUpHold)
-		}
-		if cur >= 0 && st.upAt != 0 && now-st.upAt >= int64(ccUpKeep) {
+		if st.upAt != 0 && now-st.upAt >= int64(ccUpKeep) {
 			st.upHold, st.upAt = 0, 0 // the last step up held: no backoff
 		}
 	}
@@ -286,20 +315,48 @@ func (st *simSub) fitLayer(rates [maxLayers]int64, share, now int64) {
 			st.probeAfter = 0 // the video flows: a later pause probes early again
 		}
 	}
-	if next != cur {
-		st.bwCap.Store(int32(next))
+	if next == cur {
+		return
+	}
+	l, t := int8(-1), int8(tidAll)
+	if next >= 0 {
+		l, t = ld.r[next].layer, ld.r[next].tid
+	}
+	st.tCap.Store(int32(t))
+	if int8(st.bwCap.Swap(int32(l))) != l {
 		st.dirty.Store(true)
 	}
 }
 
-// layerFit returns, for a share of the estimate and the layers' bitrates,
-// the lowest layer measured (-1: none), the highest layer that fits (all
-// measured layers up to it within the share; a layer not measured, as not
-// arriving, is taken to fit), and the highest that is not far off (within
-// four thirds of the share; for the lowest, within twice the share); -1
-// when not even the lowest measured one is.
-func layerFit(rates [maxLayers]int64, share int64) (lowest, fits, far int8) {
-	lowest = -1
+// A track's ladder: the steps of bitrate a subscriber can be given, lowest
+// first. Under the lowest layer that arrives, its temporal layers (VP8:
+// TID 0 alone, then 0 and 1, ...; LiveKit's stream allocator and
+// mediasoup's SimulcastConsumer step through them the same way), then each
+// layer whole.
+type rung struct {
+	layer, tid int8 // tid tidAll: the whole layer
+	rate       int64
+}
+
+type ladder struct {
+	r [maxTemporal - 1 + maxLayers]rung
+	n int
+}
+
+// maxTemporal is the number of VP8 temporal layers (TID is 2 bits);
+// tidAll stands for all of them.
+const (
+	maxTemporal = 4
+	tidAll      = maxTemporal - 1
+)
+
+// ladderOf returns the ladder of a track whose layers have the bitrates
+// rates and whose lowest layer's temporal layers up to each TID have
+// trates (0: not a step). Layers above the lowest that do not arrive
+// (rate 0) are steps that fit any share.
+func ladderOf(rates [maxLayers]int64, trates [maxTemporal]int64) ladder {
+	var ld ladder
+	lowest := int8(-1)
 	for l := int8(0); l < maxLayers; l++ {
 		if rates[l] > 0 {
 			lowest = l
@@ -307,27 +364,65 @@ func layerFit(rates [maxLayers]int64, share int64) (lowest, fits, far int8) {
 		}
 	}
 	if lowest < 0 {
-		return -1, -1, -1
+		return ld
 	}
-	fits, far = maxLayers-1, maxLayers-1
-	for l := int8(maxLayers - 1); l >= lowest; l-- {
-		if rates[l] > share {
-			fits = l - 1
-		}
-		if rates[l]*3 > share*4 {
-			far = l - 1
+	for t := int8(0); t < tidAll; t++ {
+		if r := trates[t]; r > 0 && r < rates[lowest] {
+			ld.r[ld.n] = rung{lowest, t, r}
+			ld.n++
 		}
 	}
-	if fits < lowest {
-		fits = lowest // only a pause (far) stops the lowest layer
+	for l := lowest; l < maxLayers; l++ {
+		ld.r[ld.n] = rung{l, tidAll, rates[l]}
+		ld.n++
 	}
-	if far < lowest {
-		far = lowest
-		if rates[lowest] > 2*share {
-			far = -1
+	return ld
+}
+
+// index returns the step of the caps layer l and temporal layer t (-1
+// for a pause). A cap under the lowest layer arriving is its whole layer.
+func (ld *ladder) index(l, t int8) int {
+	if l < 0 {
+		return -1
+	}
+	for i := 0; i < ld.n; i++ {
+		r := ld.r[i]
+		if r.layer > l && r.tid == tidAll || r.layer == l && r.tid >= t {
+			return i
 		}
 	}
-	return lowest, fits, far
+	return ld.n - 1
+}
+
+// upMargin returns the share step i needs before a step up to it: its
+// bitrate and a quarter more for a layer, or the lowest step after a
+// pause (a switch costs a keyframe, and the way back down waits for
+// another), the bitrate alone for a step within the lowest layer's
+// temporal layers (forwarded from the next sync frame, dropped again from
+// the next frame).
+func (ld *ladder) upMargin(i int) int64 {
+	r := ld.r[i]
+	if i > 0 && ld.r[i-1].layer == r.layer {
+		return r.rate // a temporal step: from a step of the same layer
+	}
+	return r.rate * 5 / 4
+}
+
+// fit returns the highest step that fits the share (every step up to it
+// within it; at least the lowest) and the highest that is not far off
+// (every step up to it within four thirds of the share; at least the
+// lowest: only a sustained shortfall pauses, see fitLayer).
+func (ld *ladder) fit(share int64) (fits, far int) {
+	fits, far = ld.n-1, ld.n-1
+	for i := ld.n - 1; i >= 0; i-- {
+		if ld.r[i].rate > share {
+			fits = i - 1
+		}
+		if ld.r[i].rate*3 > share*4 {
+			far = i - 1
+		}
+	}
+	return max(fits, 0), max(far, 0)
 }
 
 // noteREMB records the bitrate of a REMB in a compound RTCP packet.

@@ -15,7 +15,7 @@ func TestFitLayer(t *testing.T) {
 	step := func(share int64, dt time.Duration, want int8) {
 		t.Helper()
 		now += int64(dt)
-		st.fitLayer(rates, share, now)
+		st.fitLayer(rates, [maxTemporal]int64{}, share, now)
 		if got := int8(st.bwCap.Load()); got != want {
 			t.Fatalf("share %d at +%v: cap %d, want %d", share, time.Duration(now-100*sec), got, want)
 		}
@@ -23,8 +23,10 @@ func TestFitLayer(t *testing.T) {
 	step(2_000_000, 0, 2)
 	step(600_000, ccTick, 1) // far under r2: down at once
 	step(280_000, ccTick, 0)
-	step(80_000, ccTick, 0)   // under r0, but not far: the lowest layer stays
-	step(70_000, ccTick, -1)  // under half r0: paused
+	step(80_000, ccTick, 0) // under r0: the lowest layer stays
+	step(70_000, ccTick, 0)
+	step(70_000, ccPauseHold-2*ccTick, 0)
+	step(70_000, ccTick, -1)  // under r0 for ccPauseHold: paused
 	step(200_000, ccTick, -1) // r0 fits with a quarter to spare, but not for long yet
 	step(200_000, ccUpHold-ccTick, -1)
 	step(200_000, ccTick, 0) // held: resumed on r0
@@ -54,7 +56,9 @@ func TestFitLayer(t *testing.T) {
 	// Paused with an estimate that does not move (nothing sent): r0 is
 	// tried after ccProbeAfter, kept for ccUpHold whatever the estimate,
 	// paused again, tried again after twice as long.
-	step(50_000, ccTick, -1)
+	step(50_000, ccTick, 0) // far under r2 and r1: to r0 at once
+	step(50_000, ccPauseHold-ccTick, 0)
+	step(50_000, ccTick, -1) // under r0 for ccPauseHold: paused
 	step(50_000, ccProbeAfter-ccTick, -1)
 	step(50_000, ccTick, 0) // the trial
 	step(50_000, ccUpHold-ccTick, 0)
@@ -77,7 +81,8 @@ func TestFitLayer(t *testing.T) {
 	// The lowest layer arriving is r1: far under it, pause.
 	rates = [maxLayers]int64{0, 400_000, 1_000_000}
 	step(350_000, ccTick, 1)
-	step(190_000, ccTick, -1)
+	step(190_000, ccTick, 1)
+	step(190_000, ccPauseHold, -1)
 	// Nothing measured: no decision.
 	rates = [maxLayers]int64{}
 	st.bwCap.Store(2)
@@ -112,9 +117,9 @@ func TestREMBBitrate(t *testing.T) {
 
 // TestKeyframeDoesNotPauseLowest: the lowest layer runs at 140 kbit/s and a
 // keyframe (a switch, a trial, a PLI) lifts one second's measure to 374
-// kbit/s. With a share of 90 kbit/s the layer fits within twice the share
-// on average and must keep flowing; the second of the keyframe alone would
-// look far off and pause it.
+// kbit/s. With a share of 160 kbit/s the layer fits on average and must
+// keep flowing; taken as measured, the seconds of the keyframes alone
+// (over twice the share) would look far off.
 func TestKeyframeDoesNotPauseLowest(t *testing.T) {
 	st := newSimSub(RidAuto)
 	st.bwCap.Store(0)
@@ -130,7 +135,7 @@ func TestKeyframeDoesNotPauseLowest(t *testing.T) {
 			t.Fatalf("second %d: smoothed rate %d after a keyframe's 374k", sec, rate)
 		}
 		for range 5 {
-			st.fitLayer([maxLayers]int64{rate, 500_000, 1_500_000}, 90_000, now)
+			st.fitLayer([maxLayers]int64{rate, 500_000, 1_500_000}, [maxTemporal]int64{}, 160_000, now)
 			now += int64(ccTick)
 		}
 		if c := st.bwCap.Load(); c != 0 {
@@ -142,5 +147,51 @@ func TestKeyframeDoesNotPauseLowest(t *testing.T) {
 	}
 	if got := smoothRate(0, 250_000); got != 250_000 {
 		t.Errorf("a layer that started: %d, want 250000", got)
+	}
+}
+
+// TestFitLayerTemporal: under its lowest layer, a subscriber steps through
+// that layer's temporal layers (forwarding fewer frames, still decoding)
+// and pauses only when its share stays under the lowest of them for
+// ccPauseHold; it climbs back the same way.
+func TestFitLayerTemporal(t *testing.T) {
+	st := newSimSub(RidR2)
+	rates := [maxLayers]int64{150_000, 400_000, 1_000_000}
+	trates := [maxTemporal]int64{60_000, 90_000} // TID 0, TIDs 0 and 1; r0 whole: 150k
+	sec := int64(time.Hour)
+	now := sec
+	step := func(share int64, dt time.Duration, layer, tid int8) {
+		t.Helper()
+		now += int64(dt)
+		st.fitLayer(rates, trates, share, now)
+		if l, tc := int8(st.bwCap.Load()), int8(st.tCap.Load()); l != layer || l >= 0 && tc != tid {
+			t.Fatalf("share %d at +%v: caps %d/%d, want %d/%d", share, time.Duration(now-sec), l, tc, layer, tid)
+		}
+	}
+	step(2_000_000, 0, 2, tidAll)
+	step(280_000, ccTick, 0, tidAll)
+	step(100_000, ccTick, 0, 1) // r0 far off: down to TIDs 0 and 1 at once
+	step(50_000, ccTick, 0, 0)  // those far off too: TID 0 alone
+	step(40_000, ccTick, 0, 0)  // under TID 0: kept for a while
+	step(40_000, ccPauseHold-2*ccTick, 0, 0)
+	step(70_000, ccTick, 0, 0) // back over TID 0: the pause clock starts again
+	step(40_000, ccTick, 0, 0)
+	step(40_000, ccPauseHold-ccTick, 0, 0)
+	step(40_000, ccTick, -1, 0) // under TID 0 for ccPauseHold: paused
+	step(80_000, ccTick, -1, 0) // TID 0 fits with a quarter to spare
+	step(80_000, ccUpHold, 0, 0)
+	step(95_000, ccTick, 0, 0) // TIDs 0 and 1 fit (a temporal step needs no quarter to spare)
+	step(95_000, ccUpHold, 0, 1)
+	step(160_000, ccTick, 0, 1)
+	step(160_000, ccUpHold, 0, tidAll)
+	step(450_000, ccTick, 0, tidAll) // r1 fits, but not with a quarter to spare
+	step(450_000, 2*ccUpHold, 0, tidAll)
+	step(600_000, ccTick, 0, tidAll)
+	step(600_000, ccUpHold, 1, tidAll)
+	// A layer without temporal layers measured has no steps under it.
+	trates = [maxTemporal]int64{}
+	step(100_000, ccTick, 0, tidAll)
+	if ld := ladderOf(rates, [maxTemporal]int64{150_000}); ld.n != maxLayers {
+		t.Fatalf("a temporal rate not under the layer's is a step: %+v", ld)
 	}
 }

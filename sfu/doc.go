@@ -51,9 +51,9 @@
 // advanced by the time elapsed, the next VP8 or VP9 picture id and
 // TL0PICIDX. ConnectionHooks.SimulcastSwitched reports each change: the
 // first layer's start (from none), each switch, a stop (to none) and a
-// restart, with the layers the congestion control allows. Every temporal
-// layer of the chosen layer is forwarded: Sora's API names no temporal
-// layer, so none is dropped.
+// restart, with the layers the congestion control allows. Sora's API names
+// no temporal layer: every temporal layer of the chosen layer is forwarded,
+// unless the congestion control needs fewer (below).
 //
 // A track of a channel is a source: a local publisher, or a remote track
 // injected with Channel.AddRemoteTrack (the relay). Subscribers cannot tell
@@ -85,12 +85,20 @@
 // connection shares the estimate among its tracks: audio first, the rest
 // evenly among its simulcast tracks, each getting the highest layer that
 // fits (Connection.EstimatedBitrate), measured as a bitrate smoothed over
-// seconds (a keyframe's second would make the lowest layer look far off
-// and pause it). Down at once when far off, after 3 s
-// when a little; up one layer at a time once the next fits with a quarter
-// to spare for 2 s (longer after tries that failed); below half the lowest
-// layer the video pauses while audio flows, and the lowest layer is tried
-// again after 4 s, then twice as long each time. The estimate grows while
+// seconds (a keyframe's second would make the lowest layer look far off).
+// Under its lowest layer a VP8 track (browsers send VP8 simulcast with
+// three temporal layers, L1T3) has steps of fewer frames: that layer's
+// temporal layers 0 and 1 (half its frames), then 0 alone (a quarter), as
+// LiveKit and mediasoup do. The forwarder drops whole frames of the
+// temporal layers above the step, at once going down and from a layer sync
+// frame going up, and moves the subscriber's sequence numbers and picture
+// ids so that its stream goes on without a gap (dropTemporal). Down at
+// once when far off, after 3 s when a little; up one step at a time once
+// the next fits for 2 s (a layer with a quarter to spare; longer after
+// tries that failed); only when the share stays under the lowest step for
+// 3 s does the video pause while audio flows, and the lowest step is tried
+// again after 4 s, then twice as long each time. VP9, H.264, H.265 and AV1
+// tracks keep every temporal layer (see docs/media.md). The estimate grows while
 // what is sent gets through, even when less is sent than it allows. When
 // the tracks want more than the estimate (a paused video, or the next layer
 // up), the connection probes, as LiveKit's probe clusters and mediasoup's
@@ -122,8 +130,9 @@
 // with SFU_TEST_LONG=1, climbing back to r2 in 16.7 and 14.6 s once the
 // limit is lifted (two runs, load average 12 to 15; it passes under -race
 // too). With a Chromium subscriber (the root package's
-// TestE2ENetnsSimulcastCongestion) it settles on r0 in 2 to 6 s, but does
-// not climb back yet: see README.md.
+// TestE2ENetnsSimulcastCongestion) it settles on r0 in 3 to 7 s, keeps
+// decoding r0's lower temporal layers under the limit, and climbs back to
+// r2 in 20 to 30 s: see README.md.
 //
 // Retransmission: NACKs from a subscriber are answered by the SFU from one
 // buffer per source stream (a track, or a simulcast layer: the last 512
@@ -263,10 +272,12 @@
 //     the subscribers want (OnDemand), and the write path that picks each
 //     subscriber's layer and fans a packet out.
 //   - layer_forward.go: a subscriber's layer and the switch to another,
-//     with its rewrite of sequence numbers, timestamps and picture ids.
+//     with its rewrite of sequence numbers, timestamps and picture ids;
+//     the VP8 temporal layer filter (dropTemporal).
 //   - congestion.go: downlink congestion control: sharing each
-//     connection's estimate among its tracks, the layer each simulcast
-//     track fits, REMB.
+//     connection's estimate among its tracks, the ladder of steps of each
+//     simulcast track (the lowest layer's temporal layers, then the
+//     layers) and the step it fits, REMB.
 //   - twcc.go: the interceptor that stamps transport-wide sequence numbers
 //     and abs-send-time on what a connection sends, the ring of what was
 //     sent, the reading of transport-cc feedback.
@@ -277,7 +288,7 @@
 //     want more than the estimate.
 //   - layer_keyframe.go: what the layer switch reads in a video payload:
 //     keyframe starts (VP8, VP9, H.264, H.265, AV1), VP8 and VP9 picture
-//     ids.
+//     ids, VP8's temporal layer index and layer sync bit.
 //   - source.go: what the relay sees: TrackInfo, TrackWriter, TrackTap,
 //     Observer, Message, ConnectionEvent, KeyframeRequester.
 //   - fanout_pool.go: spreading a track's fan-out over worker goroutines

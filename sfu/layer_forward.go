@@ -25,10 +25,13 @@ type simSub struct {
 	cur    atomic.Int32
 	target atomic.Int32
 	// bwCap is the highest layer the connection's bandwidth estimate
-	// allows (-1: none; congestion.go); the fields after it are the
-	// congestion control goroutine's only.
+	// allows (-1: none; congestion.go), tCap the highest temporal layer
+	// (VP8 TID) it allows of that layer (tidAll: every one); the fields
+	// after them are the congestion control goroutine's only.
 	bwCap      atomic.Int32
+	tCap       atomic.Int32
 	upSince    int64 // when the next layer up began to fit
+	pauseSince int64 // when the share fell under the lowest step
 	downSince  int64 // when the share fell under the layer's bitrate
 	upAt       int64 // when the cap last went up
 	upHold     int64 // how long a layer up must fit first (0: ccUpHold)
@@ -50,6 +53,15 @@ type simSub struct {
 	lastPic uint16
 	lastTl0 uint8
 	scratch []byte // payload copy for the picture id rewrite
+
+	// The temporal layer filter (dropTemporal), for the layer forwarded.
+	fwdTid     uint8  // the highest TID forwarded now
+	srcTop     uint16 // highest sequence number of the layer seen
+	frameTS    uint32 // timestamp of the frame of srcTop
+	frameOK    bool   // frameTS is set
+	frameDrop  bool   // that frame is dropped
+	dropped    bool   // a packet was dropped since the switch
+	lastDropSN uint16 // the last one
 }
 
 func newSimSub(want SimulcastRid) *simSub {
@@ -59,6 +71,7 @@ func newSimSub(want SimulcastRid) *simSub {
 	st.cur.Store(-1)
 	st.target.Store(-1)
 	st.bwCap.Store(maxLayers - 1)
+	st.tCap.Store(tidAll)
 	st.dirty.Store(true)
 	return st
 }
@@ -106,11 +119,24 @@ func (p *simPacket) keyframe(k codecKind) bool {
 func (p *simPacket) picIDs(k codecKind) (*picIDs, bool) {
 	if p.idsOK == 0 {
 		p.idsOK = -1
-		if d, ok := parsePicIDs(k, p.payload); ok && (d.picAt != 0 || d.tl0At != 0) {
-			p.ids, p.idsOK = d, 1
+		if d, ok := parsePicIDs(k, p.payload); ok {
+			p.ids = d
+			if d.picAt != 0 || d.tl0At != 0 {
+				p.idsOK = 1
+			}
 		}
 	}
 	return &p.ids, p.idsOK == 1
+}
+
+// temporal returns the VP8 temporal layer of p (TID) and its layer sync
+// bit; ok is false for other codecs and VP8 without a TID.
+func (p *simPacket) temporal(k codecKind) (tid uint8, sync, ok bool) {
+	if k != codecVP8 {
+		return 0, false, false
+	}
+	ids, _ := p.picIDs(k)
+	return ids.tid, ids.sync, ids.hasTID
 }
 
 // writeLayer forwards p to the subscriber if it is of the layer forwarded,
@@ -135,6 +161,9 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 	}
 	if int16(p.sn-st.startSN) < 0 {
 		return // a packet of this layer from before the switch
+	}
+	if st.dropTemporal(p, ss) {
+		return
 	}
 	sn := p.sn - st.snOff
 	ts := p.ts - st.tsOff
@@ -167,6 +196,7 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 func (st *simSub) switchTo(p *simPacket, ss *simSource) {
 	st.cur.Store(int32(p.layer))
 	st.startSN = p.sn
+	st.srcTop, st.frameOK, st.dropped = p.sn-1, false, false
 	if !st.started {
 		st.started = true
 		st.lastSN, st.lastTS, st.lastAt = p.sn-1, p.ts, p.now
@@ -187,6 +217,59 @@ func (st *simSub) switchTo(p *simPacket, ss *simSource) {
 		st.picOff = (ids.pic - (st.lastPic + 1)) & ids.picMask()
 		st.tl0Off = ids.tl0 - (st.lastTl0 + 1)
 	}
+}
+
+// dropTemporal reports whether p, a packet of the layer forwarded, is of a
+// VP8 temporal layer above what the subscriber gets (tCap), as LiveKit's
+// and mediasoup's VP8 forwarders do to step a subscriber under its lowest
+// layer's bitrate before pausing it. Whole frames are dropped, decided at
+// the first packet of each frame: down at once, up only on a frame that
+// can be decoded from what was forwarded (a keyframe, or a frame with the
+// layer sync bit, which references TL0 only; libwebrtc sets it on one
+// frame of each layer every 8). The subscriber's stream stays seamless: a
+// dropped packet moves the sequence number offset by one and a dropped
+// frame the picture id offset by one, so that both go on without a gap
+// (TL0PICIDX needs nothing: TL0 is never dropped). A packet that comes out
+// of order from before the last drop is dropped too (its number is taken):
+// the subscriber sees a gap there, as for a loss. Called with source.mu
+// held.
+func (st *simSub) dropTemporal(p *simPacket, ss *simSource) bool {
+	tid, sync, ok := p.temporal(ss.codec)
+	if !ok {
+		return false
+	}
+	newer := int16(p.sn-st.srcTop) > 0
+	if !newer {
+		if p.ts == st.frameTS && st.frameOK {
+			return st.frameDrop
+		}
+		return tid > st.fwdTid || st.dropped && int16(p.sn-st.lastDropSN) < 0
+	}
+	st.srcTop = p.sn
+	if !st.frameOK || p.ts != st.frameTS {
+		// the first packet of a frame seen: decide for the frame
+		capT := uint8(st.tCap.Load())
+		switch {
+		case p.keyframe(ss.codec) || !st.frameOK:
+			st.fwdTid = capT
+		case capT < st.fwdTid:
+			st.fwdTid = capT
+		case sync && tid > st.fwdTid && tid <= capT:
+			st.fwdTid = tid
+		}
+		st.frameTS, st.frameOK = p.ts, true
+		st.frameDrop = tid > st.fwdTid
+		if st.frameDrop {
+			if ids, _ := p.picIDs(ss.codec); ids.picAt != 0 {
+				st.picOff = (st.picOff + 1) & ids.picMask()
+			}
+		}
+	}
+	if st.frameDrop {
+		st.snOff++
+		st.dropped, st.lastDropSN = true, p.sn
+	}
+	return st.frameDrop
 }
 
 // rewriteIDs returns payload with its picture id and TL0PICIDX moved by the

@@ -1,9 +1,10 @@
 package sfu
 
 // What the simulcast forwarder reads in a video payload: whether a packet
-// starts a keyframe (a layer switch may only happen there), and the VP8 and
+// starts a keyframe (a layer switch may only happen there), the VP8 and
 // VP9 picture ids and TL0PICIDX, which it rewrites so that a subscriber sees
-// one continuous stream across switches. Every function here reads the
+// one continuous stream across switches, and VP8's temporal layer index
+// (TID) and layer sync bit, by which it drops temporal layers. Every function here reads the
 // payload in place and allocates nothing.
 
 import "strings"
@@ -143,6 +144,12 @@ type picIDs struct {
 	start          bool // S (VP8, with partition 0) or B (VP9)
 	interPredicted bool // VP9 P
 	sid            uint8
+
+	// VP8's temporal layer: TID and the layer sync bit Y, when the
+	// descriptor has them (its T bit).
+	hasTID bool
+	tid    uint8
+	sync   bool
 }
 
 // readPictureID reads the picture id at p[i], 7 bits or, with the M bit,
@@ -191,7 +198,13 @@ func parseVP8(p []byte) (d picIDs, ok bool) {
 			d.tl0 = p[i]
 			i++
 		}
-		if x&0x30 != 0 { // T or K: one byte
+		if x&0x30 != 0 { // T or K: one byte, TID|Y|KEYIDX
+			if i >= len(p) {
+				return d, false
+			}
+			if x&0x20 != 0 {
+				d.hasTID, d.tid, d.sync = true, p[i]>>6, p[i]&0x20 != 0
+			}
 			i++
 		}
 	}

@@ -51,9 +51,13 @@ type simSource struct {
 	winFrames  [maxLayers]int32 // frames ended in the window, per layer
 	prevFrames [maxLayers]int32 // in the window before
 	winBytes   [maxLayers]int64 // bytes of the layers in the window
-	got        [maxLayers]snWindow
-	// rate is each layer's bitrate over the last full window, bps.
-	rate [maxLayers]atomic.Int64
+	// bytes of each VP8 temporal layer (TID) of the layers in the window
+	winTBytes [maxLayers][maxTemporal]int64
+	got       [maxLayers]snWindow
+	// rate is each layer's bitrate over the last full window, bps; trate
+	// each of its temporal layers' (VP8 only; 0 for other codecs).
+	rate  [maxLayers]atomic.Int64
+	trate [maxLayers][maxTemporal]atomic.Int64
 }
 
 // simLayer is one layer of a simulcast source.
@@ -88,12 +92,18 @@ func (ss *simSource) activeMask(now int64) (active, seen uint8) {
 		if d >= 2*int64(rateWindow) {
 			ss.prevFrames = [maxLayers]int32{}
 			ss.winBytes = [maxLayers]int64{}
+			ss.winTBytes = [maxLayers][maxTemporal]int64{}
 		}
 		for l := range ss.rate {
 			ss.rate[l].Store(smoothRate(ss.rate[l].Load(), ss.winBytes[l]*8*int64(time.Second)/d))
+			for t := range ss.trate[l] {
+				r := &ss.trate[l][t]
+				r.Store(smoothRate(r.Load(), ss.winTBytes[l][t]*8*int64(time.Second)/d))
+			}
 		}
 		ss.winFrames = [maxLayers]int32{}
 		ss.winBytes = [maxLayers]int64{}
+		ss.winTBytes = [maxLayers][maxTemporal]int64{}
 		ss.winStart = now
 	}
 	min := int32(minLayerFPS * rateWindow / time.Second)
@@ -212,6 +222,33 @@ func (ss *simSource) rates() [maxLayers]int64 {
 	return r
 }
 
+// temporalRates returns, for the lowest layer that arrives, the bitrate of
+// its temporal layers up to each TID (TID 0 alone, 0 and 1, ...), for the
+// TIDs under its highest one (which is the whole layer, rates()); all 0
+// when it has a single temporal layer, or a codec whose temporal layers
+// are not dropped (see downTrack.dropTemporal).
+func (ss *simSource) temporalRates() [maxTemporal]int64 {
+	var cum [maxTemporal]int64
+	for l := range ss.rate {
+		if ss.rate[l].Load() == 0 {
+			continue
+		}
+		top := -1
+		for t := range ss.trate[l] {
+			if ss.trate[l][t].Load() > 0 {
+				top = t
+			}
+		}
+		var sum int64
+		for t := 0; t < top; t++ {
+			sum += ss.trate[l][t].Load()
+			cum[t] = sum
+		}
+		break
+	}
+	return cum
+}
+
 func (ss *simSource) stop() {
 	for l := range ss.layers {
 		ss.layers[l].kf.stop()
@@ -276,6 +313,7 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 	s.hdr.Extensions = s.hdr.Extensions[:0]
 	now := mono()
 	payload := pkt[n:]
+	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now}
 	ss.layers[l].present.Store(true)
 	if !paddingOnly(&s.hdr, payload) {
 		ss.layers[l].lastSeen.Store(now)
@@ -283,6 +321,9 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 			ss.winFrames[l]++
 		}
 		ss.winBytes[l] += int64(len(pkt))
+		if tid, _, ok := p.temporal(ss.codec); ok {
+			ss.winTBytes[l][tid] += int64(len(pkt))
+		}
 	}
 	subs := *s.subs.Load()
 	all := now-ss.selectedAt >= int64(selectEvery)
@@ -291,7 +332,6 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 	if all {
 		ss.selectedAt = now
 	}
-	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now}
 	if b := s.bufs[l]; b != nil {
 		b.add(p.sn, pkt)
 	}

@@ -57,40 +57,31 @@ type prober struct {
 }
 
 // probeNeed returns the estimate the connection's simulcast tracks need for
-// their next step (a paused one's lowest layer, or the next layer up within
-// what is asked, each with a quarter to spare, times the tracks sharing
-// the estimate, plus the audio reserve), and what their media sends now;
-// need 0 when no track wants more.
+// their next step (ladderOf: a paused one's lowest step, or the next step
+// up within what is asked, each with its margin (upMargin), times the tracks
+// sharing the estimate, plus the audio reserve), and what their media
+// sends now; need 0 when no track wants more.
 func probeNeed(sims []*downTrack, audio int) (need, media int64) {
 	var most int64
 	for _, d := range sims {
-		rates := d.src.sim.rates()
-		cur := int8(d.sim.bwCap.Load())
-		want := int8(d.sim.want.Load())
-		lowest := int8(-1)
-		for l := int8(0); l < maxLayers; l++ {
-			if rates[l] > 0 {
-				lowest = l
-				break
-			}
-		}
-		if lowest < 0 {
+		ld := ladderOf(d.src.sim.rates(), d.src.sim.temporalRates())
+		if ld.n == 0 {
 			continue
 		}
-		var up int8
-		if cur < 0 {
-			up = lowest
-		} else {
-			media += rates[min(cur, want)]
+		want := int8(d.sim.want.Load())
+		cur := ld.index(int8(d.sim.bwCap.Load()), int8(d.sim.tCap.Load()))
+		up := 0
+		if cur >= 0 {
+			media += ld.r[min(cur, ld.index(want, tidAll))].rate
 			up = cur + 1
-			for up < maxLayers && up <= want && rates[up] == 0 {
+			for up < ld.n && ld.r[up].rate == 0 {
 				up++ // a layer not arriving is skipped
 			}
-			if up >= maxLayers || up > want {
+			if up >= ld.n || ld.r[up].layer > want {
 				continue
 			}
 		}
-		most = max(most, rates[up]*5/4)
+		most = max(most, ld.upMargin(up))
 	}
 	if most == 0 {
 		return 0, media
