@@ -54,7 +54,7 @@ func TestControlSurvivesMessageFlood(t *testing.T) {
 	sink := b.local.sink("room")
 	testutil.Eventually(t, func() bool {
 		for i := range tracks {
-			w := sink.track(fmt.Sprintf("t%d", i))
+			w := sink.called(fmt.Sprintf("t%d", i))
 			if w == nil || w.closed.Load() != (i%2 == 1) {
 				return false
 			}

@@ -26,10 +26,10 @@ type fakeLocal struct {
 
 func newFakeLocal() *fakeLocal { return &fakeLocal{sinks: map[string]*fakeSink{}} }
 
-func (f *fakeLocal) RelayChannel(_ *Relay, channel string) (ChannelSink, error) {
+func (f *fakeLocal) RelayChannel(r *Relay, channel string) (ChannelSink, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := &fakeSink{tracks: map[string]*fakeWriter{}}
+	s := &fakeSink{r: r, channel: channel, tracks: map[string]*fakeWriter{}}
 	f.sinks[channel] = s
 	return s, nil
 }
@@ -40,7 +40,14 @@ func (f *fakeLocal) sink(channel string) *fakeSink {
 	return f.sinks[channel]
 }
 
+// addRemoteTrackPause is how long fakeSink.AddRemoteTrack takes after it
+// has filed the track.
+const addRemoteTrackPause = 5 * time.Millisecond
+
 type fakeSink struct {
+	r       *Relay
+	channel string
+
 	mu     sync.Mutex
 	tracks map[string]*fakeWriter
 	added  int
@@ -54,6 +61,12 @@ func (s *fakeSink) AddRemoteTrack(from string, info TrackInfo, kf KeyframeReques
 	w := &fakeWriter{from: from, info: info, kf: kf}
 	s.tracks[info.ID] = w
 	s.added++
+	// The relay takes w only when this returns: a test must not take the
+	// track for ready before (fakeSink.track waits for the relay). The
+	// pause makes a test that does fail every time, not once in a while.
+	s.mu.Unlock()
+	time.Sleep(addRemoteTrackPause)
+	s.mu.Lock()
 	return w, nil
 }
 
@@ -70,13 +83,58 @@ func (s *fakeSink) Close() {
 	s.closed = true
 }
 
+// track returns the writer of the remote track id once the relay has it,
+// so that every packet sent from then on reaches it; nil before. The
+// relay takes the writer when AddRemoteTrack returns and drops (counting)
+// what arrives earlier: a test that waited only for AddRemoteTrack to be
+// called lost its first packets when the relay's goroutine was slow to
+// take the return (TestThreeNodesFanOut, once on a loaded CI machine; with
+// addRemoteTrackPause, every test that sent a fixed number of packets).
 func (s *fakeSink) track(id string) *fakeWriter {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
+	w := s.tracks[id]
+	s.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	if !w.ready.Load() {
+		if !remoteReady(s.r, s.channel, id) {
+			return nil
+		}
+		w.ready.Store(true)
+	}
+	return w
+}
+
+// called returns the writer AddRemoteTrack made for track id, ready or
+// not (nil if it was not called).
+func (s *fakeSink) called(id string) *fakeWriter {
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tracks[id]
+}
+
+// remoteReady reports whether r delivers the packets of a peer's track id
+// in channel to its writer.
+func remoteReady(r *Relay, channel, id string) bool {
+	r.mu.Lock()
+	links := make([]*link, 0, len(r.peers))
+	for _, l := range r.peers {
+		links = append(links, l)
+	}
+	r.mu.Unlock()
+	for _, l := range links {
+		l.inMu.RLock()
+		t := l.in[channel][id]
+		l.inMu.RUnlock()
+		if t != nil && t.w.Load() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *fakeSink) messages() []Message {
@@ -101,6 +159,7 @@ type fakeWriter struct {
 	last   []byte
 	n      atomic.Int64
 	closed atomic.Bool
+	ready  atomic.Bool                      // the relay has it (fakeSink.track)
 	hook   atomic.Pointer[func(pkt []byte)] // benchmarks: replaces the recording
 }
 

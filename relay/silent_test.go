@@ -412,9 +412,9 @@ func TestRemoteTrackEndsWhileAdded(t *testing.T) {
 	if _, err := a.AddLocalTrack("room", video, nil); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, func() bool { return b.local.sink("room").track(video.ID) != nil }, 5*time.Second, "AddRemoteTrack called on B")
+	testutil.Eventually(t, func() bool { return b.local.sink("room").called(video.ID) != nil }, 5*time.Second, "AddRemoteTrack called on B")
 	testutil.Eventually(t, b.local.sink("room").isClosed, 5*time.Second, "B's channel ended")
-	w := b.local.sink("room").track(video.ID)
+	w := b.local.sink("room").called(video.ID)
 	testutil.Eventually(t, w.closed.Load, 5*time.Second, "the remote track closed")
 	if tr := b.linkTo(a).inbound("room", video.ID); tr != nil {
 		t.Error("the remote track is still filed with the link")
