@@ -14,7 +14,11 @@ package sfu
 //     overuse (at most by half at once, every 200 ms at most), holds on
 //     underuse, and otherwise grows: by about a packet per response time
 //     (200 ms) while what the subscriber receives is near the rate of the
-//     last cuts (within three standard deviations), else 8% a second.
+//     last cuts (within three standard deviations), else 8% a second. An
+//     overuse is not acted on when nothing is lost and the packets the
+//     subscriber acknowledged arrived over no more than 1.1 times the time
+//     they took to send (jitterOveruse): no queue built up, the delay
+//     came from a receiver (or a sender) waiting for its CPU.
 //   - Loss based: over 10% loss (measured over 20 packets at least) the
 //     estimate drops by half the loss, under 2% it may grow by 5% every
 //     200 ms; it never exceeds the delay based one.
@@ -53,6 +57,7 @@ const (
 	bweLossGapNs     = 200_000_000
 	bweLossPackets   = 20          // a loss ratio is measured over this many packets at least
 	bweFreshNs       = 600_000_000 // an acknowledged rate this long after a cut measures what was sent after it
+	bweQueueSpread   = 1.1         // an acknowledged window arriving over less than this times its send span: no queue (jitterOveruse)
 )
 
 // Detector outcomes.
@@ -103,17 +108,23 @@ type bwe struct {
 	usageOfFbk int // the worst seen in the feedback being read
 
 	// rate controller
-	state      int
-	rate       float64 // delay based, bps
-	changedAt  int64   // ns
-	decAt      int64   // ns
-	linkAvg    float64 // bps at the cuts; 0: not known
-	linkVar    float64 // normalised variance
-	ackBytes   int
-	ackStart   int64 // µs of arrival
-	ackLast    int64
-	ackRate    float64 // bps; 0 not measured yet
-	ackAt      int64   // ns: when ackRate was measured
+	state     int
+	rate      float64 // delay based, bps
+	changedAt int64   // ns
+	decAt     int64   // ns
+	linkAvg   float64 // bps at the cuts; 0: not known
+	linkVar   float64 // normalised variance
+	ackBytes  int
+	ackStart  int64 // µs of arrival
+	ackLast   int64
+	ackSend0  int64 // µs: the earliest and latest send time of the window's packets
+	ackSend1  int64
+	ackRate   float64 // bps; 0 not measured yet
+	// ackSpread is how much longer the last acknowledged window took to
+	// arrive than to send (arrival span over send span); 0 not measured.
+	ackSpread  float64
+	jitterOver int   // overuses not acted on: no queue (jitterOveruse)
+	ackAt      int64 // ns: when ackRate was measured
 	avgPktBits float64
 
 	// loss based
@@ -199,13 +210,19 @@ func (e *bwe) onPacket(send, arr int64, size int, now int64) {
 	// acknowledged rate
 	if e.ackBytes == 0 || arr < e.ackStart {
 		e.ackStart, e.ackBytes = arr, 0
+		e.ackSend0, e.ackSend1 = send, send
 	}
 	e.ackBytes += size
 	if arr > e.ackLast {
 		e.ackLast = arr
 	}
+	e.ackSend0, e.ackSend1 = min(e.ackSend0, send), max(e.ackSend1, send)
 	if span := e.ackLast - e.ackStart; span >= bweAckWindowUs {
 		e.ackRate = float64(e.ackBytes) * 8 * 1e6 / float64(span)
+		e.ackSpread = 0
+		if sent := e.ackSend1 - e.ackSend0; sent > 0 {
+			e.ackSpread = float64(span) / float64(sent)
+		}
 		e.ackBytes = 0
 		e.ackAt = now
 	}
@@ -322,6 +339,10 @@ func (e *bwe) detect(sendDelta float64, now int64) {
 
 // updateRate runs the AIMD rate controller once per feedback.
 func (e *bwe) updateRate(now int64) {
+	if e.usageOfFbk == useOver && e.jitterOveruse(now) {
+		e.usageOfFbk = useNormal
+		e.jitterOver++
+	}
 	switch e.usageOfFbk {
 	case useOver:
 		e.state = rcDecrease
@@ -382,6 +403,21 @@ func (e *bwe) updateRate(now int64) {
 		e.changedAt = now
 	}
 	e.rate = min(max(e.rate, ccMinBitrate), ccMaxBitrate)
+}
+
+// jitterOveruse reports whether an overuse the detector signals is
+// better taken for jitter: no loss, and the last window of packets the
+// subscriber acknowledged (bweAckWindowUs at least, measured within the
+// last second) arrived over no more than bweQueueSpread times the time they
+// took to send. A queue at a bottleneck spreads its packets' arrivals
+// over more time than their sending took, as it receives faster than it
+// drains; a subscriber whose packets wait for a CPU now and then (a loaded
+// host, the race detector, a virtual network's goroutines) sees its
+// delays jump back and forth, which the trendline can read as a rising
+// delay (libwebrtc has no such check: its arrival times come from the
+// network, not from a scheduler).
+func (e *bwe) jitterOveruse(now int64) bool {
+	return e.avgLoss < bweLossLow && e.ackSpread > 0 && e.ackSpread < bweQueueSpread && now-e.ackAt < int64(time.Second)
 }
 
 // ackFresh reports whether the acknowledged rate was measured over

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"math"
 	"testing"
 	"time"
 
@@ -256,10 +257,13 @@ type linkSim struct {
 	queue    int     // bytes
 	free     int64   // µs: when the link finishes what it holds
 	fixed    bool    // send appRate whatever the estimate (a layer's trial)
-	pending  []int64 // arrivals (µs, -1 lost) from seq base
-	base     uint16
-	nowUs    int64
-	fbSeq    uint8
+	// stall, when set, returns how late the receiver reads a packet that
+	// arrived at its µs (a receiver waiting for a CPU).
+	stall   func(arr int64) int64
+	pending []int64 // arrivals (µs, -1 lost) from seq base
+	base    uint16
+	nowUs   int64
+	fbSeq   uint8
 }
 
 func newLinkSim(capacity float64) *linkSim {
@@ -288,7 +292,11 @@ func (l *linkSim) run(d time.Duration, appRate float64) int64 {
 			l.pending = append(l.pending, -1)
 		} else {
 			l.free = start + tx
-			l.pending = append(l.pending, l.free+20_000)
+			arr := l.free + 20_000
+			if l.stall != nil {
+				arr += l.stall(arr)
+			}
+			l.pending = append(l.pending, arr)
 		}
 		l.nowUs += int64(size * 8 * 1e6 / rate)
 		for l.nowUs >= nextFb {
@@ -424,5 +432,40 @@ func TestBWELossOverPackets(t *testing.T) {
 	}
 	if got := run(1); got >= ccInitialBitrate/2 {
 		t.Errorf("33%% loss for 10 s: loss based estimate %.0f, not under half the initial %d", got, ccInitialBitrate)
+	}
+}
+
+// TestBWEJitterIsNotCongestion: a subscriber on a link with room whose
+// packets are read late now and then (its host's CPU busy for tens of ms)
+// sees delay jumps that GCC's trendline can take for a queue. The estimate
+// must not be cut for them: what arrives keeps up with what is sent, and
+// nothing is lost (jitterOveruse). Without that check the estimate of this
+// 300 kbit/s sender on a 3 Mbit/s link fell under what it sends.
+func TestBWEJitterIsNotCongestion(t *testing.T) {
+	l := newLinkSim(3_000_000)
+	// Now and then (every 0.2 to 1 s) the receiver's CPU is shared for
+	// 50 to 250 ms: it reads what arrives a fifth slower than it comes, so
+	// a backlog (delay, up to 62 ms) builds up as a queue's would; then it
+	// catches up at once.
+	var busyFrom, busyTo, x int64 = 0, 0, 7
+	rnd := func(n int64) int64 { x = (x*1103515245 + 12345) & 0x7fffffff; return x % n }
+	l.stall = func(arr int64) int64 {
+		if arr >= busyTo {
+			busyFrom = arr + 200_000 + rnd(800_000)
+			busyTo = busyFrom + 50_000 + rnd(200_000)
+		}
+		if arr >= busyFrom {
+			return (arr - busyFrom) / 4
+		}
+		return 0
+	}
+	l.run(5*time.Second, 300_000)
+	low := int64(math.MaxInt64)
+	for range 60 {
+		low = min(low, l.run(500*time.Millisecond, 300_000))
+	}
+	t.Logf("lowest estimate over 30 s: %d; overuses taken for jitter: %d", low, l.e.jitterOver)
+	if low < 300_000 {
+		t.Fatalf("sending 300 kbit/s on a 3 Mbit/s link with a busy receiver, the estimate fell to %d", low)
 	}
 }

@@ -108,13 +108,12 @@ func TestCongestionSettlesAndRecovers(t *testing.T) {
 	if lastLayer(fast.frames(key)) != 'C' {
 		t.Fatalf("the fast subscriber left r2: %c", lastLayer(fast.frames(key)))
 	}
-	// It keeps receiving r0. Over 4 s: the video may still pause for a
-	// couple of seconds under the limit (a probe for the next layer that
-	// overflows the queue, then the estimate's dip), a known gap.
+	// It keeps receiving r0, steadily: half its frames at least over 4 s
+	// (the video pauses only when the estimate stays under r0 for 3 s).
 	n := len(slow.frames(key))
 	time.Sleep(4 * time.Second)
-	if got := len(slow.frames(key)) - n; got < 20 {
-		t.Fatalf("the slow subscriber got %d frames in 4 s on r0", got)
+	if got := len(slow.frames(key)) - n; got < 60 {
+		t.Fatalf("the slow subscriber got %d frames in 4 s on r0 (it is sent 120)", got)
 	}
 	st := slow.conn.Stats()
 	t.Logf("settled on r0 %v after the subscribers joined (estimate %d kbit/s; fast one's %d kbit/s; keyframe packets paced %d, dropped %d)", settled.Round(100*time.Millisecond),
