@@ -30,6 +30,7 @@ type source struct {
 	// write path: mu serializes writers so hdr can be reused.
 	mu    sync.Mutex
 	hdr   rtp.Header
+	got   snWindow                     // the sequence numbers seen of a track without layers (under mu)
 	subs  atomic.Pointer[[]*downTrack] // copy on write under subMu
 	sinks sinkSet                      // the taps' (source.go)
 
@@ -90,6 +91,14 @@ func (s *source) write(pkt []byte) error {
 	n, err := s.hdr.Unmarshal(pkt)
 	if err != nil {
 		return ErrInvalidRTP
+	}
+	if s.got.seen(s.hdr.SequenceNumber) {
+		// Had already (a browser's RTX payload padding, a retransmission
+		// of one that came after all): forwarded again under the same
+		// number, the subscriber's SRTP would drop it as a replay after
+		// its transport-wide number was stamped, which the estimator
+		// reads as loss (as for a layer: writeLayer).
+		return nil
 	}
 	payload := pkt[n:]
 	if s.hdr.Padding {

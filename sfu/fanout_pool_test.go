@@ -223,7 +223,7 @@ func TestSpreadAllocs(t *testing.T) {
 	if src.spread.Load() == nil {
 		t.Fatal("not spread")
 	}
-	if allocs := testing.AllocsPerRun(200, func() { _ = src.write(pkt) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(200, func() { _ = src.write(nextSeq(pkt)) }); allocs != 0 {
 		t.Fatalf("a spread write allocates %v per packet", allocs)
 	}
 }

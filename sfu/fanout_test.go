@@ -113,10 +113,10 @@ func TestWriteRewritesPerSubscriber(t *testing.T) {
 	var tapped int
 	fn := func(p []byte) { tapped = len(p) }
 	(&TrackTap{src: src}).SetSink(fn)
-	if err := src.write(pkt); err != nil || tapped != len(pkt) {
+	if err := src.write(nextSeq(pkt)); err != nil || tapped != len(pkt) {
 		t.Fatalf("tap got %d bytes, err %v", tapped, err)
 	}
-	if allocs := testing.AllocsPerRun(100, func() { _ = src.write(pkt) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { _ = src.write(nextSeq(pkt)) }); allocs != 0 {
 		t.Fatalf("write allocates %v per packet", allocs)
 	}
 }
@@ -242,7 +242,7 @@ func BenchmarkFanOutWrite(b *testing.B) {
 			src, _ := newTestSource(b, n, nil)
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := src.write(pkt); err != nil {
+				if err := src.write(nextSeq(pkt)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -260,7 +260,7 @@ func BenchmarkFanOutWrite(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := track.Write(pkt); err != nil {
+				if _, err := track.Write(nextSeq(pkt)); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -15,7 +15,7 @@ func TestSeveralTapsPerSource(t *testing.T) {
 	b.SetSink(func([]byte) { nb.Add(1) })
 	pkt := testPacket(false)
 	for range 3 {
-		if err := src.write(pkt); err != nil {
+		if err := src.write(nextSeq(pkt)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -24,13 +24,13 @@ func TestSeveralTapsPerSource(t *testing.T) {
 	}
 	b.SetSink(func([]byte) { nb.Add(10) }) // replaces b's own sink only
 	a.SetSink(nil)
-	if err := src.write(pkt); err != nil {
+	if err := src.write(nextSeq(pkt)); err != nil {
 		t.Fatal(err)
 	}
 	if na.Load() != 3 || nb.Load() != 13 {
 		t.Fatalf("after removing a and replacing b: a %d, b %d; want 3 and 13", na.Load(), nb.Load())
 	}
-	if n := testing.AllocsPerRun(100, func() { _ = src.write(pkt) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = src.write(nextSeq(pkt)) }); n != 0 {
 		t.Fatalf("write with a tap allocates %.1f times", n)
 	}
 }
