@@ -56,7 +56,7 @@ type e2eNode struct {
 // e2eCluster starts three nodes and initialises the cluster.
 func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e2eNode {
 	t.Helper()
-	log := testutil.LoggerLevel(t, e2eLogLevel())
+	log := keepLogger(t, e2eLogLevel()) // Debug kept, printed if the test fails
 	ips := testutil.LoopbackIPs(t, 3)
 	base := testutil.FreePort(t, ips[0])
 	var nodes []*e2eNode
@@ -70,6 +70,12 @@ func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e
 		cfg.ExternalSignalingURL = "ws://" + hp + "/signaling"
 		cfg.ExternalAPIURL = "http://" + hp + "/api"
 		cfg.Signaling.AnyOrigin = true // the SDK page is served by the test's server
+		if os.Getenv("SHOAL_TEST_UDP_MUX") != "" {
+			// Every connection on one UDP port, as in production: the
+			// SFU's direct send path needs it.
+			cfg.SFU.Network.UDPPort = testutil.FreePort(t, ip)
+			cfg.SFU.Network.ListenIP = ip
+		}
 		for _, m := range mutate {
 			m(&cfg)
 		}
@@ -79,6 +85,9 @@ func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { n.Close() })
+		if cfg.SFU.Network.UDPPort != 0 {
+			t.Cleanup(func() { t.Logf("%s: %+v", cfg.NodeName, n.SFU().MuxStats()) })
+		}
 		if err := n.Start(testutil.Context(t, 10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -470,6 +479,11 @@ let c;
                             : conn.sendrecv(q.get("channel"), null, opts);
     c.on("switched", (m) => T.log.push("switched " + JSON.stringify(m)));
     c.on("signaling", (e) => { if (/re-offer|switched|close|disconnect/.test(e.type)) T.log.push("signaling " + e.type + " " + e.transportType); });
+    // With a time, to read beside the nodes' log if the test fails: where
+    // each re-answer went, and the data channels' and connection's states.
+    const at = () => new Date().toISOString().slice(11, 23);
+    c.on("signaling", (e) => { if (/re-answer/.test(e.type)) T.log.push("signaling " + e.type + " " + e.transportType + " at " + at()); });
+    c.on("timeline", (e) => { if (/datachannel|onopen|onclose|connectionstatechange/.test(e.type)) T.log.push("timeline " + e.type + " " + (e.dataChannelLabel || JSON.stringify(e.data || "")) + " at " + at()); });
     c.on("track", (e) => { const s = e.streams[0]; trackStream.set(e.track.id, s.id); if (!T.remotes.includes(s.id)) T.remotes.push(s.id); });
     c.on("notify", (m, via) => T.log.push("notify " + m.event_type + " " + (m.connection_id || "") + " " + via));
     c.on("push", (m, via) => { T.log.push("push " + JSON.stringify(m.data)); T.log.push("push via " + via); });

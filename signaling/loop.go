@@ -88,7 +88,7 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 				}
 				return readErrEnding(m.err)
 			}
-			if e := l.handle(m.data); e != nil {
+			if e := l.handle(m.data, "websocket"); e != nil {
 				return *e
 			}
 		case <-se.events.Wake():
@@ -132,8 +132,8 @@ func (se *session) loop(ctx context.Context, media MediaConn) ending {
 }
 
 // handle acts on one client message, from the WebSocket or the
-// "signaling" data channel.
-func (l *serving) handle(data []byte) *ending {
+// "signaling" data channel (from says which, for the log).
+func (l *serving) handle(data []byte, from string) *ending {
 	msg, err := wire.DecodeClientMessage(data, l.cfg.MaxMessageSize)
 	if err != nil {
 		return ended(endProto(err))
@@ -148,6 +148,7 @@ func (l *serving) handle(data []byte) *ending {
 		if err := l.media.SetAnswer(m.SDP); err != nil {
 			return &ending{code: wire.CloseInvalidMessage, reason: "INVALID-ANSWER", err: err}
 		}
+		l.se.logger.Debug("answer applied", "type", m.Type, "from", from)
 		l.awaiting = ""
 		l.answerTimer.Stop()
 		if !l.answered {
@@ -181,6 +182,7 @@ func (l *serving) deliver(q []queued) *ending {
 			if e := l.sendJSON(labelSignaling, wire.ReOffer{Type: wire.TypeReOffer, SDP: it.reOffer}); e != nil {
 				return e
 			}
+			l.se.logger.Debug("re-offer sent", "on", l.route(labelSignaling))
 			l.awaiting = wire.TypeReAnswer
 			l.answerTimer.Reset(l.cfg.AnswerTimeout)
 		case it.event != nil:
@@ -205,7 +207,7 @@ func (l *serving) deliver(q []queued) *ending {
 			l.dcOpen = true
 			l.maybeSwitch()
 		case it.label == labelSignaling:
-			if e := l.handle(it.data); e != nil {
+			if e := l.handle(it.data, "datachannel"); e != nil {
 				return e
 			}
 		}
@@ -250,6 +252,19 @@ func (l *serving) send(label string, b []byte) *ending {
 		return &ending{err: err, now: true}
 	}
 	return nil
+}
+
+// route says where send puts a message for label: "datachannel",
+// "websocket" or "nowhere" (the client was told to drop the WebSocket
+// and the offer has no such channel).
+func (l *serving) route(label string) string {
+	switch se := l.se; {
+	case se.switched && se.dcLabels[label]:
+		return "datachannel"
+	case se.switched && se.ignoreWS:
+		return "nowhere"
+	}
+	return "websocket"
 }
 
 func (l *serving) sendJSON(label string, v any) *ending {
