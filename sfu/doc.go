@@ -104,8 +104,10 @@
 // up), the connection probes, as LiveKit's probe clusters and mediasoup's
 // probation do: for half a second it tops the media up to 1.5 times the
 // estimate (at most what the step needs) with padding-only packets on a video
-// track's RTX stream, paced in 10 ms slices; it stops as soon as the
-// estimate drops, and waits twice as long after each probe that failed.
+// track's RTX stream (for a subscriber without RTX, on a simulcast track's
+// media stream, taking numbers of its rewritten sequence), paced in 10 ms
+// slices; it stops as soon as the estimate drops, and waits twice as long
+// after each probe that failed.
 // A packet that arrives twice (a browser pads a video track, each
 // simulcast layer and a track without layers alike, with RTX copies of
 // recent packets) is forwarded once: a duplicate under the same number is

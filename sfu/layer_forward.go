@@ -60,8 +60,8 @@ type simSub struct {
 	frameTS    uint32 // timestamp of the frame of srcTop
 	frameOK    bool   // frameTS is set
 	frameDrop  bool   // that frame is dropped
-	dropped    bool   // a packet was dropped since the switch
-	lastDropSN uint16 // the last one
+	dropped    bool   // a packet was dropped, or padding sent, since the switch
+	lastDropSN uint16 // the layer's sequence number then (srcTop)
 }
 
 func newSimSub(want SimulcastRid) *simSub {
@@ -162,7 +162,15 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 	if int16(p.sn-st.startSN) < 0 {
 		return // a packet of this layer from before the switch
 	}
-	if st.dropTemporal(p, ss) {
+	newer := int16(p.sn-st.srcTop) > 0
+	if newer {
+		st.srcTop = p.sn
+	} else if st.dropped && int16(p.sn-st.lastDropSN) < 0 {
+		// out of order, from before a dropped packet or a padding
+		// probe: its number went to the next packet
+		return
+	}
+	if st.dropTemporal(p, ss, newer) {
 		return
 	}
 	sn := p.sn - st.snOff
@@ -230,22 +238,20 @@ func (st *simSub) switchTo(p *simPacket, ss *simSource) {
 // dropped packet moves the sequence number offset by one and a dropped
 // frame the picture id offset by one, so that both go on without a gap
 // (TL0PICIDX needs nothing: TL0 is never dropped). A packet that comes out
-// of order from before the last drop is dropped too (its number is taken):
-// the subscriber sees a gap there, as for a loss. Called with source.mu
-// held.
-func (st *simSub) dropTemporal(p *simPacket, ss *simSource) bool {
+// of order from before the last drop is dropped too, by writeLayer (its
+// number is taken): the subscriber sees a gap there, as for a loss. newer
+// says p is the newest packet of the layer yet. Called with source.mu held.
+func (st *simSub) dropTemporal(p *simPacket, ss *simSource, newer bool) bool {
 	tid, sync, ok := p.temporal(ss.codec)
 	if !ok {
 		return false
 	}
-	newer := int16(p.sn-st.srcTop) > 0
 	if !newer {
 		if p.ts == st.frameTS && st.frameOK {
 			return st.frameDrop
 		}
-		return tid > st.fwdTid || st.dropped && int16(p.sn-st.lastDropSN) < 0
+		return tid > st.fwdTid
 	}
-	st.srcTop = p.sn
 	if !st.frameOK || p.ts != st.frameTS {
 		// the first packet of a frame seen: decide for the frame
 		capT := uint8(st.tCap.Load())

@@ -22,7 +22,10 @@ package sfu
 // when it does not, the delay or loss based estimate drops, which ends the
 // probe at once. After a probe that did not reach its goal the next waits
 // twice as long (probeGapMin up to ccProbeMax); after one that did, or a
-// step up, probeGapMin. A subscriber without RTX is not probed.
+// step up, probeGapMin. A subscriber without RTX is padded on the media
+// stream of a simulcast track, whose sequence numbers the SFU rewrites
+// anyway (mediaPadding); one without RTX and without simulcast tracks is
+// not probed (its sequence numbers are the publisher's).
 
 import (
 	"time"
@@ -143,26 +146,40 @@ func (p *prober) padBytes(media, now int64) int {
 	return n
 }
 
-// probeTarget returns a video track of the connection whose subscriber
-// has RTX, for the padding (nil: none).
+// probeTarget returns a video track of the connection for the padding
+// (nil: none): one whose subscriber has RTX, else a simulcast track that
+// is forwarding a layer (its sequence numbers are the SFU's own, so that
+// padding can take some of them).
 func (c *Connection) probeTarget() (*downTrack, *binding) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var sd *downTrack
+	var sb *binding
 	for src, d := range c.downs {
 		if src.info.Kind != webrtc.RTPCodecTypeVideo || d.rx == nil {
 			continue
 		}
-		if b := d.binding.Load(); b != nil && b.rtxSSRC != 0 {
+		b := d.binding.Load()
+		switch {
+		case b == nil:
+		case b.rtxSSRC != 0:
 			return d, b
+		case d.sim != nil && d.rx.seq != nil && d.sim.cur.Load() >= 0:
+			sd, sb = d, b
 		}
 	}
-	return nil, nil
+	return sd, sb
 }
 
 // sendPadding sends n bytes (rounded up to whole packets) of padding-only
-// packets on d's RTX stream.
+// packets on d's RTX stream, or, for a subscriber without RTX, on its media
+// stream (mediaPadding).
 func (p *prober) sendPadding(d *downTrack, b *binding, n int) {
 	p.pad[probePad-1] = probePad
+	if b.rtxSSRC == 0 {
+		p.mediaPadding(d, b, n)
+		return
+	}
 	for ; n > 0; n -= probePad + 12 {
 		h := &p.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: b.rtxPT, SSRC: b.rtxSSRC,
@@ -170,6 +187,35 @@ func (p *prober) sendPadding(d *downTrack, b *binding, n int) {
 		if _, err := b.ws.WriteRTP(h, p.pad[:]); err != nil {
 			return
 		}
+		p.sent += probePad + 12
+		p.packets++
+	}
+}
+
+// mediaPadding sends n bytes of padding-only packets on the media stream of
+// d, a simulcast track's subscriber without RTX, as libwebrtc and LiveKit
+// pad when RTX is not negotiated: each takes the next sequence number of
+// the subscriber's stream (the layer's packets after it are numbered one
+// further on: snOff) and the timestamp of the last packet sent; a packet of
+// the layer that comes out of order from before the padding is not
+// forwarded (its number went on). The receiver drops the padding once its
+// transport-wide number is read. Under the source's lock, as the write
+// path; through the pacer, behind media it holds.
+func (p *prober) mediaPadding(d *downTrack, b *binding, n int) {
+	src, st := d.src, d.sim
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if !st.started || st.cur.Load() < 0 || d.binding.Load() != b {
+		return
+	}
+	for ; n > 0; n -= probePad + 12 {
+		st.lastSN++
+		st.snOff--
+		st.dropped, st.lastDropSN = true, st.srcTop
+		h := &p.hdr
+		*h = rtp.Header{Version: 2, Padding: true, PayloadType: b.pt, SSRC: b.ssrc,
+			SequenceNumber: st.lastSN, Timestamp: st.lastTS, Extensions: h.Extensions[:0]}
+		d.send(b, h, p.pad[:], false)
 		p.sent += probePad + 12
 		p.packets++
 	}

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -117,5 +118,63 @@ func TestProbePadding(t *testing.T) {
 	}
 	if got := uint16(d.rx.rtxSN.Load()) - first; int(got) != w.packets {
 		t.Fatalf("the RTX stream's numbers moved by %d for %d packets", got, w.packets)
+	}
+}
+
+// padRecorder keeps the headers of what it is written.
+type padRecorder struct{ hdrs []rtp.Header }
+
+func (w *padRecorder) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	c := *h
+	c.PaddingSize = 0
+	if h.Padding && len(payload) > 0 {
+		c.PaddingSize = payload[len(payload)-1]
+	}
+	w.hdrs = append(w.hdrs, c)
+	return len(payload), nil
+}
+
+func (w *padRecorder) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestProbePaddingWithoutRTX: a simulcast subscriber without RTX is
+// probed with padding-only packets on its media stream, numbered in its
+// rewritten sequence space: the layer's next packet follows the padding
+// without a gap, and one that comes out of order from before the padding
+// is not forwarded (its number was taken). Without mediaPadding the
+// padding would go nowhere (no RTX stream) or collide with the media's
+// numbers.
+func TestProbePaddingWithoutRTX(t *testing.T) {
+	src, ds, _ := newSimTestSource(t, 1, RidR0)
+	d := ds[0]
+	w := &padRecorder{}
+	if _, err := d.Bind(&fakeContext{ssrc: 1000, pt: 96, ws: w}); err != nil {
+		t.Fatal(err)
+	}
+	b := d.binding.Load()
+	if b.rtxSSRC != 0 {
+		t.Fatal("bound with RTX")
+	}
+	for _, sn := range []uint16{100, 101, 102, 104} {
+		if err := src.writeLayer(0, vp8Packet(sn, uint32(sn)*3000, sn, uint8(sn), sn == 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var p prober
+	p.pad[probePad-1] = probePad
+	p.sendPadding(d, b, 2*(probePad+12))
+	_ = src.writeLayer(0, vp8Packet(103, 103*3000, 103, 103, false)) // late, from before the padding
+	_ = src.writeLayer(0, vp8Packet(105, 105*3000, 105, 105, false))
+	var got []uint16
+	for i, h := range w.hdrs {
+		got = append(got, h.SequenceNumber)
+		if pad := i == 4 || i == 5; pad != (h.PaddingSize == probePad) || h.SSRC != 1000 || pad && h.Timestamp != 104*3000 {
+			t.Fatalf("packet %d: %+v", i, h)
+		}
+	}
+	if want := []uint16{100, 101, 102, 104, 105, 106, 107}; !slices.Equal(got, want) {
+		t.Fatalf("sequence numbers sent %v, want %v", got, want)
+	}
+	if p.packets != 2 {
+		t.Fatalf("%d padding packets counted", p.packets)
 	}
 }
