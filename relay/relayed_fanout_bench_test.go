@@ -133,9 +133,11 @@ func benchRelayedFanOut(b *testing.B, mod func(*Config)) {
 	// keyframe's packets).
 	payload := make([]byte, benchPayloadLen)
 	payload[0], payload[1] = 0x10, 0x00 // start of partition, keyframe
+	warm := uint16(0)
 	testutil.Eventually(b, func() bool {
+		warm++
 		for _, lt := range lts {
-			_ = lt.WriteRTP(rtpPacket(0, payload))
+			_ = lt.WriteRTP(rtpPacket(warm, payload))
 		}
 		time.Sleep(10 * time.Millisecond)
 		for _, c := range subs {
@@ -181,7 +183,7 @@ func benchRelayedFanOut(b *testing.B, mod func(*Config)) {
 					}
 					t.Stop()
 				}
-				binary.BigEndian.PutUint16(pkt[2:], uint16(1+j/fanOutTracks))
+				binary.BigEndian.PutUint16(pkt[2:], warm+uint16(1+j/fanOutTracks))
 				for errors.Is(lt.WriteRTP(pkt), errQueueFull) {
 					runtime.Gosched()
 				}
