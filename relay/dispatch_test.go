@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,4 +129,60 @@ func TestFanOutsBounded(t *testing.T) {
 	if m := most.Load(); m != 2 {
 		t.Fatalf("%d fan-outs ran at once, want 2 (the slots)", m)
 	}
+}
+
+// Writers that block hold their fan-out slots, and with every slot held
+// the other tracks' packets wait in their queues, which overflow (counted);
+// the receive goroutine never waits for a slot: it goes on reading,
+// and messages still arrive. Once the writers return, the queued packets
+// go out.
+func TestBlockedWritersStallNoReceive(t *testing.T) {
+	testutil.CheckLeaks(t)
+	a := startNode(t, "a", testKey)
+	b := startNode(t, "b", testKey, func(c *Config) { c.fanOutSlots, c.TrackQueueLen = 2, 8 })
+	meet(t, a, b)
+	if err := a.OpenChannel("room", b.name); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return b.local.sink("room") != nil }, 5*time.Second, "B relays room")
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	lts := map[string]*LocalTrack{}
+	var fast atomic.Int64
+	for _, id := range []string{"stuck1", "stuck2", "fast"} {
+		info := video
+		info.ID = id
+		lt, err := a.AddLocalTrack("room", info, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lts[id] = lt
+		var w *fakeWriter
+		testutil.Eventually(t, func() bool { w = b.local.sink("room").track(id); return w != nil }, 5*time.Second, "track %s on B", id)
+		if id == "fast" {
+			w.onWrite(func([]byte) { fast.Add(1) })
+		} else {
+			w.onWrite(func([]byte) { <-release })
+		}
+	}
+	payload := make([]byte, 100)
+	_ = lts["stuck1"].WriteRTP(rtpPacket(1, payload))
+	_ = lts["stuck2"].WriteRTP(rtpPacket(1, payload))
+	time.Sleep(100 * time.Millisecond) // both writers hold their slots
+	in0 := b.link(a).PacketsIn
+	for i := range 50 {
+		_ = lts["fast"].WriteRTP(rtpPacket(uint16(i), payload))
+	}
+	if err := a.SendMessage("room", Message{Label: "#chat", From: "c1", Data: []byte("hi")}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, func() bool { return b.link(a).PacketsIn-in0 >= 50 }, 5*time.Second, "B's receive goroutine reads on (%d of 50)", b.link(a).PacketsIn-in0)
+	testutil.Eventually(t, func() bool { return len(b.local.sink("room").messages()) == 1 }, 5*time.Second, "the message arrives")
+	if n := fast.Load(); n != 0 {
+		t.Fatalf("%d packets written with every slot held", n)
+	}
+	testutil.Eventually(t, func() bool { return b.link(a).Dropped.TrackQueueFull >= 50-8 }, 5*time.Second, "the waiting track's queue overflows, counted (%+v)", b.link(a).Dropped)
+	once.Do(func() { close(release) })
+	testutil.Eventually(t, func() bool { return fast.Load() == 8 }, 5*time.Second, "the queued packets go out once the slots free (%d of 8)", fast.Load())
 }

@@ -147,9 +147,13 @@
 // cores. At most as many fan-outs as processors (at least two) run at
 // once, each for up to 16 packets before the next waiting track's turn:
 // fifty at once only contended for the SFU's locks and crowded out its
-// other goroutines (BenchmarkRelayedFanOut, README.md). A
-// track's goroutine ends when it closes, before its writer's Close. A full
-// track queue drops (Drops.TrackQueueFull). LocalTrack.WriteRTP allocates
+// other goroutines (BenchmarkRelayedFanOut, README.md). The price: a
+// writer that blocks holds its slot, and with every slot held the other
+// tracks wait (their queues fill and drop) until one returns; the receive
+// goroutine never waits for a slot (TestBlockedWritersStallNoReceive).
+// sfu.TrackWriter.WriteRTP does not block. A track's goroutine ends when
+// it closes, before its writer's Close. A full track queue drops
+// (Drops.TrackQueueFull). LocalTrack.WriteRTP allocates
 // nothing and does not block on the network.
 //
 // # Control never lost

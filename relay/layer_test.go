@@ -112,6 +112,7 @@ func (f *fakeWanter) last() (wanted, known bool) {
 // simulcast track one sfu track, whose subscribers get their layer; it
 // tells each layer's relay track whether a subscriber wants it.
 func TestSFUSinkJoinsLayers(t *testing.T) {
+	testutil.CheckLeaks(t)
 	n := startSFUNode(t, "b")
 	sink, err := NewSFULocal(n.sfu, nil).RelayChannel(n.Relay, "room")
 	if err != nil {
