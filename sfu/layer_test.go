@@ -197,7 +197,7 @@ func TestWriteLayerSwitch(t *testing.T) {
 }
 
 func TestWriteLayerAllocs(t *testing.T) {
-	src, ds, _ := newSimTestSource(t, 10, RidR0)
+	src, ds, ws := newSimTestSource(t, 10, RidR0)
 	for i, d := range ds {
 		d.sim.setWant([]SimulcastRid{RidR0, RidR2}[i%2])
 	}
@@ -226,12 +226,16 @@ func TestWriteLayerAllocs(t *testing.T) {
 	for l := range pkts {
 		pkts[l] = vp8Packet(seq[l], uint32(seq[l])*3000, seq[l]&0x7fff, uint8(seq[l]), false)
 	}
+	forwarded := ws[0].count
 	if allocs := testing.AllocsPerRun(100, func() {
 		for l := int8(0); l < maxLayers; l++ {
-			_ = src.writeLayer(l, pkts[l])
+			_ = src.writeLayer(l, nextSeq(pkts[l])) // a number seen is not forwarded again
 		}
 	}); allocs != 0 {
 		t.Fatalf("writeLayer allocates %v per packet", allocs)
+	}
+	if ws[0].count-forwarded < 100 {
+		t.Fatalf("%d packets forwarded while measured: the allocations of forwarding were not", ws[0].count-forwarded)
 	}
 }
 
