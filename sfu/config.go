@@ -64,6 +64,13 @@ type Config struct {
 	// Linux; elsewhere sends are never batched). Without the mux there is
 	// nothing to batch.
 	DisableBatchedSends bool
+	// DisableDirectSend sends every packet through pion's chain of the
+	// subscriber's sender (interceptors, SRTP session, ICE connection). By
+	// default, with the UDP mux and congestion control on, a connection
+	// whose DTLS is done encrypts its media with SRTP keys of its own and
+	// writes it to the mux socket itself (direct.go); MuxStats says how
+	// many connections do.
+	DisableDirectSend bool
 	// SpreadAbove is the number of subscribers above which a track's
 	// fan-out is spread over a few worker goroutines (as many as the
 	// cores, 2 to 4), each writing to its share of the subscribers; 0

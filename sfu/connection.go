@@ -196,6 +196,9 @@ type Connection struct {
 	up    upLayers  // the simulcast layers published
 	dl    *downlink // congestion control; nil when off
 	pacer *pacer    // nil when congestion control is off
+
+	direct *directSend // the direct send path (direct.go); nil: pion's
+	srs    *srRegistry // the sender reports' streams (sr.go); nil: pion's
 }
 
 func validateJoin(req *JoinRequest) error {
@@ -277,6 +280,12 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	// moment: every step below checks for that and cleans up after itself.
 	s.mu.Lock()
 	api := s.api
+	ds := s.newDirectSend()
+	if ds != nil {
+		// An API of its own, to see its DTLS keys (direct.go).
+		api = webrtc.NewAPI(webrtc.WithMediaEngine(s.me), webrtc.WithInterceptorRegistry(s.ir),
+			webrtc.WithSettingEngine(ds.settingEngine(s.se)))
+	}
 	s.mu.Unlock()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -291,7 +300,12 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 		return nil, fmt.Errorf("sfu: join: %w", err)
 	}
 	c.api, c.pc, c.q = api, pc, newEventQueue()
+	c.srs = s.srs.take(pc.ID())
 	c.startCongestion()
+	if ds != nil && c.dl != nil {
+		ds.tw = c.dl.tw
+		c.direct = ds
+	}
 	c.mu.Unlock()
 	// joinErr prefers the reason of a concurrent close to the error it caused.
 	joinErr := func(err error) error {
@@ -368,6 +382,8 @@ func (c *Connection) setup(req JoinRequest) error {
 	}
 	c.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			c.enableDirect()
 		case webrtc.PeerConnectionStateFailed:
 			c.closeWith(ErrConnectionFailed)
 		case webrtc.PeerConnectionStateClosed:
@@ -443,6 +459,7 @@ func (c *Connection) closeIf(reason error, still func() bool) {
 	if first {
 		c.closed = true
 		c.err = reason
+		c.direct.stop()
 		downs = c.downs
 		c.downs = map[*source]*downTrack{}
 		pc, q, ch = c.pc, c.q, c.ch

@@ -188,6 +188,21 @@
 // stable, for a metrics exporter. Several observers may tap one track: each
 // TrackTap has its own sink.
 //
+// Direct send (direct.go, sr.go): with the UDP mux (Network.UDPPort) and
+// congestion control on, unless Config.DisableDirectSend, a connection
+// whose DTLS is done sends its media without pion's per-sender chain
+// (interceptors, SRTP session, ICE connection): the fan-out, the pacer,
+// RTX and probes write to the same writer, which stamps the transport-wide
+// sequence number and abs-send-time, encrypts with an SRTP context of the
+// connection's own (keys derived from the DTLS key log and ServerHello, as
+// pion derives them; AES-GCM and AES-CM-HMAC-SHA1 profiles) into a reused
+// buffer, and writes to the mux socket, batched, addressed to the selected
+// ICE pair's remote candidate, allocating nothing. A connection where the
+// SFU is the DTLS client, or whose pair is not a host UDP pair of the mux,
+// stays on pion's path (SFU.MuxStats counts both kinds). The sender
+// reports are the SFU's own, one compound RTCP packet a second per
+// connection, counting what either path sent.
+//
 // The per-packet fan-out allocates nothing: one header parse per packet,
 // then the payload type and SSRC are rewritten for each subscriber's sender.
 // Header extensions are dropped, since their ids were negotiated with the
@@ -298,6 +313,11 @@
 //     above Config.SpreadAbove subscribers.
 //   - mux.go: the UDP mux socket: its buffer sizes, its batched sends
 //     (a fan-out holds it while it writes to each subscriber), MuxStats.
+//   - direct.go: the direct send path: the DTLS keys seen through pion's
+//     SettingEngine hooks, the SRTP context, the writer beneath every
+//     down track's sends, the selected ICE pair followed.
+//   - sr.go: the sender report interceptor that replaces pion's, counting
+//     what the direct path and pion's send.
 //   - queue.go: eventQueue, the per-connection and per-observer callback
 //     goroutine (on internal/mailbox).
 //

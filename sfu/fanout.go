@@ -327,10 +327,23 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return d.bindUndecodable(ctx), nil
 	}
 	nb := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(found.PayloadType), ws: ctx.WriteStream()}
+	var tcc, ast uint8
 	for _, e := range ctx.HeaderExtensions() {
-		if e.URI == sdp.AudioLevelURI && d.src.info.Kind == webrtc.RTPCodecTypeAudio {
-			nb.levelID = uint8(e.ID)
+		switch e.URI {
+		case sdp.AudioLevelURI:
+			if d.src.info.Kind == webrtc.RTPCodecTypeAudio {
+				nb.levelID = uint8(e.ID)
+			}
+		case sdp.TransportCCURI:
+			tcc = uint8(e.ID)
+		case sdp.ABSSendTimeURI:
+			ast = uint8(e.ID)
 		}
+	}
+	if d.conn != nil && d.conn.direct != nil {
+		// Everything written to the subscriber (fan-out, pacer, RTX,
+		// probes) goes through the direct path once it is on (direct.go).
+		nb.ws = &directWriter{ds: d.conn.direct, next: nb.ws, ssrc: nb.ssrc, tcc: tcc, ast: ast, srs: d.conn.srs}
 	}
 	if pt := rtxPayloadType(ctx.CodecParameters(), found.PayloadType); pt != 0 && ctx.SSRCRetransmission() != 0 {
 		nb.rtxSSRC, nb.rtxPT = uint32(ctx.SSRCRetransmission()), pt

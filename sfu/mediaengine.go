@@ -12,6 +12,7 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -56,7 +57,7 @@ var srtpProfiles = []dtls.SRTPProtectionProfile{
 
 // newMediaEngine returns the media engine and interceptor registry of the
 // SFU's pion API.
-func newMediaEngine(cc *ccRegistry) (*webrtc.MediaEngine, *interceptor.Registry, error) {
+func newMediaEngine(cc *ccRegistry, srs *srRegistries) (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, nil, fmt.Errorf("sfu: register codecs: %w", err)
@@ -69,7 +70,7 @@ func newMediaEngine(cc *ccRegistry) (*webrtc.MediaEngine, *interceptor.Registry,
 		}
 	}
 	ir := &interceptor.Registry{}
-	if err := configureInterceptors(m, ir, cc); err != nil {
+	if err := configureInterceptors(m, ir, cc, srs); err != nil {
 		return nil, nil, err
 	}
 	return m, ir, nil
@@ -86,7 +87,9 @@ func newMediaEngine(cc *ccRegistry) (*webrtc.MediaEngine, *interceptor.Registry,
 // the packets per subscriber. Interceptors that must also see
 // retransmissions (transport-wide sequence numbers, pacing) go between the
 // innermost and the inner gate; they see RTX under its stream's SSRC.
-func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *ccRegistry) error {
+// With srs the sender reports are the SFU's (sr.go), which count what the
+// direct send path sends too, instead of pion's.
+func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *ccRegistry, srs *srRegistries) error {
 	unmask, inner, outer := newRtxGates()
 	ir.Add(unmask)
 	// transport-wide sequence numbers (with congestion control) and
@@ -101,8 +104,17 @@ func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *
 		return fmt.Errorf("sfu: configure NACK: %w", err)
 	}
 	ir.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return fmt.Errorf("sfu: configure RTCP reports: %w", err)
+	if srs == nil {
+		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+			return fmt.Errorf("sfu: configure RTCP reports: %w", err)
+		}
+	} else {
+		rr, err := report.NewReceiverInterceptor()
+		if err != nil {
+			return fmt.Errorf("sfu: configure RTCP reports: %w", err)
+		}
+		ir.Add(rr)
+		ir.Add(&srFactory{reg: srs})
 	}
 	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
 		return fmt.Errorf("sfu: configure transport-cc: %w", err)

@@ -25,6 +25,8 @@ const muxBufferSize = 4 << 20
 type sendState struct {
 	batch         atomic.Pointer[udpbatch.Conn]
 	fanOutDropped atomic.Uint64
+	// the direct send path's (direct.go)
+	directConns, directFallback, directPackets atomic.Uint64
 }
 
 // muxSocket sizes the buffers of the mux socket conn and, unless
@@ -67,12 +69,19 @@ type MuxStats struct {
 	// share of a track's subscribers, because it was a full ring behind
 	// (Config.SpreadAbove).
 	FanOutDropped uint64
+	// DirectConns counts the connections that switched to the direct send
+	// path (Config.DisableDirectSend), DirectFallback those that could not
+	// and send through pion (the SFU was the DTLS client, no key log, a
+	// candidate pair not on the mux), DirectPackets the packets the direct
+	// path sent.
+	DirectConns, DirectFallback, DirectPackets uint64
 }
 
 // MuxStats returns the counters of the mux's batched sends (zero without a
 // mux or with Config.DisableBatchedSends) and of spread fan-outs.
 func (s *SFU) MuxStats() MuxStats {
-	ms := MuxStats{FanOutDropped: s.send.fanOutDropped.Load()}
+	ms := MuxStats{FanOutDropped: s.send.fanOutDropped.Load(), DirectConns: s.send.directConns.Load(),
+		DirectFallback: s.send.directFallback.Load(), DirectPackets: s.send.directPackets.Load()}
 	if bc := s.send.batch.Load(); bc != nil {
 		st := bc.Stats()
 		ms.Batched, ms.Calls, ms.Datagrams, ms.Failed = true, st.Calls, st.Datagrams, st.Failed

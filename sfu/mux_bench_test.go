@@ -13,7 +13,8 @@ import (
 // BenchmarkFanOutMux is BenchmarkFanOutE2E with the SFU on one UDP port
 // (Network.UDPPort), its sends batched (impl=mux) or not (impl=mux-nobatch),
 // its fan-out spread over workers above 20 subscribers (the default) or
-// never (impl=mux-nospread), beside bare pion (one TrackLocalStaticRTP
+// never (impl=mux-nospread), its packets sent through pion's sender chain
+// instead of the direct path (impl=mux-pionpath), beside bare pion (one TrackLocalStaticRTP
 // written to n peer connections) in the same run. The writer waits (in
 // sleeps, which cost no CPU) whenever a spread fan-out is 64 packets
 // behind, so that nothing is dropped; drops/op reports any.
@@ -22,10 +23,11 @@ import (
 //	benchstat -col /impl mux.txt
 func BenchmarkFanOutMux(b *testing.B) {
 	for _, n := range []int{1, 10, 25, 50} {
-		for _, impl := range []string{"mux", "mux-nobatch", "mux-nospread"} {
+		for _, impl := range []string{"mux", "mux-nobatch", "mux-nospread", "mux-pionpath"} {
 			b.Run(fmt.Sprintf("N=%d/impl=%s", n, impl), func(b *testing.B) {
 				s := muxSFU(b, func(c *sfu.Config) {
 					c.DisableBatchedSends = impl == "mux-nobatch"
+					c.DisableDirectSend = impl == "mux-pionpath"
 					if impl == "mux-nospread" {
 						c.SpreadAbove = -1
 					}

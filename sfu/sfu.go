@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/lifecycle"
@@ -69,6 +70,12 @@ type SFU struct {
 	muxClose func() error
 	send     sendState   // the mux's batched sends, spread fan-out drops (mux.go)
 	cc       *ccRegistry // nil with Config.DisableCongestionControl
+	// What each connection's own API is made of when it sends directly
+	// (direct.go): the media engine, interceptors and settings of api.
+	me       *webrtc.MediaEngine
+	ir       *interceptor.Registry
+	se       webrtc.SettingEngine
+	srs      *srRegistries // the sender reports' streams (sr.go); nil: pion's
 	channels map[string]*Channel
 	conns    map[string]*Connection
 	counts   map[string]int // connections per channel
@@ -102,7 +109,10 @@ func (s *SFU) start() error {
 	if !s.cfg.DisableCongestionControl {
 		s.cc = &ccRegistry{}
 	}
-	m, ir, err := newMediaEngine(s.cc)
+	if !s.cfg.DisableDirectSend {
+		s.srs = &srRegistries{}
+	}
+	m, ir, err := newMediaEngine(s.cc, s.srs)
 	if err != nil {
 		return err
 	}
@@ -165,6 +175,7 @@ func (s *SFU) start() error {
 		s.muxClose = mux.Close
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	s.me, s.ir, s.se = m, ir, se
 	return s.state.Start("sfu")
 }
 

@@ -150,26 +150,35 @@ func (s *stampWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attribu
 	t := s.t
 	ext, prof, n0 := h.Extension, h.ExtensionProfile, len(h.Extensions)
 	t.mu.Lock()
-	now := mono()
-	if s.ast != 0 {
-		// abs-send-time: seconds in 6.18 fixed point, 24 bits.
-		v := uint64(now) << 18 / 1e9
-		t.astBuf = [3]byte{byte(v >> 16), byte(v >> 8), byte(v)}
-		_ = h.SetExtension(s.ast, t.astBuf[:])
-	}
-	if s.tcc != 0 {
-		seq := t.next
-		t.next++
-		binary.BigEndian.PutUint16(t.tccBuf[:], seq)
-		if h.SetExtension(s.tcc, t.tccBuf[:]) == nil {
-			size := h.MarshalSize() + len(payload)
-			t.ring[int(seq)&(len(t.ring)-1)] = twccSent{atUs: uint32(now / 1e3), seq: seq, size: uint16(min(size, 0xffff))}
-		}
-	}
+	t.stampLocked(h, s.tcc, s.ast, len(payload), &t.tccBuf, &t.astBuf)
 	n, err := s.next.Write(h, payload, a)
 	t.mu.Unlock()
 	h.Extension, h.ExtensionProfile, h.Extensions = ext, prof, h.Extensions[:n0]
 	return n, err
+}
+
+// stampLocked sets abs-send-time (ast) and the next transport-wide
+// sequence number (tcc) on h, their bytes held in the buffers given until
+// h is marshalled, and notes the packet in the ring. Ids of 0 are not
+// negotiated. Under mu; the direct path (direct.go) stamps through it
+// too.
+func (t *twccSender) stampLocked(h *rtp.Header, tcc, ast uint8, payloadLen int, tccBuf *[2]byte, astBuf *[3]byte) {
+	now := mono()
+	if ast != 0 {
+		// abs-send-time: seconds in 6.18 fixed point, 24 bits.
+		v := uint64(now) << 18 / 1e9
+		*astBuf = [3]byte{byte(v >> 16), byte(v >> 8), byte(v)}
+		_ = h.SetExtension(ast, astBuf[:])
+	}
+	if tcc != 0 && t.ring != nil {
+		seq := t.next
+		t.next++
+		binary.BigEndian.PutUint16(tccBuf[:], seq)
+		if h.SetExtension(tcc, tccBuf[:]) == nil {
+			size := h.MarshalSize() + payloadLen
+			t.ring[int(seq)&(len(t.ring)-1)] = twccSent{atUs: uint32(now / 1e3), seq: seq, size: uint16(min(size, 0xffff))}
+		}
+	}
 }
 
 // onRTCP feeds the transport-cc feedback of a compound RTCP packet to the

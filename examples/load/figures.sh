@@ -2,8 +2,8 @@
 # figures.sh: server CPU per delivered packet, Shoal against bare pion, in
 # one run. Each configuration (publishers x subscribers) runs against each
 # server (examples/load/server: shoal, shoal with -batch=false,
-# shoal with -spread-above -1, bare pion; shoal-nocc, with -cc=false, on
-# request) in turn, REPS times, the server
+# shoal with -spread-above -1, bare pion; on request shoal-nocc, with
+# -cc=false, and shoal-pionpath, with -direct=false) in turn, REPS times, the server
 # pinned to CPU 0 and the load tool to CPU 1 (taskset, when there is more
 # than one CPU); it prints every run and the median of each cell.
 #
@@ -37,6 +37,7 @@ run() { # impl pubs subs udp-port -> cpu-us/pkt, pkt/s, loss
 	shoal-nobatch) args="-impl shoal -batch=false" ;;
 	shoal-nospread) args="-impl shoal -spread-above -1" ;;
 	shoal-nocc) args="-impl shoal -cc=false" ;;
+	shoal-pionpath) args="-impl shoal -direct=false" ;;
 	pion) args="-impl pion" ;;
 	esac
 	# shellcheck disable=SC2086

@@ -28,6 +28,7 @@ func main() {
 		batch   = flag.Bool("batch", true, "Shoal: batched sends on the UDP mux")
 		spread  = flag.Int("spread-above", 0, "Shoal: spread a track's fan-out above this many subscribers (0: default 20, -1: never)")
 		cc      = flag.Bool("cc", true, "Shoal: downlink congestion control")
+		direct  = flag.Bool("direct", true, "Shoal: the direct send path (false: every packet through pion's sender chain)")
 		every   = flag.Duration("stats-every", 0, "Shoal: print what the SFU paced, dropped and batched this often (0: never)")
 		verbose = flag.Bool("v", false, "log warnings")
 	)
@@ -42,7 +43,7 @@ func main() {
 	var err error
 	switch *impl {
 	case "shoal":
-		err = runShoal(ctx, *addr, *udpPort, *batch, *spread, *cc, *every, logger)
+		err = runShoal(ctx, *addr, *udpPort, *batch, *spread, *cc, *direct, *every, logger)
 	case "pion":
 		err = serve(ctx, *addr, newBare(logger))
 	default:
@@ -54,7 +55,7 @@ func main() {
 	}
 }
 
-func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread int, cc bool, statsEvery time.Duration, logger *slog.Logger) error {
+func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread int, cc, direct bool, statsEvery time.Duration, logger *slog.Logger) error {
 	if udpPort <= 0 || udpPort > 65535 {
 		return fmt.Errorf("-udp-port %d: want 1..65535", udpPort)
 	}
@@ -69,6 +70,7 @@ func runShoal(ctx context.Context, addr string, udpPort int, batch bool, spread 
 	cfg.SFU.DisableBatchedSends = !batch
 	cfg.SFU.SpreadAbove = spread
 	cfg.SFU.DisableCongestionControl = !cc
+	cfg.SFU.DisableDirectSend = !direct
 	n, err := shoal.New(cfg)
 	if err != nil {
 		return err
@@ -107,8 +109,10 @@ func printSFUStats(s *sfu.SFU) {
 	}
 	ms := s.MuxStats()
 	fmt.Fprintf(os.Stderr, "sfu: %d connections; pacer queued %d, dropped %d; mean estimate %d bit/s; "+
-		"mux batched %v: %d datagrams in %d calls, %d failed; spread fan-out dropped %d\n",
-		conns, queued, dropped, est/uint64(max(conns, 1)), ms.Batched, ms.Datagrams, ms.Calls, ms.Failed, ms.FanOutDropped)
+		"mux batched %v: %d datagrams in %d calls, %d failed; spread fan-out dropped %d; "+
+		"direct send: %d connections (%d through pion), %d packets\n",
+		conns, queued, dropped, est/uint64(max(conns, 1)), ms.Batched, ms.Datagrams, ms.Calls, ms.Failed, ms.FanOutDropped,
+		ms.DirectConns, ms.DirectFallback, ms.DirectPackets)
 }
 
 // serve serves h at /signaling until ctx ends.

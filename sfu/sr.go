@@ -1,0 +1,211 @@
+package sfu
+
+// Sender reports. With the direct send path (direct.go) pion's report
+// interceptor would see only what still goes through pion, so it is
+// replaced by this one, which counts what either path sends: for each
+// stream a connection sends, every srInterval, an RTCP sender report with
+// the packets and payload octets sent and the RTP timestamp of the moment
+// the report is made (the last new timestamp sent, advanced by the time
+// since at the codec's clock rate) beside that moment's NTP time, as
+// pion's does; a connection's reports go in one compound RTCP packet
+// (up to srPerPacket of them). Retransmissions (RTX) are not counted:
+// they reach neither (the outer RTX gate takes them past this
+// interceptor, and the direct path notes only the main SSRC).
+
+import (
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+// srInterval is how often the reports go, as pion's default.
+const srInterval = time.Second
+
+// srPerPacket is the most reports in one compound packet: 28 bytes each,
+// 840 bytes with SRTCP's overhead, well within a datagram.
+const srPerPacket = 30
+
+// srFactory makes one srInterceptor per peer connection and hands its
+// streams to the connection through reg.
+type srFactory struct {
+	reg *srRegistries
+}
+
+// srRegistries maps a peer connection id to its streams until the
+// connection takes them.
+type srRegistries struct {
+	m sync.Map // id → *srRegistry
+}
+
+func (r *srRegistries) take(id string) *srRegistry {
+	if r == nil {
+		return nil
+	}
+	v, ok := r.m.LoadAndDelete(id)
+	if !ok {
+		return nil
+	}
+	return v.(*srRegistry)
+}
+
+// srRegistry is a peer connection's streams, by SSRC.
+type srRegistry struct {
+	m sync.Map // uint32 → *srStream
+}
+
+func (r *srRegistry) lookup(ssrc uint32) *srStream {
+	if r == nil {
+		return nil
+	}
+	v, ok := r.m.Load(ssrc)
+	if !ok {
+		return nil
+	}
+	return v.(*srStream)
+}
+
+// NewInterceptor returns the peer connection's sender report interceptor.
+func (f *srFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
+	si := &srInterceptor{id: id, reg: f.reg, streams: &srRegistry{}, close: make(chan struct{})}
+	if f.reg != nil {
+		f.reg.m.Store(id, si.streams)
+	}
+	return si, nil
+}
+
+// srInterceptor sends the reports of one peer connection's streams from a
+// goroutine started when pion binds the RTCP writer and ended by Close.
+type srInterceptor struct {
+	interceptor.NoOp
+	id      string
+	reg     *srRegistries
+	streams *srRegistry
+
+	once, closing sync.Once
+	close         chan struct{}
+	wg            sync.WaitGroup
+}
+
+// srStream is what the reports of one stream need. Both paths note under
+// mu.
+type srStream struct {
+	ssrc  uint32
+	clock float64 // Hz
+
+	mu      sync.Mutex
+	packets uint32
+	octets  uint32
+	lastSN  uint16
+	lastTS  uint32 // the last new RTP timestamp sent
+	lastAt  int64  // mono() when it was sent
+}
+
+// note counts a packet sent, as pion's report interceptor does: the
+// timestamp is taken from in-order packets only, when it changes (the
+// first packet of a frame).
+func (st *srStream) note(h *rtp.Header, payloadLen int, now int64) {
+	st.mu.Lock()
+	diff := h.SequenceNumber - st.lastSN
+	if st.packets == 0 || (diff > 0 && diff < 1<<15) {
+		st.lastSN = h.SequenceNumber
+		if st.packets == 0 || h.Timestamp != st.lastTS {
+			st.lastTS, st.lastAt = h.Timestamp, now
+		}
+	}
+	st.packets++
+	st.octets += uint32(payloadLen)
+	st.mu.Unlock()
+}
+
+// report returns the stream's report at now (mono) and wall, false before
+// its first packet.
+func (st *srStream) report(now int64, wall time.Time) (rtcp.SenderReport, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.packets == 0 {
+		return rtcp.SenderReport{}, false
+	}
+	return rtcp.SenderReport{
+		SSRC:        st.ssrc,
+		NTPTime:     ntpTime(wall),
+		RTPTime:     st.lastTS + uint32(float64(now-st.lastAt)/1e9*st.clock),
+		PacketCount: st.packets,
+		OctetCount:  st.octets,
+	}, true
+}
+
+// ntpTime is t as a 64-bit NTP timestamp.
+func ntpTime(t time.Time) uint64 {
+	secs := uint64(t.Unix()) + 2208988800
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+	return secs<<32 | frac
+}
+
+// BindLocalStream counts the stream's packets that go through pion.
+func (si *srInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	st := &srStream{ssrc: info.SSRC, clock: float64(info.ClockRate)}
+	si.streams.m.Store(info.SSRC, st)
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		st.note(h, len(payload), mono())
+		return w.Write(h, payload, a)
+	})
+}
+
+// UnbindLocalStream forgets the stream.
+func (si *srInterceptor) UnbindLocalStream(info *interceptor.StreamInfo) {
+	si.streams.m.Delete(info.SSRC)
+}
+
+// BindRTCPWriter starts the reports.
+func (si *srInterceptor) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
+	si.once.Do(func() {
+		si.wg.Add(1)
+		go si.run(w)
+	})
+	return w
+}
+
+// Close stops the reports and forgets the streams in the registry, should
+// the connection never have taken them.
+func (si *srInterceptor) Close() error {
+	si.closing.Do(func() { close(si.close) })
+	si.wg.Wait()
+	if si.reg != nil {
+		si.reg.m.CompareAndDelete(si.id, si.streams)
+	}
+	return nil
+}
+
+func (si *srInterceptor) run(w interceptor.RTCPWriter) {
+	defer si.wg.Done()
+	t := time.NewTicker(srInterval)
+	defer t.Stop()
+	var pkts []rtcp.Packet
+	for {
+		select {
+		case <-si.close:
+			return
+		case <-t.C:
+		}
+		now, wall := mono(), time.Now()
+		pkts = pkts[:0]
+		si.streams.m.Range(func(_, v any) bool {
+			if sr, ok := v.(*srStream).report(now, wall); ok {
+				pkts = append(pkts, &sr)
+			}
+			return true
+		})
+		// The reports of the connection's streams in compound packets
+		// (pion's interceptor sends one datagram per stream).
+		for rest := pkts; len(rest) > 0; {
+			n := min(len(rest), srPerPacket)
+			if _, err := w.Write(rest[:n], nil); err != nil {
+				break
+			}
+			rest = rest[n:]
+		}
+	}
+}
