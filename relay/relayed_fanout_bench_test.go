@@ -53,7 +53,11 @@ import (
 //   - cpu0-%, cpu1-%: each core's busy share over the run, from
 //     /proc/stat (the whole machine, other processes included);
 //   - parallel-%: the share of B's fan-outs (sfu.TrackWriter.WriteRTP)
-//     that started while another track's was running;
+//     that started while another track's was running; two-cores-%: those
+//     that started on one processor (getcpu) while a fan-out that had
+//     started on the other was running (processors 0 and 1 only);
+//   - fanouts/core-s: B's fan-outs per second of the process's CPU time,
+//     the cost, which the machine's other load moves less than the rates;
 //   - loss-%: packets the subscribers did not get.
 //
 // The subscribers' SRTP decryption runs in the same process, at the same
@@ -218,6 +222,8 @@ func benchRelayedFanOut(b *testing.B, mod func(*Config)) {
 		}
 	}
 	b.ReportMetric(100*float64(counting.overlapped.Load())/float64(max(counting.calls.Load(), 1)), "parallel-%")
+	b.ReportMetric(100*float64(counting.twoCores.Load())/float64(max(counting.calls.Load(), 1)), "two-cores-%")
+	b.ReportMetric(float64(counting.calls.Load())/cpu.Seconds(), "fanouts/core-s")
 	b.ReportMetric(100*float64(want-min(got, want))/float64(want), "loss-%")
 	b.Logf("senders' waits that timed out: %d; sfu drops %+v; relay drops %+v", timeouts.Load(), s.Drops(), rb.Stats().Drops)
 	b.ReportMetric(0, "ns/op") // mixes b.N's packets with their fan-out; pkts/s is the rate
@@ -228,6 +234,11 @@ func benchRelayedFanOut(b *testing.B, mod func(*Config)) {
 type countingLocal struct {
 	Local
 	calls, active, overlapped atomic.Int64
+	// on counts the fan-outs running now that started on processor 0 and
+	// 1; twoCores, those that started while one that had started on the
+	// other was running.
+	on       [2]atomic.Int64
+	twoCores atomic.Int64
 
 	mu  sync.Mutex
 	per map[string]*trackCount
@@ -268,6 +279,7 @@ func (c *countingLocal) reset() {
 	}
 	c.calls.Store(0)
 	c.overlapped.Store(0)
+	c.twoCores.Store(0)
 }
 
 type countingSink struct {
@@ -299,7 +311,16 @@ func (w *countingWriter) WriteRTP(pkt []byte) error {
 	if c.active.Add(1) > 1 {
 		c.overlapped.Add(1)
 	}
+	cpu := currentCPU()
+	if cpu >= 0 && cpu < len(c.on) {
+		if c.on[cpu].Add(1); c.on[cpu^1].Load() > 0 {
+			c.twoCores.Add(1)
+		}
+	}
 	err := w.TrackWriter.WriteRTP(pkt)
+	if cpu >= 0 && cpu < len(c.on) {
+		c.on[cpu].Add(-1)
+	}
 	c.active.Add(-1)
 	w.n.n.Add(1)
 	select {
