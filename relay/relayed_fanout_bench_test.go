@@ -127,7 +127,7 @@ func benchRelayedFanOut(b *testing.B, mod func(*Config)) {
 			b.Fatal(err)
 		}
 	}
-	waitFor(b, func() bool { return counting.tracks() == fanOutTracks })
+	testutil.Eventually(b, func() bool { return counting.tracks() == fanOutTracks }, 20*time.Second, "B has the %d tracks (%d; link %+v)", fanOutTracks, counting.tracks(), a.Stats().Links)
 	subs := make([]*fanOutSub, fanOutSubs)
 	for i := range subs {
 		subs[i] = joinFanOutSub(b, s, fmt.Sprintf("sub%d", i))
