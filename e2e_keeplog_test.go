@@ -34,32 +34,44 @@ func keepLogger(t *testing.T, live slog.Level) *slog.Logger {
 			t.Log(l)
 		}
 	})
-	return slog.New(teeHandler{testutil.LoggerLevel(t, live).Handler(), kept})
+	return slog.New(teeHandler{a: testutil.LoggerLevel(t, live).Handler(), b: kept, bMin: slog.LevelDebug})
 }
 
-// teeHandler hands each record to both handlers, each at its own level.
-type teeHandler struct{ a, b slog.Handler }
+// teeHandler hands each record to both handlers, each at its own level;
+// b gets pion's records (a logger with a "pion" attribute, the SFU's
+// adapter) at Info and above only: its Debug (sctp's every read) would
+// push the nodes' own lines out of the ring.
+type teeHandler struct {
+	a, b slog.Handler
+	bMin slog.Level // b's records below this are skipped
+}
 
 func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+	return h.a.Enabled(ctx, l) || (l >= h.bMin && h.b.Enabled(ctx, l))
 }
 
 func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
 	if h.a.Enabled(ctx, r.Level) {
 		_ = h.a.Handle(ctx, r.Clone())
 	}
-	if h.b.Enabled(ctx, r.Level) {
+	if r.Level >= h.bMin && h.b.Enabled(ctx, r.Level) {
 		return h.b.Handle(ctx, r)
 	}
 	return nil
 }
 
 func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
+	min := h.bMin
+	for _, a := range as {
+		if a.Key == "pion" {
+			min = max(min, slog.LevelInfo)
+		}
+	}
+	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as), min}
 }
 
 func (h teeHandler) WithGroup(name string) slog.Handler {
-	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name)}
+	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name), h.bMin}
 }
 
 // lineRing keeps the last max lines written to it.
@@ -96,7 +108,7 @@ func (r *lineRing) snapshot() ([]string, int) {
 }
 
 // The ring keeps the last lines, oldest first; the tee gives the live
-// handler its level only and the ring everything.
+// handler its level only and the ring everything but pion's Debug.
 func TestKeepLoggerRingAndTee(t *testing.T) {
 	r := &lineRing{max: 3}
 	for _, s := range []string{"a\n", "b\nc\n", "d\n", "e\n"} {
@@ -109,16 +121,19 @@ func TestKeepLoggerRingAndTee(t *testing.T) {
 	var live bytes.Buffer
 	ring := &lineRing{max: 10}
 	log := slog.New(teeHandler{
-		slog.NewTextHandler(&live, &slog.HandlerOptions{Level: slog.LevelWarn}),
-		slog.NewTextHandler(ring, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		a:    slog.NewTextHandler(&live, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		b:    slog.NewTextHandler(ring, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		bMin: slog.LevelDebug,
 	}).With("node", "n1")
 	log.Debug("quiet")
 	log.Warn("loud")
+	log.With("pion", "sctp").Debug("chatter")
+	log.With("pion", "pc").Info("pion info")
 	kept, _ := ring.snapshot()
 	if got := live.String(); !strings.Contains(got, "msg=loud node=n1") || strings.Contains(got, "quiet") {
 		t.Errorf("live output %q: want the warning only", got)
 	}
-	if len(kept) != 2 || !strings.Contains(kept[0], "msg=quiet node=n1") || !strings.Contains(kept[1], "msg=loud") {
-		t.Errorf("kept %q: want both records", kept)
+	if len(kept) != 3 || !strings.Contains(kept[0], "msg=quiet node=n1") || !strings.Contains(kept[1], "msg=loud") || !strings.Contains(kept[2], `msg="pion info"`) {
+		t.Errorf("kept %q: want the node's two records and pion's Info, not its Debug", kept)
 	}
 }

@@ -478,11 +478,14 @@ let c;
     c = role === "recvonly" ? conn.recvonly(q.get("channel"), null, opts)
                             : conn.sendrecv(q.get("channel"), null, opts);
     c.on("switched", (m) => T.log.push("switched " + JSON.stringify(m)));
-    c.on("signaling", (e) => { if (/re-offer|switched|close|disconnect/.test(e.type)) T.log.push("signaling " + e.type + " " + e.transportType); });
-    // With a time, to read beside the nodes' log if the test fails: where
-    // each re-answer went, and the data channels' and connection's states.
+    // One callback per event (on replaces the last). Re-answers and the
+    // timeline's data channel and connection states carry a time, to read
+    // beside the nodes' log if the test fails.
     const at = () => new Date().toISOString().slice(11, 23);
-    c.on("signaling", (e) => { if (/re-answer/.test(e.type)) T.log.push("signaling " + e.type + " " + e.transportType + " at " + at()); });
+    c.on("signaling", (e) => {
+      if (/re-offer|switched|close|disconnect/.test(e.type)) T.log.push("signaling " + e.type + " " + e.transportType);
+      else if (/re-answer/.test(e.type)) T.log.push("signaling " + e.type + " " + e.transportType + " at " + at());
+    });
     c.on("timeline", (e) => { if (/datachannel|onopen|onclose|connectionstatechange/.test(e.type)) T.log.push("timeline " + e.type + " " + (e.dataChannelLabel || JSON.stringify(e.data || "")) + " at " + at()); });
     c.on("track", (e) => { const s = e.streams[0]; trackStream.set(e.track.id, s.id); if (!T.remotes.includes(s.id)) T.remotes.push(s.id); });
     c.on("notify", (m, via) => T.log.push("notify " + m.event_type + " " + (m.connection_id || "") + " " + via));
