@@ -329,7 +329,7 @@ func (st *simSub) fitLayer(rates [maxLayers]int64, trates [maxTemporal]int64, sh
 }
 
 // A track's ladder: the steps of bitrate a subscriber can be given, lowest
-// first. Under the lowest layer that arrives, its temporal layers (VP8:
+// first. Under the lowest layer that arrives, its temporal layers (VP8, VP9:
 // TID 0 alone, then 0 and 1, ...; LiveKit's stream allocator and
 // mediasoup's SimulcastConsumer step through them the same way), then each
 // layer whole.
@@ -343,8 +343,9 @@ type ladder struct {
 	n int
 }
 
-// maxTemporal is the number of VP8 temporal layers (TID is 2 bits);
-// tidAll stands for all of them.
+// maxTemporal is the number of temporal layers read (VP8's TID is 2 bits;
+// VP9's is 3, of which Chromium uses TIDs 0 to 2); tidAll stands for all
+// of them.
 const (
 	maxTemporal = 4
 	tidAll      = maxTemporal - 1

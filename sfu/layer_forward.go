@@ -55,13 +55,16 @@ type simSub struct {
 	scratch []byte // payload copy for the picture id rewrite
 
 	// The temporal layer filter (dropTemporal), for the layer forwarded.
-	fwdTid     uint8  // the highest TID forwarded now
-	srcTop     uint16 // highest sequence number of the layer seen
-	frameTS    uint32 // timestamp of the frame of srcTop
-	frameOK    bool   // frameTS is set
-	frameDrop  bool   // that frame is dropped
-	dropped    bool   // a packet was dropped, or padding sent, since the switch
-	lastDropSN uint16 // the layer's sequence number then (srcTop)
+	fwdTid    uint8  // the highest TID forwarded now
+	srcTop    uint16 // highest sequence number of the layer seen
+	frameTS   uint32 // timestamp of the frame of srcTop
+	frameOK   bool   // frameTS is set
+	frameDrop bool   // that frame is dropped
+	topMarker bool   // srcTop had the marker bit (ended its frame)
+	// The offsets of the layer's earlier sequence numbers, and the last
+	// frames' decisions, for packets that come out of order.
+	ranges snRanges
+	frames frameLog
 }
 
 func newSimSub(want SimulcastRid) *simSub {
@@ -101,6 +104,7 @@ type simPacket struct {
 	ts      uint32
 	payload []byte
 	now     int64
+	marker  bool
 	kf      int8 // keyframe start: 0 not known yet, 1 yes, -1 no
 	ids     picIDs
 	idsOK   int8 // like kf
@@ -129,10 +133,11 @@ func (p *simPacket) picIDs(k codecKind) (*picIDs, bool) {
 	return &p.ids, p.idsOK == 1
 }
 
-// temporal returns the VP8 temporal layer of p (TID) and its layer sync
-// bit; ok is false for other codecs and VP8 without a TID.
+// temporal returns the temporal layer of p (TID) and its layer sync bit
+// (VP8's Y, VP9's switching up point U); ok is false for other codecs and
+// for a VP8 or VP9 payload without a TID.
 func (p *simPacket) temporal(k codecKind) (tid uint8, sync, ok bool) {
-	if k != codecVP8 {
+	if k != codecVP8 && k != codecVP9 {
 		return 0, false, false
 	}
 	ids, _ := p.picIDs(k)
@@ -163,17 +168,27 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 		return // a packet of this layer from before the switch
 	}
 	newer := int16(p.sn-st.srcTop) > 0
+	prevTop, prevMarker := st.srcTop, st.topMarker
+	var snOff, picOff uint16
 	if newer {
-		st.srcTop = p.sn
-	} else if st.dropped && int16(p.sn-st.lastDropSN) < 0 {
-		// out of order, from before a dropped packet or a padding
-		// probe: its number went to the next packet
-		return
+		st.srcTop, st.topMarker = p.sn, p.marker
+		if st.dropTemporal(p, ss, true, prevTop, prevMarker) {
+			return
+		}
+		snOff, picOff = st.snOff, st.picOff
+	} else {
+		// Out of order: numbered by the offsets of its place, which a
+		// dropped frame or a padding probe since may have moved; none
+		// when it was of a dropped frame, or is too old to place.
+		var ok bool
+		if snOff, picOff, ok = st.ranges.lookup(p.sn, st.snOff, st.picOff); !ok {
+			return
+		}
+		if st.dropTemporal(p, ss, false, prevTop, prevMarker) {
+			return
+		}
 	}
-	if st.dropTemporal(p, ss, newer) {
-		return
-	}
-	sn := p.sn - st.snOff
+	sn := p.sn - snOff
 	ts := p.ts - st.tsOff
 	if int16(sn-st.lastSN) > 0 {
 		st.lastSN, st.lastTS, st.lastAt = sn, ts, p.now
@@ -181,14 +196,14 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 	payload := p.payload
 	ids, idsOK := p.picIDs(ss.codec)
 	if idsOK {
-		payload = st.rewriteIDs(payload, ids)
+		payload = st.rewriteIDs(payload, ids, picOff)
 	}
 	h.SequenceNumber = sn
 	h.Timestamp = ts
 	h.PayloadType = b.pt
 	h.SSRC = b.ssrc
 	if d.rx != nil {
-		d.rx.seq.push(sn, p.sn, ts, p.layer, idsOK, st.picOff, st.tl0Off)
+		d.rx.seq.push(sn, p.sn, ts, p.layer, idsOK, picOff, st.tl0Off)
 	}
 	d.stats.packets++
 	d.stats.bytes += uint64(len(payload))
@@ -204,7 +219,9 @@ func (d *downTrack) writeLayer(h *rtp.Header, p *simPacket, ss *simSource) {
 func (st *simSub) switchTo(p *simPacket, ss *simSource) {
 	st.cur.Store(int32(p.layer))
 	st.startSN = p.sn
-	st.srcTop, st.frameOK, st.dropped = p.sn-1, false, false
+	st.srcTop, st.frameOK, st.topMarker = p.sn-1, false, false
+	st.ranges.reset(p.sn)
+	st.frames.reset()
 	if !st.started {
 		st.started = true
 		st.lastSN, st.lastTS, st.lastAt = p.sn-1, p.ts, p.now
@@ -228,32 +245,54 @@ func (st *simSub) switchTo(p *simPacket, ss *simSource) {
 }
 
 // dropTemporal reports whether p, a packet of the layer forwarded, is of a
-// VP8 temporal layer above what the subscriber gets (tCap), as LiveKit's
-// and mediasoup's VP8 forwarders do to step a subscriber under its lowest
-// layer's bitrate before pausing it. Whole frames are dropped, decided at
-// the first packet of each frame: down at once, up only on a frame that
-// can be decoded from what was forwarded (a keyframe, or a frame with the
-// layer sync bit, which references TL0 only; libwebrtc sets it on one
-// frame of each layer every 8). The subscriber's stream stays seamless: a
-// dropped packet moves the sequence number offset by one and a dropped
-// frame the picture id offset by one, so that both go on without a gap
-// (TL0PICIDX needs nothing: TL0 is never dropped). A packet that comes out
-// of order from before the last drop is dropped too, by writeLayer (its
-// number is taken): the subscriber sees a gap there, as for a loss. newer
-// says p is the newest packet of the layer yet. Called with source.mu held.
-func (st *simSub) dropTemporal(p *simPacket, ss *simSource, newer bool) bool {
+// temporal layer above what the subscriber gets (tCap), as LiveKit's and
+// mediasoup's VP8 and VP9 forwarders do to step a subscriber under its
+// lowest layer's bitrate before pausing it. Whole frames are dropped,
+// decided at the first packet of each frame seen: down at once, up only on
+// a frame that can be decoded from what was forwarded (a keyframe, or a
+// frame with VP8's layer sync bit or VP9's switching up point, which
+// reference TL0 only; libwebrtc sets them on one frame of each layer every
+// eight, VP9 on its GOF's TL1 and first TL2 frames). The subscriber's
+// sequence numbers go on without a gap: a dropped packet moves the
+// sequence number offset by one. A dropped VP8 frame moves the picture id
+// offset by one too, so that VP8 picture ids go on without a gap
+// (TL0PICIDX needs nothing: TL0 is never dropped); VP9 picture ids are
+// left as sent, as LiveKit and mediasoup leave them: a VP9 receiver finds
+// a frame's references by picture id distance (the descriptor's P_DIFF,
+// or in non-flexible mode the GOF's, whose place in the GOF it counts from
+// the picture id), which renumbering would break, and it takes a gap in a
+// temporal layer above a frame's as no loss.
+//
+// Packets missing when a later one comes (lost, or coming out of order)
+// are given to the frame they belong to, when that can be told: to p's
+// frame when they are within it, or when the packet before them ended its
+// frame (prevMarker); to the frame before when p starts its frame. Those
+// of a dropped frame are left out of the numbering at once (the offset
+// moves by their count), the others keep their numbers. The numbers left
+// out are noted in st.ranges, each frame's decision in st.frames, for
+// packets that come out of order (!newer): one is dropped or forwarded as
+// its frame was, with the offsets of its place. When the missing packets
+// cannot be told (p is not its frame's first and the frame before did not
+// end), they keep their numbers, and one of a dropped frame, when it
+// comes, leaves a gap the subscriber takes for a loss. prevTop and
+// prevMarker are the newest packet seen before p and its marker bit.
+// Called with source.mu held.
+func (st *simSub) dropTemporal(p *simPacket, ss *simSource, newer bool, prevTop uint16, prevMarker bool) bool {
 	tid, sync, ok := p.temporal(ss.codec)
 	if !ok {
 		return false
 	}
 	if !newer {
-		if p.ts == st.frameTS && st.frameOK {
-			return st.frameDrop
+		if drop, seen := st.frames.decided(p.ts); seen {
+			return drop
 		}
-		return tid > st.fwdTid
+		return tid > st.fwdTid // a frame none of whose packets came yet
 	}
+	from, pics := p.sn, uint16(0)
+	gap := p.sn != prevTop+1
 	if !st.frameOK || p.ts != st.frameTS {
 		// the first packet of a frame seen: decide for the frame
+		prevDrop := st.frameOK && st.frameDrop
 		capT := uint8(st.tCap.Load())
 		switch {
 		case p.keyframe(ss.codec) || !st.frameOK:
@@ -265,24 +304,40 @@ func (st *simSub) dropTemporal(p *simPacket, ss *simSource, newer bool) bool {
 		}
 		st.frameTS, st.frameOK = p.ts, true
 		st.frameDrop = tid > st.fwdTid
-		if st.frameDrop {
-			if ids, _ := p.picIDs(ss.codec); ids.picAt != 0 {
-				st.picOff = (st.picOff + 1) & ids.picMask()
-			}
+		st.frames.note(p.ts, st.frameDrop)
+		ids, _ := p.picIDs(ss.codec)
+		switch {
+		case !gap:
+		case prevMarker:
+			from = prevTop + 1 // the missing packets are p's frame's
+		case ids.start && prevDrop:
+			// the missing packets end the frame before, dropped
+			st.ranges.cut(prevTop+1, p.sn, st.snOff, st.picOff)
+			st.snOff += p.sn - (prevTop + 1)
 		}
+		if st.frameDrop && ss.codec == codecVP8 && ids.picAt != 0 {
+			pics = 1
+		}
+	} else if st.frameDrop {
+		from = prevTop + 1 // packets missing within the frame are its own
 	}
-	if st.frameDrop {
-		st.snOff++
-		st.dropped, st.lastDropSN = true, p.sn
+	if !st.frameDrop {
+		return false
 	}
-	return st.frameDrop
+	st.ranges.cut(from, p.sn+1, st.snOff, st.picOff)
+	st.snOff += p.sn - from + 1
+	if pics != 0 {
+		ids, _ := p.picIDs(ss.codec)
+		st.picOff = (st.picOff + pics) & ids.picMask()
+	}
+	return true
 }
 
-// rewriteIDs returns payload with its picture id and TL0PICIDX moved by the
-// subscriber's offsets (a copy when they are not 0), and notes the last ones
-// sent.
-func (st *simSub) rewriteIDs(payload []byte, ids *picIDs) []byte {
-	pic := (ids.pic - st.picOff) & ids.picMask()
+// rewriteIDs returns payload with its picture id moved by picOff and its
+// TL0PICIDX by the subscriber's offset (a copy when they are not 0), and
+// notes the last ones sent.
+func (st *simSub) rewriteIDs(payload []byte, ids *picIDs, picOff uint16) []byte {
+	pic := (ids.pic - picOff) & ids.picMask()
 	tl0 := ids.tl0 - st.tl0Off
 	if ids.picAt != 0 && newerMod(pic, st.lastPic, ids.picMask()) {
 		st.lastPic = pic
@@ -290,7 +345,7 @@ func (st *simSub) rewriteIDs(payload []byte, ids *picIDs) []byte {
 	if ids.tl0At != 0 && int8(tl0-st.lastTl0) > 0 {
 		st.lastTl0 = tl0
 	}
-	if st.picOff == 0 && st.tl0Off == 0 {
+	if picOff == 0 && st.tl0Off == 0 {
 		return payload
 	}
 	if cap(st.scratch) < len(payload) {

@@ -3,9 +3,10 @@ package sfu
 // What the simulcast forwarder reads in a video payload: whether a packet
 // starts a keyframe (a layer switch may only happen there), the VP8 and
 // VP9 picture ids and TL0PICIDX, which it rewrites so that a subscriber sees
-// one continuous stream across switches, and VP8's temporal layer index
-// (TID) and layer sync bit, by which it drops temporal layers. Every function here reads the
-// payload in place and allocates nothing.
+// one continuous stream across switches, and the temporal layer index
+// (TID) and layer sync bit of VP8 (Y) and VP9 (U, the switching up point),
+// by which it drops temporal layers. Every function here reads the payload
+// in place and allocates nothing.
 
 import "strings"
 
@@ -145,8 +146,11 @@ type picIDs struct {
 	interPredicted bool // VP9 P
 	sid            uint8
 
-	// VP8's temporal layer: TID and the layer sync bit Y, when the
-	// descriptor has them (its T bit).
+	// The temporal layer: TID and, for VP8, the layer sync bit Y (when
+	// the descriptor has its T bit), for VP9 the switching up point U (when
+	// it has layer indices, its L bit). A VP9 TID over maxTemporal-1 is
+	// not read (hasTID false): Chromium sends three temporal layers at
+	// most.
 	hasTID bool
 	tid    uint8
 	sync   bool
@@ -236,6 +240,9 @@ func parseVP9(p []byte) (d picIDs, ok bool) {
 			return d, false
 		}
 		d.sid = (p[i] >> 1) & 0x07
+		if tid := p[i] >> 5; tid < maxTemporal {
+			d.hasTID, d.tid, d.sync = true, tid, p[i]&0x10 != 0
+		}
 		i++
 		if !flexible {
 			if i >= len(p) {

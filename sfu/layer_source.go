@@ -51,11 +51,11 @@ type simSource struct {
 	winFrames  [maxLayers]int32 // frames ended in the window, per layer
 	prevFrames [maxLayers]int32 // in the window before
 	winBytes   [maxLayers]int64 // bytes of the layers in the window
-	// bytes of each VP8 temporal layer (TID) of the layers in the window
+	// bytes of each VP8 or VP9 temporal layer (TID) of the layers in the window
 	winTBytes [maxLayers][maxTemporal]int64
 	got       [maxLayers]snWindow
 	// rate is each layer's bitrate over the last full window, bps; trate
-	// each of its temporal layers' (VP8 only; 0 for other codecs).
+	// each of its temporal layers' (VP8 and VP9; 0 for other codecs).
 	rate  [maxLayers]atomic.Int64
 	trate [maxLayers][maxTemporal]atomic.Int64
 }
@@ -313,7 +313,7 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 	s.hdr.Extensions = s.hdr.Extensions[:0]
 	now := mono()
 	payload := pkt[n:]
-	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now}
+	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now, marker: s.hdr.Marker}
 	ss.layers[l].present.Store(true)
 	if !paddingOnly(&s.hdr, payload) {
 		ss.layers[l].lastSeen.Store(now)

@@ -1,9 +1,11 @@
 package sfu
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 )
 
 // vp8TPacket is one packet of a VP8 frame with a temporal layer: a 15-bit
@@ -121,5 +123,313 @@ func TestDropTemporal(t *testing.T) {
 	// continued across the drops (checked per phase, and here across).
 	if st.snOff == 0 || st.picOff == 0 {
 		t.Fatalf("offsets %d %d after drops", st.snOff, st.picOff)
+	}
+}
+
+var vp9 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000}
+
+// vp9TPacket is one packet of a VP9 frame in non-flexible mode, as
+// Chromium sends a simulcast layer with temporal layers: a 15-bit picture
+// id, TID, the switching up point U, spatial layer 0, TL0PICIDX. Its
+// payload carries seq after the descriptor, for the tests to find.
+func vp9TPacket(seq uint16, ts uint32, pic uint16, tl0, tid uint8, u, start, end, key bool) []byte {
+	b0 := byte(0xA0) // I, L
+	if !key {
+		b0 |= 0x40 // P: inter predicted
+	}
+	if start {
+		b0 |= 0x08
+	}
+	if end {
+		b0 |= 0x04
+	}
+	l := tid << 5
+	if u {
+		l |= 0x10
+	}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 98, SequenceNumber: seq, Timestamp: ts, SSRC: 5, Marker: end}, Payload: make([]byte, 600)}
+	copy(p.Payload, []byte{b0, 0x80 | byte(pic>>8), byte(pic), l, tl0, byte(seq >> 8), byte(seq)})
+	b, _ := p.Marshal()
+	return b
+}
+
+// TestDropTemporalVP9: a VP9 subscriber steps down r0's temporal layers
+// as a VP8 one does (TID from the descriptor's layer indices, up only at
+// a switching up point U): whole frames dropped, sequence numbers without
+// a gap, TL0PICIDX unchanged, and picture ids as sent (a VP9 receiver
+// finds references by picture id distance), so the forwarded TL0 frames'
+// ids are four apart. Without the VP9 TID read, every frame is forwarded.
+func TestDropTemporalVP9(t *testing.T) {
+	src, ds, ws := newSimTestSourceCodec(t, 1, RidR0, vp9)
+	w, st := ws[0], ds[0].sim
+	type out struct {
+		sn, pic uint16
+		tl0     uint8
+		tid     uint8
+	}
+	var got []out
+	sn, pic, tl0 := uint16(65530), uint16(0x7ff0), uint8(250)
+	frame := 0
+	write := func(frames int) {
+		for range frames {
+			tid := [4]uint8{0, 2, 1, 2}[frame%4]
+			if tid == 0 && frame > 0 {
+				tl0++
+			}
+			u := frame%8 == 1 || frame%8 == 2
+			ts := uint32(frame) * 3000
+			for i := range 2 {
+				before := w.count
+				if err := src.writeLayer(0, vp9TPacket(sn, ts, pic, tl0, tid, u, i == 0, i == 1, frame == 0)); err != nil {
+					t.Fatal(err)
+				}
+				sn++
+				if w.count == before {
+					continue
+				}
+				var p rtp.Packet
+				if err := p.Unmarshal(w.buf[:w.n]); err != nil {
+					t.Fatal(err)
+				}
+				ids, _ := parseVP9(p.Payload)
+				got = append(got, out{p.SequenceNumber, ids.pic, ids.tl0, ids.tid})
+			}
+			pic = (pic + 1) & 0x7fff
+			frame++
+		}
+	}
+	// picture id steps between forwarded frames: as sent
+	check := func(what string, tids string, picSteps []uint16) {
+		t.Helper()
+		var seen []byte
+		var steps []uint16
+		for i, o := range got {
+			if i > 0 {
+				p := got[i-1]
+				if o.sn != p.sn+1 {
+					t.Fatalf("%s: sequence number %d after %d", what, o.sn, p.sn)
+				}
+				if i%2 == 1 && o.pic != p.pic {
+					t.Fatalf("%s: picture id %d after %d within a frame", what, o.pic, p.pic)
+				}
+				if i%2 == 0 {
+					steps = append(steps, (o.pic-p.pic)&0x7fff)
+				}
+				if o.tl0 != p.tl0 && (o.tl0 != p.tl0+1 || o.tid != 0) {
+					t.Fatalf("%s: TL0PICIDX %d after %d", what, o.tl0, p.tl0)
+				}
+			}
+			if i%2 == 0 {
+				seen = append(seen, '0'+o.tid)
+			}
+		}
+		if string(seen) != tids {
+			t.Fatalf("%s: frames of TIDs %s, want %s", what, seen, tids)
+		}
+		if picSteps != nil && !slices.Equal(steps, picSteps) {
+			t.Fatalf("%s: picture id steps %v, want %v", what, steps, picSteps)
+		}
+		got = got[:0]
+	}
+	write(8)
+	check("all", "02120212", []uint16{1, 1, 1, 1, 1, 1, 1})
+	st.tCap.Store(0)
+	write(8) // frames 8 to 15
+	check("TL0 only", "00", []uint16{4})
+	st.tCap.Store(1)
+	write(1) // frame 16: TL0
+	write(1) // 17: TL2, U: not wanted
+	write(1) // 18: TL1, U: TL1 from here
+	write(5)
+	check("TL0 and TL1", "0101", []uint16{2, 2, 2})
+	st.tCap.Store(tidAll)
+	write(3) // 24 25 26: TL2 with U at 25
+	check("all again", "021", []uint16{1, 1})
+	st.tCap.Store(0)
+	write(1) // 27: TL2: dropped at once
+	st.tCap.Store(tidAll)
+	write(4) // 28 29 30 31: no U at 29 and 30 (only 25 and 26 of this eight)
+	write(2) // 32: TL0, 33: TL2 with U
+	check("up only at a switching up point", "002", []uint16{4, 1})
+	if st.picOff != 0 {
+		t.Fatalf("picture id offset %d: VP9 picture ids were renumbered", st.picOff)
+	}
+}
+
+// reorderRun writes pkts, in the order given, to a fresh VP8 or VP9
+// source whose subscriber gets TID 0 only once a packet of a frame from
+// timestamp capTS on is written, and returns what was forwarded for each
+// of the layer's sequence numbers: the number and picture id sent. The
+// packets carry their own sequence number after the descriptor (at off).
+func reorderRun(t *testing.T, codec webrtc.RTPCodecCapability, pkts [][]byte, capTS uint32, off int) map[uint16][2]uint16 {
+	src, ds, ws := newSimTestSourceCodec(t, 1, RidR0, codec)
+	w, st := ws[0], ds[0].sim
+	kind := codecKindOf(codec.MimeType)
+	fwd := map[uint16][2]uint16{}
+	for _, b := range pkts {
+		var h rtp.Header
+		if _, err := h.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		if int32(h.Timestamp-capTS) >= 0 {
+			st.tCap.Store(0)
+		}
+		before := w.count
+		if err := src.writeLayer(0, b); err != nil {
+			t.Fatal(err)
+		}
+		if w.count == before {
+			continue
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(w.buf[:w.n]); err != nil {
+			t.Fatal(err)
+		}
+		ids, _ := parsePicIDs(kind, p.Payload)
+		srcSN := uint16(p.Payload[off])<<8 | uint16(p.Payload[off+1])
+		if _, dup := fwd[srcSN]; dup {
+			t.Fatalf("packet %d forwarded twice", srcSN)
+		}
+		fwd[srcSN] = [2]uint16{p.SequenceNumber, ids.pic}
+	}
+	return fwd
+}
+
+// TestLateAroundDrop: packets that come out of order around dropped
+// frames (TID 0 forwarded only, from frame 4 on) are forwarded as they
+// would have been in order: the same packets, each with the number and
+// picture id it gets in order, so the subscriber's stream has no gap and
+// no number twice. Frames of three packets; every pair of neighbours is
+// swapped in turn (within a frame, across a frame forwarded and one
+// dropped, both ways, and across the lowering of the cap), and each
+// packet comes three places late in turn; VP8 (picture ids renumbered)
+// and VP9 (as sent). Without the ranges (snRanges), a late packet after a
+// drop was not forwarded (a gap) or took a number moved by the drop;
+// without the frame log, a late packet of a TL2 frame forwarded before the
+// cap was lowered is dropped.
+func TestLateAroundDrop(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		codec webrtc.RTPCodecCapability
+		off   int
+	}{{"VP8", vp8, 7}, {"VP9", vp9, 5}} {
+		t.Run(c.name, func(t *testing.T) {
+			const frames = 24
+			var pkts [][]byte
+			sn, pic := uint16(65500), uint16(0x7ff8)
+			for f := range frames {
+				tid := [4]uint8{0, 2, 1, 2}[f%4]
+				tl0 := uint8(f / 4)
+				sync := f%8 == 1 || f%8 == 2
+				for i := range 3 {
+					var b []byte
+					if c.name == "VP8" {
+						b = vp8TPacket(sn, uint32(f)*3000, pic, tl0, tid, sync, i == 0, f == 0 && i == 0, i == 2)
+						b[12+7], b[12+8] = byte(sn>>8), byte(sn) // after the 7-byte descriptor and VP8 header byte
+					} else {
+						b = vp9TPacket(sn, uint32(f)*3000, pic, tl0, tid, sync, i == 0, i == 2, f == 0)
+					}
+					pkts = append(pkts, b)
+					sn++
+				}
+				pic = (pic + 1) & 0x7fff
+			}
+			const capTS, cut = 4 * 3000, 4*3 - 4 // the cap is lowered at frame 4; reorder from frame 3 on
+			want := reorderRun(t, c.codec, pkts, capTS, c.off)
+			if len(want) >= len(pkts)*3/4 || len(want) < len(pkts)/4 {
+				t.Fatalf("%d of %d forwarded in order: the cap did not drop frames", len(want), len(pkts))
+			}
+			try := func(what string, order []int) {
+				t.Helper()
+				re := make([][]byte, len(order))
+				for i, k := range order {
+					re[i] = pkts[k]
+				}
+				got := reorderRun(t, c.codec, re, capTS, c.off)
+				for k, v := range want {
+					if g, ok := got[k]; !ok {
+						t.Fatalf("%s: packet %d not forwarded (in order: as %d)", what, k, v[0])
+					} else if g != v {
+						t.Fatalf("%s: packet %d forwarded as %d picture %d, in order as %d picture %d", what, k, g[0], g[1], v[0], v[1])
+					}
+				}
+				for k, g := range got {
+					if _, ok := want[k]; !ok {
+						t.Fatalf("%s: packet %d forwarded as %d, dropped in order", what, k, g[0])
+					}
+				}
+			}
+			n := len(pkts)
+			for i := cut; i+1 < n; i++ {
+				order := make([]int, n)
+				for k := range order {
+					order[k] = k
+				}
+				order[i], order[i+1] = i+1, i
+				try("swap", order)
+			}
+			for i := cut; i+3 < n; i++ { // packet i comes after the next three
+				order := make([]int, 0, n)
+				for k := range n {
+					if k != i {
+						order = append(order, k)
+					}
+					if k == i+3 {
+						order = append(order, i)
+					}
+				}
+				try("three late", order)
+			}
+		})
+	}
+}
+
+// TestLateAroundDropAllocs: forwarding with frames dropped, padding sent
+// in the subscriber's stream and packets coming out of order (which look
+// their offsets up in the ranges) allocates nothing.
+func TestLateAroundDropAllocs(t *testing.T) {
+	src, ds, ws := newSimTestSource(t, 1, RidR0)
+	d, w := ds[0], ws[0]
+	const runs, frames = 100, 8
+	var pkts [][]byte
+	sn, pic := uint16(60000), uint16(0)
+	for f := range (runs + 2) * frames {
+		tid := [4]uint8{0, 2, 1, 2}[f%4]
+		for i := range 3 {
+			pkts = append(pkts, vp8TPacket(sn, uint32(f)*3000, pic, uint8(f/4), tid, f%8 == 1 || f%8 == 2, i == 0, f == 0 && i == 0, i == 2))
+			sn++
+		}
+		pic = (pic + 1) & 0x7fff
+	}
+	for i := 0; i+3 < len(pkts); i += 5 { // every fifth packet comes three places late
+		late := pkts[i]
+		copy(pkts[i:i+3], pkts[i+1:i+4])
+		pkts[i+3] = late
+	}
+	next := 0
+	write := func() {
+		for range frames * 3 {
+			_ = src.writeLayer(0, pkts[next])
+			next++
+		}
+	}
+	write() // warm up, all temporal layers
+	d.sim.tCap.Store(0)
+	var p prober
+	p.pad[probePad-1] = probePad
+	b := d.binding.Load()
+	before := w.count
+	if allocs := testing.AllocsPerRun(runs, func() {
+		write()
+		p.sendPadding(d, b, probePad+12)
+	}); allocs != 0 {
+		t.Fatalf("%v allocations per %d packets", allocs, frames*3)
+	}
+	// a quarter of the frames, and the padding
+	if n := w.count - before; n < (runs+1)*(frames*3/4+1)*9/10 {
+		t.Fatalf("%d packets forwarded while measured", n)
+	}
+	if d.sim.ranges.n != snRangeSlots {
+		t.Fatalf("%d ranges in use: the ring was not filled", d.sim.ranges.n)
 	}
 }

@@ -104,12 +104,17 @@ func TestAddSimulcastRecv(t *testing.T) {
 // newSimTestSource builds a simulcast source with n subscribers wanting
 // want, bound to marshalWriters.
 func newSimTestSource(tb testing.TB, n int, want SimulcastRid) (*source, []*downTrack, []*marshalWriter) {
+	return newSimTestSourceCodec(tb, n, want, vp8)
+}
+
+// newSimTestSourceCodec is newSimTestSource with a codec of its own.
+func newSimTestSourceCodec(tb testing.TB, n int, want SimulcastRid, codec webrtc.RTPCodecCapability) (*source, []*downTrack, []*marshalWriter) {
 	s, err := New(Config{KeyframeInterval: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ch := newChannel(s, "bench")
-	src := newSource(ch, TrackInfo{ID: "t", StreamID: "P", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8, Simulcast: true}, nil, nil)
+	src := newSource(ch, TrackInfo{ID: "t", StreamID: "P", Kind: webrtc.RTPCodecTypeVideo, Codec: codec, Simulcast: true}, nil, nil)
 	for l := int8(0); l < maxLayers; l++ {
 		src.sim.addLayer(l, KeyframeRequesterFunc(func() {}))
 	}
@@ -119,13 +124,25 @@ func newSimTestSource(tb testing.TB, n int, want SimulcastRid) (*source, []*down
 		ws[i] = &marshalWriter{}
 		d := newDownTrack(src, nil)
 		d.sim = newSimSub(want)
-		if _, err := d.Bind(&fakeContext{ssrc: webrtc.SSRC(1000 + i), pt: 96, ws: ws[i]}); err != nil {
+		if _, err := d.Bind(&codecContext{fakeContext{ssrc: webrtc.SSRC(1000 + i), pt: 96, ws: ws[i]}, codec}); err != nil {
 			tb.Fatal(err)
 		}
 		src.addSub(d)
 		ds[i] = d
 	}
 	return src, ds, ws
+}
+
+// codecContext is a fakeContext whose video codec is codec.
+type codecContext struct {
+	fakeContext
+	codec webrtc.RTPCodecCapability
+}
+
+func (f *codecContext) CodecParameters() []webrtc.RTPCodecParameters {
+	c := f.fakeContext.CodecParameters()
+	c[1].RTPCodecCapability = f.codec
+	return c
 }
 
 // vp8Packet is one single-packet VP8 frame of a layer, with a 15-bit
@@ -254,8 +271,8 @@ func FuzzParsePicIDs(f *testing.F) {
 			t.Fatalf("offsets out of the payload: %+v for %d bytes", d, len(p))
 		}
 		var st simSub
-		st.picOff, st.tl0Off = 3, 4
-		_ = st.rewriteIDs(p, &d)
+		st.tl0Off = 4
+		_ = st.rewriteIDs(p, &d, 3)
 	})
 }
 

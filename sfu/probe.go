@@ -197,8 +197,8 @@ func (p *prober) sendPadding(d *downTrack, b *binding, n int) {
 // pad when RTX is not negotiated: each takes the next sequence number of
 // the subscriber's stream (the layer's packets after it are numbered one
 // further on: snOff) and the timestamp of the last packet sent; a packet of
-// the layer that comes out of order from before the padding is not
-// forwarded (its number went on). The receiver drops the padding once its
+// the layer that comes out of order from before the padding keeps the
+// number of its place (st.ranges). The receiver drops the padding once its
 // transport-wide number is read. Under the source's lock, as the write
 // path; through the pacer, behind media it holds.
 func (p *prober) mediaPadding(d *downTrack, b *binding, n int) {
@@ -209,9 +209,9 @@ func (p *prober) mediaPadding(d *downTrack, b *binding, n int) {
 		return
 	}
 	for ; n > 0; n -= probePad + 12 {
+		st.ranges.cut(st.srcTop+1, st.srcTop+1, st.snOff, st.picOff)
 		st.lastSN++
 		st.snOff--
-		st.dropped, st.lastDropSN = true, st.srcTop
 		h := &p.hdr
 		*h = rtp.Header{Version: 2, Padding: true, PayloadType: b.pt, SSRC: b.ssrc,
 			SequenceNumber: st.lastSN, Timestamp: st.lastTS, Extensions: h.Extensions[:0]}
