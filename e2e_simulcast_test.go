@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -16,7 +17,8 @@ import (
 )
 
 // simulcastPage loads the published SDK unchanged and publishes
-// (role=sendonly: simulcast:true, VP8, a 1280x720 camera) or receives
+// (role=sendonly: simulcast:true, VP8 or the vcodec parameter's codec, a
+// 1280x720 camera) or receives
 // (role=recvonly, simulcastRid=rid). Besides the usual report it POSTs its
 // video RTP stats to /simreport every second: per outbound rid (bytes with
 // the RTP headers), and per inbound stream.
@@ -31,7 +33,7 @@ let c;
   try {
     const conn = Sora.connection(q.get("signaling").split(","));
     const opts = {multistream: true, audio: false};
-    if (role === "sendonly") { opts.simulcast = true; opts.videoCodecType = "VP8"; }
+    if (role === "sendonly") { opts.simulcast = true; opts.videoCodecType = q.get("vcodec") || "VP8"; }
     if (q.get("rid")) opts.simulcastRid = q.get("rid");
     c = role === "recvonly" ? conn.recvonly(q.get("channel"), null, opts) : conn.sendonly(q.get("channel"), null, opts);
     c.on("notify", (m) => {
@@ -46,10 +48,12 @@ let c;
 })();
 setInterval(async () => {
   if (c && c.pc && T.state === "connected") {
-    (await c.pc.getStats()).forEach((s) => {
+    const st = await c.pc.getStats();
+    st.forEach((s) => {
       if (s.kind !== "video") return;
-      if (s.type === "outbound-rtp") S.out[s.rid || "-"] = {bytes: (s.bytesSent || 0) + (s.headerBytesSent || 0), frames: s.framesEncoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0, limit: s.qualityLimitationReason || "", mode: s.scalabilityMode || ""};
-      if (s.type === "inbound-rtp") S.in[String(s.ssrc)] = {frames: s.framesDecoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0};
+      const codec = (st.get(s.codecId) || {}).mimeType || "";
+      if (s.type === "outbound-rtp") S.out[s.rid || "-"] = {bytes: (s.bytesSent || 0) + (s.headerBytesSent || 0), frames: s.framesEncoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0, limit: s.qualityLimitationReason || "", mode: s.scalabilityMode || "", codec};
+      if (s.type === "inbound-rtp") S.in[String(s.ssrc)] = {frames: s.framesDecoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0, codec};
     });
   }
   fetch("/report", {method: "POST", body: JSON.stringify(T)}).catch(() => {});
@@ -81,7 +85,8 @@ type rtpStats struct {
 	Width  int    `json:"width"`
 	Height int    `json:"height"`
 	Limit  string `json:"limit"`
-	Mode   string `json:"mode"` // outbound: the scalability mode (L1T3: three temporal layers)
+	Mode   string `json:"mode"`  // outbound: the scalability mode (L1T3: three temporal layers)
+	Codec  string `json:"codec"` // its codec's mimeType
 }
 
 type simReport struct {
@@ -208,11 +213,16 @@ func serveSimulcast(t *testing.T, r *reports) *simReports {
 	return sims
 }
 
-// simulcastURL is the URL of a simulcastPage on node's signaling.
+// simulcastURL is the URL of a simulcastPage on node's signaling. The
+// publisher's codec is VP8, or SHOAL_E2E_SIMULCAST_CODEC's (VP9, H264,
+// AV1): with it, every simulcast test runs with that codec.
 func simulcastURL(r *reports, node *e2eNode, name, role, rid string) string {
 	v := url.Values{"name": {name}, "role": {role}, "channel": {"sim-room"}, "signaling": {node.signaling}}
 	if rid != "" {
 		v.Set("rid", rid)
+	}
+	if c := os.Getenv("SHOAL_E2E_SIMULCAST_CODEC"); c != "" {
+		v.Set("vcodec", c)
 	}
 	return r.base + "/simulcast.html?" + v.Encode()
 }

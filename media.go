@@ -116,7 +116,8 @@ func (c sfuConn) Offer() signaling.MediaOffer {
 	mo.Simulcast = o.Simulcast
 	for _, e := range o.Encodings {
 		mo.Encodings = append(mo.Encodings, wire.Encoding{RID: string(e.RID), Active: e.Active,
-			ScaleResolutionDownBy: e.ScaleResolutionDownBy, MaxBitrate: e.MaxBitrate, MaxFramerate: e.MaxFramerate})
+			ScaleResolutionDownBy: e.ScaleResolutionDownBy, MaxBitrate: e.MaxBitrate, MaxFramerate: e.MaxFramerate,
+			ScalabilityMode: e.ScalabilityMode})
 	}
 	return mo
 }

@@ -271,7 +271,7 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	}
 	if c.simulcast {
 		c.offer.Simulcast = true
-		c.offer.Encodings = DefaultSimulcastEncodings()
+		c.offer.Encodings = SimulcastEncodings(codecs.video)
 	}
 	if err := s.reserve(c); err != nil {
 		return nil, err

@@ -108,6 +108,7 @@ type Encoding struct {
 	ScaleResolutionDownBy float64 // 0: not sent
 	MaxBitrate            int     // bits per second; 0: not sent
 	MaxFramerate          float64 // 0: not sent
+	ScalabilityMode       string  // "": not sent
 }
 
 // DefaultSimulcastEncodings are the encodings offered to a simulcast
@@ -118,6 +119,25 @@ func DefaultSimulcastEncodings() []Encoding {
 		{RID: RidR1, Active: true, ScaleResolutionDownBy: 2},
 		{RID: RidR2, Active: true, ScaleResolutionDownBy: 1},
 	}
+}
+
+// SimulcastEncodings returns the encodings offered to a simulcast
+// publisher whose video codec is mimeType ("": the server's order, VP8
+// first): DefaultSimulcastEncodings, each with scalabilityMode L1T3 for
+// VP9 and AV1. Chromium sends VP9 or AV1 simulcast, one stream per rid,
+// only when the encodings name a scalability mode: without one it takes
+// several encodings for one scalable (SVC) stream, and with Sora's
+// encodings sent only r0 (checked with Chromium 156 and sora-js-sdk
+// 2026.1.0, the root package's TestE2ESimulcastVP9). L1T3 is what it
+// sends VP8 simulcast with by default: three temporal layers a rid.
+func SimulcastEncodings(mimeType string) []Encoding {
+	enc := DefaultSimulcastEncodings()
+	if k := codecKindOf(mimeType); k == codecVP9 || k == codecAV1 {
+		for i := range enc {
+			enc[i].ScalabilityMode = "L1T3"
+		}
+	}
+	return enc
 }
 
 // SwitchTrigger says why a subscriber's layer changed.

@@ -295,6 +295,26 @@ func TestSimulcastOfferHasRids(t *testing.T) {
 	}
 }
 
+// TestSimulcastEncodingsScalabilityMode: a VP9 or AV1 simulcast publisher
+// is given scalabilityMode L1T3 on each encoding (without it Chromium sends
+// VP9 simulcast as one stream: only r0), a VP8 or H.264 one none, nor one
+// with the server's order (VP8 first).
+func TestSimulcastEncodingsScalabilityMode(t *testing.T) {
+	for _, c := range []struct{ mime, mode string }{
+		{"video/VP9", "L1T3"}, {"video/AV1", "L1T3"}, {"video/VP8", ""}, {"video/H264", ""}, {"", ""},
+	} {
+		enc := sfu.SimulcastEncodings(c.mime)
+		if len(enc) != 3 {
+			t.Fatalf("%s: %d encodings", c.mime, len(enc))
+		}
+		for _, e := range enc {
+			if e.ScalabilityMode != c.mode {
+				t.Errorf("%s: %s has scalabilityMode %q, want %q", c.mime, e.RID, e.ScalabilityMode, c.mode)
+			}
+		}
+	}
+}
+
 // TestSimulcastLayerPerSubscriber: a publisher sends three layers; a
 // subscriber asking for r0 gets r0 and one asking for r2 gets r2, each as
 // one stream whose SSRC is its sender's.

@@ -33,6 +33,7 @@ type Encoding struct {
 	ScaleResolutionDownBy float64 `json:"scaleResolutionDownBy,omitempty"`
 	MaxBitrate            int     `json:"maxBitrate,omitempty"`
 	MaxFramerate          float64 `json:"maxFramerate,omitempty"`
+	ScalabilityMode       string  `json:"scalabilityMode,omitempty"`
 }
 
 // OfferMid is offer.mid: the mids of the upstream audio and video m-lines.
