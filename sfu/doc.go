@@ -39,7 +39,9 @@
 //
 // Simulcast: a publisher that joins with JoinRequest.Simulcast is offered
 // its video m-line with the receive rids r0, r1, r2 (a=rid, a=simulcast)
-// and Offer.Encodings for offer.encodings; what it sends is one track of
+// and Offer.Encodings for offer.encodings (SimulcastEncodings: with
+// scalabilityMode L1T3 for VP9 and AV1, without which Chromium sends one
+// scalable stream); what it sends is one track of
 // the channel with up to three layers. Each subscriber receives one layer:
 // JoinRequest.SimulcastRid (default r0), changed at run time with
 // Connection.SetSimulcastRid; "none" stops the video; a named layer is a
@@ -86,18 +88,21 @@
 // evenly among its simulcast tracks, each getting the highest layer that
 // fits (Connection.EstimatedBitrate), measured as a bitrate smoothed over
 // seconds (a keyframe's second would make the lowest layer look far off).
-// Under its lowest layer a VP8 track (browsers send VP8 simulcast with
-// three temporal layers, L1T3) has steps of fewer frames: that layer's
-// temporal layers 0 and 1 (half its frames), then 0 alone (a quarter), as
-// LiveKit and mediasoup do. The forwarder drops whole frames of the
-// temporal layers above the step, at once going down and from a layer sync
-// frame going up, and moves the subscriber's sequence numbers and picture
-// ids so that its stream goes on without a gap (dropTemporal). Down at
+// Under its lowest layer a VP8 or VP9 track (browsers send VP8 simulcast
+// with three temporal layers, L1T3, and VP9 with the L1T3 its encodings
+// ask for) has steps of fewer frames: that layer's temporal layers 0 and 1
+// (half its frames), then 0 alone (a quarter), as LiveKit and mediasoup
+// do. The forwarder drops whole frames of the temporal layers above the
+// step, at once going down and from a layer sync frame (VP8's Y, VP9's U)
+// going up, and moves the subscriber's sequence numbers (and VP8 picture
+// ids; VP9's stay as sent) so that its stream goes on without a gap
+// (dropTemporal); a packet that arrives out of order after a drop or a
+// padding probe gets the number of its place (snRanges). Down at
 // once when far off, after 3 s when a little; up one step at a time once
 // the next fits for 2 s (a layer with a quarter to spare; longer after
 // tries that failed); only when the share stays under the lowest step for
 // 3 s does the video pause while audio flows, and the lowest step is tried
-// again after 4 s, then twice as long each time. VP9, H.264, H.265 and AV1
+// again after 4 s, then twice as long each time. H.264, H.265 and AV1
 // tracks keep every temporal layer (see docs/media.md). The estimate grows while
 // what is sent gets through, even when less is sent than it allows. When
 // the tracks want more than the estimate (a paused video, or the next layer
@@ -291,7 +296,10 @@
 //     subscriber's layer and fans a packet out.
 //   - layer_forward.go: a subscriber's layer and the switch to another,
 //     with its rewrite of sequence numbers, timestamps and picture ids;
-//     the VP8 temporal layer filter (dropTemporal).
+//     the VP8 and VP9 temporal layer filter (dropTemporal).
+//   - layer_ranges.go: the offsets of a layer's earlier sequence numbers
+//     and the last frames' decisions, for packets out of order (snRanges,
+//     frameLog).
 //   - congestion.go: downlink congestion control: sharing each
 //     connection's estimate among its tracks, the ladder of steps of each
 //     simulcast track (the lowest layer's temporal layers, then the
@@ -306,7 +314,7 @@
 //     want more than the estimate.
 //   - layer_keyframe.go: what the layer switch reads in a video payload:
 //     keyframe starts (VP8, VP9, H.264, H.265, AV1), VP8 and VP9 picture
-//     ids, VP8's temporal layer index and layer sync bit.
+//     ids, temporal layer indices and layer sync bits.
 //   - source.go: what the relay sees: TrackInfo, TrackWriter, TrackTap,
 //     Observer, Message, ConnectionEvent, KeyframeRequester.
 //   - fanout_pool.go: spreading a track's fan-out over worker goroutines
