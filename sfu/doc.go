@@ -88,13 +88,13 @@
 // evenly among its simulcast tracks, each getting the highest layer that
 // fits (Connection.EstimatedBitrate), measured as a bitrate smoothed over
 // seconds (a keyframe's second would make the lowest layer look far off).
-// Under its lowest layer a VP8 or VP9 track (browsers send VP8 simulcast
-// with three temporal layers, L1T3, and VP9 with the L1T3 its encodings
-// ask for) has steps of fewer frames: that layer's temporal layers 0 and 1
+// Under its lowest layer a VP8, VP9 or AV1 track (browsers send VP8
+// simulcast with three temporal layers, L1T3, and VP9 and AV1 with the
+// L1T3 their encodings ask for) has steps of fewer frames: that layer's temporal layers 0 and 1
 // (half its frames), then 0 alone (a quarter), as LiveKit and mediasoup
 // do. The forwarder drops whole frames of the temporal layers above the
-// step, at once going down and from a layer sync frame (VP8's Y, VP9's U)
-// going up, and moves the subscriber's sequence numbers (and VP8 picture
+// step, at once going down and from a layer sync frame (VP8's Y, VP9's U;
+// AV1: the next layer's next frame) going up, and moves the subscriber's sequence numbers (and VP8 picture
 // ids; VP9's stay as sent) so that its stream goes on without a gap
 // (dropTemporal); a packet that arrives out of order after a drop or a
 // padding probe gets the number of its place (snRanges). Down at
@@ -102,8 +102,8 @@
 // the next fits for 2 s (a layer with a quarter to spare; longer after
 // tries that failed); only when the share stays under the lowest step for
 // 3 s does the video pause while audio flows, and the lowest step is tried
-// again after 4 s, then twice as long each time. H.264, H.265 and AV1
-// tracks keep every temporal layer (see docs/media.md). The estimate grows while
+// again after 4 s, then twice as long each time. H.264 and H.265 tracks
+// keep every temporal layer (see docs/media.md). The estimate grows while
 // what is sent gets through, even when less is sent than it allows. When
 // the tracks want more than the estimate (a paused video, or the next layer
 // up), the connection probes, as LiveKit's probe clusters and mediasoup's
@@ -296,7 +296,7 @@
 //     subscriber's layer and fans a packet out.
 //   - layer_forward.go: a subscriber's layer and the switch to another,
 //     with its rewrite of sequence numbers, timestamps and picture ids;
-//     the VP8 and VP9 temporal layer filter (dropTemporal).
+//     the VP8, VP9 and AV1 temporal layer filter (dropTemporal).
 //   - layer_ranges.go: the offsets of a layer's earlier sequence numbers
 //     and the last frames' decisions, for packets out of order (snRanges,
 //     frameLog).
@@ -314,7 +314,7 @@
 //     want more than the estimate.
 //   - layer_keyframe.go: what the layer switch reads in a video payload:
 //     keyframe starts (VP8, VP9, H.264, H.265, AV1), VP8 and VP9 picture
-//     ids, temporal layer indices and layer sync bits.
+//     ids, temporal layer indices (VP8, VP9, AV1) and layer sync bits.
 //   - source.go: what the relay sees: TrackInfo, TrackWriter, TrackTap,
 //     Observer, Message, ConnectionEvent, KeyframeRequester.
 //   - fanout_pool.go: spreading a track's fan-out over worker goroutines

@@ -134,10 +134,10 @@ func (p *simPacket) picIDs(k codecKind) (*picIDs, bool) {
 }
 
 // temporal returns the temporal layer of p (TID) and its layer sync bit
-// (VP8's Y, VP9's switching up point U); ok is false for other codecs and
-// for a VP8 or VP9 payload without a TID.
+// (VP8's Y, VP9's switching up point U; AV1 has none); ok is false for
+// other codecs and for a payload without a TID.
 func (p *simPacket) temporal(k codecKind) (tid uint8, sync, ok bool) {
-	if k != codecVP8 && k != codecVP9 {
+	if k != codecVP8 && k != codecVP9 && k != codecAV1 {
 		return 0, false, false
 	}
 	ids, _ := p.picIDs(k)
@@ -279,14 +279,14 @@ func (st *simSub) switchTo(p *simPacket, ss *simSource) {
 // Called with source.mu held.
 func (st *simSub) dropTemporal(p *simPacket, ss *simSource, newer bool, prevTop uint16, prevMarker bool) bool {
 	tid, sync, ok := p.temporal(ss.codec)
-	if !ok {
-		return false
-	}
 	if !newer {
 		if drop, seen := st.frames.decided(p.ts); seen {
 			return drop
 		}
-		return tid > st.fwdTid // a frame none of whose packets came yet
+		return ok && tid > st.fwdTid // a frame none of whose packets came yet
+	}
+	if !ok {
+		return false
 	}
 	from, pics := p.sn, uint16(0)
 	gap := p.sn != prevTop+1
@@ -300,6 +300,11 @@ func (st *simSub) dropTemporal(p *simPacket, ss *simSource, newer bool, prevTop 
 		case capT < st.fwdTid:
 			st.fwdTid = capT
 		case sync && tid > st.fwdTid && tid <= capT:
+			st.fwdTid = tid
+		case ss.codec == codecAV1 && tid == st.fwdTid+1 && tid <= capT:
+			// AV1 carries no sync bit: one temporal layer up at a time,
+			// at its next frame, which in libwebrtc's L1T2 and L1T3
+			// references only the layers under it
 			st.fwdTid = tid
 		}
 		st.frameTS, st.frameOK = p.ts, true

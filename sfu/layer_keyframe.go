@@ -257,14 +257,68 @@ func parseVP9(p []byte) (d picIDs, ok bool) {
 	return d, true
 }
 
-// parsePicIDs reads the ids of a VP8 or VP9 payload; ok is false for other
-// codecs and for payloads too short to hold their descriptor.
+// parseAV1 reads the temporal layer of an AV1 payload (the AV1 RTP
+// payload format): the aggregation header Z|Y|W|N, then OBU elements, each
+// with a LEB128 length but the last when W is set; the first is the rest
+// of an OBU when Z is set, else each starts with its OBU header, and an
+// OBU header with its extension flag is followed by the extension header
+// temporal_id|spatial_id. The TID is the first extension header's; a
+// packet that holds only the rest of an OBU has none (the write path gives
+// it its frame's: simSource.tidOf). AV1 has no layer sync bit.
+func parseAV1(p []byte) (d picIDs, ok bool) {
+	if len(p) < 1 {
+		return d, false
+	}
+	z, w := p[0]&0x80 != 0, int(p[0]>>4)&0x03
+	d.hdrLen = 1
+	for e, i := 0, 1; i < len(p); e++ {
+		last := w != 0 && e == w-1
+		n := len(p) - i
+		if !last {
+			v, k := readLEB128(p[i:])
+			if k == 0 || v > uint64(len(p)-i-k) {
+				return d, true
+			}
+			i += k
+			n = int(v)
+		}
+		if (e > 0 || !z) && n > 1 && p[i]&0x04 != 0 { // an OBU header with its extension flag
+			if tid := p[i+1] >> 5; tid < maxTemporal {
+				d.hasTID, d.tid = true, tid
+			}
+			return d, true
+		}
+		i += n
+		if last {
+			break
+		}
+	}
+	return d, true
+}
+
+// readLEB128 reads an unsigned LEB128 number of at most 8 bytes; k is
+// how many bytes it took (0: none ends in p).
+func readLEB128(p []byte) (v uint64, k int) {
+	for i := 0; i < len(p) && i < 8; i++ {
+		v |= uint64(p[i]&0x7f) << (7 * i)
+		if p[i]&0x80 == 0 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
+
+// parsePicIDs reads the ids of a VP8 or VP9 payload, and the temporal
+// layer of an AV1 one; ok is false for other codecs and for payloads too
+// short to hold their descriptor.
 func parsePicIDs(k codecKind, p []byte) (picIDs, bool) {
 	switch k {
 	case codecVP8:
 		return parseVP8(p)
 	case codecVP9:
 		return parseVP9(p)
+	case codecAV1:
+		return parseAV1(p)
 	}
 	return picIDs{}, false
 }

@@ -54,6 +54,14 @@ type simSource struct {
 	// bytes of each VP8 or VP9 temporal layer (TID) of the layers in the window
 	winTBytes [maxLayers][maxTemporal]int64
 	got       [maxLayers]snWindow
+	// tidOf is the TID of the last frame of each layer that showed one,
+	// for an AV1 packet that holds only the rest of an OBU (none of its
+	// own) of that frame.
+	tidOf [maxLayers]struct {
+		ts  uint32
+		tid uint8
+		ok  bool
+	}
 	// rate is each layer's bitrate over the last full window, bps; trate
 	// each of its temporal layers' (VP8 and VP9; 0 for other codecs).
 	rate  [maxLayers]atomic.Int64
@@ -315,6 +323,16 @@ func (s *source) writeLayer(l int8, pkt []byte) error {
 	payload := pkt[n:]
 	p := simPacket{layer: l, sn: s.hdr.SequenceNumber, ts: s.hdr.Timestamp, payload: payload, now: now, marker: s.hdr.Marker}
 	ss.layers[l].present.Store(true)
+	if ss.codec == codecAV1 {
+		ids, _ := p.picIDs(ss.codec)
+		t := &ss.tidOf[l]
+		switch {
+		case ids.hasTID:
+			t.ts, t.tid, t.ok = p.ts, ids.tid, true
+		case t.ok && t.ts == p.ts:
+			ids.hasTID, ids.tid = true, t.tid
+		}
+	}
 	if !paddingOnly(&s.hdr, payload) {
 		ss.layers[l].lastSeen.Store(now)
 		if s.hdr.Marker {

@@ -433,3 +433,116 @@ func TestLateAroundDropAllocs(t *testing.T) {
 		t.Fatalf("%d ranges in use: the ring was not filled", d.sim.ranges.n)
 	}
 }
+
+var av1 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000}
+
+// av1TPacket is one packet of a two-packet AV1 frame: the first holds the
+// start of a frame OBU, with its header and extension header (TID), the
+// second only the rest of it (Z set: no OBU header, no TID of its own).
+func av1TPacket(seq uint16, ts uint32, tid uint8, first, key bool) []byte {
+	var pl []byte
+	if first {
+		agg := byte(0x40 | 0x10) // Y: the OBU goes on; W 1
+		if key {
+			agg |= 0x08 // N: a new coded video sequence
+		}
+		pl = []byte{agg, 6<<3 | 0x04, tid << 5}
+	} else {
+		pl = []byte{0x80 | 0x10} // Z: the rest of the OBU; W 1
+	}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 45, SequenceNumber: seq, Timestamp: ts, SSRC: 5, Marker: !first}, Payload: make([]byte, 600)}
+	copy(p.Payload, pl)
+	b, _ := p.Marshal()
+	return b
+}
+
+// TestDropTemporalAV1: an AV1 subscriber steps down r0's temporal layers
+// too: the TID read from the first OBU's extension header, a packet that
+// holds only the rest of an OBU dropped or forwarded with its frame, the
+// sequence numbers without a gap; up one layer at a time at the next frame
+// of that layer (AV1 has no sync bit). Without the AV1 TID read, every
+// frame is forwarded.
+func TestDropTemporalAV1(t *testing.T) {
+	src, ds, ws := newSimTestSourceCodec(t, 1, RidR0, av1)
+	w, st := ws[0], ds[0].sim
+	var tids []byte
+	var last uint16
+	n := 0
+	sn := uint16(65530)
+	frame := 0
+	write := func(frames int) {
+		for range frames {
+			tid := [4]uint8{0, 2, 1, 2}[frame%4]
+			for i := range 2 {
+				before := w.count
+				if err := src.writeLayer(0, av1TPacket(sn, uint32(frame)*3000, tid, i == 0, frame == 0)); err != nil {
+					t.Fatal(err)
+				}
+				sn++
+				if w.count == before {
+					continue
+				}
+				var p rtp.Packet
+				if err := p.Unmarshal(w.buf[:w.n]); err != nil {
+					t.Fatal(err)
+				}
+				if n > 0 && p.SequenceNumber != last+1 {
+					t.Fatalf("sequence number %d after %d", p.SequenceNumber, last)
+				}
+				if (n%2 == 0) != (p.Payload[0]&0x80 == 0) {
+					t.Fatalf("packet %d of a frame forwarded without the other", n)
+				}
+				last = p.SequenceNumber
+				n++
+				if i == 0 {
+					tids = append(tids, '0'+p.Payload[2]>>5)
+				}
+			}
+			frame++
+		}
+	}
+	check := func(what, want string) {
+		t.Helper()
+		if string(tids) != want {
+			t.Fatalf("%s: frames of TIDs %s, want %s", what, tids, want)
+		}
+		tids = tids[:0]
+	}
+	write(8)
+	check("all", "02120212")
+	st.tCap.Store(0)
+	write(8)
+	check("TL0 only", "00")
+	st.tCap.Store(tidAll)
+	write(4) // 16 17 18 19: TL0, then TL2 is two up: not yet; TL1 one up, TL2 after it
+	write(4)
+	check("up one layer at a time", "012"+"0212") // 17 (TL2, two up) dropped
+}
+
+// TestParseAV1TID: the TID of an AV1 payload is its first OBU extension
+// header's, after OBUs without one and their LEB128 lengths; the rest of
+// an OBU (Z) has none, nor a payload cut short.
+func TestParseAV1TID(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    []byte
+		tid  int // -1: none
+	}{
+		{"one OBU, W 1", []byte{0x58, 0x34, 0x40, 0x00}, 2},
+		{"delimiter then frame, W 0", []byte{0x08, 0x02, 0x12, 0x00, 0x03, 0x34, 0x20, 0x00}, 1},
+		{"rest of an OBU, then a frame, W 2", []byte{0x80 | 0x20, 0x02, 0xaa, 0xbb, 0x34, 0x20, 0x00}, 1},
+		{"rest of an OBU only", []byte{0x90, 0x34, 0x40}, -1},
+		{"no extension", []byte{0x10, 0x30, 0x00}, -1},
+		{"length past the end", []byte{0x00, 0x09, 0x34, 0x40}, -1},
+		{"length unended", []byte{0x00, 0x80}, -1},
+	} {
+		d, ok := parseAV1(c.p)
+		got := -1
+		if ok && d.hasTID {
+			got = int(d.tid)
+		}
+		if got != c.tid {
+			t.Errorf("%s: TID %d, want %d", c.name, got, c.tid)
+		}
+	}
+}

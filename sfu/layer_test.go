@@ -260,6 +260,8 @@ func FuzzParsePicIDs(f *testing.F) {
 	f.Add(byte(codecVP8), []byte{0x90, 0xE0, 0x81, 0x02, 7, 0x20, 0x00})
 	f.Add(byte(codecVP9), []byte{0xA8, 0x80, 0x01, 0x00, 5})
 	f.Add(byte(codecH264), []byte{0x78, 0x00, 0x02, 0x67, 0x42})
+	f.Add(byte(codecAV1), []byte{0x58, 0x34, 0x40, 0x00})                         // W 1: one OBU with its extension (TID 2)
+	f.Add(byte(codecAV1), []byte{0x08, 0x02, 0x12, 0x00, 0x03, 0x34, 0x20, 0x00}) // W 0: a temporal delimiter, then a frame OBU (TID 1)
 	f.Fuzz(func(t *testing.T, k byte, p []byte) {
 		kind := codecKind(k % 6)
 		_ = isKeyframeStart(kind, p)
