@@ -70,9 +70,10 @@ func e2eCluster(t *testing.T, affinity bool, mutate ...func(*shoal.Config)) []*e
 		cfg.ExternalSignalingURL = "ws://" + hp + "/signaling"
 		cfg.ExternalAPIURL = "http://" + hp + "/api"
 		cfg.Signaling.AnyOrigin = true // the SDK page is served by the test's server
-		if os.Getenv("SHOAL_TEST_UDP_MUX") != "" {
+		if os.Getenv("SHOAL_TEST_UDP_MUX") != "0" {
 			// Every connection on one UDP port, as in production: the
-			// SFU's direct send path needs it.
+			// SFU's direct send path needs it (SHOAL_TEST_UDP_MUX=0 gives
+			// each connection its own ephemeral port instead).
 			cfg.SFU.Network.UDPPort = testutil.FreePort(t, ip)
 			cfg.SFU.Network.ListenIP = ip
 		}
