@@ -31,9 +31,23 @@ import (
 // heap-B counts live objects (HeapAlloc), inuse-B whole spans (HeapInuse,
 // as BenchmarkIdleConnection).
 //
+// With mux=true the node has one UDP port and the subscribers are served
+// by the direct send path, each connection with its own pion API and SRTP
+// context, as in production.
+//
 //	go test -run XXX -bench VideoSubscriberHeap -benchtime 20x -count 3 ./sfu/
 func BenchmarkVideoSubscriberHeap(b *testing.B) {
-	s := newSFU(b, nil)
+	b.Run("mux=false", func(b *testing.B) { videoSubscriberHeap(b, newSFU(b, nil)) })
+	b.Run("mux=true", func(b *testing.B) {
+		s := muxSFU(b, nil)
+		videoSubscriberHeap(b, s)
+		if st := s.MuxStats(); st.DirectConns < uint64(b.N) {
+			b.Fatalf("%d of %d subscribers on the direct path: %+v", st.DirectConns, b.N, st)
+		}
+	})
+}
+
+func videoSubscriberHeap(b *testing.B, s *sfu.SFU) {
 	cl := startClientProcess(b)
 	for i := 0; i < b.N; i++ {
 		cl.join(b, s, "heap", fmt.Sprintf("S%d", i))
