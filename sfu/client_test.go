@@ -33,6 +33,7 @@ type testClient struct {
 	videoSender  *webrtc.RTPSender
 	layers       []*simTrack // a simulcast publisher's layers, r0 first
 	plis         atomic.Int64
+	nacks        atomic.Int64 // NACKs the SFU sent about the video
 
 	mu       sync.Mutex
 	reoffers []string
@@ -242,6 +243,8 @@ func (c *testClient) answer(offer string) (string, error) {
 					switch p.(type) {
 					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 						c.plis.Add(1)
+					case *rtcp.TransportLayerNack:
+						c.nacks.Add(1)
 					}
 				}
 			}

@@ -64,7 +64,8 @@ const (
 // factory registers it, by peer connection id, while the peer connection is
 // made.
 type ccRegistry struct {
-	m sync.Map // peer connection id → *twccSender
+	m     sync.Map // peer connection id → *twccSender
+	clock ccClock  // runs every connection's steps (ccclock.go)
 }
 
 // configure offers REMB feedback; transport-cc is offered with its
@@ -92,16 +93,21 @@ type downlink struct {
 	tw   *twccSender
 	remb atomic.Int64 // the client's last REMB, bps; 0: none
 
-	// the congestion goroutine's: padding probes (probe.go) and what the
-	// media sends, from the last sharing of the estimate
-	probe  prober
-	media  int64
-	probes atomic.Uint64 // padding packets sent
+	// the congestion clock's (ccclock.go), under stepMu: padding probes
+	// (probe.go), whether one runs, and what the media sends, from the
+	// last sharing of the estimate; stopped once the connection closed
+	stepMu  sync.Mutex
+	stopped bool
+	probing bool
+	probe   prober
+	media   int64
+	probes  atomic.Uint64 // padding packets sent
 }
 
 // startCongestion starts the connection's congestion control, if its peer
-// connection has an estimator. Called by Join before the connection is
-// visible.
+// connection has an estimator: its steps run on the SFU's congestion clock
+// (ccclock.go) until the connection closes. Called by Join before the
+// connection is visible.
 func (c *Connection) startCongestion() {
 	tw := c.sfu.cc.take(c.pc.ID())
 	if tw == nil {
@@ -110,36 +116,9 @@ func (c *Connection) startCongestion() {
 	c.dl = &downlink{tw: tw}
 	c.pacer = newPacer()
 	c.pacer.drops = &c.sfu.drops
-	c.wg.Add(2)
-	go c.runCongestion()
+	c.wg.Add(1)
 	go c.runPacer(c.pacer)
-}
-
-func (c *Connection) runCongestion() {
-	defer c.wg.Done()
-	t := time.NewTicker(ccTick)
-	defer t.Stop()
-	pt := time.NewTicker(probeSlice)
-	pt.Stop()
-	defer pt.Stop()
-	probing := false
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-			p := c.shareEstimate(mono())
-			switch {
-			case p && !probing:
-				pt.Reset(probeSlice)
-			case !p && probing:
-				pt.Stop()
-			}
-			probing = p
-		case <-pt.C:
-			c.sendProbe(mono())
-		}
-	}
+	c.sfu.cc.clock.add(c)
 }
 
 // sendProbe sends the padding a running probe owes.

@@ -467,6 +467,9 @@ func (c *Connection) closeIf(reason error, still func() bool) {
 	}
 	c.mu.Unlock()
 	if first {
+		if c.dl != nil { // set before the connection could close
+			c.sfu.cc.clock.remove(c)
+		}
 		for src, d := range downs {
 			src.removeSub(d)
 		}

@@ -304,6 +304,11 @@
 //     connection's estimate among its tracks, the ladder of steps of each
 //     simulcast track (the lowest layer's temporal layers, then the
 //     layers) and the step it fits, REMB.
+//   - ccclock.go: the congestion clock, one goroutine per SFU that runs
+//     every connection's sharing of its estimate and its padding probes
+//     (one timer for the node instead of a ticker per connection).
+//   - nacklazy.go: pion's NACK generator started only for a connection
+//     that receives media (its 10 Hz ticker is not run for subscribers).
 //   - twcc.go: the interceptor that stamps transport-wide sequence numbers
 //     and abs-send-time on what a connection sends, the ring of what was
 //     sent, the reading of transport-cc feedback.

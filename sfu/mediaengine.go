@@ -103,7 +103,7 @@ func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *
 	if err != nil {
 		return fmt.Errorf("sfu: configure NACK: %w", err)
 	}
-	ir.Add(gen)
+	ir.Add(lazyNACKFactory{gen: gen}) // its ticker only where media comes in (nacklazy.go)
 	if srs == nil {
 		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 			return fmt.Errorf("sfu: configure RTCP reports: %w", err)

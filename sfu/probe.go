@@ -9,7 +9,7 @@ package sfu
 // (RTX) to test a higher rate. Here, when a connection's simulcast tracks
 // want more than the estimate allows (a paused video's lowest layer, or the
 // next layer up, with the quarter to spare that fitLayer asks for), the
-// congestion goroutine sends padding-only packets on a video track's RTX
+// congestion clock (ccclock.go) sends padding-only packets on a video track's RTX
 // stream for probeDur (half a second), topping what the media sends up to
 // a goal of probeGain (1.5) times the estimate (at most what the step
 // needs), in 10 ms slices: on a link that has no room, half a second of
@@ -44,7 +44,7 @@ const (
 	probePad = 224
 )
 
-// prober is a connection's probe state, its congestion goroutine's only.
+// prober is a connection's probe state, the congestion clock's only.
 type prober struct {
 	goal     int64 // bits/s the probe tops the media up to; 0: none running
 	until    int64 // when the probe ends

@@ -276,12 +276,16 @@ func (s *SFU) Close() error {
 	for _, c := range s.conns {
 		conns = append(conns, c)
 	}
+	cc := s.cc
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.closeWith(net.ErrClosed)
 	}
 	for _, ch := range chans {
 		ch.close(net.ErrClosed)
+	}
+	if cc != nil {
+		cc.clock.close()
 	}
 	var err error
 	if s.muxClose != nil {

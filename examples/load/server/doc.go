@@ -13,6 +13,13 @@
 // -stats-every it prints what the SFU paced, dropped and batched
 // (sfu.Stats, MuxStats) to stderr that often.
 //
+// -pprof (either impl) serves net/http/pprof at /debug/pprof/ on the same
+// address: /debug/pprof/profile for a CPU profile, /debug/pprof/trace for
+// an execution trace (which goroutine wakes which, system calls, the
+// scheduler's handoffs), e.g. curl -o t.out
+// 'http://127.0.0.1:5000/debug/pprof/trace?seconds=3' during a run, then
+// go tool trace t.out.
+//
 // -impl pion: bare pion v4 with its default codecs and interceptors (NACK,
 // RTCP reports, TWCC, stats), every peer connection on its own UDP socket
 // (pion's default), loopback candidates only. A sendonly connection gets an

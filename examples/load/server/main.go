@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -31,8 +32,10 @@ func main() {
 		direct  = flag.Bool("direct", true, "Shoal: the direct send path (false: every packet through pion's sender chain)")
 		every   = flag.Duration("stats-every", 0, "Shoal: print what the SFU paced, dropped and batched this often (0: never)")
 		verbose = flag.Bool("v", false, "log warnings")
+		prof    = flag.Bool("pprof", false, "serve net/http/pprof at /debug/pprof/ (CPU profiles, execution traces)")
 	)
 	flag.Parse()
+	withPprof = *prof
 	level := slog.LevelError
 	if *verbose {
 		level = slog.LevelWarn
@@ -115,10 +118,18 @@ func printSFUStats(s *sfu.SFU) {
 		ms.DirectConns, ms.DirectFallback, ms.DirectPackets)
 }
 
-// serve serves h at /signaling until ctx ends.
+// withPprof: serve also net/http/pprof (-pprof).
+var withPprof bool
+
+// serve serves h at /signaling (and pprof with -pprof) until ctx ends.
 func serve(ctx context.Context, addr string, h http.Handler) error {
 	mux := http.NewServeMux()
 	mux.Handle("/signaling", h)
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
