@@ -57,6 +57,10 @@ func (e *CapacityError) Error() string {
 // MaxChannelIDLen is the longest channel id accepted, in bytes.
 const MaxChannelIDLen = 255
 
+// receiveMTU is the largest datagram the SFU's peer connections read
+// whole: pion's ICE reads up to 8192 bytes.
+const receiveMTU = 8192
+
 // SFU is one node's media core: channels of connections whose tracks and
 // messages fan out to each other. Create it with New.
 type SFU struct {
@@ -127,6 +131,11 @@ func (s *SFU) start() error {
 	// AES-NI (pion's own order puts AES-256-GCM first; AES-CM with
 	// HMAC-SHA1 costs an AES pass and a SHA-1 pass).
 	se.SetSRTPProtectionProfiles(srtpProfiles...)
+	// Read whole datagrams up to what pion's ICE reads (8192 bytes): with
+	// pion's default of 1460, a larger RTCP compound (transport-cc feedback
+	// of many packets, as pion clients send under a burst) was dropped
+	// before SRTCP, with an error line each time.
+	se.SetReceiveMTU(receiveMTU)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetLite(n.Lite)
 	if n.IPFilter != nil {
