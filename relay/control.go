@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -251,7 +252,8 @@ func (s *session) readLoop() error {
 			return fmt.Errorf("relay: control stream from %s: %w", l.peer, err)
 		}
 		if err := l.handleControl(s, f); err != nil {
-			r.log.Warn("relay control frame refused", "peer", l.peer, "kind", f.Kind, "err", err)
+			// One per frame a peer sends: rate-limited.
+			r.refusedLog.Log(context.Background(), r.log, slog.LevelWarn, "relay control frame refused", "peer", l.peer, "kind", f.Kind, "err", err)
 		}
 	}
 }

@@ -2,7 +2,9 @@ package relay
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +132,37 @@ func TestControlQueueOverflowClosesSession(t *testing.T) {
 	}
 	if n := s.l.stats.controlOverflows.Load(); n != 1 {
 		t.Fatalf("ControlOverflows = %d, want 1", n)
+	}
+}
+
+// A peer sending control frames that are refused (track demands of the
+// wrong length here, each for its own track so none is coalesced) gets
+// the first few "relay control frame refused" lines, not one per frame,
+// and the line after a pause says how many were left out.
+func TestRefusedControlFramesLogLimited(t *testing.T) {
+	testutil.CheckLeaks(t)
+	logger, buf := testutil.BufferLogger(slog.LevelInfo)
+	a := startNode(t, "a", testKey, func(c *Config) { c.Logger = logger })
+	b := startNode(t, "b", testKey)
+	meet(t, a, b)
+	testutil.Eventually(t, func() bool { return a.link(b).Connected && b.link(a).Connected }, 5*time.Second, "link up")
+	b.mu.Lock()
+	l := b.peers[a.name]
+	b.mu.Unlock()
+	s := l.sess.Load()
+	if s == nil {
+		t.Fatal("no session")
+	}
+	const frames = 300
+	for i := range frames {
+		if !s.control(KindTrackDemand, "room", fmt.Sprintf("t%d", i), []byte{1, 2}) {
+			t.Fatalf("frame %d not queued", i)
+		}
+	}
+	testutil.Eventually(t, func() bool { return strings.Contains(buf.String(), "relay control frame refused") }, 5*time.Second, "a refused frame logged")
+	time.Sleep(500 * time.Millisecond) // the rest served
+	n := strings.Count(buf.String(), "relay control frame refused")
+	if n > 10 {
+		t.Fatalf("%d lines for %d refused frames, want at most 10", n, frames)
 	}
 }

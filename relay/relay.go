@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-sfu/shoal/internal/clusterkey"
 	"github.com/shoal-sfu/shoal/internal/lifecycle"
+	"github.com/shoal-sfu/shoal/internal/lograte"
 )
 
 // Errors.
@@ -32,11 +33,14 @@ var (
 // Relay is one node's end of the relay: one link to each peer node,
 // multiplexing every relayed channel. See the package documentation.
 type Relay struct {
-	cfg   Config
-	log   *slog.Logger
-	id    *clusterkey.Identity
-	epoch time.Time       // timestamps on the wire are nanoseconds since epoch
-	state lifecycle.State // Listen starts it, Close closes it
+	cfg Config
+	log *slog.Logger
+	// refusedLog limits the lines of refused control frames, which a
+	// peer causes at will (control.go).
+	refusedLog *lograte.Limiter
+	id         *clusterkey.Identity
+	epoch      time.Time       // timestamps on the wire are nanoseconds since epoch
+	state      lifecycle.State // Listen starts it, Close closes it
 
 	mu       sync.Mutex
 	serving  bool
@@ -74,14 +78,15 @@ func New(cfg Config) (*Relay, error) {
 	}
 	cfg.ClusterKey = append([]byte(nil), cfg.ClusterKey...)
 	r := &Relay{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "relay", "node", cfg.NodeName),
-		id:       id,
-		epoch:    time.Now(),
-		peers:    map[string]*link{},
-		channels: map[string]*channel{},
-		stopped:  make(chan struct{}),
-		fanOuts:  make(chan struct{}, fanOutSlots(cfg)),
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "relay", "node", cfg.NodeName),
+		refusedLog: lograte.New(lograte.DefaultBurst, lograte.DefaultInterval),
+		id:         id,
+		epoch:      time.Now(),
+		peers:      map[string]*link{},
+		channels:   map[string]*channel{},
+		stopped:    make(chan struct{}),
+		fanOuts:    make(chan struct{}, fanOutSlots(cfg)),
 	}
 	empty := map[netip.AddrPort]*link{}
 	r.byAddr.Store(&empty)
