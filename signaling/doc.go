@@ -280,6 +280,11 @@
 // The server closes its connections by itself when clusterNode leaves the
 // majority (see Admission).
 //
+// A session that ends on an error (close code 4400 and above, but 4503)
+// is logged at Info, rate-limited per close code since a client causes it
+// at will: 5 lines of a code at once, then one per 10 seconds, the next
+// one with suppressed=N (internal/lograte). Others are logged at Debug.
+//
 // Benchmarks and their figures are in README.md.
 //
 // # Files

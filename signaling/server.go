@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shoal-sfu/shoal/affinity"
+	"github.com/shoal-sfu/shoal/internal/lograte"
 	"github.com/shoal-sfu/shoal/internal/mailbox"
 	"github.com/shoal-sfu/shoal/signaling/wire"
 )
@@ -24,9 +25,12 @@ var ErrClosed = fmt.Errorf("signaling: server closed: %w", net.ErrClosed)
 type Server struct {
 	cfg    Config
 	logger *slog.Logger
-	ctx    context.Context // cancelled by Close; parent of every session
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// endedLog limits the Info lines of sessions ended on an error, per
+	// close code: a client causes one per connection at will (session.go).
+	endedLog *lograte.Limiter
+	ctx      context.Context // cancelled by Close; parent of every session
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	mu         sync.Mutex
 	closed     bool
@@ -65,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 	return &Server{
 		cfg:        cfg,
 		logger:     cfg.Logger.With("component", "signaling"),
+		endedLog:   lograte.New(lograte.DefaultBurst, lograte.DefaultInterval),
 		ctx:        ctx,
 		cancel:     cancel,
 		sessions:   map[*session]struct{}{},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/shoal-sfu/shoal/internal/lograte"
 	"github.com/shoal-sfu/shoal/internal/mailbox"
 	"github.com/shoal-sfu/shoal/signaling/wire"
 )
@@ -229,11 +230,14 @@ func (se *session) run(parent context.Context) {
 	<-closed
 	rcancel()
 	<-readDone
-	lvl := slog.LevelDebug
+	const ended = "signaling session ended"
 	if end.code >= 4400 && end.code != wire.CloseRefused {
-		lvl = slog.LevelInfo
+		// A client ends its session on an error at will (bad JSON, auth
+		// denied, ...): rate-limited per close code.
+		se.srv.endedLog.LogKind(context.Background(), se.logger, slog.LevelInfo, lograte.Key(uint64(end.code), ended), ended, "code", end.code, "reason", end.reason, "err", end.err)
+	} else {
+		se.logger.Debug(ended, "code", end.code, "reason", end.reason, "err", end.err)
 	}
-	se.logger.Log(context.Background(), lvl, "signaling session ended", "code", end.code, "reason", end.reason, "err", end.err)
 }
 
 // closeOverDataChannel tells a switched client without WebSocket that its

@@ -97,10 +97,16 @@ func (l *Limiter) Allow(key uint64) (ok bool, suppressed int) {
 // the line's kind (level and msg) is over its rate; a line that follows
 // suppressed ones carries SuppressedKey.
 func (l *Limiter) Log(ctx context.Context, logger *slog.Logger, level slog.Level, msg string, args ...any) {
+	l.LogKind(ctx, logger, level, Key(uint64(level), msg), msg, args...)
+}
+
+// LogKind is Log with the kind given, for lines whose kind is not their
+// message alone (e.g. Key(closeCode, msg)).
+func (l *Limiter) LogKind(ctx context.Context, logger *slog.Logger, level slog.Level, kind uint64, msg string, args ...any) {
 	if !logger.Enabled(ctx, level) {
 		return
 	}
-	ok, n := l.Allow(Key(uint64(level), msg))
+	ok, n := l.Allow(kind)
 	if !ok {
 		return
 	}
