@@ -34,6 +34,7 @@ type testClient struct {
 	layers       []*simTrack // a simulcast publisher's layers, r0 first
 	plis         atomic.Int64
 	nacks        atomic.Int64 // NACKs the SFU sent about the video
+	rrs          atomic.Int64 // receiver reports the SFU sent about the video
 
 	mu       sync.Mutex
 	reoffers []string
@@ -245,6 +246,8 @@ func (c *testClient) answer(offer string) (string, error) {
 						c.plis.Add(1)
 					case *rtcp.TransportLayerNack:
 						c.nacks.Add(1)
+					case *rtcp.ReceiverReport:
+						c.rrs.Add(1)
 					}
 				}
 			}

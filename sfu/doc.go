@@ -307,8 +307,9 @@
 //   - ccclock.go: the congestion clock, one goroutine per SFU that runs
 //     every connection's sharing of its estimate and its padding probes
 //     (one timer for the node instead of a ticker per connection).
-//   - nacklazy.go: pion's NACK generator started only for a connection
-//     that receives media (its 10 Hz ticker is not run for subscribers).
+//   - lazyrecv.go: pion's NACK generator and receiver reports started
+//     only for a connection that receives media (their tickers, 10 Hz and
+//     1 Hz, are not run for subscribers).
 //   - twcc.go: the interceptor that stamps transport-wide sequence numbers
 //     and abs-send-time on what a connection sends, the ring of what was
 //     sent, the reading of transport-cc feedback.

@@ -103,7 +103,7 @@ func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *
 	if err != nil {
 		return fmt.Errorf("sfu: configure NACK: %w", err)
 	}
-	ir.Add(lazyNACKFactory{gen: gen}) // its ticker only where media comes in (nacklazy.go)
+	ir.Add(lazyRecvFactory{f: gen}) // its ticker only where media comes in (lazyrecv.go)
 	if srs == nil {
 		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 			return fmt.Errorf("sfu: configure RTCP reports: %w", err)
@@ -113,7 +113,7 @@ func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *
 		if err != nil {
 			return fmt.Errorf("sfu: configure RTCP reports: %w", err)
 		}
-		ir.Add(rr)
+		ir.Add(lazyRecvFactory{f: rr})
 		ir.Add(&srFactory{reg: srs})
 	}
 	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {

@@ -32,11 +32,12 @@ func goroutinesIn(t *testing.T, fn string) int {
 // TestTimerGoroutines: the goroutines that wake the process on a timer
 // whatever the media do. The congestion control of every connection runs
 // on one clock for the SFU (not a goroutine and a ticker per connection),
-// and pion's NACK generator, a 10 Hz ticker, runs only for a connection
-// that receives media (the publisher), not for its subscribers; yet the
-// subscribers' estimates are shared (EstimatedBitrate set) and the
-// publisher is still sent NACKs for what it lost. When the SFU closes the
-// clock ends (CheckLeaks).
+// and pion's NACK generator and receiver reports, a 10 Hz and a 1 Hz
+// ticker, run only for a connection that receives media (the publisher),
+// not for its subscribers; yet the subscribers' estimates are shared
+// (EstimatedBitrate set), and the publisher is still sent NACKs for what
+// it lost and receiver reports. When the SFU closes the clock ends
+// (CheckLeaks).
 func TestTimerGoroutines(t *testing.T) {
 	testutil.CheckLeaks(t)
 	s := muxSFU(t, nil)
@@ -59,8 +60,8 @@ func TestTimerGoroutines(t *testing.T) {
 				return false
 			}
 		}
-		return pub.nacks.Load() > 0
-	}, 10*time.Second, "video to every subscriber, their estimates shared, NACKs to the publisher")
+		return pub.nacks.Load() > 0 && pub.rrs.Load() > 0
+	}, 10*time.Second, "video to every subscriber, their estimates shared, NACKs and receiver reports to the publisher")
 	if n := goroutinesIn(t, "sfu.(*ccClock).loop"); n != 1 {
 		t.Errorf("%d congestion clocks, want 1 for the SFU", n)
 	}
@@ -69,5 +70,8 @@ func TestTimerGoroutines(t *testing.T) {
 	clients := 1 + len(subs)
 	if n := goroutinesIn(t, "nack.(*GeneratorInterceptor).loop") - clients; n != 1 {
 		t.Errorf("%d NACK generator loops in the SFU, want 1 (the publisher's) for 4 connections", n)
+	}
+	if n := goroutinesIn(t, "report.(*ReceiverInterceptor).loop") - clients; n != 1 {
+		t.Errorf("%d receiver report loops in the SFU, want 1 (the publisher's) for 4 connections", n)
 	}
 }
