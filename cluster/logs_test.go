@@ -186,3 +186,33 @@ func TestLogRaftLevels(t *testing.T) {
 		}
 	}
 }
+
+// failingListener fails every Accept with a non-timeout error (as when the
+// process is out of file descriptors) until closed.
+type failingListener struct{ closed chan struct{} }
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.closed:
+		return nil, net.ErrClosed
+	default:
+		return nil, errors.New("accept: too many open files")
+	}
+}
+func (l *failingListener) Close() error   { close(l.closed); return nil }
+func (l *failingListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// Failed accepts, which a flood of connections can cause, give the first
+// few "cluster: accept" lines, not one per 10 ms.
+func TestAcceptErrorsLogLimited(t *testing.T) {
+	testutil.CheckLeaks(t)
+	logger, buf := testutil.BufferLogger(slog.LevelInfo)
+	m := &mux{ln: &failingListener{closed: make(chan struct{})}, logger: logger}
+	m.start()
+	time.Sleep(300 * time.Millisecond) // about 30 failures
+	m.close()
+	n := strings.Count(buf.String(), "cluster: accept")
+	if n == 0 || n > 5 {
+		t.Fatalf("%d lines for 300 ms of failed accepts, want 1 to 5:\n%s", n, buf)
+	}
+}

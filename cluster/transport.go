@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/shoal-sfu/shoal/internal/lograte"
 )
 
 // Node-to-node streams (Raft and the cluster RPC) share one TCP port. Each
@@ -38,6 +40,9 @@ type mux struct {
 	timeout time.Duration
 	serve   func(net.Conn) // serves one RPC connection until it closes
 	logger  *slog.Logger
+	// acceptLog limits the lines of failed accepts (one per 10 ms at
+	// most otherwise), which a flood of connections can cause (EMFILE).
+	acceptLog *lograte.Limiter
 
 	raftCh chan net.Conn
 	done   chan struct{}
@@ -51,6 +56,7 @@ func (m *mux) start() {
 	m.raftCh = make(chan net.Conn)
 	m.done = make(chan struct{})
 	m.conns = map[net.Conn]struct{}{}
+	m.acceptLog = lograte.New(lograte.DefaultBurst, lograte.DefaultInterval)
 	m.wg.Add(1)
 	go m.acceptLoop()
 }
@@ -69,7 +75,7 @@ func (m *mux) acceptLoop() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			m.logger.Warn("cluster: accept", "err", err)
+			m.acceptLog.Log(context.Background(), m.logger, slog.LevelWarn, "cluster: accept", "err", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
