@@ -100,3 +100,31 @@ func TestDisabledLevelsAllocateNothing(t *testing.T) {
 		t.Fatalf("disabled levels allocate %v", n)
 	}
 }
+
+// BenchmarkLine: a pion line per packet at a level the handler drops
+// (debug), and at one it keeps once its kind is over its rate (warn,
+// suppressed).
+func BenchmarkLine(b *testing.B) {
+	l, _ := testutil.BufferLogger(slog.LevelInfo)
+	lg := New(l).NewLogger("ice")
+	b.Run("debug-off", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			lg.Debug("Discard message")
+		}
+	})
+	b.Run("warn-suppressed", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			lg.Warn("Discard message from (10.0.0.1:5000), unknown TransactionID")
+		}
+	})
+	b.Run("warnf-suppressed-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				lg.Warnf("Discard message from (%s), unknown TransactionID", "10.0.0.1:5000")
+			}
+		})
+	})
+}
