@@ -27,7 +27,11 @@ package sfu
 //     collapsed estimate would otherwise take tens of seconds to reach the
 //     lowest layer again, and the layer's trial (congestion.go) would end,
 //     paused again, before it did; a padding probe (probe.go) lifts it the
-//     same way.
+//     same way. Nor is the delay based one while it holds on underuse: a
+//     queue that drains arrives at the rate the link carries, and a burst
+//     (a probe, a keyframe, the layers sent before the cut) can leave
+//     seconds of it on a slow link, long enough for the video to pause
+//     (libwebrtc holds there; its probes set the estimate instead).
 //
 // The estimate grows while the subscriber receives what is sent, even when
 // that is less than the estimate (as pion's GCC does; libwebrtc instead
@@ -401,6 +405,14 @@ func (e *bwe) updateRate(now int64) {
 		e.changedAt = now
 	case rcHold:
 		e.changedAt = now
+		if e.usageOfFbk == useUnder && e.ackFresh(e.decAt) {
+			// a queue drains: what arrives is what the link carries, a
+			// rate that got through since the cut. Held under it, the
+			// estimate of a link that a burst (a probe, a keyframe, a
+			// layer left) filled stays under the lowest layer for the
+			// seconds the queue takes to drain, and the video pauses.
+			e.rate = max(e.rate, e.ackRate)
+		}
 	}
 	e.rate = min(max(e.rate, ccMinBitrate), ccMaxBitrate)
 }

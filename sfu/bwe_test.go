@@ -469,3 +469,33 @@ func TestBWEJitterIsNotCongestion(t *testing.T) {
 		t.Fatalf("sending 300 kbit/s on a 3 Mbit/s link with a busy receiver, the estimate fell to %d", low)
 	}
 }
+
+// TestBWEQueueDrainsLifts: after a cut to 120 kbit/s, a link whose queue
+// drains (a probe, a keyframe or the higher layers sent before the cut
+// filled it): the subscriber acknowledges 290 kbit/s, the rate the link
+// carries, and the delay falls (underuse), which holds the estimate. Held
+// at 120 kbit/s, under the lowest layer and the audio reserve, for the two
+// seconds and more the queue takes to drain, the estimate made fitLayer
+// pause the video (ccPauseHold) of TestCongestionSettlesAndRecovers'
+// limited subscriber on pion's vnet: the estimate must come up to what
+// gets through (the loss based estimate follows at the next feedback
+// with little loss: onFeedback).
+func TestBWEQueueDrainsLifts(t *testing.T) {
+	e := newBWE()
+	now := int64(20e9)
+	e.rate, e.lossRate, e.state = 120_000, 120_000, rcHold
+	e.decAt, e.lossDecAt = now-int64(2e9), now-int64(2e9)
+	e.ackRate, e.ackAt, e.ackSpread = 290_000, now, 0.7
+	e.usage, e.usageOfFbk = useUnder, useUnder
+	e.updateRate(now)
+	if e.rate != 290_000 {
+		t.Fatalf("underuse while 290 kbit/s got through since the cut: delay based estimate %.0f, want 290000", e.rate)
+	}
+	// An acknowledged rate measured over packets sent before the cut
+	// (not fresh) lifts nothing.
+	e.rate, e.lossRate, e.decAt = 120_000, 120_000, now
+	e.updateRate(now + int64(2e8))
+	if e.rate != 120_000 {
+		t.Fatalf("underuse right after a cut: delay based estimate %.0f, want 120000", e.rate)
+	}
+}
