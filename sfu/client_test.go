@@ -462,6 +462,26 @@ func channel(t testing.TB, s *sfu.SFU, id string) *sfu.Channel {
 
 // addRemoteVideo adds a remote VP8 track id, published by the connection
 // streamID of another node, to ch; the track is removed when the test ends.
+// remoteSSRC writes small packets into w until sub receives the track key
+// ("streamID/id"), and returns the SSRC sub sees it on: what sub's PLIs
+// must name to reach the server's sender.
+func remoteSSRC(t testing.TB, w *sfu.TrackWriter, sub *testClient, key string) uint32 {
+	t.Helper()
+	seq := uint16(0)
+	testutil.Eventually(t, func() bool {
+		for range 5 {
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 3}, Payload: []byte{1}}
+			b, _ := p.Marshal()
+			_ = w.WriteRTP(b)
+			seq++
+		}
+		return len(sub.payloads(key)) > 0
+	}, wait, "subscriber receives")
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.ssrcs[key]
+}
+
 func addRemoteVideo(t testing.TB, ch *sfu.Channel, id, streamID string, kr sfu.KeyframeRequester) *sfu.TrackWriter {
 	t.Helper()
 	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: id, StreamID: streamID, Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, kr)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
 	"github.com/shoal-sfu/shoal/sfu"
@@ -23,19 +22,7 @@ func TestLargeRTCPReachesSFU(t *testing.T) {
 	var requests atomic.Int64
 	w := addRemoteVideo(t, ch, "v", "REMOTE", sfu.KeyframeRequesterFunc(func() { requests.Add(1) }))
 	sub := join(t, s, clientOpts{channel: "mtu", id: "SUB", role: sfu.RoleRecvonly})
-	seq := uint16(0)
-	testutil.Eventually(t, func() bool {
-		for range 5 {
-			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 3}, Payload: []byte{1}}
-			b, _ := p.Marshal()
-			_ = w.WriteRTP(b)
-			seq++
-		}
-		return len(sub.payloads("REMOTE/v")) > 0
-	}, wait, "subscriber receives")
-	sub.mu.Lock()
-	ssrc := sub.ssrcs["REMOTE/v"]
-	sub.mu.Unlock()
+	ssrc := remoteSSRC(t, w, sub, "REMOTE/v")
 	testutil.Eventually(t, func() bool { return requests.Load() >= 1 }, wait, "the new subscriber's request passes")
 
 	// Two receiver reports of 31 blocks each, then the PLI: 1,524 bytes

@@ -143,21 +143,7 @@ func TestKeyframeRequestsCoalesced(t *testing.T) {
 	}
 	defer stop()
 	sub := join(t, s, clientOpts{channel: "coalesce", id: "SUB", role: sfu.RoleRecvonly})
-	// Packets until the subscriber has the track: its SSRC is what the
-	// subscriber's PLIs must name to reach the server's sender.
-	seq := uint16(0)
-	testutil.Eventually(t, func() bool {
-		for range 5 {
-			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 3}, Payload: []byte{1}}
-			b, _ := p.Marshal()
-			_ = w.WriteRTP(b)
-			seq++
-		}
-		return len(sub.payloads("REMOTE/r-video")) > 0
-	}, wait, "subscriber receives")
-	sub.mu.Lock()
-	ssrc := sub.ssrcs["REMOTE/r-video"]
-	sub.mu.Unlock()
+	ssrc := remoteSSRC(t, w, sub, "REMOTE/r-video")
 	testutil.Eventually(t, func() bool { return count() >= 1 }, wait, "the new subscriber's request passes")
 	// Let the interval after the last request run out.
 	mu.Lock()
