@@ -36,8 +36,30 @@ func vp8TPacket(seq uint16, ts uint32, pic uint16, tl0, tid uint8, sync, start, 
 // Libwebrtc's three-layer pattern: TIDs 0 2 1 2, the first TL2 and TL1
 // frames of every eight synced; two packets a frame.
 func TestDropTemporal(t *testing.T) {
-	src, ds, ws := newSimTestSource(t, 1, RidR0)
+	st := dropTemporalRun(t, vp8, func(sn uint16, ts uint32, pic uint16, tl0, tid uint8, sync bool, frame, i int) []byte {
+		return vp8TPacket(sn, ts, pic, tl0, tid, sync, i == 0, frame == 0 && i == 0, i == 1)
+	}, nil)
+	// The forwarded stream was one: every sequence number and picture id
+	// continued across the drops (checked per phase, and here across).
+	if st.snOff == 0 || st.picOff == 0 {
+		t.Fatalf("offsets %d %d after drops", st.snOff, st.picOff)
+	}
+}
+
+// dropTemporalRun drives TestDropTemporal and TestDropTemporalVP9: one
+// r0 subscriber of codec, fed libwebrtc's three-layer pattern (TIDs
+// 0 2 1 2, the first TL2 and TL1 frames of every eight synced, two packets
+// a frame, built by pkt) while its temporal cap is lowered and raised. In
+// each phase it checks the TIDs of the frames forwarded, sequence numbers
+// without a gap, one picture id within a frame and TL0PICIDX unchanged.
+// Picture ids between frames step by one (renumbered over the drops) when
+// picSteps is nil, else by picSteps' steps for the five phases (as sent).
+// It returns the subscriber's layer state.
+func dropTemporalRun(t *testing.T, codec webrtc.RTPCodecCapability, pkt func(sn uint16, ts uint32, pic uint16, tl0, tid uint8, sync bool, frame, i int) []byte, picSteps [][]uint16) *simSub {
+	t.Helper()
+	src, ds, ws := newSimTestSourceCodec(t, 1, RidR0, codec)
 	w, st := ws[0], ds[0].sim
+	kind := codecKindOf(codec.MimeType)
 	type out struct {
 		sn, pic uint16
 		tl0     uint8
@@ -56,7 +78,7 @@ func TestDropTemporal(t *testing.T) {
 			ts := uint32(frame) * 3000
 			for i := range 2 {
 				before := w.count
-				if err := src.writeLayer(0, vp8TPacket(sn, ts, pic, tl0, tid, sync, i == 0, frame == 0 && i == 0, i == 1)); err != nil {
+				if err := src.writeLayer(0, pkt(sn, ts, pic, tl0, tid, sync, frame, i)); err != nil {
 					t.Fatal(err)
 				}
 				sn++
@@ -67,24 +89,29 @@ func TestDropTemporal(t *testing.T) {
 				if err := p.Unmarshal(w.buf[:w.n]); err != nil {
 					t.Fatal(err)
 				}
-				ids, _ := parseVP8(p.Payload)
+				ids, _ := parsePicIDs(kind, p.Payload)
 				got = append(got, out{p.SequenceNumber, ids.pic, ids.tl0, ids.tid})
 			}
 			pic = (pic + 1) & 0x7fff
 			frame++
 		}
 	}
+	phase := 0
 	check := func(what string, tids string) {
 		t.Helper()
 		var seen []byte
+		var steps []uint16
 		for i, o := range got {
 			if i > 0 {
 				p := got[i-1]
 				if o.sn != p.sn+1 {
 					t.Fatalf("%s: sequence number %d after %d", what, o.sn, p.sn)
 				}
-				if i%2 == 1 && o.pic != p.pic || i%2 == 0 && o.pic != (p.pic+1)&0x7fff {
-					t.Fatalf("%s: picture id %d after %d (packet %d)", what, o.pic, p.pic, i)
+				if i%2 == 1 && o.pic != p.pic {
+					t.Fatalf("%s: picture id %d after %d within a frame", what, o.pic, p.pic)
+				}
+				if i%2 == 0 {
+					steps = append(steps, (o.pic-p.pic)&0x7fff)
 				}
 				if o.tl0 != p.tl0 && (o.tl0 != p.tl0+1 || o.tid != 0) {
 					t.Fatalf("%s: TL0PICIDX %d after %d", what, o.tl0, p.tl0)
@@ -97,12 +124,20 @@ func TestDropTemporal(t *testing.T) {
 		if string(seen) != tids {
 			t.Fatalf("%s: frames of TIDs %s, want %s", what, seen, tids)
 		}
+		want := slices.Repeat([]uint16{1}, max(len(tids)-1, 0))
+		if picSteps != nil {
+			want = picSteps[phase]
+		}
+		if !slices.Equal(steps, want) {
+			t.Fatalf("%s: picture id steps %v, want %v", what, steps, want)
+		}
+		phase++
 		got = got[:0]
 	}
 	write(8)
 	check("all", "02120212")
 	st.tCap.Store(0)
-	write(8)
+	write(8) // frames 8 to 15
 	check("TL0 only", "00")
 	st.tCap.Store(1)
 	write(1) // frame 16: TL0
@@ -119,11 +154,7 @@ func TestDropTemporal(t *testing.T) {
 	write(4) // 28 29 30 31: TL2 at 29 is not synced (only 25 and 26 of this eight), TL1 at 30 neither
 	write(2) // 32: TL0, 33: TL2 synced
 	check("up only at a sync", "002")
-	// The forwarded stream was one: every sequence number and picture id
-	// continued across the drops (checked per phase, and here across).
-	if st.snOff == 0 || st.picOff == 0 {
-		t.Fatalf("offsets %d %d after drops", st.snOff, st.picOff)
-	}
+	return st
 }
 
 var vp9 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000}
@@ -160,97 +191,11 @@ func vp9TPacket(seq uint16, ts uint32, pic uint16, tl0, tid uint8, u, start, end
 // finds references by picture id distance), so the forwarded TL0 frames'
 // ids are four apart. Without the VP9 TID read, every frame is forwarded.
 func TestDropTemporalVP9(t *testing.T) {
-	src, ds, ws := newSimTestSourceCodec(t, 1, RidR0, vp9)
-	w, st := ws[0], ds[0].sim
-	type out struct {
-		sn, pic uint16
-		tl0     uint8
-		tid     uint8
-	}
-	var got []out
-	sn, pic, tl0 := uint16(65530), uint16(0x7ff0), uint8(250)
-	frame := 0
-	write := func(frames int) {
-		for range frames {
-			tid := [4]uint8{0, 2, 1, 2}[frame%4]
-			if tid == 0 && frame > 0 {
-				tl0++
-			}
-			u := frame%8 == 1 || frame%8 == 2
-			ts := uint32(frame) * 3000
-			for i := range 2 {
-				before := w.count
-				if err := src.writeLayer(0, vp9TPacket(sn, ts, pic, tl0, tid, u, i == 0, i == 1, frame == 0)); err != nil {
-					t.Fatal(err)
-				}
-				sn++
-				if w.count == before {
-					continue
-				}
-				var p rtp.Packet
-				if err := p.Unmarshal(w.buf[:w.n]); err != nil {
-					t.Fatal(err)
-				}
-				ids, _ := parseVP9(p.Payload)
-				got = append(got, out{p.SequenceNumber, ids.pic, ids.tl0, ids.tid})
-			}
-			pic = (pic + 1) & 0x7fff
-			frame++
-		}
-	}
-	// picture id steps between forwarded frames: as sent
-	check := func(what string, tids string, picSteps []uint16) {
-		t.Helper()
-		var seen []byte
-		var steps []uint16
-		for i, o := range got {
-			if i > 0 {
-				p := got[i-1]
-				if o.sn != p.sn+1 {
-					t.Fatalf("%s: sequence number %d after %d", what, o.sn, p.sn)
-				}
-				if i%2 == 1 && o.pic != p.pic {
-					t.Fatalf("%s: picture id %d after %d within a frame", what, o.pic, p.pic)
-				}
-				if i%2 == 0 {
-					steps = append(steps, (o.pic-p.pic)&0x7fff)
-				}
-				if o.tl0 != p.tl0 && (o.tl0 != p.tl0+1 || o.tid != 0) {
-					t.Fatalf("%s: TL0PICIDX %d after %d", what, o.tl0, p.tl0)
-				}
-			}
-			if i%2 == 0 {
-				seen = append(seen, '0'+o.tid)
-			}
-		}
-		if string(seen) != tids {
-			t.Fatalf("%s: frames of TIDs %s, want %s", what, seen, tids)
-		}
-		if picSteps != nil && !slices.Equal(steps, picSteps) {
-			t.Fatalf("%s: picture id steps %v, want %v", what, steps, picSteps)
-		}
-		got = got[:0]
-	}
-	write(8)
-	check("all", "02120212", []uint16{1, 1, 1, 1, 1, 1, 1})
-	st.tCap.Store(0)
-	write(8) // frames 8 to 15
-	check("TL0 only", "00", []uint16{4})
-	st.tCap.Store(1)
-	write(1) // frame 16: TL0
-	write(1) // 17: TL2, U: not wanted
-	write(1) // 18: TL1, U: TL1 from here
-	write(5)
-	check("TL0 and TL1", "0101", []uint16{2, 2, 2})
-	st.tCap.Store(tidAll)
-	write(3) // 24 25 26: TL2 with U at 25
-	check("all again", "021", []uint16{1, 1})
-	st.tCap.Store(0)
-	write(1) // 27: TL2: dropped at once
-	st.tCap.Store(tidAll)
-	write(4) // 28 29 30 31: no U at 29 and 30 (only 25 and 26 of this eight)
-	write(2) // 32: TL0, 33: TL2 with U
-	check("up only at a switching up point", "002", []uint16{4, 1})
+	// the sync frames carry U; picture id steps between forwarded frames
+	// per phase: as sent
+	st := dropTemporalRun(t, vp9, func(sn uint16, ts uint32, pic uint16, tl0, tid uint8, u bool, frame, i int) []byte {
+		return vp9TPacket(sn, ts, pic, tl0, tid, u, i == 0, i == 1, frame == 0)
+	}, [][]uint16{{1, 1, 1, 1, 1, 1, 1}, {4}, {2, 2, 2}, {1, 1}, {4, 1}})
 	if st.picOff != 0 {
 		t.Fatalf("picture id offset %d: VP9 picture ids were renumbered", st.picOff)
 	}
