@@ -77,17 +77,10 @@ func dropTemporalRun(t *testing.T, codec webrtc.RTPCodecCapability, pkt func(sn 
 			sync := frame%8 == 1 || frame%8 == 2
 			ts := uint32(frame) * 3000
 			for i := range 2 {
-				before := w.count
-				if err := src.writeLayer(0, pkt(sn, ts, pic, tl0, tid, sync, frame, i)); err != nil {
-					t.Fatal(err)
-				}
+				p, ok := forwardOne(t, src, w, pkt(sn, ts, pic, tl0, tid, sync, frame, i))
 				sn++
-				if w.count == before {
+				if !ok {
 					continue
-				}
-				var p rtp.Packet
-				if err := p.Unmarshal(w.buf[:w.n]); err != nil {
-					t.Fatal(err)
 				}
 				ids, _ := parsePicIDs(kind, p.Payload)
 				got = append(got, out{p.SequenceNumber, ids.pic, ids.tl0, ids.tid})
@@ -155,6 +148,24 @@ func dropTemporalRun(t *testing.T, codec webrtc.RTPCodecCapability, pkt func(sn 
 	write(2) // 32: TL0, 33: TL2 synced
 	check("up only at a sync", "002")
 	return st
+}
+
+// forwardOne writes b to src's layer 0 and returns the packet w got for
+// it; ok is false when it was dropped. The packet's payload is w's buffer,
+// good until the next write.
+func forwardOne(t *testing.T, src *source, w *marshalWriter, b []byte) (p rtp.Packet, ok bool) {
+	t.Helper()
+	before := w.count
+	if err := src.writeLayer(0, b); err != nil {
+		t.Fatal(err)
+	}
+	if w.count == before {
+		return p, false
+	}
+	if err := p.Unmarshal(w.buf[:w.n]); err != nil {
+		t.Fatal(err)
+	}
+	return p, true
 }
 
 var vp9 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000}
@@ -419,17 +430,10 @@ func TestDropTemporalAV1(t *testing.T) {
 		for range frames {
 			tid := [4]uint8{0, 2, 1, 2}[frame%4]
 			for i := range 2 {
-				before := w.count
-				if err := src.writeLayer(0, av1TPacket(sn, uint32(frame)*3000, tid, i == 0, frame == 0)); err != nil {
-					t.Fatal(err)
-				}
+				p, ok := forwardOne(t, src, w, av1TPacket(sn, uint32(frame)*3000, tid, i == 0, frame == 0))
 				sn++
-				if w.count == before {
+				if !ok {
 					continue
-				}
-				var p rtp.Packet
-				if err := p.Unmarshal(w.buf[:w.n]); err != nil {
-					t.Fatal(err)
 				}
 				if n > 0 && p.SequenceNumber != last+1 {
 					t.Fatalf("sequence number %d after %d", p.SequenceNumber, last)
