@@ -82,10 +82,9 @@ type dtlsKeys struct {
 	mu           sync.Mutex
 	clientRandom [handshake.RandomLength]byte
 	serverRandom [handshake.RandomLength]byte
-	master       []byte
-	logged       bool // a key log line came
-	serverHello  bool // the SFU sent a ServerHello
-	client       bool // the SFU sent a ClientHello: it is the DTLS client
+	master       []byte // from the key log line; dropped once the keys are derived
+	serverHello  bool   // the SFU sent a ServerHello
+	client       bool   // the SFU sent a ClientHello: it is the DTLS client
 	suite        uint16
 	profile      srtp.ProtectionProfile
 }
@@ -105,7 +104,6 @@ func (k *dtlsKeys) Write(p []byte) (int, error) {
 	k.mu.Lock()
 	copy(k.clientRandom[:], cr)
 	k.master = ms
-	k.logged = true
 	k.mu.Unlock()
 	return len(p), nil
 }
@@ -161,20 +159,25 @@ func suiteHash(id uint16) prf.HashFunc {
 }
 
 // srtpConfig returns the SRTP profile and keys of the connection, the SFU
-// being the DTLS server.
+// being the DTLS server. It can be called once: it drops the master secret.
 func (k *dtlsKeys) srtpConfig() (srtp.Config, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	switch {
 	case k.client:
 		return srtp.Config{}, errDirectClientRole
-	case !k.logged || !k.serverHello:
+	case k.master == nil || !k.serverHello:
 		return srtp.Config{}, errDirectNoKeys
 	case k.profile == 0:
 		return srtp.Config{}, errDirectProfile
 	}
 	cfg := srtp.Config{Profile: k.profile}
-	if err := cfg.ExtractSessionKeysFromDTLS(k, false); err != nil {
+	err := cfg.ExtractSessionKeysFromDTLS(k, false)
+	// The master secret is not needed again: a connection derives its keys
+	// once, so it does not keep the secret for as long as it lives.
+	clear(k.master)
+	k.master = nil
+	if err != nil {
 		return srtp.Config{}, fmt.Errorf("sfu: direct send: %w", err)
 	}
 	return cfg, nil

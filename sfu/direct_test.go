@@ -51,6 +51,9 @@ func TestDirectKeysMatchPion(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
+					if _, err := k.srtpConfig(); err != errDirectNoKeys || k.master != nil {
+						t.Errorf("the master secret is kept after the keys were derived (again: %v)", err)
+					}
 					if got.Profile != srtp.ProtectionProfile(profile) {
 						t.Errorf("profile %v, want %v", got.Profile, profile)
 					}

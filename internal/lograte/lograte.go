@@ -123,15 +123,7 @@ const (
 
 // Key derives a kind from a seed (e.g. the level) and a message
 // template, without allocating.
-func Key(seed uint64, template string) uint64 {
-	h := uint64(fnvOffset) ^ seed
-	h *= fnvPrime
-	for i := 0; i < len(template); i++ {
-		h ^= uint64(template[i])
-		h *= fnvPrime
-	}
-	return h | 1 // never the overflow kind
-}
+func Key(seed uint64, template string) uint64 { return hash(seed, template, false) }
 
 // keyMessageBytes is how much of a formatted message KeyMessage reads,
 // digits not counted.
@@ -140,18 +132,27 @@ const keyMessageBytes = 64
 // KeyMessage derives a kind from a formatted message: its first 64 bytes
 // other than digits, so that lines differing only in numbers (an SSRC, a
 // size, "10.0.0.1:5000") are alike. It does not allocate.
-func KeyMessage(seed uint64, msg string) uint64 {
+func KeyMessage(seed uint64, msg string) uint64 { return hash(seed, msg, true) }
+
+// hash is FNV-1a of seed then s (with message, s's first keyMessageBytes
+// bytes other than digits), never the overflow kind.
+func hash(seed uint64, s string, message bool) uint64 {
 	h := uint64(fnvOffset) ^ seed
 	h *= fnvPrime
 	n := 0
-	for i := 0; i < len(msg) && n < keyMessageBytes; i++ {
-		c := msg[i]
-		if c >= '0' && c <= '9' {
-			continue
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if message {
+			if n == keyMessageBytes {
+				break
+			}
+			if c >= '0' && c <= '9' {
+				continue
+			}
+			n++
 		}
 		h ^= uint64(c)
 		h *= fnvPrime
-		n++
 	}
 	return h | 1
 }
