@@ -75,7 +75,8 @@ type Config struct {
 	// fan-out is spread over a few worker goroutines (as many as the
 	// cores, 2 to 4), each writing to its share of the subscribers; 0
 	// means DefaultSpreadAbove (20), negative never. Simulcast tracks
-	// are not spread.
+	// are not spread, nor is anything with the UDP mux on a single
+	// processor (GOMAXPROCS 1), where workers would only add a hand-off.
 	SpreadAbove int
 	// Net, when not nil, is the network ICE runs on instead of the host's
 	// (pion's SettingEngine.SetNet): tests pass a pion vnet.Net to run

@@ -29,6 +29,12 @@ import (
 // fan-out writes to it (the sequencer its NACKs are answered from, its
 // packet counters) is guarded by its worker's lock instead of the
 // source's (downTrack.lockSent).
+//
+// With the UDP mux on a single processor (GOMAXPROCS 1 when the mux
+// opens) fan-outs are never spread: the workers could not run beside the
+// delivering goroutine, so they would only add a hand-off per packet, and
+// every subscriber's packets leave through the one mux socket, whose
+// stall no worker escapes.
 
 const (
 	// DefaultSpreadAbove is the number of subscribers above which a track's
@@ -123,7 +129,7 @@ func (s *source) spreadWrite(subs []*downTrack, h *rtp.Header, payload, level []
 	sp := s.spread.Load()
 	if sp == nil {
 		above := s.ch.sfu.cfg.SpreadAbove
-		if above < 0 || len(subs) <= above || s.closed.Load() {
+		if above < 0 || len(subs) <= above || s.closed.Load() || s.ch.sfu.send.inline.Load() {
 			return false
 		}
 		sp = s.startSpreader()

@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -225,5 +227,39 @@ func TestSpreadAllocs(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(200, func() { _ = src.write(nextSeq(pkt)) }); allocs != 0 {
 		t.Fatalf("a spread write allocates %v per packet", allocs)
+	}
+}
+
+// With the UDP mux opened on a single processor a fan-out is never
+// spread, whatever its subscribers; on two it is.
+func TestNoSpreadOnOneProcessor(t *testing.T) {
+	testutil.CheckLeaks(t)
+	for _, procs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("procs=%d", procs), func(t *testing.T) {
+			ip := testutil.LoopbackIP(t)
+			port := testutil.FreePort(t, ip)
+			prev := runtime.GOMAXPROCS(procs)
+			src, _, ws := newSpreadSource(t, 30, func(c *Config) {
+				c.Network.UDPPort, c.Network.ListenIP, c.Network.IPFilter = port, ip, nil
+			})
+			s := src.ch.sfu
+			s.mu.Lock()
+			err := s.start() // opens the mux, as the first Join does
+			s.mu.Unlock()
+			runtime.GOMAXPROCS(prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 20 {
+				if err := src.write(seqPacket(uint16(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if spread := src.spread.Load() != nil; spread != (procs > 1) {
+				t.Fatalf("GOMAXPROCS %d with the mux: spread %v", procs, spread)
+			}
+			testutil.Eventually(t, func() bool { return len(ws[29].got()) == 20 }, 10*time.Second, "the last subscriber gets every packet")
+			src.close()
+		})
 	}
 }

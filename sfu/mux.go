@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"net"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/shoal-sfu/shoal/internal/udpbatch"
@@ -27,6 +28,9 @@ type sendState struct {
 	fanOutDropped atomic.Uint64
 	// the direct send path's (direct.go)
 	directConns, directFallback, directPackets atomic.Uint64
+	// inline is set when the mux opens on a single processor: fan-outs are
+	// then never spread (fanout_pool.go).
+	inline atomic.Bool
 }
 
 // muxSocket sizes the buffers of the mux socket conn and, unless
@@ -40,6 +44,7 @@ func (s *SFU) muxSocket(conn net.PacketConn) net.PacketConn {
 	}
 	_ = uc.SetReadBuffer(muxBufferSize)
 	_ = uc.SetWriteBuffer(muxBufferSize)
+	s.send.inline.Store(runtime.GOMAXPROCS(0) == 1)
 	if s.cfg.DisableBatchedSends {
 		return conn
 	}
