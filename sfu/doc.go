@@ -331,7 +331,8 @@
 //     SettingEngine hooks, the SRTP context, the writer beneath every
 //     down track's sends, the selected ICE pair followed.
 //   - sr.go: the sender report interceptor that replaces pion's, counting
-//     what the direct path and pion's send.
+//     what the direct path and pion's send, and the clock, one goroutine
+//     per SFU, that sends every connection's reports.
 //   - queue.go: eventQueue, the per-connection and per-observer callback
 //     goroutine (on internal/mailbox).
 //

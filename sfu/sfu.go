@@ -285,7 +285,7 @@ func (s *SFU) Close() error {
 	for _, c := range s.conns {
 		conns = append(conns, c)
 	}
-	cc := s.cc
+	cc, srs := s.cc, s.srs
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.closeWith(net.ErrClosed)
@@ -295,6 +295,9 @@ func (s *SFU) Close() error {
 	}
 	if cc != nil {
 		cc.clock.close()
+	}
+	if srs != nil {
+		srs.clock.close()
 	}
 	var err error
 	if s.muxClose != nil {

@@ -3,9 +3,9 @@ package sfu
 // Sender reports. With the direct send path (direct.go) pion's report
 // interceptor would see only what still goes through pion, so it is
 // replaced by this one, which counts what either path sends: for each
-// stream a connection sends, every srInterval, an RTCP sender report with
-// the packets and payload octets sent and the RTP timestamp of the moment
-// the report is made (the last new timestamp sent, advanced by the time
+// stream a connection sends, every srInterval (from one goroutine for the
+// SFU, srClock), an RTCP sender report with the packets and payload
+// octets sent and the RTP timestamp of the moment the report is made (the last new timestamp sent, advanced by the time
 // since at the codec's clock rate) beside that moment's NTP time, as
 // pion's does; a connection's reports go in one compound RTCP packet
 // (up to srPerPacket of them). Retransmissions (RTX) are not counted:
@@ -29,15 +29,16 @@ const srInterval = time.Second
 const srPerPacket = 30
 
 // srFactory makes one srInterceptor per peer connection and hands its
-// streams to the connection through reg.
+// streams to the connection through reg (not nil).
 type srFactory struct {
 	reg *srRegistries
 }
 
 // srRegistries maps a peer connection id to its streams until the
-// connection takes them.
+// connection takes them, and holds the SFU's report clock.
 type srRegistries struct {
-	m sync.Map // id → *srRegistry
+	m     sync.Map // id → *srRegistry
+	clock srClock
 }
 
 func (r *srRegistries) take(id string) *srRegistry {
@@ -69,24 +70,24 @@ func (r *srRegistry) lookup(ssrc uint32) *srStream {
 
 // NewInterceptor returns the peer connection's sender report interceptor.
 func (f *srFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
-	si := &srInterceptor{id: id, reg: f.reg, streams: &srRegistry{}, close: make(chan struct{})}
-	if f.reg != nil {
-		f.reg.m.Store(id, si.streams)
-	}
+	si := &srInterceptor{id: id, reg: f.reg, streams: &srRegistry{}}
+	f.reg.m.Store(id, si.streams)
 	return si, nil
 }
 
-// srInterceptor sends the reports of one peer connection's streams from a
-// goroutine started when pion binds the RTCP writer and ended by Close.
+// srInterceptor is one peer connection's reports, sent by the SFU's
+// report clock once pion binds the RTCP writer, until Close.
 type srInterceptor struct {
 	interceptor.NoOp
 	id      string
 	reg     *srRegistries
 	streams *srRegistry
 
-	once, closing sync.Once
-	close         chan struct{}
-	wg            sync.WaitGroup
+	// the clock's: the writer (nil until bound) and, under sendMu, whether
+	// Close stopped the reports
+	sendMu  sync.Mutex
+	w       interceptor.RTCPWriter
+	stopped bool
 }
 
 // srStream is what the reports of one stream need. Both paths note under
@@ -161,51 +162,139 @@ func (si *srInterceptor) UnbindLocalStream(info *interceptor.StreamInfo) {
 
 // BindRTCPWriter starts the reports.
 func (si *srInterceptor) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
-	si.once.Do(func() {
-		si.wg.Add(1)
-		go si.run(w)
-	})
+	si.sendMu.Lock()
+	first := si.w == nil && !si.stopped
+	si.w = w
+	si.sendMu.Unlock()
+	if first {
+		si.reg.clock.add(si)
+	}
 	return w
 }
 
-// Close stops the reports and forgets the streams in the registry, should
-// the connection never have taken them.
+// Close stops the reports (none is being sent when it returns) and
+// forgets the streams in the registry, should the connection never have
+// taken them.
 func (si *srInterceptor) Close() error {
-	si.closing.Do(func() { close(si.close) })
-	si.wg.Wait()
-	if si.reg != nil {
-		si.reg.m.CompareAndDelete(si.id, si.streams)
-	}
+	si.reg.clock.remove(si)
+	si.sendMu.Lock()
+	si.stopped = true
+	si.sendMu.Unlock()
+	si.reg.m.CompareAndDelete(si.id, si.streams)
 	return nil
 }
 
-func (si *srInterceptor) run(w interceptor.RTCPWriter) {
-	defer si.wg.Done()
+// send writes the connection's reports at now (mono) and wall, in
+// compound packets (pion's interceptor sends one datagram per stream).
+// pkts is scratch, returned for reuse.
+func (si *srInterceptor) send(now int64, wall time.Time, pkts []rtcp.Packet, srs []rtcp.SenderReport) ([]rtcp.Packet, []rtcp.SenderReport) {
+	si.sendMu.Lock()
+	defer si.sendMu.Unlock()
+	if si.stopped || si.w == nil {
+		return pkts, srs
+	}
+	srs = srs[:0]
+	si.streams.m.Range(func(_, v any) bool {
+		if sr, ok := v.(*srStream).report(now, wall); ok {
+			srs = append(srs, sr)
+		}
+		return true
+	})
+	pkts = pkts[:0]
+	for i := range srs {
+		pkts = append(pkts, &srs[i])
+	}
+	for rest := pkts; len(rest) > 0; {
+		n := min(len(rest), srPerPacket)
+		if _, err := si.w.Write(rest[:n], nil); err != nil {
+			break
+		}
+		rest = rest[n:]
+	}
+	clear(pkts)
+	return pkts[:0], srs
+}
+
+// srClock sends the reports of every connection of the SFU from one
+// goroutine, every srInterval, where each connection had a goroutine and
+// a ticker: N connections woke the process N times a second, each at its
+// own moment; the clock wakes it once. It starts with the first
+// connection and ends with the SFU (close).
+type srClock struct {
+	mu     sync.Mutex
+	conns  map[*srInterceptor]struct{}
+	closed bool
+	run    bool          // the goroutine was started
+	stop   chan struct{} // closed by close
+	done   chan struct{} // closed when the goroutine ends
+
+	// the goroutine's, reused
+	round []*srInterceptor
+	pkts  []rtcp.Packet
+	srs   []rtcp.SenderReport
+}
+
+func (k *srClock) add(si *srInterceptor) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return
+	}
+	if k.conns == nil {
+		k.conns = make(map[*srInterceptor]struct{})
+	}
+	k.conns[si] = struct{}{}
+	if !k.run {
+		k.run = true
+		k.stop = make(chan struct{})
+		k.done = make(chan struct{})
+		go k.loop()
+	}
+}
+
+func (k *srClock) remove(si *srInterceptor) {
+	k.mu.Lock()
+	delete(k.conns, si)
+	k.mu.Unlock()
+}
+
+// close ends the clock's goroutine and waits for it.
+func (k *srClock) close() {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return
+	}
+	k.closed = true
+	run := k.run
+	k.conns = nil
+	k.mu.Unlock()
+	if run {
+		close(k.stop)
+		<-k.done
+	}
+}
+
+func (k *srClock) loop() {
+	defer close(k.done)
 	t := time.NewTicker(srInterval)
 	defer t.Stop()
-	var pkts []rtcp.Packet
 	for {
 		select {
-		case <-si.close:
+		case <-k.stop:
 			return
 		case <-t.C:
 		}
-		now, wall := mono(), time.Now()
-		pkts = pkts[:0]
-		si.streams.m.Range(func(_, v any) bool {
-			if sr, ok := v.(*srStream).report(now, wall); ok {
-				pkts = append(pkts, &sr)
-			}
-			return true
-		})
-		// The reports of the connection's streams in compound packets
-		// (pion's interceptor sends one datagram per stream).
-		for rest := pkts; len(rest) > 0; {
-			n := min(len(rest), srPerPacket)
-			if _, err := w.Write(rest[:n], nil); err != nil {
-				break
-			}
-			rest = rest[n:]
+		k.mu.Lock()
+		for si := range k.conns {
+			k.round = append(k.round, si)
 		}
+		k.mu.Unlock()
+		now, wall := mono(), time.Now()
+		for i, si := range k.round {
+			k.pkts, k.srs = si.send(now, wall, k.pkts, k.srs)
+			k.round[i] = nil
+		}
+		k.round = k.round[:0]
 	}
 }

@@ -30,8 +30,9 @@ func goroutinesIn(t *testing.T, fn string) int {
 }
 
 // TestTimerGoroutines: the goroutines that wake the process on a timer
-// whatever the media do. The congestion control of every connection runs
-// on one clock for the SFU (not a goroutine and a ticker per connection),
+// whatever the media do. The congestion control and the sender reports of
+// every connection run on one clock each for the SFU (not a goroutine and
+// a ticker per connection),
 // and pion's NACK generator and receiver reports, a 10 Hz and a 1 Hz
 // ticker, run only for a connection that receives media (the publisher),
 // not for its subscribers; yet the subscribers' estimates are shared
@@ -64,6 +65,10 @@ func TestTimerGoroutines(t *testing.T) {
 	}, 10*time.Second, "video to every subscriber, their estimates shared, NACKs and receiver reports to the publisher")
 	if n := goroutinesIn(t, "sfu.(*ccClock).loop"); n != 1 {
 		t.Errorf("%d congestion clocks, want 1 for the SFU", n)
+	}
+	// The sender reports of the 4 connections come from one clock too.
+	if n := goroutinesIn(t, "sfu.(*srClock).loop"); n != 1 {
+		t.Errorf("%d sender report loops, want 1 for the SFU", n)
 	}
 	// The clients are pion peers in this process with pion's default
 	// interceptors: a NACK generator loop each.
