@@ -14,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
@@ -150,6 +151,7 @@ func barePairs(b *testing.B, n int, track *webrtc.TrackLocalStaticRTP) []*testCl
 		b.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
+	pionapi.Quiet(&se)
 	se.SetIPFilter(sfu.LocalConfig(nil).Network.IPFilter)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

@@ -14,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
@@ -316,6 +317,7 @@ func vp8OnlyAPI(t *testing.T, tweaks ...func(*webrtc.SettingEngine)) *webrtc.API
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
+	pionapi.Quiet(&se)
 	se.SetIPFilter(sfu.LocalConfig(nil).Network.IPFilter)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

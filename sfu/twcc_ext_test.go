@@ -14,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
@@ -57,6 +58,7 @@ func clientAPI(t testing.TB, exts, transportCC bool) *webrtc.API {
 		m.RegisterFeedback(webrtc.RTCPFeedback{Type: "goog-remb"}, webrtc.RTPCodecTypeVideo)
 	}
 	se := webrtc.SettingEngine{}
+	pionapi.Quiet(&se)
 	se.SetIPFilter(sfu.LocalConfig(nil).Network.IPFilter)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
