@@ -36,7 +36,9 @@ package sfu
 // reports (sr.go: pion's report interceptor is replaced by one that
 // counts what both paths send), RTX (the resends and the probes' padding
 // come with their RTX SSRC already set, rtx.go and probe.go), the audio
-// level extension (set by the fan-out). RTCP still goes through pion.
+// level extension (set by the fan-out). The RTCP the SFU sends still goes
+// through pion; what it receives from a subscriber is read directly
+// (directrecv.go).
 
 import (
 	"bytes"
@@ -183,18 +185,23 @@ func (k *dtlsKeys) srtpConfig() (srtp.Config, error) {
 	return cfg, nil
 }
 
-// context returns the SRTP context that encrypts what the SFU sends, and
-// its profile.
-func (k *dtlsKeys) context() (*srtp.Context, srtp.ProtectionProfile, error) {
+// contexts returns the SRTP contexts of the connection from one
+// derivation: local encrypts what the SFU sends, remote authenticates and
+// decrypts what it receives (directrecv.go); and the profile.
+func (k *dtlsKeys) contexts() (local, remote *srtp.Context, _ srtp.ProtectionProfile, _ error) {
 	cfg, err := k.srtpConfig()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
+	local, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
 	if err != nil {
-		return nil, 0, fmt.Errorf("sfu: direct send: %w", err)
+		return nil, nil, 0, fmt.Errorf("sfu: direct send: %w", err)
 	}
-	return ctx, cfg.Profile, nil
+	remote, err = newRemoteContext(cfg)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("sfu: direct receive: %w", err)
+	}
+	return local, remote, cfg.Profile, nil
 }
 
 // directSend is a connection's direct path. Its buffers and SRTP context
@@ -207,10 +214,16 @@ type directSend struct {
 	uc    *net.UDPConn   // the mux socket, not batching
 	stats *sendState
 
-	setup sync.Mutex // enable and follow
-	ctx   *srtp.Context
+	setup   sync.Mutex // enable, follow and stop
+	ctx     *srtp.Context
+	stopped bool // under setup: the connection closed
 	// addr is the remote address of the selected pair; nil: pion's path.
 	addr atomic.Pointer[netip.AddrPort]
+
+	// the direct receive path (directrecv.go): registered in rc under
+	// addr while the connection sends directly; rc nil: none.
+	rc *recvConn
+	rx recvState
 
 	// under tw.mu
 	hdr    rtp.Header
@@ -226,7 +239,7 @@ func (s *SFU) newDirectSend() *directSend {
 	if s.cfg.DisableDirectSend || s.cc == nil {
 		return nil
 	}
-	ds := &directSend{batch: s.send.batch.Load(), stats: &s.send}
+	ds := &directSend{batch: s.send.batch.Load(), stats: &s.send, rc: s.muxRecv}
 	if ds.batch == nil {
 		uc, ok := s.mux.(*net.UDPConn)
 		if !ok {
@@ -257,10 +270,10 @@ func (c *Connection) enableDirect() {
 	}
 	ds.setup.Lock()
 	defer ds.setup.Unlock()
-	if ds.ctx != nil || ds.tw == nil {
+	if ds.ctx != nil || ds.tw == nil || ds.stopped {
 		return
 	}
-	ctx, profile, err := ds.keys.context()
+	ctx, remote, profile, err := ds.keys.contexts()
 	if err != nil {
 		ds.stats.directFallback.Add(1)
 		c.logger.Debug("media sent through pion", "err", err)
@@ -273,6 +286,9 @@ func (c *Connection) enableDirect() {
 	}
 	ice := sctp.Transport().ICETransport()
 	ds.ctx = ctx
+	ds.rx.mu.Lock()
+	ds.rx.c, ds.rx.tw, ds.rx.ctx, ds.rx.remb = c, ds.tw, remote, c.noteREMB
+	ds.rx.mu.Unlock()
 	ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		ds.setup.Lock()
 		defer ds.setup.Unlock()
@@ -290,27 +306,45 @@ func (c *Connection) enableDirect() {
 // followLocked sends to the remote candidate of pair, when it is a UDP
 // pair of the mux; else through pion. It reports whether it sends
 // directly.
+// The direct receive path follows it: the connection is registered under
+// the remote address as long as it sends directly.
 func (ds *directSend) followLocked(p *webrtc.ICECandidatePair) bool {
-	if ds.ctx == nil || p == nil || p.Local == nil || p.Remote == nil ||
+	if ds.ctx == nil || ds.stopped || p == nil || p.Local == nil || p.Remote == nil ||
 		p.Local.Protocol != webrtc.ICEProtocolUDP || p.Local.Typ != webrtc.ICECandidateTypeHost ||
 		p.Remote.Protocol != webrtc.ICEProtocolUDP {
-		ds.addr.Store(nil)
+		ds.unfollowLocked()
 		return false
 	}
 	ip, err := netip.ParseAddr(p.Remote.Address)
 	if err != nil {
-		ds.addr.Store(nil)
+		ds.unfollowLocked()
 		return false
 	}
 	ap := netip.AddrPortFrom(ip, p.Remote.Port)
+	var old netip.AddrPort
+	if o := ds.addr.Load(); o != nil {
+		old = *o
+	}
 	ds.addr.Store(&ap)
+	ds.rc.set(old, ap, &ds.rx)
 	return true
 }
 
-// stop sends nothing more directly: the connection closed.
+// unfollowLocked sends and receives nothing more directly.
+func (ds *directSend) unfollowLocked() {
+	if o := ds.addr.Swap(nil); o != nil {
+		ds.rc.set(*o, netip.AddrPort{}, &ds.rx)
+	}
+}
+
+// stop sends and receives nothing more directly: the connection closed.
 func (ds *directSend) stop() {
 	if ds != nil {
-		ds.addr.Store(nil)
+		ds.setup.Lock()
+		ds.stopped = true
+		ds.unfollowLocked()
+		ds.rx.downs.Store(nil)
+		ds.setup.Unlock()
 	}
 }
 

@@ -67,6 +67,7 @@ func (c *Connection) addDown(src *source) error {
 		c.logger.Debug("codec preferences", "mid", d.tr.Mid(), "err", err)
 	}
 	c.downs[src] = d
+	c.downsChangedLocked()
 	src.addSub(d)
 	c.wg.Add(1)
 	go c.readRTCP(d)
@@ -189,6 +190,7 @@ func (c *Connection) removeDown(src *source) {
 		return
 	}
 	delete(c.downs, src)
+	c.downsChangedLocked()
 	src.removeSub(d)
 	if c.closed {
 		return
@@ -213,7 +215,10 @@ func (c *Connection) removeDown(src *source) {
 }
 
 // readRTCP reads a sender's RTCP (through the connection's interceptors)
-// and hands it to the down track: keyframe requests, NACKs, reports.
+// and hands it to the down track: keyframe requests, NACKs, reports. On the
+// direct receive path (directrecv.go) it gets only what that path gives
+// pion: the compounds with a sender report, and what came before the
+// connection switched.
 func (c *Connection) readRTCP(d *downTrack) {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)

@@ -45,6 +45,10 @@ type Drops struct {
 	// MuxSendFailed: datagrams the system refused in a batched send of
 	// the UDP mux (also MuxStats.Failed).
 	MuxSendFailed uint64
+	// MuxRecvInvalid: datagrams from the address of a connection on the
+	// direct receive path that failed SRTP or SRTCP authentication or the
+	// replay check, or did not parse (also MuxStats.RecvDropped).
+	MuxRecvInvalid uint64
 }
 
 type dropCounters struct {
@@ -66,6 +70,9 @@ func (s *SFU) Drops() Drops {
 	}
 	if bc := s.send.batch.Load(); bc != nil {
 		out.MuxSendFailed = bc.Stats().Failed
+	}
+	if r := s.muxRecv; r != nil {
+		out.MuxRecvInvalid = r.dropped.Load()
 	}
 	return out
 }

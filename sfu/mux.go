@@ -80,13 +80,25 @@ type MuxStats struct {
 	// candidate pair not on the mux), DirectPackets the packets the direct
 	// path sent.
 	DirectConns, DirectFallback, DirectPackets uint64
+	// RecvRTCP counts the SRTCP datagrams the direct receive path took
+	// from subscribers (directrecv.go: read off the mux socket, decrypted
+	// and handled without pion), RecvRTP the SRTP datagrams it took from
+	// publishers, RecvToPion the SRTCP datagrams of direct connections it
+	// gave to pion whole (compounds with a sender report), RecvDropped the
+	// datagrams of direct connections it dropped: they failed SRTP or
+	// SRTCP authentication or the replay check, or did not parse.
+	RecvRTCP, RecvRTP, RecvToPion, RecvDropped uint64
 }
 
 // MuxStats returns the counters of the mux's batched sends (zero without a
-// mux or with Config.DisableBatchedSends) and of spread fan-outs.
+// mux or with Config.DisableBatchedSends), of spread fan-outs and of the
+// direct send and receive paths.
 func (s *SFU) MuxStats() MuxStats {
 	ms := MuxStats{FanOutDropped: s.send.fanOutDropped.Load(), DirectConns: s.send.directConns.Load(),
 		DirectFallback: s.send.directFallback.Load(), DirectPackets: s.send.directPackets.Load()}
+	if r := s.muxRecv; r != nil {
+		ms.RecvRTCP, ms.RecvRTP, ms.RecvToPion, ms.RecvDropped = r.rtcpTaken.Load(), r.rtpTaken.Load(), r.toPion.Load(), r.dropped.Load()
+	}
 	if bc := s.send.batch.Load(); bc != nil {
 		st := bc.Stats()
 		ms.Batched, ms.Calls, ms.Datagrams, ms.Failed = true, st.Calls, st.Datagrams, st.Failed

@@ -73,6 +73,7 @@ type SFU struct {
 	mux      net.PacketConn // UDP mux socket, if any
 	muxClose func() error
 	send     sendState   // the mux's batched sends, spread fan-out drops (mux.go)
+	muxRecv  *recvConn   // the mux socket as pion reads it (directrecv.go); nil: not wrapped
 	cc       *ccRegistry // nil with Config.DisableCongestionControl
 	// What each connection's own API is made of when it sends directly
 	// (direct.go): the media engine, interceptors and settings of api.
@@ -176,9 +177,17 @@ func (s *SFU) start() error {
 			return fmt.Errorf("sfu: open the ICE UDP port: %w", err)
 		}
 		conn = s.muxSocket(conn)
+		read := conn
+		if !s.cfg.DisableDirectSend && s.cc != nil {
+			// Datagrams of connections on the direct path are taken before
+			// pion's mux sees them (directrecv.go).
+			if s.muxRecv = newRecvConn(conn); s.muxRecv != nil {
+				read = s.muxRecv
+			}
+		}
 		// What webrtc.NewICEUDPMux makes, with the network that lists the
 		// mux's addresses when it listens on all of them.
-		mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: conn, Net: s.cfg.Net})
+		mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: read, Net: s.cfg.Net})
 		se.SetICEUDPMux(mux)
 		s.mux = conn
 		s.muxClose = mux.Close
