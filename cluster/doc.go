@@ -72,7 +72,21 @@
 // (Close) asks the leader to erase it, and leaves gossip; should the
 // request fail, the leader erases it once gossip shows it left, as it does
 // a restarted one. One that vanishes without leaving (crashed, or cut off)
-// is erased once gossip has shown it failed for Timing.TemporaryReapTimeout.
+// is erased once gossip has shown it failed for Timing.TemporaryReapTimeout
+// (and no sooner than a node cut off must have stopped serving; see below).
+//
+// Failed nodes: the leader ends a failed node's part of every session
+// (releases its channel claims) only once that node must have stopped
+// serving, as a lease orders a new holder after the old one. A node cut off
+// stops once it has not heard from a Raft leader for leaderContactBound, or
+// sooner when gossip shows it without a majority; the leader waits
+// failedReleaseAfter (that bound, a cut-off leader's step-down and two
+// ticks: 5.4 s with FastTiming, 15 s with ProductionTiming) from when
+// gossip first showed the node failed. A node back before then was never
+// released: it keeps its claims and its sessions go on, and nothing ends.
+// One that did stop (its clients dropped, its releases failed) ends its
+// sessions once: the leader's release, or its own retried release once it
+// is back (release_report.go). A node that left is released at once.
 //
 // # Files
 //
@@ -85,7 +99,9 @@
 //   - tags.go — the facts a node gossips about itself (serf tags) and how
 //     they are read back.
 //   - majority.go — the majority rule (pure): inMajority, majorityAlive,
-//     leaderHeard, leaderContactBound.
+//     leaderHeard, leaderContactBound; cutOffServingBound and
+//     failedReleaseAfter, how long the leader waits before it releases a
+//     failed node's claims.
 //   - membership.go — who is a member: the view's Raft inputs, the
 //     leader's refusal of writes from non-members, the probe by which a
 //     purged node learns it, and the guard that keeps the leader's Raft
@@ -105,8 +121,9 @@
 //   - load.go — PublishLoad and the load pushes between nodes.
 //   - housekeeping.go — the per-tick repairs: this node's facts and claims,
 //     and on the leader temporary nodes (a vanished one erased after
-//     Timing.TemporaryReapTimeout), addresses and failed owners; a change
-//     that fails is logged and retried with backoff.
+//     Timing.TemporaryReapTimeout), addresses and failed owners (released
+//     after failedReleaseAfter); a change that fails is logged and retried
+//     with backoff.
 //   - claim.go — commits through the leader that survive a leader loss:
 //     short attempts, retried against the new leader.
 //   - release_report.go — who reports a session's end when this node's

@@ -232,9 +232,11 @@ func (n *Node) reconcileLeader(hk *hkState) {
 		}
 		restarted := known && m.Tags[tagBoot] != info.Boot
 		// A node that failed without leaving (crashed, or cut off) is
-		// erased once it has been failed for TemporaryReapTimeout.
+		// erased once it has been failed for TemporaryReapTimeout, and
+		// not before it must have stopped serving (failedReleaseAfter).
 		since, failed := hk.failedSince[name]
-		vanished := known && m.Status == serf.StatusFailed && failed && now.Sub(since) >= t.TemporaryReapTimeout
+		vanished := known && m.Status == serf.StatusFailed && failed &&
+			now.Sub(since) >= max(t.TemporaryReapTimeout, failedReleaseAfter(t))
 		if restarted || vanished || gone(name) {
 			n.try(hk, now, "erase temporary node "+name, func() error {
 				n.logger.Info("cluster: erasing temporary node", "temporary", name, "restarted", restarted, "vanished", vanished)
@@ -265,8 +267,11 @@ func (n *Node) reconcileLeader(hk *hkState) {
 			})
 		}
 	}
-	// The sessions of a node that failed or left are over: a node out of
-	// the majority disconnects its clients.
+	// The sessions of a node that left are over, and those of a node that
+	// failed once it must have stopped serving: a node out of the majority
+	// disconnects its clients, and one cut off is out within
+	// cutOffServingBound. Until then its claims stay: when the cut heals
+	// first, its sessions go on and nothing ends.
 	done := map[string]bool{}
 	for _, owners := range fs.Channels {
 		for _, o := range owners {
@@ -275,12 +280,17 @@ func (n *Node) reconcileLeader(hk *hkState) {
 			}
 			done[o] = true
 			m, ok := members[o]
-			if ok && m.Status != serf.StatusAlive {
-				n.try(hk, now, "release the channels of failed node "+o, func() error {
-					_, err := n.raftApply(command{Op: opReleaseNode, Node: o}, timeout)
-					return err
-				})
+			if !ok || m.Status == serf.StatusAlive {
+				continue
 			}
+			if since, failed := hk.failedSince[o]; m.Status == serf.StatusFailed &&
+				(!failed || now.Sub(since) < failedReleaseAfter(t)) {
+				continue
+			}
+			n.try(hk, now, "release the channels of failed node "+o, func() error {
+				_, err := n.raftApply(command{Op: opReleaseNode, Node: o}, timeout)
+				return err
+			})
 		}
 	}
 }

@@ -15,10 +15,20 @@ import (
 
 // TestTemporaryNodeVanishedIsErased: a temporary node that vanishes
 // without leaving (cut off for good, then stopped while cut off) is listed
-// as not connected for Timing.TemporaryReapTimeout, then erased everywhere.
+// as not connected for Timing.TemporaryReapTimeout, and at least until it
+// must have stopped serving (failedReleaseAfter), then erased everywhere.
+// With a reap timeout shorter than that, the erasure waits for it: without
+// the wait the node was erased, its sessions ended, while it could still
+// serve.
 func TestTemporaryNodeVanishedIsErased(t *testing.T) {
+	fence := failedReleaseAfter(FastTiming())
+	for _, reap := range []time.Duration{fence / 3, fence + 2*time.Second} {
+		t.Run("reap "+reap.String(), func(t *testing.T) { vanishedIsErased(t, reap) })
+	}
+}
+
+func vanishedIsErased(t *testing.T, reap time.Duration) {
 	testutil.CheckLeaks(t)
-	const reap = 3 * time.Second
 	c := newTestCluster(t)
 	withReap := func(cfg *Config) { cfg.Timing.TemporaryReapTimeout = reap }
 	ns := c.regularWith(3, withReap)
@@ -39,18 +49,21 @@ func TestTemporaryNodeVanishedIsErased(t *testing.T) {
 		testutil.Eventually(t, func() bool { return !connected(n, tmp.self) }, 10*time.Second, "%s sees it gone", n.self)
 	}
 	seen := time.Now()
-	// Half the reap timeout later it is still listed, as not connected.
-	time.Sleep(reap / 2)
+	// A second before it is due (the leader may have seen the failure
+	// before the others), it is still listed, as not connected.
+	keep := max(reap, failedReleaseAfter(tmp.cfg.Timing))
+	time.Sleep(keep - time.Second)
 	for _, n := range ns {
 		if !listed(n, tmp.self) {
-			t.Fatalf("%s erased the temporary node %v after it was seen failed, before the reap timeout %v", n.self, time.Since(seen), reap)
+			t.Fatalf("%s erased the temporary node %v after it was seen failed, before %v (the reap timeout %v, or until it must have stopped serving)",
+				n.self, time.Since(seen), keep, reap)
 		}
 	}
 	for _, n := range ns {
-		testutil.Eventually(t, func() bool { return !listed(n, tmp.self) }, reap+10*time.Second, "%s erased the vanished temporary node", n.self)
+		testutil.Eventually(t, func() bool { return !listed(n, tmp.self) }, 10*time.Second, "%s erased the vanished temporary node", n.self)
 	}
-	t.Logf("failure seen %v after the cut; erased everywhere %v after the cut (reap timeout %v)",
-		seen.Sub(cut).Round(time.Millisecond), time.Since(cut).Round(time.Millisecond), reap)
+	t.Logf("failure seen %v after the cut; erased everywhere %v after the cut (reap timeout %v, due %v after the failure)",
+		seen.Sub(cut).Round(time.Millisecond), time.Since(cut).Round(time.Millisecond), reap, keep)
 	for _, n := range ns {
 		if len(n.snap.Load().voters) != 3 || !n.Snapshot().InMajority {
 			t.Fatalf("%s: voters %v, in majority %v", n.self, n.snap.Load().voters, n.Snapshot().InMajority)

@@ -56,6 +56,32 @@ func leaderContactBound(t Timing) time.Duration {
 	return 6 * (t.HeartbeatTimeout + t.ElectionTimeout)
 }
 
+// cutOffServingBound is the longest a node cut off from the others keeps
+// serving after the cut, whatever gossip shows it: it stops once it has
+// not heard from a Raft leader for leaderContactBound, which its view
+// checks at least every Tick. A follower last heard from the leader before
+// the cut; a leader that is cut off steps down within two
+// LeaderLeaseTimeout (Raft checks its followers' contact every lease) and
+// counts its last contact from then. 5.3 s with FastTiming, 14 s with
+// ProductionTiming. Gossip usually stops it sooner (the README's figures).
+func cutOffServingBound(t Timing) time.Duration {
+	return leaderContactBound(t) + 2*t.LeaderLeaseTimeout + t.Tick
+}
+
+// failedReleaseAfter is how long gossip must have shown a node failed
+// before the leader releases its channel claims (ending the sessions only
+// it held) or erases it as a vanished temporary node: it was cut off
+// before gossip saw it failed, so by then it has stopped serving, and a
+// Tick more lets its signaling server drop its clients (it reads the view
+// every 50 ms). This orders the release after the node's own stop, as a
+// lease orders a new holder after the old one: a node back before then
+// was never released, keeps its claims, and its sessions go on. 5.4 s
+// with FastTiming, 15 s with ProductionTiming, counted from the failure
+// detection.
+func failedReleaseAfter(t Timing) time.Duration {
+	return cutOffServingBound(t) + t.Tick
+}
+
 // inMajority is the whole rule: member, leaderHeard and majorityAlive.
 func inMajority(member bool, voters []string, alive func(name string) bool, leaderAge, outAge, bound time.Duration) bool {
 	return member && leaderHeard(leaderAge, outAge, bound) && majorityAlive(voters, alive)

@@ -109,3 +109,27 @@ func TestLeaderContactBound(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedReleaseAfter(t *testing.T) {
+	// A node cut off stops serving once its last contact with a leader is
+	// leaderContactBound old (its view checks every Tick); a cut-off leader
+	// counts it from its step-down, within two LeaderLeaseTimeout. The
+	// leader releases its claims a Tick after that (its signaling server
+	// drops the clients): the figures docs/cluster.md gives.
+	for _, tc := range []struct {
+		name           string
+		tm             Timing
+		stop, released time.Duration
+	}{
+		{"fast", FastTiming(), 5300 * time.Millisecond, 5400 * time.Millisecond},
+		{"production", ProductionTiming(), 14 * time.Second, 15 * time.Second},
+	} {
+		stop, released := cutOffServingBound(tc.tm), failedReleaseAfter(tc.tm)
+		if stop != tc.stop || released != tc.released {
+			t.Errorf("%s: stops within %v, released after %v; want %v and %v", tc.name, stop, released, tc.stop, tc.released)
+		}
+		if stopBy := leaderContactBound(tc.tm) + 2*tc.tm.LeaderLeaseTimeout + tc.tm.Tick; released <= stopBy {
+			t.Errorf("%s: released after %v, not after the cut-off node's stop (%v)", tc.name, released, stopBy)
+		}
+	}
+}
