@@ -86,6 +86,9 @@ type SFU struct {
 	counts   map[string]int // connections per channel
 	total    int
 	drops    dropCounters // drops.go
+	// testSettings, set by a test before the first Join, adjusts the
+	// setting engine (shorter ICE timeouts).
+	testSettings func(*webrtc.SettingEngine)
 }
 
 // New validates cfg and returns an SFU. It opens no socket and starts no
@@ -191,6 +194,9 @@ func (s *SFU) start() error {
 		se.SetICEUDPMux(mux)
 		s.mux = conn
 		s.muxClose = mux.Close
+	}
+	if s.testSettings != nil {
+		s.testSettings(&se)
 	}
 	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	s.me, s.ir, s.se = m, ir, se
