@@ -33,8 +33,10 @@ type testClient struct {
 	videoSender  *webrtc.RTPSender
 	layers       []*simTrack // a simulcast publisher's layers, r0 first
 	plis         atomic.Int64
-	nacks        atomic.Int64 // NACKs the SFU sent about the video
-	rrs          atomic.Int64 // receiver reports the SFU sent about the video
+	nacks        atomic.Int64                         // NACKs the SFU sent about the video
+	rrs          atomic.Int64                         // receiver reports the SFU sent about the video
+	tccs         atomic.Int64                         // transport-cc feedback the SFU sent
+	lastRR       atomic.Pointer[rtcp.ReceptionReport] // the last report on the video
 
 	mu       sync.Mutex
 	reoffers []string
@@ -241,13 +243,20 @@ func (c *testClient) answer(offer string) (string, error) {
 					return
 				}
 				for _, p := range pkts {
-					switch p.(type) {
+					switch p := p.(type) {
 					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 						c.plis.Add(1)
 					case *rtcp.TransportLayerNack:
 						c.nacks.Add(1)
 					case *rtcp.ReceiverReport:
 						c.rrs.Add(1)
+						for _, r := range p.Reports {
+							if enc := s.GetParameters().Encodings; len(enc) > 0 && r.SSRC == uint32(enc[0].SSRC) {
+								c.lastRR.Store(&r)
+							}
+						}
+					case *rtcp.TransportLayerCC:
+						c.tccs.Add(1)
 					}
 				}
 			}

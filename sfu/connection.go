@@ -199,6 +199,7 @@ type Connection struct {
 
 	direct *directSend // the direct send path (direct.go); nil: pion's
 	srs    *srRegistry // the sender reports' streams (sr.go); nil: pion's
+	upsw   *upRecv     // its remote streams' switch (recvswitch.go); nil: pion's
 }
 
 func validateJoin(req *JoinRequest) error {
@@ -301,6 +302,7 @@ func (s *SFU) Join(ctx context.Context, req JoinRequest) (*Connection, error) {
 	}
 	c.api, c.pc, c.q = api, pc, newEventQueue()
 	c.srs = s.srs.take(pc.ID())
+	c.upsw = s.upsw.take(pc.ID())
 	c.startCongestion()
 	if ds != nil && c.dl != nil {
 		ds.tw = c.dl.tw
@@ -384,6 +386,7 @@ func (c *Connection) setup(req JoinRequest) error {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
 			c.enableDirect()
+			c.enableDirectRecv()
 		case webrtc.PeerConnectionStateFailed:
 			c.closeWith(ErrConnectionFailed)
 		case webrtc.PeerConnectionStateClosed:

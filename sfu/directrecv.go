@@ -317,8 +317,11 @@ func (rs *recvState) rtp(h upstreamHook, b []byte) bool {
 // newRemoteContext returns the context that authenticates and decrypts
 // what the remote sends, with pion's replay windows.
 func newRemoteContext(cfg srtp.Config) (*srtp.Context, error) {
+	// Cryptex (RFC 9335) enabled: what pion's session accepts once the
+	// SDP negotiated it (a pion publisher does), with or without.
 	return srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile,
-		srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow))
+		srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow),
+		srtp.Cryptex(srtp.CryptexModeEnabled))
 }
 
 // setUpstreamHook has the direct receive path give h the SRTP of the SSRCs

@@ -45,6 +45,11 @@ type Drops struct {
 	// MuxSendFailed: datagrams the system refused in a batched send of
 	// the UDP mux (also MuxStats.Failed).
 	MuxSendFailed uint64
+	// UpstreamQueueFull: RTP packets of a publisher's stream on the direct
+	// receive path that its queue had no room for (its pump a queue
+	// behind), or that came as the stream left it. A NACK can still get
+	// them resent.
+	UpstreamQueueFull uint64
 	// MuxRecvInvalid: datagrams from the address of a connection on the
 	// direct receive path that failed SRTP or SRTCP authentication or the
 	// replay check, or did not parse (also MuxStats.RecvDropped).
@@ -55,6 +60,7 @@ type dropCounters struct {
 	messageQueueFull, messageNotOpen, messageSendFailed, slowConsumersClosed atomic.Uint64
 	mediaAfterClose, mediaInvalid, sendBufferFull                            atomic.Uint64
 	mediaWriteFailed, pacerQueueFull                                         atomic.Uint64
+	upstreamQueueFull                                                        atomic.Uint64
 }
 
 // Drops returns what the SFU has dropped, by reason.
@@ -66,7 +72,7 @@ func (s *SFU) Drops() Drops {
 		MediaAfterClose: d.mediaAfterClose.Load(),
 		MediaInvalid:    d.mediaInvalid.Load(), SendBufferFull: d.sendBufferFull.Load(),
 		MediaWriteFailed: d.mediaWriteFailed.Load(), PacerQueueFull: d.pacerQueueFull.Load(),
-		FanOutQueueFull: s.send.fanOutDropped.Load(),
+		FanOutQueueFull: s.send.fanOutDropped.Load(), UpstreamQueueFull: d.upstreamQueueFull.Load(),
 	}
 	if bc := s.send.batch.Load(); bc != nil {
 		out.MuxSendFailed = bc.Stats().Failed

@@ -57,7 +57,7 @@ var srtpProfiles = []dtls.SRTPProtectionProfile{
 
 // newMediaEngine returns the media engine and interceptor registry of the
 // SFU's pion API.
-func newMediaEngine(cc *ccRegistry, srs *srRegistries) (*webrtc.MediaEngine, *interceptor.Registry, error) {
+func newMediaEngine(cc *ccRegistry, srs *srRegistries, rs *recvSwitchFactory) (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, nil, fmt.Errorf("sfu: register codecs: %w", err)
@@ -70,14 +70,16 @@ func newMediaEngine(cc *ccRegistry, srs *srRegistries) (*webrtc.MediaEngine, *in
 		}
 	}
 	ir := &interceptor.Registry{}
-	if err := configureInterceptors(m, ir, cc, srs); err != nil {
+	if err := configureInterceptors(m, ir, cc, srs, rs); err != nil {
 		return nil, nil, err
 	}
 	return m, ir, nil
 }
 
 // configureInterceptors adds the interceptors every connection runs, in
-// this order (the first added is nearest the transport): the innermost RTX
+// this order (the first added is nearest the transport): with rs, the
+// switch of publishers' streams to the direct receive path (recvswitch.go:
+// every other interceptor reads what it reads); the innermost RTX
 // gate; congestion control; the inner RTX gate; NACK generation toward
 // publishers; RTCP sender and receiver
 // reports; transport-cc feedback on what publishers send (with the
@@ -89,7 +91,10 @@ func newMediaEngine(cc *ccRegistry, srs *srRegistries) (*webrtc.MediaEngine, *in
 // innermost and the inner gate; they see RTX under its stream's SSRC.
 // With srs the sender reports are the SFU's (sr.go), which count what the
 // direct send path sends too, instead of pion's.
-func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *ccRegistry, srs *srRegistries) error {
+func configureInterceptors(m *webrtc.MediaEngine, ir *interceptor.Registry, cc *ccRegistry, srs *srRegistries, rs *recvSwitchFactory) error {
+	if rs != nil {
+		ir.Add(rs)
+	}
 	unmask, inner, outer := newRtxGates()
 	ir.Add(unmask)
 	// transport-wide sequence numbers (with congestion control) and

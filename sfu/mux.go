@@ -28,6 +28,8 @@ type sendState struct {
 	fanOutDropped atomic.Uint64
 	// the direct send path's (direct.go)
 	directConns, directFallback, directPackets atomic.Uint64
+	// the direct receive path's publishers' streams (recvswitch.go)
+	recvStreams, recvPackets atomic.Uint64
 	// inline is set when the mux opens on a single processor: fan-outs are
 	// then never spread (fanout_pool.go).
 	inline atomic.Bool
@@ -80,6 +82,10 @@ type MuxStats struct {
 	// candidate pair not on the mux), DirectPackets the packets the direct
 	// path sent.
 	DirectConns, DirectFallback, DirectPackets uint64
+	// UpstreamSwitched counts the publishers' streams switched to the
+	// direct receive path (their pump reads what the mux socket's reader
+	// decrypted), UpstreamPackets the RTP packets they got that way.
+	UpstreamSwitched, UpstreamPackets uint64
 	// RecvRTCP counts the SRTCP datagrams the direct receive path took
 	// from subscribers (directrecv.go: read off the mux socket, decrypted
 	// and handled without pion), RecvRTP the SRTP datagrams it took from
@@ -95,7 +101,8 @@ type MuxStats struct {
 // direct send and receive paths.
 func (s *SFU) MuxStats() MuxStats {
 	ms := MuxStats{FanOutDropped: s.send.fanOutDropped.Load(), DirectConns: s.send.directConns.Load(),
-		DirectFallback: s.send.directFallback.Load(), DirectPackets: s.send.directPackets.Load()}
+		DirectFallback: s.send.directFallback.Load(), DirectPackets: s.send.directPackets.Load(),
+		UpstreamSwitched: s.send.recvStreams.Load(), UpstreamPackets: s.send.recvPackets.Load()}
 	if r := s.muxRecv; r != nil {
 		ms.RecvRTCP, ms.RecvRTP, ms.RecvToPion, ms.RecvDropped = r.rtcpTaken.Load(), r.rtpTaken.Load(), r.toPion.Load(), r.dropped.Load()
 	}

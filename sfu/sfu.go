@@ -80,7 +80,8 @@ type SFU struct {
 	me       *webrtc.MediaEngine
 	ir       *interceptor.Registry
 	se       webrtc.SettingEngine
-	srs      *srRegistries // the sender reports' streams (sr.go); nil: pion's
+	srs      *srRegistries      // the sender reports' streams (sr.go); nil: pion's
+	upsw     *recvSwitchFactory // publishers' streams switched to the direct receive path (recvswitch.go); nil: pion's
 	channels map[string]*Channel
 	conns    map[string]*Connection
 	counts   map[string]int // connections per channel
@@ -119,8 +120,11 @@ func (s *SFU) start() error {
 	}
 	if !s.cfg.DisableDirectSend {
 		s.srs = &srRegistries{}
+		if s.cc != nil {
+			s.upsw = &recvSwitchFactory{stats: &s.send, drops: &s.drops.upstreamQueueFull}
+		}
 	}
-	m, ir, err := newMediaEngine(s.cc, s.srs)
+	m, ir, err := newMediaEngine(s.cc, s.srs, s.upsw)
 	if err != nil {
 		return err
 	}

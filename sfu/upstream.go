@@ -89,7 +89,8 @@ func (c *Connection) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 		return
 	}
 	defer c.ch.removeSource(src)
-	buf := make([]byte, 1500)
+	c.upsw.pumped(ssrc, track.SetReadDeadline) // it may switch (recvswitch.go)
+	buf := make([]byte, recvSlotSize)
 	for {
 		n, _, err := track.Read(buf)
 		if err != nil {
@@ -140,7 +141,8 @@ func (c *Connection) pumpLayer(track *webrtc.TrackRemote, info TrackInfo, rid Si
 			c.up.src = nil
 		}
 	}()
-	buf := make([]byte, 1500)
+	c.upsw.pumped(uint32(track.SSRC()), track.SetReadDeadline) // it may switch (recvswitch.go)
+	buf := make([]byte, recvSlotSize)
 	for {
 		n, _, err := track.Read(buf)
 		if err != nil {
