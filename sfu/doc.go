@@ -208,6 +208,22 @@
 // reports are the SFU's own, one compound RTCP packet a second per
 // connection, counting what either path sent.
 //
+// A publisher's RTP takes that path too (recvswitch.go): the innermost
+// interceptor wraps each remote stream's reader, and once pion has set the
+// stream up (its pump reads it; a simulcast layer's rid is known) and the
+// connection is on the direct path, the stream switches, on the pump's
+// goroutine, after a packet pion decrypted: the SRTP rollover counter
+// followed through pion's packets is handed to the remote context (only at
+// a sequence number 1024 or more from a wrap), the mux reader then takes
+// the stream's SSRC and puts the decrypted packets in the stream's ring of
+// reused slots, and the pump, after reading pion's stream for 20 ms more
+// (what pion already had), reads the ring: one goroutine hand-off per
+// packet instead of four. pion's receive interceptors (NACK generation,
+// receiver reports, transport-cc feedback, RTX in the track) still read
+// every packet. A full ring drops (Drops.UpstreamQueueFull; the reader
+// never waits); RTX repair streams stay on pion's path;
+// MuxStats.UpstreamSwitched and UpstreamPackets count the rest.
+//
 // The per-packet fan-out allocates nothing: one header parse per packet,
 // then the payload type and SSRC are rewritten for each subscriber's sender.
 // Header extensions are dropped, since their ids were negotiated with the
