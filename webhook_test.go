@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,15 +111,23 @@ func TestEventWebhookOneSessionInCluster(t *testing.T) {
 	}
 }
 
-// A session whose only holder fails ends when the Raft leader releases
-// that node's claims; no node released it itself, and the leader sends the
-// one session.destroyed.
-func TestEventWebhookSessionEndedByFailedNode(t *testing.T) {
-	testutil.CheckLeaks(t)
-	events, url := newEventLog(t)
-	faults := cluster.NewFaultNet()
+// failedNodeCluster starts three nodes sending webhooks to events, and
+// returns the Raft leader and a victim: a follower other than n1 whose
+// client holds channel ch alone, with its session.created received. n2
+// and n3 see failures by gossip late (a suspicion of 30 probe intervals, 6
+// s with FastTiming, longer than the 4.8 s a node keeps serving without
+// hearing from a Raft leader), as a cut-off node does in production,
+// where memberlist's Lifeguard slows its probes: the majority (n1 among
+// it) sees the victim failed within about a second, the victim stops
+// serving only by the Raft bound.
+func failedNodeCluster(t *testing.T, events *eventLog, url, ch string) (faults *cluster.FaultNet, leader, victim *e2eNode, others []netip.Addr) {
+	t.Helper()
+	faults = cluster.NewFaultNet()
 	nodes := e2eCluster(t, false, func(cfg *shoal.Config) {
 		cfg.Faults = faults
+		if !strings.HasPrefix(cfg.NodeName, "n1@") {
+			cfg.Timing.SuspicionMult = 30
+		}
 		wh, err := signaling.NewEventWebhook(signaling.EventWebhookConfig{URL: url, NodeName: cfg.NodeName, Logger: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
@@ -126,44 +135,104 @@ func TestEventWebhookSessionEndedByFailedNode(t *testing.T) {
 		t.Cleanup(func() { wh.Close() })
 		cfg.Signaling.Events = wh
 	})
-	var leader, victim *e2eNode
 	testutil.Eventually(t, func() bool {
 		leader, victim = nil, nil
 		for _, n := range nodes {
 			if n.Membership().RaftStats().State == "Leader" {
 				leader = n
-			} else if victim == nil {
+			} else if victim == nil && n != nodes[0] {
 				victim = n
 			}
 		}
 		return leader != nil && victim != nil
 	}, 10*time.Second, "a Raft leader")
-	if _, _, err := connect(t, localAPI(t), victim.signaling, "gone", `{"affinity":false}`); err != nil {
+	if _, _, err := connect(t, localAPI(t), victim.signaling, ch, `{"affinity":false}`); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, func() bool { return len(events.of(signaling.EventSessionCreated)) == 1 }, 10*time.Second, "session.created")
-
-	// Cut the victim off: it leaves the majority (its client is dropped,
-	// its release cannot commit) and the leader releases its claims.
-	var others []netip.Addr
 	for _, n := range nodes {
 		if n != victim {
 			others = append(others, n.ip)
 		}
 	}
+	return faults, leader, victim, others
+}
+
+// seesConnected reports whether from's view shows node connected.
+func seesConnected(from *e2eNode, node string) bool {
+	v := from.View()
+	i := v.NodeIndex(node)
+	return i >= 0 && v.Nodes[i].Connected
+}
+
+// A session whose only holder fails ends when the Raft leader releases
+// that node's claims; no node released it itself, and the leader sends the
+// one session.destroyed, once the holder has dropped its client: the cut
+// may heal at once, and the holder coming back sends none. (Before the
+// leader waited for the holder to stop, it ended the session about a
+// second after the cut while the holder still served its client; healed
+// then, the holder claimed its channel again: a second session.created
+// and more session.destroyed.)
+func TestEventWebhookSessionEndedByFailedNode(t *testing.T) {
+	testutil.CheckLeaks(t)
+	events, url := newEventLog(t)
+	faults, leader, victim, others := failedNodeCluster(t, events, url, "gone")
+
+	// Cut the victim off: it leaves the majority (its client is dropped,
+	// its release cannot commit) and the leader releases its claims.
+	cut := time.Now()
 	faults.Partition(others, []netip.Addr{victim.ip})
 	testutil.Eventually(t, func() bool { return len(events.of(signaling.EventSessionDestroyed)) >= 1 }, 30*time.Second, "session.destroyed")
-	// Heal only once the victim has dropped its client as a minority node
-	// does: a victim still serving when the cut heals claims its channel
-	// again, and the leader, which still sees it failed until serf's
-	// rejoin, releases it once more (a second session.destroyed; seen on a
-	// loaded two-core run, where the leader's release came 1.1 s after the
-	// cut and before the victim had noticed it was in the minority).
-	testutil.Eventually(t, func() bool { return len(victim.SFU().Stats()) == 0 }, 30*time.Second, "the victim drops its client")
+	if n := len(victim.SFU().Stats()); n != 0 {
+		t.Fatalf("session.destroyed %v after the cut while the victim still serves %d connections", time.Since(cut), n)
+	}
+	t.Logf("session.destroyed %v after the cut", time.Since(cut).Round(time.Millisecond))
 	faults.Heal()
+	testutil.Eventually(t, func() bool { return seesConnected(leader, victim.Name()) && victim.Ready() }, 15*time.Second, "the victim back")
 	time.Sleep(2 * time.Second) // the victim back: its release retried must not send another
 	destroyed := events.of(signaling.EventSessionDestroyed)
 	if len(destroyed) != 1 || destroyed[0]["node_name"] != leader.Name() || destroyed[0]["channel_id"] != "gone" {
 		t.Fatalf("session.destroyed: %v; want one, from the leader %s", destroyed, leader.Name())
 	}
+	if created := events.of(signaling.EventSessionCreated); len(created) != 1 {
+		t.Fatalf("%d session.created, want 1: %v", len(created), created)
+	}
+}
+
+// A cut that heals before the holder noticed it ends nothing: the leader
+// saw the holder failed but waits for it to stop serving before it
+// releases its claims, the holder never stops, its client stays, and no
+// session.destroyed or second session.created is sent. Before that wait,
+// the leader ended the session on its next tick and the holder, still
+// serving, created it again.
+func TestEventWebhookCutHealedQuickly(t *testing.T) {
+	testutil.CheckLeaks(t)
+	events, url := newEventLog(t)
+	faults, leader, victim, others := failedNodeCluster(t, events, url, "stays")
+
+	cut := time.Now()
+	faults.Partition(others, []netip.Addr{victim.ip})
+	testutil.Eventually(t, func() bool { return !seesConnected(leader, victim.Name()) }, 10*time.Second, "the leader sees the victim failed")
+	failed := time.Since(cut)
+	time.Sleep(time.Second) // ten housekeeping ticks of the leader
+	if !victim.Ready() {
+		t.Fatalf("the victim stopped serving %v after the cut, before the heal: the test needs it still serving", time.Since(cut))
+	}
+	healed := time.Since(cut)
+	faults.Heal()
+	testutil.Eventually(t, func() bool { return seesConnected(leader, victim.Name()) }, 15*time.Second, "the victim back")
+	time.Sleep(2 * time.Second) // what the release would have sent
+	if d := events.of(signaling.EventSessionDestroyed); len(d) != 0 {
+		t.Errorf("session.destroyed sent for a cut healed %v after it: %v", healed, d)
+	}
+	if c := events.of(signaling.EventSessionCreated); len(c) != 1 {
+		t.Errorf("%d session.created, want 1: %v", len(c), c)
+	}
+	if d := events.of(signaling.EventConnectionDestroyed); len(d) != 0 {
+		t.Errorf("connection.destroyed: %v", d)
+	}
+	if n := len(victim.SFU().Stats()); n != 1 || !victim.Ready() {
+		t.Errorf("the victim serves %d connections (ready %v), want its client still", n, victim.Ready())
+	}
+	t.Logf("the leader saw the victim failed %v after the cut; healed %v after it", failed.Round(time.Millisecond), healed.Round(time.Millisecond))
 }
