@@ -2,13 +2,18 @@ package sfu_test
 
 import (
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 
 	"github.com/shoal-sfu/shoal/internal/testutil"
+	"github.com/shoal-sfu/shoal/internal/testutil/pionapi"
 	"github.com/shoal-sfu/shoal/sfu"
 )
 
@@ -17,7 +22,7 @@ import (
 // UpstreamPackets) and keep reaching the subscribers, and pion's receive
 // interceptors still see every packet: after the switch the publisher
 // gets receiver reports whose highest sequence number follows what it
-// sends, and a NACK for a packet it skipped. With
+// sends, a NACK for a packet it skipped, and transport-cc feedback. With
 // Config.DisableDirectSend nothing switches and the media still flows.
 // With the switch off (no stream switched) it fails.
 func TestUpstreamSwitchE2E(t *testing.T) {
@@ -25,7 +30,7 @@ func TestUpstreamSwitchE2E(t *testing.T) {
 	for _, off := range []bool{false, true} {
 		t.Run(fmt.Sprintf("disabled=%v", off), func(t *testing.T) {
 			s := muxSFU(t, func(c *sfu.Config) { c.DisableDirectSend = off })
-			pub := join(t, s, clientOpts{channel: "upsw", id: "PUB", role: sfu.RoleSendonly, audio: true, video: true})
+			pub := join(t, s, clientOpts{channel: "upsw", id: "PUB", role: sfu.RoleSendonly, audio: true, video: true, api: twccStampingAPI(t)})
 			subs := []*testClient{
 				join(t, s, clientOpts{channel: "upsw", id: "S0", role: sfu.RoleRecvonly}),
 				join(t, s, clientOpts{channel: "upsw", id: "S1", role: sfu.RoleRecvonly}),
@@ -72,10 +77,10 @@ func TestUpstreamSwitchE2E(t *testing.T) {
 				rr := pub.lastRR.Load()
 				state = fmt.Sprintf("NACKs %d (%d before), receiver reports %d (%d before), the last %+v, last sent %d, transport-cc feedback %d (%d before), video received %d (%d before)",
 					pub.nacks.Load(), nack0, pub.rrs.Load(), rr0, rr, lastSeq.Load(), pub.tccs.Load(), tcc0, len(subs[1].payloads(video)), got0)
-				return pub.nacks.Load() > nack0 && pub.rrs.Load() > rr0 &&
+				return pub.nacks.Load() > nack0 && pub.rrs.Load() > rr0 && pub.tccs.Load() > tcc0 &&
 					rr != nil && int64(uint16(rr.LastSequenceNumber)) > seq0+100 &&
 					len(subs[1].payloads(video)) > got0+100
-			}, wait, "after the switch: a NACK, receiver reports following the sequence numbers, media: %s", lazyString{&state})
+			}, wait, "after the switch: a NACK, receiver reports following the sequence numbers, transport-cc feedback, media: %s", lazyString{&state})
 			t.Logf("%s", state)
 			st2 := s.MuxStats()
 			if st2.UpstreamPackets < st.UpstreamPackets+100 || st2.RecvDropped != 0 {
@@ -178,3 +183,28 @@ func TestUpstreamSwitchWraps(t *testing.T) {
 type lazyString struct{ s *string }
 
 func (l lazyString) String() string { return *l.s }
+
+// twccStampingAPI is pionapi.Local's API whose senders also stamp the
+// transport-wide sequence number, as browsers do (pion's default
+// interceptors generate transport-cc feedback but do not stamp), so that
+// the SFU sends a publisher transport-cc feedback.
+func twccStampingAPI(t testing.TB) *webrtc.API {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	pionapi.Quiet(&se)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
