@@ -327,6 +327,7 @@ func (ds *directSend) followLocked(p *webrtc.ICECandidatePair) bool {
 	}
 	ds.addr.Store(&ap)
 	ds.rc.set(old, ap, &ds.rx)
+	ds.followRecv(true) // recvswitch.go
 	return true
 }
 
@@ -334,6 +335,7 @@ func (ds *directSend) followLocked(p *webrtc.ICECandidatePair) bool {
 func (ds *directSend) unfollowLocked() {
 	if o := ds.addr.Swap(nil); o != nil {
 		ds.rc.set(*o, netip.AddrPort{}, &ds.rx)
+		ds.followRecv(false) // recvswitch.go
 	}
 }
 

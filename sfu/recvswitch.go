@@ -186,7 +186,7 @@ func (u *upRecv) direct(setROC func(ssrc, roc uint32) bool) {
 	u.setROC = setROC
 	for _, s := range u.streams {
 		if setROC != nil {
-			s.armed.Store(s.pumped.Load() != nil)
+			s.armed.Store(s.pumped.Load() != nil && !u.isTaken(s))
 			continue
 		}
 		s.armed.Store(false)
@@ -249,6 +249,17 @@ func (u *upRecv) close() {
 		s.q.close()
 	}
 	u.streams = nil
+}
+
+func (u *upRecv) isTaken(s *recvStream) bool {
+	if p := u.taken.Load(); p != nil {
+		for _, t := range *p {
+			if t == s {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // addLocked has the mux reader take s.
@@ -495,9 +506,30 @@ func (q *recvQueue) close() { q.once.Do(func() { close(q.done) }) }
 // socket's reader, directrecv.go).
 func (c *Connection) enableDirectRecv() {
 	ds := c.direct
-	if ds == nil || ds.rc == nil || c.upsw == nil || ds.addr.Load() == nil {
+	if ds == nil || ds.rc == nil || c.upsw == nil {
+		return
+	}
+	ds.setup.Lock()
+	defer ds.setup.Unlock()
+	if ds.stopped || ds.addr.Load() == nil {
 		return
 	}
 	ds.setUpstreamHook(c.upsw)
 	c.upsw.direct(ds.setRemoteROC)
+}
+
+// followRecv keeps the connection's streams in step with its registration
+// with the mux reader (followLocked): off it (a selected pair not on the
+// mux) the switched ones go back to pion's read stream, which gets their
+// packets again; on it again they switch again. With ds.setup held.
+func (ds *directSend) followRecv(on bool) {
+	c := ds.rx.c
+	if c == nil || c.upsw == nil || ds.rx.up.Load() == nil || ds.stopped {
+		return // not switching yet (enableDirectRecv), or closing
+	}
+	if on {
+		c.upsw.direct(ds.setRemoteROC)
+	} else {
+		c.upsw.direct(nil)
+	}
 }

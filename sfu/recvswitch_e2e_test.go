@@ -208,3 +208,35 @@ func twccStampingAPI(t testing.TB) *webrtc.API {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
+
+// TestUpstreamSwitchFollowsPair: a publisher taken off the direct path
+// while its video is switched (its selected pair no longer on the mux, as
+// far as the SFU knows) goes back to pion's read stream, and its video
+// still reaches the subscriber; back on the path it switches again. With
+// the streams left switched the video stops and the test fails.
+func TestUpstreamSwitchFollowsPair(t *testing.T) {
+	testutil.CheckLeaks(t)
+	s := muxSFU(t, nil)
+	pub := join(t, s, clientOpts{channel: "upsw", id: "PUB", role: sfu.RoleSendonly, video: true})
+	sub := join(t, s, clientOpts{channel: "upsw", id: "S0", role: sfu.RoleRecvonly})
+	pub.pump(t, 4)
+	video := "PUB/PUB-video"
+	testutil.Eventually(t, func() bool {
+		return s.MuxStats().UpstreamSwitched == 1 && len(sub.payloads(video)) > 50
+	}, wait, "the video switched and reaches the subscriber")
+	sfu.DirectFollow(pub.conn, false)
+	n0, up0 := len(sub.payloads(video)), s.MuxStats().UpstreamPackets
+	testutil.Eventually(t, func() bool { return len(sub.payloads(video)) > n0+100 }, wait, "the video through pion's path")
+	if up := s.MuxStats().UpstreamPackets; up > up0+5 {
+		t.Errorf("%d packets taken directly off the direct path", up-up0)
+	}
+	sfu.DirectFollow(pub.conn, true)
+	n1 := len(sub.payloads(video))
+	testutil.Eventually(t, func() bool {
+		st := s.MuxStats()
+		return st.UpstreamSwitched == 2 && st.UpstreamPackets > up0+50 && len(sub.payloads(video)) > n1+100
+	}, wait, "switched again, the video still flowing")
+	if st := s.MuxStats(); st.RecvDropped != 0 {
+		t.Errorf("%d datagrams dropped by the mux reader", st.RecvDropped)
+	}
+}
