@@ -9,6 +9,11 @@
 #
 #   sh examples/load/figures.sh                      # the defaults below
 #   CONFIGS="1x1 1x25" IMPLS="shoal pion" REPS=5 sh examples/load/figures.sh
+#   BASE=HEAD~1 IMPLS="shoal-base shoal pion" sh examples/load/figures.sh
+#
+# BASE, a git revision, builds the server also at that revision (git
+# archive, in the temporary directory) and runs it as shoal-base: a change
+# against what came before, in the same run.
 #
 # Media: per publisher VP8 at VIDEO_KBPS (2000 kbit/s, 30 fps: about 8
 # packets a frame) and Opus 32 kbit/s. At low packet rates the fixed costs
@@ -26,14 +31,21 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 go build -o "$dir/server" ./examples/load/server
 go build -o "$dir/load" ./examples/load
+if [ -n "${BASE:-}" ]; then
+	mkdir "$dir/base"
+	git archive "$BASE" | tar -x -C "$dir/base"
+	(cd "$dir/base" && go build -o "$dir/server-base" ./examples/load/server)
+fi
 pin0= pin1=
 if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
 	pin0="taskset -c 0" pin1="taskset -c 1"
 fi
 
 run() { # impl pubs subs udp-port -> cpu-us/pkt, pkt/s, loss
+	bin=$dir/server
 	case $1 in
 	shoal) args="-impl shoal" ;;
+	shoal-base) args="-impl shoal" bin=$dir/server-base ;;
 	shoal-nobatch) args="-impl shoal -batch=false" ;;
 	shoal-nospread) args="-impl shoal -spread-above -1" ;;
 	shoal-nocc) args="-impl shoal -cc=false" ;;
@@ -41,7 +53,7 @@ run() { # impl pubs subs udp-port -> cpu-us/pkt, pkt/s, loss
 	pion) args="-impl pion" ;;
 	esac
 	# shellcheck disable=SC2086
-	$pin0 "$dir/server" $args -addr 127.0.0.1:$PORT -udp-port "$4" 2>"$dir/server.log" &
+	$pin0 "$bin" $args -addr 127.0.0.1:$PORT -udp-port "$4" 2>"$dir/server.log" &
 	spid=$!
 	sleep 2
 	# shellcheck disable=SC2086
