@@ -208,6 +208,19 @@
 // reports are the SFU's own, one compound RTCP packet a second per
 // connection, counting what either path sent.
 //
+// Direct receive (directrecv.go): the mux socket pion's UDP mux reads is
+// wrapped, and a datagram from the remote address of a connection on the
+// direct send path is taken on pion's reading goroutine when it is SRTCP:
+// decrypted with the connection's remote SRTP context (derived with the
+// sending one) and handled there, without pion's four further goroutine
+// hand-offs: transport-cc feedback to the estimator, REMB to the
+// downlink, NACKs, PLIs, FIRs and receiver reports to the down track of
+// their SSRC, allocating nothing. Compounds led by a sender report (a
+// client that also publishes), STUN (which keeps ICE alive), DTLS, other
+// addresses and SRTP no upstream hook takes go to pion unchanged; what
+// fails authentication, the replay check or parsing is dropped and
+// counted (MuxStats.RecvDropped, Drops.MuxRecvInvalid), never logged.
+//
 // A publisher's RTP takes that path too (recvswitch.go): the innermost
 // interceptor wraps each remote stream's reader, and once pion has set the
 // stream up (its pump reads it; a simulcast layer's rid is known) and the
@@ -346,6 +359,9 @@
 //   - direct.go: the direct send path: the DTLS keys seen through pion's
 //     SettingEngine hooks, the SRTP context, the writer beneath every
 //     down track's sends, the selected ICE pair followed.
+//   - directrecv.go: the direct receive path: the mux socket as pion's
+//     mux reads it, the registry of direct connections by remote
+//     address, the SRTCP handling, the hook that takes publishers' SRTP.
 //   - sr.go: the sender report interceptor that replaces pion's, counting
 //     what the direct path and pion's send, and the clock, one goroutine
 //     per SFU, that sends every connection's reports.

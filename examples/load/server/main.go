@@ -113,9 +113,10 @@ func printSFUStats(s *sfu.SFU) {
 	ms := s.MuxStats()
 	fmt.Fprintf(os.Stderr, "sfu: %d connections; pacer queued %d, dropped %d; mean estimate %d bit/s; "+
 		"mux batched %v: %d datagrams in %d calls, %d failed; spread fan-out dropped %d; "+
-		"direct send: %d connections (%d through pion), %d packets\n",
+		"direct send: %d connections (%d through pion), %d packets; "+
+		"direct receive: %d RTCP, %d RTP taken, %d RTCP to pion, %d dropped\n",
 		conns, queued, dropped, est/uint64(max(conns, 1)), ms.Batched, ms.Datagrams, ms.Calls, ms.Failed, ms.FanOutDropped,
-		ms.DirectConns, ms.DirectFallback, ms.DirectPackets)
+		ms.DirectConns, ms.DirectFallback, ms.DirectPackets, ms.RecvRTCP, ms.RecvRTP, ms.RecvToPion, ms.RecvDropped)
 }
 
 // withPprof: serve also net/http/pprof (-pprof).
