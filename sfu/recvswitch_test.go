@@ -292,3 +292,80 @@ func TestRecvQueueFull(t *testing.T) {
 		t.Errorf("%v allocations per packet", n)
 	}
 }
+
+// BenchmarkRecvHandoff: one packet from the mux reader's goroutine to the
+// pump's, through a switched stream's ring (the pump waits on its channel
+// when the ring is empty) and, for comparison, through a packetio.Buffer,
+// which each of pion's goroutine hand-offs on the receive path goes
+// through (the SRTP read stream's among them). burst: the reader writes
+// as fast as the pump takes; pingpong: it writes the next packet only once
+// the pump took the last, so the pump waits (parks) for every one: the
+// cost of a wake-up.
+func BenchmarkRecvHandoff(b *testing.B) {
+	pkt := make([]byte, 1200)
+	for _, mode := range []string{"burst", "pingpong"} {
+		b.Run("mode="+mode+"/impl=ring", func(b *testing.B) {
+			var stats sendState
+			var drops atomic.Uint64
+			u := &upRecv{stats: &stats, drops: &drops}
+			s := u.bind(&interceptor.StreamInfo{SSRC: 7, MimeType: "video/VP8"}, &fakePionStream{buf: packetio.NewBuffer()}).(*recvStream)
+			s.q.reset()
+			u.addLocked(s)
+			s.mode = modeQueue
+			h := &rtp.Header{SSRC: 7}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				buf := make([]byte, recvSlotSize)
+				for range b.N {
+					if _, _, err := s.Read(buf, nil); err != nil {
+						return
+					}
+				}
+			}()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				limit := uint64(s.q.size)
+				if mode == "pingpong" {
+					limit = 1
+				}
+				for s.q.tail.Load()-s.q.head.Load() >= limit {
+					runtime.Gosched()
+				}
+				u.onRTP(h, pkt, 0)
+			}
+			<-done
+			u.close()
+		})
+		b.Run("mode="+mode+"/impl=packetio", func(b *testing.B) {
+			buf := packetio.NewBuffer()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				rb := make([]byte, recvSlotSize)
+				for range b.N {
+					if _, _, err := buf.Read(rb, nil); err != nil {
+						return
+					}
+				}
+			}()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				limit := 256
+				if mode == "pingpong" {
+					limit = 1
+				}
+				for buf.Count() >= limit {
+					runtime.Gosched()
+				}
+				if _, err := buf.Write(pkt, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-done
+			_ = buf.Close()
+		})
+	}
+}
