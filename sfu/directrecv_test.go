@@ -241,7 +241,8 @@ func TestRecvConnAllocatesNothing(t *testing.T) {
 			t.Fatal("not taken")
 		}
 	})
-	if allocs != 0 {
+	// The race detector's sync.Pool (the NACK's scratch) drops items.
+	if allocs != 0 && !raceEnabled {
 		t.Errorf("%.1f allocations per datagram taken, want 0", allocs)
 	}
 	if f.rc.dropped.Load() != 0 || f.d[1].stats.nacks.Load() != runs+1 {
