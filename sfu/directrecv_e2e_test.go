@@ -1,7 +1,6 @@
 package sfu_test
 
 import (
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,13 +91,21 @@ func (r *recvRig) pliPasses(t *testing.T) {
 // NACKs are answered, its PLIs reach the track's origin, and what it
 // sends while it only receives media (transport-cc feedback ten times a
 // second, a receiver report a second) is taken too; none is dropped. A
-// publisher's sender reports go to pion. With Config.DisableDirectSend
-// all of it works through pion and nothing is taken.
+// publisher's sender reports go to pion. With Config.DisableDirectSend, and
+// without the mux, all of it works through pion and nothing is taken.
 func TestDirectRecvRTCPE2E(t *testing.T) {
 	testutil.CheckLeaks(t)
-	for _, off := range []bool{false, true} {
-		t.Run(fmt.Sprintf("disabled=%v", off), func(t *testing.T) {
-			s := muxSFU(t, func(c *sfu.Config) { c.DisableDirectSend = off })
+	for _, tc := range []struct {
+		name string
+		new  func(t *testing.T) *sfu.SFU
+	}{
+		{"direct", func(t *testing.T) *sfu.SFU { return muxSFU(t, nil) }},
+		{"disabled", func(t *testing.T) *sfu.SFU { return muxSFU(t, func(c *sfu.Config) { c.DisableDirectSend = true }) }},
+		{"nomux", func(t *testing.T) *sfu.SFU { return newSFU(t, nil) }},
+	} {
+		off := tc.name != "direct"
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.new(t)
 			r := newRecvRig(t, s, "drecv")
 			pub := join(t, s, clientOpts{channel: "drecv", id: "PUB", role: sfu.RoleSendonly, video: true})
 			pub.pump(t, 3)
@@ -118,7 +125,7 @@ func TestDirectRecvRTCPE2E(t *testing.T) {
 				st0.RecvRTCP, st1.RecvRTCP, st2.RecvRTCP, st3.RecvRTCP, st3.RecvToPion, st3.RecvDropped)
 			if off {
 				if st3.RecvRTCP != 0 || st3.RecvToPion != 0 || st3.RecvDropped != 0 {
-					t.Errorf("direct path disabled, yet %+v", st3)
+					t.Errorf("no direct path, yet %+v", st3)
 				}
 				return
 			}
