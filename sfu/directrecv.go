@@ -31,7 +31,10 @@ package sfu
 // What fails authentication, replay or parsing is dropped and counted
 // (MuxStats.RecvDropped, Drops.MuxRecvInvalid), never logged. The path
 // allocates nothing. pion's own readers (Connection.readRTCP) stay: they
-// serve connections not on the direct path and the compounds given to pion.
+// serve connections not on the direct path and the compounds given to pion,
+// so a track's RTCP may be handled by both goroutines at once, which
+// downTrack.handleRTCP allows (the resend marks are under the fan-out's
+// lock, the rest is atomic or locked).
 
 import (
 	"encoding/binary"
