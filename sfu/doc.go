@@ -362,6 +362,9 @@
 //   - directrecv.go: the direct receive path: the mux socket as pion's
 //     mux reads it, the registry of direct connections by remote
 //     address, the SRTCP handling, the hook that takes publishers' SRTP.
+//   - recvswitch.go: the switch of publishers' streams to the direct
+//     receive path: the interceptor, the rollover counter handed over,
+//     the ring each switched stream's pump reads.
 //   - sr.go: the sender report interceptor that replaces pion's, counting
 //     what the direct path and pion's send, and the clock, one goroutine
 //     per SFU, that sends every connection's reports.
