@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -263,9 +264,24 @@ func TestDirectSendAllocatesNothing(t *testing.T) {
 // TestDirectSendFollowsPair: the path sends only to the remote candidate
 // of a UDP pair whose local candidate is a host one (the mux's), goes
 // back to pion's for another pair, and stops when the connection closes.
+//
+// The receive path's registry follows it: the connection is found under
+// the remote address it sends to, and under no other.
 func TestDirectSendFollowsPair(t *testing.T) {
 	w, _, _ := directPair(t, srtp.ProtectionProfileAeadAes128Gcm, false)
 	ds := w.ds
+	ds.rc = &recvConn{}
+	ds.rc.reg.Store(&map[netip.AddrPort]*recvState{})
+	registered := func() string {
+		m := *ds.rc.reg.Load()
+		for ap, rs := range m {
+			if rs != &ds.rx || len(m) != 1 {
+				return "wrong registry"
+			}
+			return ap.String()
+		}
+		return ""
+	}
 	host := &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolUDP, Typ: webrtc.ICECandidateTypeHost, Address: "127.0.0.1", Port: 50000}
 	remote := &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolUDP, Typ: webrtc.ICECandidateTypePrflx, Address: "192.0.2.7", Port: 4242}
 	relay := &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolUDP, Typ: webrtc.ICECandidateTypeRelay, Address: "127.0.0.1", Port: 3478}
@@ -289,9 +305,16 @@ func TestDirectSendFollowsPair(t *testing.T) {
 		if got != c.want || direct != (c.want != "") {
 			t.Errorf("pair %v: sends to %q (direct %v), want %q", c.pair, got, direct, c.want)
 		}
+		if r := registered(); r != c.want {
+			t.Errorf("pair %v: receives from %q, want %q", c.pair, r, c.want)
+		}
 	}
 	ds.stop()
-	if ds.addr.Load() != nil {
+	if ds.addr.Load() != nil || registered() != "" {
 		t.Fatal("stopped, yet an address")
+	}
+	// A pair change reported after the close does not register it again.
+	if ds.followLocked(&webrtc.ICECandidatePair{Local: host, Remote: remote}) || registered() != "" {
+		t.Fatal("a pair followed after the connection stopped")
 	}
 }
