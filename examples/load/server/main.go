@@ -114,9 +114,11 @@ func printSFUStats(s *sfu.SFU) {
 	fmt.Fprintf(os.Stderr, "sfu: %d connections; pacer queued %d, dropped %d; mean estimate %d bit/s; "+
 		"mux batched %v: %d datagrams in %d calls, %d failed; spread fan-out dropped %d; "+
 		"direct send: %d connections (%d through pion), %d packets; "+
-		"direct receive: %d RTCP, %d RTP taken, %d RTCP to pion, %d dropped\n",
+		"direct receive: %d RTCP, %d RTP taken, %d RTCP to pion, %d dropped; "+
+		"publishers' streams switched %d, their packets %d, dropped from full queues %d\n",
 		conns, queued, dropped, est/uint64(max(conns, 1)), ms.Batched, ms.Datagrams, ms.Calls, ms.Failed, ms.FanOutDropped,
-		ms.DirectConns, ms.DirectFallback, ms.DirectPackets, ms.RecvRTCP, ms.RecvRTP, ms.RecvToPion, ms.RecvDropped)
+		ms.DirectConns, ms.DirectFallback, ms.DirectPackets, ms.RecvRTCP, ms.RecvRTP, ms.RecvToPion, ms.RecvDropped,
+		ms.UpstreamSwitched, ms.UpstreamPackets, s.Drops().UpstreamQueueFull)
 }
 
 // withPprof: serve also net/http/pprof (-pprof).
