@@ -235,7 +235,10 @@
 // receiver reports, transport-cc feedback, RTX in the track) still read
 // every packet. A full ring drops (Drops.UpstreamQueueFull; the reader
 // never waits); RTX repair streams stay on pion's path;
-// MuxStats.UpstreamSwitched and UpstreamPackets count the rest.
+// MuxStats.UpstreamSwitched and UpstreamPackets count the rest. A
+// connection taken off the direct path (its selected pair no longer on
+// the mux) has its streams read from pion's again, and switched again
+// once it is back.
 //
 // The per-packet fan-out allocates nothing: one header parse per packet,
 // then the payload type and SSRC are rewritten for each subscriber's sender.
