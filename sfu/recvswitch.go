@@ -28,7 +28,11 @@ package sfu
 // switch waits for a sequence number at least rocGuard away from a wrap
 // (the last one: a stream's first cycle has no earlier one), so that
 // neither a late packet of the previous cycle nor one of the next can
-// come first with a counter other than the one handed over. The
+// come first with a counter other than the one handed over. A stream
+// whose first packet seen is numbered below rocEdge stays on pion's path:
+// pion itself reads the first packet of a stream the SDP did not declare
+// (a simulcast layer), and had it come before a wrap, pion's counter
+// would be one more than the one the switch followed. The
 // pump then reads pion's stream for switchDrain more (the packets pion
 // had already taken), and from then on the stream's queue: no packet is
 // read twice nor by two goroutines, and a packet pion delivers later than
@@ -69,6 +73,10 @@ const (
 	// rocGuard: a stream switches on a sequence number at least this far
 	// from a wrap (below).
 	rocGuard = 1024
+	// rocEdge: a stream whose first packet seen is numbered below this
+	// may have wrapped just before, and stays on pion's path
+	// (recvStream.edge): one stream in a thousand.
+	rocEdge = 64
 	// switchDrain is how long the pump still reads pion's stream after
 	// the switch: what pion's goroutines had taken before the mux reader
 	// took the stream.
@@ -317,6 +325,12 @@ type recvStream struct {
 	mode    int
 	ext     uint64 // the highest extended sequence number pion decrypted
 	started bool
+	// edge: the first packet seen was within rocEdge after a wrap. pion
+	// reads the first packet of a stream the SDP did not declare (a
+	// simulcast layer) itself, before the switch can see it: if that one
+	// came before the wrap, pion's counter is one more than ours, and
+	// nothing seen later tells. Such a stream stays on pion's path.
+	edge bool
 }
 
 // Read is the pump's (through pion's interceptors): the next packet of
@@ -365,7 +379,7 @@ func (s *recvStream) Read(b []byte, a interceptor.Attributes) (int, interceptor.
 // does: pion's context starts the stream at rollover counter 0.
 func (s *recvStream) note(seq uint16) {
 	if !s.started {
-		s.ext, s.started = uint64(seq), true
+		s.ext, s.started, s.edge = uint64(seq), true, seq < rocEdge
 		return
 	}
 	if d := int16(seq - uint16(s.ext)); d > 0 {
@@ -377,7 +391,7 @@ func (s *recvStream) note(seq uint16) {
 // away from a wrap and the connection still on the direct receive path.
 func (s *recvStream) trySwitch() {
 	seq := uint16(s.ext)
-	if seq > 1<<16-1-rocGuard || (seq < rocGuard && s.ext >= 1<<16) {
+	if s.edge || seq > 1<<16-1-rocGuard || (seq < rocGuard && s.ext >= 1<<16) {
 		return
 	}
 	dl := s.pumped.Load()

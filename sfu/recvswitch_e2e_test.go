@@ -47,7 +47,13 @@ func TestUpstreamSwitchE2E(t *testing.T) {
 				lastSeq.Store(int64(seq))
 				seq++
 			})
-			pub.pumpAudio(t)
+			// Audio numbered from 5000: a stream whose first packets are
+			// numbered just after a wrap (as pumpAudio's, from 0) stays
+			// on pion's path (rocEdge).
+			every(t, 20*time.Millisecond, func(i int) {
+				p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(5000 + i), Timestamp: uint32(i) * 960, SSRC: 2}, Payload: []byte{0xA0, byte(i >> 8), byte(i)}}
+				_ = pub.audio.WriteRTP(p)
+			})
 			video, audio := "PUB/PUB-video", "PUB/PUB-audio"
 			testutil.Eventually(t, func() bool {
 				for _, c := range subs {
@@ -219,7 +225,10 @@ func TestUpstreamSwitchFollowsPair(t *testing.T) {
 	s := muxSFU(t, nil)
 	pub := join(t, s, clientOpts{channel: "upsw", id: "PUB", role: sfu.RoleSendonly, video: true})
 	sub := join(t, s, clientOpts{channel: "upsw", id: "S0", role: sfu.RoleRecvonly})
-	pub.pump(t, 4)
+	every(t, 5*time.Millisecond, func(i int) { // numbered from 5000 (rocEdge)
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(5000 + i), Timestamp: uint32(i) * 3000, SSRC: 1}, Payload: []byte{4, byte(i >> 8), byte(i)}}
+		_ = pub.video.WriteRTP(p)
+	})
 	video := "PUB/PUB-video"
 	testutil.Eventually(t, func() bool {
 		return s.MuxStats().UpstreamSwitched == 1 && len(sub.payloads(video)) > 50

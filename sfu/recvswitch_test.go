@@ -369,3 +369,47 @@ func BenchmarkRecvHandoff(b *testing.B) {
 		})
 	}
 }
+
+// TestRecvSwitchEdge: pion read a stream's first packet itself (numbered
+// 65535: an undeclared stream's, before the switch could see it), so the
+// switch first sees 0, 1, ...: pion's rollover counter is then 1, the
+// switch's would be 0. The stream stays on pion's path and every packet
+// reaches the pump. Switched with the counter it followed, every packet
+// after the switch fails authentication and the test fails.
+func TestRecvSwitchEdge(t *testing.T) {
+	testutil.CheckLeaks(t)
+	r := newSwitchRig(t, 65535)
+	r.u.direct(r.setROC)
+	// The first packet: decrypted by pion, not given to the pump.
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: r.seq, SSRC: r.ssrc}, Payload: []byte{1}}
+	r.seq++
+	raw, _ := p.Marshal()
+	enc, _ := r.enc.EncryptRTP(nil, raw, nil)
+	if _, err := r.pionCx.DecryptRTP(nil, enc, nil); err != nil {
+		t.Fatal(err)
+	}
+	const total = 3000
+	got := make(chan int, 1)
+	go func() {
+		n := 0
+		b := make([]byte, recvSlotSize)
+		for {
+			if _, _, err := r.s.Read(b, nil); err != nil {
+				got <- n
+				return
+			}
+			n++
+		}
+	}()
+	for range total {
+		r.send()
+	}
+	testutil.Eventually(t, func() bool {
+		return r.s.q.head.Load() == r.s.q.tail.Load() && r.pion.buf.Count() == 0
+	}, 10*time.Second, "the pump read everything")
+	r.u.close()
+	_ = r.pion.buf.Close()
+	if n := <-got; n != total || r.authFailed != 0 || r.u.takesSSRC(r.ssrc) {
+		t.Errorf("the pump read %d of %d, %d failed authentication, switched %v; want all, none, false", n, total, r.authFailed, r.u.takesSSRC(r.ssrc))
+	}
+}
