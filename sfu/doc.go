@@ -227,9 +227,11 @@
 // connection is on the direct path, the stream switches, on the pump's
 // goroutine, after a packet pion decrypted: the SRTP rollover counter
 // followed through pion's packets is handed to the remote context (only at
-// a sequence number 1024 or more from a wrap), the mux reader then takes
-// the stream's SSRC and puts the decrypted packets in the stream's ring of
-// reused slots, and the pump, after reading pion's stream for 20 ms more
+// a sequence number 1024 or more from a wrap; a stream first seen numbered
+// below 64 may have wrapped unseen and stays on pion's), the mux reader
+// then takes the stream's SSRC and puts the decrypted packets in the
+// stream's ring of reused slots, and the pump, after reading pion's
+// stream for 20 ms more
 // (what pion already had), reads the ring: one goroutine hand-off per
 // packet instead of four. pion's receive interceptors (NACK generation,
 // receiver reports, transport-cc feedback, RTX in the track) still read
