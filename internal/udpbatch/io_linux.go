@@ -181,8 +181,14 @@ func (b *mmsgIO) mmsg(trap, fd uintptr, first int) bool {
 // mmsg makes one sendmmsg or recvmmsg call (trap) for *count messages
 // from hdrs[0], without blocking; it sets *count to the messages done, or
 // *err. False means the socket is not ready (EAGAIN).
+//
+// The call is raw (the scheduler is not told of it): with MSG_DONTWAIT it
+// cannot block, and a batch on loopback takes tens to a few hundred
+// microseconds, long enough that the runtime's monitor would otherwise
+// take the processor from the goroutine in the call and wake another
+// thread for it, a hand-off per batch for nothing.
 func mmsg(trap, fd uintptr, hdrs []mmsghdr, count *int, err *error) bool {
-	n, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(*count), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(*count), unix.MSG_DONTWAIT, 0, 0)
 	if e == unix.EAGAIN {
 		return false
 	}
