@@ -118,9 +118,10 @@ func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return c.c.WriteTo(b, addr)
 }
 
-// ReadFromAddrPort reads a datagram.
+// ReadFromAddrPort reads a datagram (on Linux with a raw system call,
+// conn_linux.go), allocating nothing.
 func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.c.ReadFromUDPAddrPort(b)
+	return c.impl.read(c, b)
 }
 
 // ReadFrom reads a datagram.

@@ -20,3 +20,7 @@ func (*sender) flush(*Conn) {}
 func (*sender) write(c *Conn, b []byte, addr netip.AddrPort) (int, error) {
 	return c.c.WriteToUDPAddrPort(b, addr)
 }
+
+func (*sender) read(c *Conn, b []byte) (int, netip.AddrPort, error) {
+	return c.c.ReadFromUDPAddrPort(b)
+}

@@ -4,9 +4,11 @@ package udpbatch
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -259,4 +261,67 @@ func BenchmarkSend(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*fan), "ns/datagram")
 	})
+}
+
+// ReadFromAddrPort gives what the socket's own read gives: the datagram,
+// its source (IPv4, or v4-mapped on a dual-stack socket), a timeout at the
+// read deadline and an error once closed; and it allocates nothing.
+func TestConnRead(t *testing.T) {
+	dual, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dual.Close() })
+	for name, uc := range map[string]*net.UDPConn{"ipv4": listen(t, "127.0.0.1:0"), "dual": dual} {
+		t.Run(name, func(t *testing.T) {
+			c, err := NewConn(uc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx := listen(t, "127.0.0.1:0")
+			to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), apOf(uc).Port())
+			buf := make([]byte, 1500)
+			want := apOf(tx)
+			if c.impl.v6 {
+				want = netip.AddrPortFrom(netip.AddrFrom16(want.Addr().As16()), want.Port())
+			}
+			for i := range 3 {
+				if _, err := tx.WriteToUDPAddrPort(payload(0, i, 100+i), to); err != nil {
+					t.Fatal(err)
+				}
+				n, from, err := c.ReadFromAddrPort(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != 100+i || !bytes.Equal(buf[:n], payload(0, i, 100+i)) || from != want {
+					t.Fatalf("read %d bytes from %v, want %d from %v", n, from, 100+i, want)
+				}
+			}
+			p := payload(0, 0, 100)
+			allocs := testing.AllocsPerRun(50, func() {
+				_, _ = tx.WriteToUDPAddrPort(p, to)
+				_, _, _ = c.ReadFromAddrPort(buf)
+			})
+			if allocs > 0 {
+				t.Errorf("%.1f allocations per write and read", allocs)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, _, err := c.ReadFromAddrPort(buf); !os.IsTimeout(err) {
+				t.Fatalf("read past the deadline: %v, want a timeout", err)
+			}
+			_ = c.SetReadDeadline(time.Time{})
+			done := make(chan error, 1)
+			go func() { _, _, err := c.ReadFromAddrPort(buf); done <- err }()
+			time.Sleep(10 * time.Millisecond)
+			_ = c.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("read on close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a read blocked past the close")
+			}
+		})
+	}
 }
