@@ -1,6 +1,3 @@
-// Package httpjson writes JSON answers for the node's HTTP APIs (the admin
-// API in signaling, the multi-cluster admin handler in the root package),
-// so that they encode answers and errors alike.
 package httpjson
 
 import (
