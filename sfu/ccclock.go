@@ -16,53 +16,80 @@ import (
 )
 
 type ccClock struct {
-	mu     sync.Mutex
-	conns  map[*Connection]struct{}
-	closed bool
-	run    bool          // the goroutine was started
-	stop   chan struct{} // closed by close
-	done   chan struct{} // closed when the goroutine ends
-
-	// the goroutine's: a snapshot of conns, reused
+	clockSet[*Connection]
+	// the goroutine's: a snapshot of the connections, reused
 	round []*Connection
 }
 
 // add makes the clock run c's congestion control steps (c.dl set), and
 // starts the clock's goroutine on the first call. Nothing runs once the
 // clock is closed.
-func (k *ccClock) add(c *Connection) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return
-	}
-	if k.conns == nil {
-		k.conns = make(map[*Connection]struct{})
-	}
-	k.conns[c] = struct{}{}
-	if !k.run {
-		k.run = true
-		k.stop = make(chan struct{})
-		k.done = make(chan struct{})
-		go k.loop()
-	}
-}
+func (k *ccClock) add(c *Connection) { k.clockSet.add(c, k.loop) }
 
 // remove stops c's steps; when it returns, none runs and none will.
 func (k *ccClock) remove(c *Connection) {
 	if c.dl == nil {
 		return
 	}
-	k.mu.Lock()
-	delete(k.conns, c)
-	k.mu.Unlock()
+	k.clockSet.remove(c)
 	c.dl.stepMu.Lock() // waits for a step of c under way
 	c.dl.stopped = true
 	c.dl.stepMu.Unlock()
 }
 
-// close ends the clock's goroutine and waits for it.
-func (k *ccClock) close() {
+// clockSet is what the SFU's clocks (this one, and the sender reports'
+// srClock) share: the members a tick runs for, and the goroutine, started
+// with the first member and ended by close.
+type clockSet[T comparable] struct {
+	mu     sync.Mutex
+	set    map[T]struct{}
+	closed bool
+	run    bool          // the goroutine was started
+	stop   chan struct{} // closed by close
+	done   chan struct{} // closed when the goroutine ends
+}
+
+// add makes x a member, and starts loop on a goroutine (which must close
+// done when it returns, and return once stop closes) on the first call.
+// Nothing is added once the set is closed.
+func (k *clockSet[T]) add(x T, loop func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return
+	}
+	if k.set == nil {
+		k.set = make(map[T]struct{})
+	}
+	k.set[x] = struct{}{}
+	if !k.run {
+		k.run = true
+		k.stop = make(chan struct{})
+		k.done = make(chan struct{})
+		go loop()
+	}
+}
+
+// remove makes x no longer a member: snapshots taken after it do not
+// hold it.
+func (k *clockSet[T]) remove(x T) {
+	k.mu.Lock()
+	delete(k.set, x)
+	k.mu.Unlock()
+}
+
+// snapshot appends the members to round.
+func (k *clockSet[T]) snapshot(round []T) []T {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for x := range k.set {
+		round = append(round, x)
+	}
+	return round
+}
+
+// close ends the goroutine and waits for it.
+func (k *clockSet[T]) close() {
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
@@ -70,7 +97,7 @@ func (k *ccClock) close() {
 	}
 	k.closed = true
 	run := k.run
-	k.conns = nil
+	k.set = nil
 	k.mu.Unlock()
 	if run {
 		close(k.stop)
@@ -114,11 +141,7 @@ func (k *ccClock) loop() {
 // each runs step for every connection of the clock, under the
 // connection's stepMu, and returns whether a probe runs on any.
 func (k *ccClock) each(step func(c *Connection, now int64)) bool {
-	k.mu.Lock()
-	for c := range k.conns {
-		k.round = append(k.round, c)
-	}
-	k.mu.Unlock()
+	k.round = k.snapshot(k.round)
 	probing := false
 	for i, c := range k.round {
 		dl := c.dl

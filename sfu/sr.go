@@ -221,59 +221,14 @@ func (si *srInterceptor) send(now int64, wall time.Time, pkts []rtcp.Packet, srs
 // own moment; the clock wakes it once. It starts with the first
 // connection and ends with the SFU (close).
 type srClock struct {
-	mu     sync.Mutex
-	conns  map[*srInterceptor]struct{}
-	closed bool
-	run    bool          // the goroutine was started
-	stop   chan struct{} // closed by close
-	done   chan struct{} // closed when the goroutine ends
-
+	clockSet[*srInterceptor]
 	// the goroutine's, reused
 	round []*srInterceptor
 	pkts  []rtcp.Packet
 	srs   []rtcp.SenderReport
 }
 
-func (k *srClock) add(si *srInterceptor) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed {
-		return
-	}
-	if k.conns == nil {
-		k.conns = make(map[*srInterceptor]struct{})
-	}
-	k.conns[si] = struct{}{}
-	if !k.run {
-		k.run = true
-		k.stop = make(chan struct{})
-		k.done = make(chan struct{})
-		go k.loop()
-	}
-}
-
-func (k *srClock) remove(si *srInterceptor) {
-	k.mu.Lock()
-	delete(k.conns, si)
-	k.mu.Unlock()
-}
-
-// close ends the clock's goroutine and waits for it.
-func (k *srClock) close() {
-	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
-		return
-	}
-	k.closed = true
-	run := k.run
-	k.conns = nil
-	k.mu.Unlock()
-	if run {
-		close(k.stop)
-		<-k.done
-	}
-}
+func (k *srClock) add(si *srInterceptor) { k.clockSet.add(si, k.loop) }
 
 func (k *srClock) loop() {
 	defer close(k.done)
@@ -285,11 +240,7 @@ func (k *srClock) loop() {
 			return
 		case <-t.C:
 		}
-		k.mu.Lock()
-		for si := range k.conns {
-			k.round = append(k.round, si)
-		}
-		k.mu.Unlock()
+		k.round = k.snapshot(k.round)
 		now, wall := mono(), time.Now()
 		for i, si := range k.round {
 			k.pkts, k.srs = si.send(now, wall, k.pkts, k.srs)
