@@ -40,6 +40,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -196,9 +197,10 @@ type upstreamHook interface {
 	takesSSRC(ssrc uint32) bool
 	// onRTP is given a packet of an SSRC it takes, authenticated and
 	// decrypted: pkt is the whole packet (header and payload, plaintext),
-	// h its parsed header, at its arrival on the mono clock (ns). Both
-	// are valid only until it returns.
-	onRTP(h *rtp.Header, pkt []byte, at int64)
+	// h its parsed header. Both are valid only until it returns. (No
+	// arrival time: pion's transport-cc feedback, fed by the pump's read,
+	// stamps its own.)
+	onRTP(h *rtp.Header, pkt []byte)
 }
 
 // recvState is a connection's direct receive path.
@@ -280,7 +282,7 @@ func (rs *recvState) rtcp(r *recvConn, b []byte) bool {
 			continue // as pion: the rest of the compound is still read
 		}
 		for i, ssrc := range dsts {
-			if dup(dsts[:i], ssrc) {
+			if slices.Contains(dsts[:i], ssrc) {
 				continue
 			}
 			for _, d := range downs {
@@ -293,25 +295,14 @@ func (rs *recvState) rtcp(r *recvConn, b []byte) bool {
 	return true
 }
 
-// dup reports whether s holds v.
-func dup(s []uint32, v uint32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // rtp decrypts an SRTP datagram in place and gives it to h; false: it was
 // dropped.
 func (rs *recvState) rtp(h upstreamHook, b []byte) bool {
-	at := mono()
 	rs.mu.Lock()
 	plain, err := rs.ctx.DecryptRTP(b[:0], b, &rs.rtpH)
 	if err == nil {
 		// Under mu: the header is the context's scratch.
-		h.onRTP(&rs.rtpH, plain, at)
+		h.onRTP(&rs.rtpH, plain)
 	}
 	rs.mu.Unlock()
 	return err == nil

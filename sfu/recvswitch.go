@@ -86,7 +86,7 @@ const (
 // recvSwitchFactory makes one recvSwitch per peer connection and hands it
 // to the connection by the peer connection's id (as srFactory).
 type recvSwitchFactory struct {
-	m     sync.Map // id → *upRecv, until the connection takes it
+	byPC  pcMap[*upRecv]
 	stats *sendState
 	drops *atomic.Uint64
 }
@@ -95,17 +95,13 @@ func (f *recvSwitchFactory) take(id string) *upRecv {
 	if f == nil {
 		return nil
 	}
-	v, ok := f.m.LoadAndDelete(id)
-	if !ok {
-		return nil
-	}
-	return v.(*upRecv)
+	return f.byPC.take(id)
 }
 
 // NewInterceptor returns the peer connection's switch.
 func (f *recvSwitchFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
 	u := &upRecv{stats: f.stats, drops: f.drops}
-	f.m.Store(id, u)
+	f.byPC.put(id, u)
 	return &recvSwitch{u: u, f: f, id: id}, nil
 }
 
@@ -125,7 +121,7 @@ func (r *recvSwitch) UnbindRemoteStream(info *interceptor.StreamInfo) { r.u.unbi
 
 // Close ends every stream's queue: the peer connection closed.
 func (r *recvSwitch) Close() error {
-	r.f.m.Delete(r.id) // a connection that never took it
+	r.f.byPC.forget(r.id, r.u) // a connection that never took it
 	r.u.close()
 	return nil
 }
@@ -158,9 +154,7 @@ func (u *upRecv) takesSSRC(ssrc uint32) bool { return u.lookup(ssrc) != nil }
 // onRTP queues a decrypted RTP packet for its stream's pump, or drops it
 // (the queue is full, or the stream left the direct path meanwhile).
 // Called by the mux reader only; it never blocks and allocates nothing.
-// The arrival time is not kept: pion's transport-cc feedback, which the
-// pump's read feeds, stamps its own.
-func (u *upRecv) onRTP(h *rtp.Header, pkt []byte, _ int64) {
+func (u *upRecv) onRTP(h *rtp.Header, pkt []byte) {
 	if s := u.lookup(h.SSRC); s != nil && s.q.push(pkt) {
 		u.stats.recvPackets.Add(1)
 		return

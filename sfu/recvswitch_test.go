@@ -99,7 +99,7 @@ func (r *switchRig) send() {
 		for r.s.q.tail.Load()-r.s.q.head.Load() >= uint64(r.s.q.size) {
 			runtime.Gosched()
 		}
-		r.u.onRTP(&h, plain, mono())
+		r.u.onRTP(&h, plain)
 		return
 	}
 	plain, err := r.pionCx.DecryptRTP(nil, enc, nil)
@@ -272,19 +272,19 @@ func TestRecvQueueFull(t *testing.T) {
 	h := &rtp.Header{SSRC: 7}
 	pkt := make([]byte, 200)
 	for range recvSlotsAudio + 10 {
-		u.onRTP(h, pkt, 0)
+		u.onRTP(h, pkt)
 	}
 	if stats.recvPackets.Load() != recvSlotsAudio || drops.Load() != 10 {
 		t.Fatalf("%d queued, %d dropped; want %d and 10", stats.recvPackets.Load(), drops.Load(), recvSlotsAudio)
 	}
-	u.onRTP(&rtp.Header{SSRC: 8}, pkt, 0) // not switched
+	u.onRTP(&rtp.Header{SSRC: 8}, pkt) // not switched
 	if drops.Load() != 11 {
 		t.Fatalf("a packet of an SSRC not taken: %d dropped, want 11", drops.Load())
 	}
 	b := make([]byte, recvSlotSize)
 	s.mode = modeQueue
 	if n := testing.AllocsPerRun(1000, func() {
-		u.onRTP(h, pkt, 0)
+		u.onRTP(h, pkt)
 		if _, _, err := s.Read(b, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +333,7 @@ func BenchmarkRecvHandoff(b *testing.B) {
 				for s.q.tail.Load()-s.q.head.Load() >= limit {
 					runtime.Gosched()
 				}
-				u.onRTP(h, pkt, 0)
+				u.onRTP(h, pkt)
 			}
 			<-done
 			u.close()

@@ -34,10 +34,10 @@ type srFactory struct {
 	reg *srRegistries
 }
 
-// srRegistries maps a peer connection id to its streams until the
-// connection takes them, and holds the SFU's report clock.
+// srRegistries hands each peer connection's streams to its Connection
+// (by the peer connection's id) and holds the SFU's report clock.
 type srRegistries struct {
-	m     sync.Map // id → *srRegistry
+	byPC  pcMap[*srRegistry]
 	clock srClock
 }
 
@@ -45,12 +45,29 @@ func (r *srRegistries) take(id string) *srRegistry {
 	if r == nil {
 		return nil
 	}
-	v, ok := r.m.LoadAndDelete(id)
-	if !ok {
-		return nil
-	}
-	return v.(*srRegistry)
+	return r.byPC.take(id)
 }
+
+// pcMap hands what an interceptor factory made for a peer connection
+// (NewInterceptor gets the peer connection's id) to the Connection, which
+// takes it by that id once the peer connection exists.
+type pcMap[T comparable] struct{ m sync.Map }
+
+func (p *pcMap[T]) put(id string, v T) { p.m.Store(id, v) }
+
+// take returns what was put for id, once; the zero T if nothing was.
+func (p *pcMap[T]) take(id string) T {
+	var zero T
+	v, ok := p.m.LoadAndDelete(id)
+	if !ok {
+		return zero
+	}
+	return v.(T)
+}
+
+// forget drops v for id, if it is still there (the peer connection closed
+// before its Connection took it).
+func (p *pcMap[T]) forget(id string, v T) { p.m.CompareAndDelete(id, v) }
 
 // srRegistry is a peer connection's streams, by SSRC.
 type srRegistry struct {
@@ -71,7 +88,7 @@ func (r *srRegistry) lookup(ssrc uint32) *srStream {
 // NewInterceptor returns the peer connection's sender report interceptor.
 func (f *srFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
 	si := &srInterceptor{id: id, reg: f.reg, streams: &srRegistry{}}
-	f.reg.m.Store(id, si.streams)
+	f.reg.byPC.put(id, si.streams)
 	return si, nil
 }
 
@@ -180,7 +197,7 @@ func (si *srInterceptor) Close() error {
 	si.sendMu.Lock()
 	si.stopped = true
 	si.sendMu.Unlock()
-	si.reg.m.CompareAndDelete(si.id, si.streams)
+	si.reg.byPC.forget(si.id, si.streams)
 	return nil
 }
 
