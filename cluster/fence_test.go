@@ -187,11 +187,7 @@ func TestCutPastStopReleasesOnce(t *testing.T) {
 	r := newFenceRun(t, "held")
 	tm := r.victim.cfg.Timing
 	cut, failed := r.cut(t)
-	select {
-	case <-r.outCh:
-	case <-time.After(2 * cutOffServingBound(tm)):
-		t.Fatalf("%s did not leave the majority within %v of the cut", r.victim.self, 2*cutOffServingBound(tm))
-	}
+	r.waitOut(t)
 	out := r.outAt()
 	r.victimReleases(t)
 	testutil.Eventually(t, func() bool { return len(r.endsSeen()) > 0 }, 2*failedReleaseAfter(tm), "the session's end")
@@ -215,13 +211,8 @@ func TestCutPastStopReleasesOnce(t *testing.T) {
 // is back in the majority, ends the session and it reports it.
 func TestCutStoppedBackBeforeReleaseEndsOnce(t *testing.T) {
 	r := newFenceRun(t, "returned")
-	tm := r.victim.cfg.Timing
 	cut, failed := r.cut(t)
-	select {
-	case <-r.outCh:
-	case <-time.After(2 * cutOffServingBound(tm)):
-		t.Fatalf("%s did not leave the majority within %v of the cut", r.victim.self, 2*cutOffServingBound(tm))
-	}
+	r.waitOut(t)
 	r.victimReleases(t)
 	r.heal(t)
 	r.checkEndedOnce(t)
@@ -234,6 +225,18 @@ func TestCutStoppedBackBeforeReleaseEndsOnce(t *testing.T) {
 // victimReleases releases the channel on the victim, out of the majority,
 // as its signaling server does when it drops the last client: the release
 // cannot commit and returns an error.
+// waitOut waits for the victim to leave the majority, within twice the
+// bound of a cut-off node's serving.
+func (r *fenceRun) waitOut(t *testing.T) {
+	t.Helper()
+	bound := 2 * cutOffServingBound(r.victim.cfg.Timing)
+	select {
+	case <-r.outCh:
+	case <-time.After(bound):
+		t.Fatalf("%s did not leave the majority within %v of the cut", r.victim.self, bound)
+	}
+}
+
 func (r *fenceRun) victimReleases(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
