@@ -469,28 +469,35 @@ func channel(t testing.TB, s *sfu.SFU, id string) *sfu.Channel {
 	return ch
 }
 
-// addRemoteVideo adds a remote VP8 track id, published by the connection
-// streamID of another node, to ch; the track is removed when the test ends.
 // remoteSSRC writes small packets into w until sub receives the track key
 // ("streamID/id"), and returns the SSRC sub sees it on: what sub's PLIs
 // must name to reach the server's sender.
 func remoteSSRC(t testing.TB, w *sfu.TrackWriter, sub *testClient, key string) uint32 {
 	t.Helper()
-	seq := uint16(0)
-	testutil.Eventually(t, func() bool {
-		for range 5 {
-			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 3}, Payload: []byte{1}}
-			b, _ := p.Marshal()
-			_ = w.WriteRTP(b)
-			seq++
-		}
-		return len(sub.payloads(key)) > 0
-	}, wait, "subscriber receives")
+	writeUntil(t, w, 3, []byte{1}, func() bool { return len(sub.payloads(key)) > 0 }, "subscriber receives")
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	return sub.ssrcs[key]
 }
 
+// writeUntil writes packets of ssrc carrying payload into w, five at a
+// time with consecutive sequence numbers, until done.
+func writeUntil(t testing.TB, w *sfu.TrackWriter, ssrc uint32, payload []byte, done func() bool, what string) {
+	t.Helper()
+	seq := uint16(0)
+	testutil.Eventually(t, func() bool {
+		for range 5 {
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: ssrc}, Payload: payload}
+			b, _ := p.Marshal()
+			_ = w.WriteRTP(b)
+			seq++
+		}
+		return done()
+	}, wait, "%s", what)
+}
+
+// addRemoteVideo adds a remote VP8 track id, published by the connection
+// streamID of another node, to ch; the track is removed when the test ends.
 func addRemoteVideo(t testing.TB, ch *sfu.Channel, id, streamID string, kr sfu.KeyframeRequester) *sfu.TrackWriter {
 	t.Helper()
 	w, err := ch.AddRemoteTrack(sfu.TrackInfo{ID: id, StreamID: streamID, Kind: webrtc.RTPCodecTypeVideo, Codec: vp8}, kr)

@@ -198,16 +198,8 @@ func TestAnswerTimeout(t *testing.T) {
 	if err := mute.conn.SetAnswer("v=0"); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("late answer: err = %v", err)
 	}
-	seq := uint16(0)
-	testutil.Eventually(t, func() bool {
-		for range 5 {
-			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 5}, Payload: []byte{0xCD}}
-			b, _ := p.Marshal()
-			_ = w.WriteRTP(b)
-			seq++
-		}
-		return len(good.payloads("FAR/far-video")) >= 5
-	}, wait, "the answering subscriber still gets the track")
+	writeUntil(t, w, 5, []byte{0xCD}, func() bool { return len(good.payloads("FAR/far-video")) >= 5 },
+		"the answering subscriber still gets the track")
 	if err := good.conn.Err(); err != nil {
 		t.Fatalf("the answering subscriber was closed: %v", err)
 	}
